@@ -1,0 +1,9 @@
+//! Foundations shared by every xaso crate: the clocks that all time-dependent logic reads
+//! through, so that tests can drive time without sleeping.
+//!
+//! Nothing here does I/O. Protocol and media logic takes `now` as an argument or a
+//! `&dyn Clocks`; only the edges (the binary's wiring) create [`RealClocks`].
+
+pub mod clock;
+
+pub use clock::{Clocks, RealClocks, SimulatedClocks};

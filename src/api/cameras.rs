@@ -1,0 +1,147 @@
+//! The camera catalogue: `/api/cameras` and `/api/cameras/{id}`. Admins manage it; operators
+//! and reviewers see the cameras granted to them. URLs go out without credentials.
+
+use super::AppState;
+use super::caller::Caller;
+use super::extract::{ApiJson, ApiPath};
+use super::rfc3339;
+use crate::auth::{CameraUse, Role};
+use crate::bail;
+use crate::error::Result;
+use crate::store::{self, Camera};
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/cameras", get(list).post(create))
+        .route("/cameras/{id}", get(one).patch(update).delete(remove))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CameraOut {
+    pub id: i64,
+    pub name: String,
+    /// The RTSP URL without user name and password.
+    pub url: String,
+    pub record: bool,
+    pub created_at: String,
+}
+
+impl From<Camera> for CameraOut {
+    fn from(c: Camera) -> Self {
+        CameraOut {
+            url: store::redact_rtsp_url(&c.url),
+            id: c.id,
+            name: c.name,
+            record: c.record,
+            created_at: rfc3339(c.created_ms),
+        }
+    }
+}
+
+/// The cameras the caller may see.
+#[utoipa::path(get, path = "/api/cameras", tag = "cameras", responses((status = 200, body = [CameraOut]), (status = 401), (status = 403)))]
+async fn list(State(st): State<AppState>, caller: Caller) -> Result<axum::Json<Vec<CameraOut>>> {
+    let cams = match caller.user.role {
+        Role::Admin => store::list_cameras(&st.db, None).await?,
+        r if r.may(CameraUse::See) => store::list_cameras(&st.db, Some(caller.user.id)).await?,
+        _ => bail!(PermissionDenied, "this account has no access to cameras"),
+    };
+    Ok(axum::Json(cams.into_iter().map(CameraOut::from).collect()))
+}
+
+/// One camera, if the caller may see it.
+#[utoipa::path(get, path = "/api/cameras/{id}", tag = "cameras", params(("id" = i64, Path)),
+    responses((status = 200, body = CameraOut), (status = 401), (status = 403), (status = 404)))]
+async fn one(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<axum::Json<CameraOut>> {
+    caller.require_camera(&st, id, CameraUse::See).await?;
+    Ok(axum::Json(store::camera(&st.db, id).await?.into()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewCamera {
+    pub name: String,
+    /// `rtsp://user:password@host:port/path`; the credentials are kept but never returned.
+    pub url: String,
+    #[serde(default = "yes")]
+    pub record: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Add a camera (admin).
+#[utoipa::path(post, path = "/api/cameras", tag = "cameras", request_body = NewCamera,
+    responses((status = 201, body = CameraOut), (status = 400), (status = 401), (status = 403), (status = 409)))]
+async fn create(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<NewCamera>,
+) -> Result<(StatusCode, axum::Json<CameraOut>)> {
+    caller.require_admin()?;
+    let cam =
+        store::create_camera(&st.db, req.name.trim(), &req.url, req.record, st.now_ms()).await?;
+    let mut ev = caller.event("camera.create");
+    ev.camera_id = Some(cam.id);
+    ev.detail =
+        Some(serde_json::json!({ "name": cam.name, "url": store::redact_rtsp_url(&cam.url) }));
+    st.audit(ev).await?;
+    Ok((StatusCode::CREATED, axum::Json(cam.into())))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CameraPatch {
+    pub name: Option<String>,
+    pub url: Option<String>,
+    pub record: Option<bool>,
+}
+
+/// Change a camera (admin).
+#[utoipa::path(patch, path = "/api/cameras/{id}", tag = "cameras", request_body = CameraPatch, params(("id" = i64, Path)),
+    responses((status = 200, body = CameraOut), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)))]
+async fn update(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(req): ApiJson<CameraPatch>,
+) -> Result<axum::Json<CameraOut>> {
+    caller.require_admin()?;
+    let name = req.name.as_deref().map(str::trim);
+    let cam = store::update_camera(&st.db, id, name, req.url.as_deref(), req.record).await?;
+    let mut ev = caller.event("camera.update");
+    ev.camera_id = Some(id);
+    ev.detail = Some(serde_json::json!({
+        "name": req.name, "url": req.url.as_deref().map(store::redact_rtsp_url), "record": req.record,
+    }));
+    st.audit(ev).await?;
+    Ok(axum::Json(cam.into()))
+}
+
+/// Remove a camera from the catalogue (admin).
+#[utoipa::path(delete, path = "/api/cameras/{id}", tag = "cameras", params(("id" = i64, Path)),
+    responses((status = 204), (status = 401), (status = 403), (status = 404)))]
+async fn remove(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode> {
+    caller.require_admin()?;
+    let cam = store::delete_camera(&st.db, id).await?;
+    let mut ev = caller.event("camera.delete");
+    ev.camera_id = Some(id);
+    ev.detail = Some(serde_json::json!({ "name": cam.name }));
+    st.audit(ev).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,352 @@
+//! Configuration: the TOML file, `XASO_...` environment overrides, and command-line flags,
+//! merged in that order into one validated [`Config`].
+//!
+//! Every key has a default (documented in `config/xaso.example.toml`), so no file at all is a
+//! valid configuration. Unknown keys, in the file or in the environment, are errors that name
+//! the line or the variable.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Environment variables that start with `XASO_` but are not configuration keys.
+pub const NON_CONFIG_ENV: &[&str] = &["XASO_ADMIN_PASSWORD", "XASO_LOG"];
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the database (by default) and, later, footage live.
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...`; empty means `sqlite://<data_dir>/xaso.db`.
+    pub database_url: String,
+    /// Address and port of the HTTP(S) server.
+    pub listen: SocketAddr,
+    /// `off`, `self-signed` (generated on first start, kept in `<data_dir>/tls/`), or `files`.
+    pub tls: TlsMode,
+    /// With `tls = "files"`: PEM certificate chain and private key.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Extra host names / addresses for the self-signed certificate (e.g. the box's LAN IP).
+    pub tls_names: Vec<String>,
+    /// `human` or `json`.
+    pub log_format: LogFormat,
+    pub auth: AuthConfig,
+    pub http: HttpConfig,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    Off,
+    SelfSigned,
+    Files,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// A session ends this many minutes after login.
+    pub session_ttl_minutes: u64,
+    /// Failed logins allowed per user name within `login_window_secs`, then 429.
+    pub login_max_failures_per_user: u32,
+    /// Failed logins allowed per client address within `login_window_secs`, then 429.
+    pub login_max_failures_per_address: u32,
+    pub login_window_secs: u64,
+    /// Shortest password accepted for new passwords.
+    pub min_password_len: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Largest request body accepted by JSON endpoints, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./xaso-data"),
+            database_url: String::new(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tls: TlsMode::Off,
+            tls_cert: None,
+            tls_key: None,
+            tls_names: Vec::new(),
+            log_format: LogFormat::Human,
+            auth: AuthConfig::default(),
+            http: HttpConfig::default(),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            session_ttl_minutes: 12 * 60,
+            login_max_failures_per_user: 5,
+            login_max_failures_per_address: 20,
+            login_window_secs: 300,
+            min_password_len: 8,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_body_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Overrides given on the command line; they win over the file and the environment.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub log_format: Option<LogFormat>,
+}
+
+impl Config {
+    /// The effective database URL.
+    pub fn database_url(&self) -> String {
+        if self.database_url.is_empty() {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("xaso.db").display()
+            )
+        } else {
+            self.database_url.clone()
+        }
+    }
+
+    /// Whether cookies must carry `Secure` (only when served over HTTPS).
+    pub fn https(&self) -> bool {
+        self.tls != TlsMode::Off
+    }
+
+    /// Loads `file` (if any), applies `env` (`(name, value)` pairs; only `XASO_` ones count),
+    /// then `overrides`, and validates the result.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Config, String> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+                parse_file(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        let mut vars: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("XASO_") && !NON_CONFIG_ENV.contains(&k.as_str()))
+            .collect();
+        vars.sort();
+        for (name, value) in &vars {
+            let mut single = toml::Table::new();
+            set_env_key(&mut single, name, value)?;
+            Config::deserialize(toml::Value::Table(single))
+                .map_err(|e| format!("environment variable {name}: {}", e.message()))?;
+            set_env_key(&mut table, name, value)?;
+        }
+        let mut cfg = Config::deserialize(toml::Value::Table(table))
+            .map_err(|e| format!("configuration: {}", e.message()))?;
+        if let Some(d) = &overrides.data_dir {
+            cfg.data_dir = d.clone();
+        }
+        if let Some(l) = overrides.listen {
+            cfg.listen = l;
+        }
+        if let Some(f) = overrides.log_format {
+            cfg.log_format = f;
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.tls == TlsMode::Files && (self.tls_cert.is_none() || self.tls_key.is_none()) {
+            return Err("tls = \"files\" needs both tls_cert and tls_key".into());
+        }
+        if self.auth.session_ttl_minutes == 0 {
+            return Err("auth.session_ttl_minutes must be at least 1".into());
+        }
+        if self.auth.login_window_secs == 0 {
+            return Err("auth.login_window_secs must be at least 1".into());
+        }
+        if self.auth.min_password_len < 8 {
+            return Err("auth.min_password_len must be at least 8".into());
+        }
+        if self.http.max_body_bytes < 1024 {
+            return Err("http.max_body_bytes must be at least 1024".into());
+        }
+        let url = self.database_url();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(format!(
+                "database_url must start with sqlite:, postgres:// or postgresql://, not {:?}",
+                url.split(':').next().unwrap_or("")
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Parses a config file's text, checking it against [`Config`] so that an unknown key or a
+/// wrong type is reported with its line and column.
+fn parse_file(text: &str) -> Result<toml::Table, String> {
+    toml::from_str::<Config>(text).map_err(|e| e.to_string().trim_end().to_owned())?;
+    toml::from_str::<toml::Table>(text).map_err(|e| e.to_string())
+}
+
+/// `XASO_AUTH__SESSION_TTL_MINUTES=60` sets `auth.session_ttl_minutes = 60`: the prefix goes,
+/// `__` separates tables, the rest is lower-cased. The value is read as a TOML value when it
+/// is one (`60`, `true`, `["a"]`), else as a string.
+fn set_env_key(table: &mut toml::Table, name: &str, value: &str) -> Result<(), String> {
+    let path: Vec<String> = name["XASO_".len()..]
+        .split("__")
+        .map(|p| p.to_ascii_lowercase())
+        .collect();
+    if path.iter().any(|p| p.is_empty()) {
+        return Err(format!("environment variable {name}: malformed name"));
+    }
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_owned()));
+    let (last, parents) = path.split_last().expect("non-empty path");
+    let mut t = table;
+    for p in parents {
+        let entry = t
+            .entry(p.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("environment variable {name}: {p} is not a table"))?;
+    }
+    t.insert(last.clone(), parsed);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(text: &str, env: &[(&str, &str)]) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(
+            Some(&path),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+            &Overrides::default(),
+        )
+    }
+
+    #[test]
+    fn no_file_gives_defaults() {
+        let c = Config::load(None, Vec::new(), &Overrides::default()).unwrap();
+        assert_eq!(c, Config::default());
+        assert!(c.database_url().starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn example_file_is_valid_and_matches_defaults() {
+        let text = include_str!("../config/xaso.example.toml");
+        assert_eq!(load_str(text, &[]).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_key_names_its_line() {
+        let e = load_str(
+            "listen = \"127.0.0.1:9000\"\n\n[auth]\nsession_ttl = 5\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.contains("line 4"), "{e}");
+        assert!(e.contains("session_ttl"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_its_line() {
+        let e = load_str("\nlisten = 8080\n", &[]).unwrap_err();
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn env_overrides_file_and_flags_override_env() {
+        let c = load_str(
+            "listen = \"127.0.0.1:9000\"\n",
+            &[
+                ("XASO_LISTEN", "127.0.0.1:9100"),
+                ("XASO_AUTH__SESSION_TTL_MINUTES", "60"),
+                ("XASO_TLS", "self-signed"),
+                ("XASO_ADMIN_PASSWORD", "not-a-key"),
+                ("HOME", "/root"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9100);
+        assert_eq!(c.auth.session_ttl_minutes, 60);
+        assert_eq!(c.tls, TlsMode::SelfSigned);
+
+        let o = Overrides {
+            listen: Some("127.0.0.1:9200".parse().unwrap()),
+            ..Default::default()
+        };
+        let c = Config::load(
+            None,
+            vec![("XASO_LISTEN".into(), "127.0.0.1:9100".into())],
+            &o,
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9200);
+    }
+
+    #[test]
+    fn unknown_env_key_is_an_error_naming_the_variable() {
+        let e = load_str("", &[("XASO_LISTN", "127.0.0.1:1")]).unwrap_err();
+        assert!(e.contains("XASO_LISTN"), "{e}");
+        let e = load_str("", &[("XASO_AUTH__NOPE", "1")]).unwrap_err();
+        assert!(e.contains("XASO_AUTH__NOPE"), "{e}");
+    }
+
+    #[test]
+    fn semantic_checks() {
+        assert!(
+            load_str("tls = \"files\"\n", &[])
+                .unwrap_err()
+                .contains("tls_cert")
+        );
+        assert!(
+            load_str("tls = \"maybe\"\n", &[])
+                .unwrap_err()
+                .contains("line 1")
+        );
+        assert!(
+            load_str("database_url = \"mysql://x\"\n", &[])
+                .unwrap_err()
+                .contains("database_url")
+        );
+        assert!(load_str("[auth]\nmin_password_len = 4\n", &[]).is_err());
+    }
+
+    #[test]
+    fn syntax_error_names_its_line() {
+        let e = load_str("a = 1\nlisten = \"x\n", &[]).unwrap_err();
+        assert!(e.contains("line 2"), "{e}");
+    }
+}

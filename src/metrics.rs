@@ -1,0 +1,161 @@
+//! Prometheus metrics: request counts and latency by route (the matched route pattern, never
+//! the raw path, so ids do not explode the label space), rendered at `GET /metrics`.
+//! Later subsystems add their own series to [`Metrics`].
+
+use crate::api::AppState;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::header;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+/// Upper bounds of the latency histogram, in seconds.
+const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+
+#[derive(Default)]
+pub struct Metrics {
+    http: Mutex<BTreeMap<(String, String), RouteStats>>,
+}
+
+#[derive(Default)]
+struct RouteStats {
+    by_status: BTreeMap<u16, u64>,
+    buckets: [u64; BUCKETS.len()],
+    sum_secs: f64,
+    count: u64,
+}
+
+impl Metrics {
+    pub fn observe(&self, method: &str, route: &str, status: u16, secs: f64) {
+        let mut m = self.http.lock().expect("metrics lock");
+        let s = m.entry((method.to_owned(), route.to_owned())).or_default();
+        *s.by_status.entry(status).or_default() += 1;
+        for (b, le) in s.buckets.iter_mut().zip(BUCKETS) {
+            if secs <= le {
+                *b += 1;
+            }
+        }
+        s.sum_secs += secs;
+        s.count += 1;
+    }
+
+    /// The Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "# HELP xaso_build_info The running xaso version.");
+        let _ = writeln!(out, "# TYPE xaso_build_info gauge");
+        let _ = writeln!(
+            out,
+            "xaso_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        let m = self.http.lock().expect("metrics lock");
+        let _ = writeln!(
+            out,
+            "# HELP xaso_http_requests_total HTTP requests by route and status."
+        );
+        let _ = writeln!(out, "# TYPE xaso_http_requests_total counter");
+        for ((method, route), s) in m.iter() {
+            for (status, n) in &s.by_status {
+                let _ = writeln!(
+                    out,
+                    "xaso_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
+                    escape(route)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP xaso_http_request_duration_seconds HTTP request latency by route."
+        );
+        let _ = writeln!(out, "# TYPE xaso_http_request_duration_seconds histogram");
+        for ((method, route), s) in m.iter() {
+            let labels = format!("method=\"{method}\",route=\"{}\"", escape(route));
+            for (n, le) in s.buckets.iter().zip(BUCKETS) {
+                let _ = writeln!(
+                    out,
+                    "xaso_http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {n}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "xaso_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                s.count
+            );
+            let _ = writeln!(
+                out,
+                "xaso_http_request_duration_seconds_sum{{{labels}}} {}",
+                s.sum_secs
+            );
+            let _ = writeln!(
+                out,
+                "xaso_http_request_duration_seconds_count{{{labels}}} {}",
+                s.count
+            );
+        }
+        out
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Middleware: times every request and files it under its matched route.
+pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let method = req.method().as_str().to_owned();
+    let route = match req.extensions().get::<MatchedPath>() {
+        Some(p) => p.as_str().to_owned(),
+        None if req.uri().path().starts_with("/api/") => "/api/(unmatched)".to_owned(),
+        None => "(static)".to_owned(),
+    };
+    let start = st.clocks.monotonic();
+    let resp = next.run(req).await;
+    let secs = st
+        .clocks
+        .monotonic()
+        .saturating_duration_since(start)
+        .as_secs_f64();
+    st.metrics
+        .observe(&method, &route, resp.status().as_u16(), secs);
+    resp
+}
+
+/// `GET /metrics`.
+pub async fn render(State(st): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        st.metrics.render(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histograms() {
+        let m = Metrics::default();
+        m.observe("GET", "/api/users", 200, 0.002);
+        m.observe("GET", "/api/users", 403, 0.5);
+        let t = m.render();
+        assert!(t.contains(
+            "xaso_http_requests_total{method=\"GET\",route=\"/api/users\",status=\"200\"} 1"
+        ));
+        assert!(t.contains(
+            "xaso_http_requests_total{method=\"GET\",route=\"/api/users\",status=\"403\"} 1"
+        ));
+        assert!(t.contains("xaso_http_request_duration_seconds_bucket{method=\"GET\",route=\"/api/users\",le=\"0.0025\"} 1"));
+        assert!(t.contains("xaso_http_request_duration_seconds_bucket{method=\"GET\",route=\"/api/users\",le=\"1\"} 2"));
+        assert!(t.contains(
+            "xaso_http_request_duration_seconds_count{method=\"GET\",route=\"/api/users\"} 2"
+        ));
+    }
+}

@@ -1,0 +1,608 @@
+//! The catalogue's queries: users, sessions, API tokens, cameras and grants. Plain functions
+//! over an `AnyPool`, portable SQL only (see `db`). Validation of names and URLs that the
+//! database cannot express lives here too, so the CLI and the API share it.
+
+use crate::auth::Role;
+use crate::db::to_bool;
+use crate::error::{Error, ErrorKind, Result};
+use crate::{bail, err};
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub role: Role,
+    pub disabled: bool,
+    pub created_ms: i64,
+}
+
+const USER_COLS: &str = "u.id, u.username, u.role, u.disabled, u.created_ms";
+
+fn user_from(r: &AnyRow) -> Result<User> {
+    let role: String = r.try_get(2)?;
+    Ok(User {
+        id: r.try_get(0)?,
+        username: r.try_get(1)?,
+        role: Role::parse(&role)
+            .ok_or_else(|| err!(Internal, "unknown role {role:?} in database"))?,
+        disabled: to_bool(r.try_get(3)?),
+        created_ms: r.try_get(4)?,
+    })
+}
+
+/// User names: 2 to 64 characters of ASCII letters, digits, `.`, `_`, `-`.
+pub fn validate_username(name: &str) -> Result<()> {
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !(2..=64).contains(&name.len()) || !ok_chars {
+        bail!(
+            InvalidArgument,
+            "username must be 2 to 64 characters: letters a-z, digits, '.', '_' or '-'"
+        );
+    }
+    Ok(())
+}
+
+pub fn validate_password(pw: &str, min_len: usize) -> Result<()> {
+    if pw.chars().count() < min_len {
+        bail!(
+            InvalidArgument,
+            "password must be at least {min_len} characters"
+        );
+    }
+    if pw.len() > 1024 {
+        bail!(InvalidArgument, "password must be at most 1024 bytes");
+    }
+    Ok(())
+}
+
+pub async fn count_users(db: &AnyPool) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(db)
+        .await?)
+}
+
+pub async fn create_user(
+    db: &AnyPool,
+    username: &str,
+    role: Role,
+    password_hash: &str,
+    now_ms: i64,
+) -> Result<User> {
+    validate_username(username)?;
+    let r = sqlx::query(
+        "INSERT INTO users (username, role, password_hash, disabled, created_ms, password_changed_ms) \
+         VALUES ($1, $2, $3, 0, $4, $4) RETURNING id",
+    )
+    .bind(username)
+    .bind(role.as_str())
+    .bind(password_hash)
+    .bind(now_ms)
+    .fetch_one(db)
+    .await
+    .map_err(|e| match Error::from(e) {
+        e if e.kind() == ErrorKind::AlreadyExists => err!(AlreadyExists, "user {username:?} already exists"),
+        e => e,
+    })?;
+    Ok(User {
+        id: r.try_get(0)?,
+        username: username.to_owned(),
+        role,
+        disabled: false,
+        created_ms: now_ms,
+    })
+}
+
+/// The user and their password hash.
+pub async fn user_by_name(db: &AnyPool, username: &str) -> Result<Option<(User, String)>> {
+    let r = sqlx::query(&format!(
+        "SELECT {USER_COLS}, u.password_hash FROM users u WHERE u.username = $1"
+    ))
+    .bind(username)
+    .fetch_optional(db)
+    .await?;
+    r.map(|r| Ok((user_from(&r)?, r.try_get(5)?))).transpose()
+}
+
+pub async fn user_by_id(db: &AnyPool, id: i64) -> Result<User> {
+    let r = sqlx::query(&format!("SELECT {USER_COLS} FROM users u WHERE u.id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await?;
+    match r {
+        Some(r) => user_from(&r),
+        None => bail!(NotFound, "no user with id {id}"),
+    }
+}
+
+pub async fn list_users(db: &AnyPool) -> Result<Vec<User>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {USER_COLS} FROM users u ORDER BY u.username"
+    ))
+    .fetch_all(db)
+    .await?;
+    rows.iter().map(user_from).collect()
+}
+
+/// Refuses a change that would leave no enabled admin.
+async fn ensure_other_admin(db: &AnyPool, id: i64) -> Result<()> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0 AND id <> $1",
+    )
+    .bind(id)
+    .fetch_one(db)
+    .await?;
+    if n == 0 {
+        bail!(
+            FailedPrecondition,
+            "this is the last enabled admin; make another admin first"
+        );
+    }
+    Ok(())
+}
+
+pub async fn update_user(
+    db: &AnyPool,
+    id: i64,
+    role: Option<Role>,
+    disabled: Option<bool>,
+) -> Result<User> {
+    let cur = user_by_id(db, id).await?;
+    let new_role = role.unwrap_or(cur.role);
+    let new_disabled = disabled.unwrap_or(cur.disabled);
+    if cur.role == Role::Admin && !cur.disabled && (new_role != Role::Admin || new_disabled) {
+        ensure_other_admin(db, id).await?;
+    }
+    sqlx::query("UPDATE users SET role = $1, disabled = $2 WHERE id = $3")
+        .bind(new_role.as_str())
+        .bind(i64::from(new_disabled))
+        .bind(id)
+        .execute(db)
+        .await?;
+    if new_disabled {
+        delete_sessions_of(db, id, None).await?;
+    }
+    user_by_id(db, id).await
+}
+
+/// Sets a new password hash and ends every session of the user except `keep_session`.
+pub async fn set_password(
+    db: &AnyPool,
+    id: i64,
+    hash: &str,
+    now_ms: i64,
+    keep_session: Option<&str>,
+) -> Result<()> {
+    let n =
+        sqlx::query("UPDATE users SET password_hash = $1, password_changed_ms = $2 WHERE id = $3")
+            .bind(hash)
+            .bind(now_ms)
+            .bind(id)
+            .execute(db)
+            .await?
+            .rows_affected();
+    if n == 0 {
+        bail!(NotFound, "no user with id {id}");
+    }
+    delete_sessions_of(db, id, keep_session).await
+}
+
+pub async fn delete_user(db: &AnyPool, id: i64) -> Result<User> {
+    let cur = user_by_id(db, id).await?;
+    if cur.role == Role::Admin && !cur.disabled {
+        ensure_other_admin(db, id).await?;
+    }
+    sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(cur)
+}
+
+// ---- sessions ----
+
+pub async fn create_session(
+    db: &AnyPool,
+    token_hash: &str,
+    user_id: i64,
+    now_ms: i64,
+    expires_ms: i64,
+    address: Option<&str>,
+) -> Result<()> {
+    sqlx::query("INSERT INTO sessions (token_hash, user_id, created_ms, expires_ms, address) VALUES ($1, $2, $3, $4, $5)")
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(now_ms)
+        .bind(expires_ms)
+        .bind(address)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// The enabled user owning an unexpired session.
+pub async fn session_user(db: &AnyPool, token_hash: &str, now_ms: i64) -> Result<Option<User>> {
+    let r = sqlx::query(&format!(
+        "SELECT {USER_COLS} FROM sessions s JOIN users u ON u.id = s.user_id \
+         WHERE s.token_hash = $1 AND s.expires_ms > $2 AND u.disabled = 0"
+    ))
+    .bind(token_hash)
+    .bind(now_ms)
+    .fetch_optional(db)
+    .await?;
+    r.as_ref().map(user_from).transpose()
+}
+
+pub async fn delete_session(db: &AnyPool, token_hash: &str) -> Result<()> {
+    sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+        .bind(token_hash)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn delete_sessions_of(db: &AnyPool, user_id: i64, keep: Option<&str>) -> Result<()> {
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND ($2 IS NULL OR token_hash <> $2)")
+        .bind(user_id)
+        .bind(keep)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn delete_expired_sessions(db: &AnyPool, now_ms: i64) -> Result<u64> {
+    Ok(sqlx::query("DELETE FROM sessions WHERE expires_ms <= $1")
+        .bind(now_ms)
+        .execute(db)
+        .await?
+        .rows_affected())
+}
+
+// ---- API tokens ----
+
+#[derive(Clone, Debug)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub user_id: i64,
+    pub username: String,
+    pub name: String,
+    pub created_ms: i64,
+    pub last_used_ms: Option<i64>,
+}
+
+pub async fn create_token(
+    db: &AnyPool,
+    user_id: i64,
+    name: &str,
+    token_hash: &str,
+    now_ms: i64,
+) -> Result<TokenInfo> {
+    if name.trim().is_empty() || name.len() > 100 {
+        bail!(InvalidArgument, "token name must be 1 to 100 characters");
+    }
+    let user = user_by_id(db, user_id).await?;
+    let r = sqlx::query("INSERT INTO api_tokens (user_id, name, token_hash, created_ms) VALUES ($1, $2, $3, $4) RETURNING id")
+        .bind(user_id)
+        .bind(name)
+        .bind(token_hash)
+        .bind(now_ms)
+        .fetch_one(db)
+        .await?;
+    Ok(TokenInfo {
+        id: r.try_get(0)?,
+        user_id,
+        username: user.username,
+        name: name.to_owned(),
+        created_ms: now_ms,
+        last_used_ms: None,
+    })
+}
+
+/// The enabled user owning a token; marks the token used.
+pub async fn token_user(db: &AnyPool, token_hash: &str, now_ms: i64) -> Result<Option<User>> {
+    let r = sqlx::query(&format!(
+        "SELECT {USER_COLS}, t.id FROM api_tokens t JOIN users u ON u.id = t.user_id \
+         WHERE t.token_hash = $1 AND u.disabled = 0"
+    ))
+    .bind(token_hash)
+    .fetch_optional(db)
+    .await?;
+    let Some(r) = r else { return Ok(None) };
+    let token_id: i64 = r.try_get(5)?;
+    sqlx::query("UPDATE api_tokens SET last_used_ms = $1 WHERE id = $2")
+        .bind(now_ms)
+        .bind(token_id)
+        .execute(db)
+        .await?;
+    Ok(Some(user_from(&r)?))
+}
+
+pub async fn list_tokens(db: &AnyPool) -> Result<Vec<TokenInfo>> {
+    let rows = sqlx::query(
+        "SELECT t.id, t.user_id, u.username, t.name, t.created_ms, t.last_used_ms \
+         FROM api_tokens t JOIN users u ON u.id = t.user_id ORDER BY t.id",
+    )
+    .fetch_all(db)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(TokenInfo {
+                id: r.try_get(0)?,
+                user_id: r.try_get(1)?,
+                username: r.try_get(2)?,
+                name: r.try_get(3)?,
+                created_ms: r.try_get(4)?,
+                last_used_ms: r.try_get(5)?,
+            })
+        })
+        .collect()
+}
+
+pub async fn delete_token(db: &AnyPool, id: i64) -> Result<()> {
+    let n = sqlx::query("DELETE FROM api_tokens WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await?
+        .rows_affected();
+    if n == 0 {
+        bail!(NotFound, "no API token with id {id}");
+    }
+    Ok(())
+}
+
+// ---- cameras and grants ----
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Camera {
+    pub id: i64,
+    pub name: String,
+    /// As configured, credentials included: never send it out; see [`redact_rtsp_url`].
+    pub url: String,
+    pub record: bool,
+    pub created_ms: i64,
+}
+
+fn camera_from(r: &AnyRow) -> Result<Camera> {
+    Ok(Camera {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        url: r.try_get(2)?,
+        record: to_bool(r.try_get(3)?),
+        created_ms: r.try_get(4)?,
+    })
+}
+
+/// Camera names: 1 to 100 characters, any script (Vietnamese names are expected).
+pub fn validate_camera_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        bail!(
+            InvalidArgument,
+            "camera name must be 1 to 100 printable characters"
+        );
+    }
+    Ok(())
+}
+
+pub fn validate_rtsp_url(url: &str) -> Result<()> {
+    let rest = url
+        .strip_prefix("rtsp://")
+        .or_else(|| url.strip_prefix("rtsps://"))
+        .ok_or_else(|| {
+            err!(
+                InvalidArgument,
+                "camera url must start with rtsp:// or rtsps://"
+            )
+        })?;
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    if host.is_empty()
+        || url.len() > 2048
+        || url.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        bail!(
+            InvalidArgument,
+            "camera url must name a host, with no spaces"
+        );
+    }
+    Ok(())
+}
+
+/// The URL with any `user:password@` removed, safe to show and log.
+pub fn redact_rtsp_url(url: &str) -> String {
+    let Some(s) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[s + 3..];
+    let auth_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..auth_end].rfind('@') {
+        Some(at) => format!("{}{}", &url[..s + 3], &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+const CAMERA_COLS: &str = "c.id, c.name, c.url, c.record, c.created_ms";
+
+pub async fn create_camera(
+    db: &AnyPool,
+    name: &str,
+    url: &str,
+    record: bool,
+    now_ms: i64,
+) -> Result<Camera> {
+    validate_camera_name(name)?;
+    validate_rtsp_url(url)?;
+    let r = sqlx::query(
+        "INSERT INTO cameras (name, url, record, created_ms) VALUES ($1, $2, $3, $4) RETURNING id",
+    )
+    .bind(name)
+    .bind(url)
+    .bind(i64::from(record))
+    .bind(now_ms)
+    .fetch_one(db)
+    .await
+    .map_err(|e| match Error::from(e) {
+        e if e.kind() == ErrorKind::AlreadyExists => {
+            err!(AlreadyExists, "a camera named {name:?} already exists")
+        }
+        e => e,
+    })?;
+    Ok(Camera {
+        id: r.try_get(0)?,
+        name: name.to_owned(),
+        url: url.to_owned(),
+        record,
+        created_ms: now_ms,
+    })
+}
+
+pub async fn camera(db: &AnyPool, id: i64) -> Result<Camera> {
+    let r = sqlx::query(&format!(
+        "SELECT {CAMERA_COLS} FROM cameras c WHERE c.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(db)
+    .await?;
+    match r {
+        Some(r) => camera_from(&r),
+        None => bail!(NotFound, "no camera with id {id}"),
+    }
+}
+
+/// All cameras, or with `granted_to`, those granted to that user.
+pub async fn list_cameras(db: &AnyPool, granted_to: Option<i64>) -> Result<Vec<Camera>> {
+    let rows = match granted_to {
+        None => {
+            sqlx::query(&format!(
+                "SELECT {CAMERA_COLS} FROM cameras c ORDER BY c.name"
+            ))
+            .fetch_all(db)
+            .await?
+        }
+        Some(uid) => {
+            sqlx::query(&format!(
+                "SELECT {CAMERA_COLS} FROM cameras c JOIN grants g ON g.camera_id = c.id \
+             WHERE g.user_id = $1 ORDER BY c.name"
+            ))
+            .bind(uid)
+            .fetch_all(db)
+            .await?
+        }
+    };
+    rows.iter().map(camera_from).collect()
+}
+
+pub async fn update_camera(
+    db: &AnyPool,
+    id: i64,
+    name: Option<&str>,
+    url: Option<&str>,
+    record: Option<bool>,
+) -> Result<Camera> {
+    let cur = camera(db, id).await?;
+    let name = name.unwrap_or(&cur.name);
+    let url = url.unwrap_or(&cur.url);
+    validate_camera_name(name)?;
+    validate_rtsp_url(url)?;
+    sqlx::query("UPDATE cameras SET name = $1, url = $2, record = $3 WHERE id = $4")
+        .bind(name)
+        .bind(url)
+        .bind(i64::from(record.unwrap_or(cur.record)))
+        .bind(id)
+        .execute(db)
+        .await
+        .map_err(|e| match Error::from(e) {
+            e if e.kind() == ErrorKind::AlreadyExists => {
+                err!(AlreadyExists, "a camera named {name:?} already exists")
+            }
+            e => e,
+        })?;
+    camera(db, id).await
+}
+
+pub async fn delete_camera(db: &AnyPool, id: i64) -> Result<Camera> {
+    let cur = camera(db, id).await?;
+    sqlx::query("DELETE FROM cameras WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(cur)
+}
+
+pub async fn granted_camera_ids(db: &AnyPool, user_id: i64) -> Result<Vec<i64>> {
+    Ok(
+        sqlx::query_scalar("SELECT camera_id FROM grants WHERE user_id = $1 ORDER BY camera_id")
+            .bind(user_id)
+            .fetch_all(db)
+            .await?,
+    )
+}
+
+pub async fn has_grant(db: &AnyPool, user_id: i64, camera_id: i64) -> Result<bool> {
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM grants WHERE user_id = $1 AND camera_id = $2")
+            .bind(user_id)
+            .bind(camera_id)
+            .fetch_one(db)
+            .await?;
+    Ok(n > 0)
+}
+
+/// Replaces the user's grants with `camera_ids` (all of which must exist).
+pub async fn set_grants(db: &AnyPool, user_id: i64, camera_ids: &[i64]) -> Result<Vec<i64>> {
+    user_by_id(db, user_id).await?;
+    let mut ids = camera_ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut tx = db.begin().await?;
+    sqlx::query("DELETE FROM grants WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+    for &cid in &ids {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cameras WHERE id = $1")
+            .bind(cid)
+            .fetch_one(&mut *tx)
+            .await?;
+        if n == 0 {
+            bail!(InvalidArgument, "no camera with id {cid}");
+        }
+        sqlx::query("INSERT INTO grants (user_id, camera_id) VALUES ($1, $2)")
+            .bind(user_id)
+            .bind(cid)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtsp_urls() {
+        assert_eq!(
+            redact_rtsp_url("rtsp://u:p@cam.local:554/s1"),
+            "rtsp://cam.local:554/s1"
+        );
+        assert_eq!(redact_rtsp_url("rtsp://u:p@w@h/x@y"), "rtsp://h/x@y");
+        assert_eq!(redact_rtsp_url("rtsp://h/x"), "rtsp://h/x");
+        assert!(validate_rtsp_url("rtsp://u:p@127.0.0.1:8554/cam").is_ok());
+        assert!(validate_rtsp_url("http://h/x").is_err());
+        assert!(validate_rtsp_url("rtsp://u:p@/x").is_err());
+        assert!(validate_rtsp_url("rtsp://h/a b").is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert!(validate_username("an.nguyen").is_ok());
+        assert!(validate_username("a").is_err());
+        assert!(validate_username("ấn").is_err());
+        assert!(validate_camera_name("Cổng UBND xã").is_ok());
+        assert!(validate_camera_name("  ").is_err());
+    }
+}
