@@ -156,7 +156,10 @@ impl From<sqlx::Error> for Error {
                 .with_source(e);
             }
         }
-        if matches!(e, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) {
+        if matches!(
+            e,
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+        ) {
             return Error::new(ErrorKind::Unavailable, "database unavailable").with_source(e);
         }
         Error::new(ErrorKind::Internal, "database error").with_source(e)
