@@ -62,7 +62,13 @@ impl AuditLog {
             None => (0, GENESIS_HASH.to_owned()),
         };
         let id = prev_id + 1;
-        let detail = ev.detail.as_ref().map(|d| d.to_string());
+        let detail = ev.detail.map(|mut d| {
+            // Keys whose value is null say nothing; keep rows short and readable.
+            if let Some(o) = d.as_object_mut() {
+                o.retain(|_, v| !v.is_null());
+            }
+            d.to_string()
+        });
         let hash = row_hash(
             &prev_hash,
             id,

@@ -26,9 +26,16 @@ pub async fn static_file(req: Request) -> Response {
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
     };
     let mime = file.metadata.mimetype();
+    let textual =
+        mime.starts_with("text/") || mime.ends_with("javascript") || mime.ends_with("json");
+    let mime = if textual {
+        format!("{mime}; charset=utf-8")
+    } else {
+        mime.to_owned()
+    };
     let mut resp = file.data.into_owned().into_response();
     let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(mime) {
+    if let Ok(v) = HeaderValue::from_str(&mime) {
         h.insert(header::CONTENT_TYPE, v);
     }
     // Small files; always revalidate so an upgrade is seen at once.

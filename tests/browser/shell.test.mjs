@@ -1,0 +1,358 @@
+// Headless-browser test of the xaso web UI shell against the real server.
+//
+//   node tests/browser/shell.test.mjs
+//
+// Env: SERVER_BIN (default target/debug/xaso), CHROMIUM (default /usr/bin/chromium).
+// Screenshots and the server log go to tests/output/browser/.
+// Ends with "N passed, M failed"; exits non-zero on any failure or crash.
+
+import { spawn } from 'node:child_process';
+import { mkdtemp, mkdir, readFile, readdir, rm } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
+import { chromium } from 'playwright-core';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const OUT = path.join(ROOT, 'tests', 'output', 'browser');
+const WEB_UI = path.join(ROOT, 'web-ui');
+const BIN = path.resolve(ROOT, process.env.SERVER_BIN || 'target/debug/xaso');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const ADMIN = { username: 'admin', password: 'browser-test-Admin-7q2w' };
+const OPERATOR = { username: 'vanhanh1', password: 'Vận-hành-mật-khẩu-1' };
+const CAMERA = { name: 'Cổng UBND xã', url: 'rtsp://camuser:camsecret@127.0.0.1:1/stream1' };
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ---- tiny test runner -------------------------------------------------------
+
+const results = { passed: 0, failed: 0 };
+let failureShots = 0;
+let currentPage = null;
+
+async function test(name, fn) {
+  const started = Date.now();
+  try {
+    await fn();
+    results.passed += 1;
+    console.log(`ok   ${name} (${Date.now() - started} ms)`);
+  } catch (err) {
+    results.failed += 1;
+    console.log(`FAIL ${name}: ${(err && err.message) || err}`);
+    if (currentPage) {
+      const file = path.join(OUT, `failure-${++failureShots}.png`);
+      await currentPage.screenshot({ path: file, fullPage: true }).catch(() => {});
+      console.log(`     screenshot: ${path.relative(ROOT, file)}`);
+    }
+  }
+}
+
+/** Wait until the locator's text contains `expected`. */
+async function expectText(locator, expected, timeout = 10_000) {
+  const deadline = Date.now() + timeout;
+  let last = '';
+  while (Date.now() < deadline) {
+    last = (await locator.innerText({ timeout: 1_000 }).catch(() => '')) || '';
+    if (last.includes(expected)) return;
+    await sleep(100);
+  }
+  throw new Error(`expected text ${JSON.stringify(expected)}, got ${JSON.stringify(last)}`);
+}
+
+// ---- the server ---------------------------------------------------------------
+
+async function freePort() {
+  const srv = net.createServer();
+  await new Promise((resolve, reject) => srv.listen(0, '127.0.0.1', resolve).on('error', reject));
+  const { port } = srv.address();
+  await new Promise((resolve) => srv.close(resolve));
+  return port;
+}
+
+async function startServer() {
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'xaso-browser-'));
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const logPath = path.join(OUT, 'server.log');
+  const log = createWriteStream(logPath);
+  const child = spawn(BIN, ['serve', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`], {
+    cwd: ROOT,
+    // The server treats unknown XASO_* variables as configuration errors: pass none through.
+    env: { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('XASO_'))), XASO_ADMIN_PASSWORD: ADMIN.password },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout.pipe(log);
+  child.stderr.pipe(log);
+  let exited = null;
+  const exitPromise = new Promise((resolve) => {
+    child.on('exit', (code, signal) => { exited = { code, signal }; resolve(); });
+    child.on('error', (error) => { exited = { error }; resolve(); });
+  });
+  // Never leave the server behind, even on a crash.
+  const killNow = () => { if (!exited) child.kill('SIGKILL'); };
+  process.on('exit', killNow);
+
+  async function stop() {
+    if (!exited) {
+      child.kill('SIGTERM');
+      await Promise.race([exitPromise, sleep(5_000)]);
+      if (!exited) {
+        child.kill('SIGKILL');
+        await exitPromise;
+      }
+    }
+    process.off('exit', killNow);
+    log.end();
+    await rm(dataDir, { recursive: true, force: true }).catch(() => {});
+  }
+
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (exited) {
+      await stop();
+      const why = exited.error ? exited.error.message : `code ${exited.code}, signal ${exited.signal}`;
+      throw new Error(`server ${BIN} exited before answering /healthz (${why}); see ${path.relative(ROOT, logPath)}`);
+    }
+    try {
+      const res = await fetch(`${base}/healthz`);
+      if (res.status === 200) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error('server did not answer GET /healthz with 200 within 30 s');
+    }
+    await sleep(200);
+  }
+  return { base, stop, logPath };
+}
+
+// ---- static checks on the UI files ------------------------------------------------
+
+async function checkCatalogues() {
+  const vi = JSON.parse(await readFile(path.join(WEB_UI, 'i18n', 'vi.json'), 'utf8'));
+  const en = JSON.parse(await readFile(path.join(WEB_UI, 'i18n', 'en.json'), 'utf8'));
+  const viKeys = Object.keys(vi).sort();
+  const enKeys = Object.keys(en).sort();
+  assert.deepEqual(viKeys, enKeys, 'vi.json and en.json must have the same keys');
+  // Every literal t('key') in the code must exist in the catalogue.
+  const files = [...(await readdir(WEB_UI)).filter((f) => f.endsWith('.js')),
+    ...(await readdir(path.join(WEB_UI, 'pages'))).filter((f) => f.endsWith('.js')).map((f) => `pages/${f}`)];
+  const missing = [];
+  for (const file of files) {
+    const src = await readFile(path.join(WEB_UI, file), 'utf8');
+    for (const m of src.matchAll(/\bt\('([a-zA-Z_.]+)'/g)) {
+      if (!(m[1] in vi)) missing.push(`${file}: ${m[1]}`);
+    }
+  }
+  assert.deepEqual(missing, [], 'keys used in code but missing from the catalogue');
+}
+
+// ---- browser steps ------------------------------------------------------------
+
+async function login(page, user) {
+  await page.getByTestId('login-username').fill(user.username);
+  await page.getByTestId('login-password').fill(user.password);
+  await page.getByTestId('login-submit').click();
+}
+
+async function main() {
+  await mkdir(OUT, { recursive: true });
+  await test('i18n catalogues have the same keys and cover the code', checkCatalogues);
+
+  const server = await startServer();
+  let browser = null;
+  const pageErrors = [];
+  try {
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      chromiumSandbox: false,
+      args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    const context = await browser.newContext({
+      baseURL: server.base,
+      locale: 'vi-VN',
+      timezoneId: 'Asia/Ho_Chi_Minh',
+      viewport: { width: 1280, height: 860 },
+    });
+    const page = await context.newPage();
+    currentPage = page;
+    page.setDefaultTimeout(10_000);
+    page.on('pageerror', (err) => pageErrors.push(err.message));
+    page.on('dialog', (dialog) => dialog.accept());
+    const shot = (name) => page.screenshot({ path: path.join(OUT, `${name}.png`), fullPage: true });
+
+    await test('login page shows in Vietnamese', async () => {
+      await page.goto('/');
+      await page.getByTestId('login-username').waitFor();
+      assert.equal(await page.locator('html').getAttribute('lang'), 'vi');
+      await expectText(page.getByTestId('login-submit'), 'Đăng nhập');
+      await expectText(page.getByTestId('lang-switch'), 'English');
+      await expectText(page.locator('label[for=login-password]'), 'Mật khẩu');
+      await shot('login');
+    });
+
+    await test('wrong password shows the error', async () => {
+      await login(page, { username: ADMIN.username, password: 'not-the-password' });
+      await expectText(page.getByTestId('login-error'), 'Sai tên đăng nhập hoặc mật khẩu');
+    });
+
+    await test('admin login shows the nav bar in Vietnamese', async () => {
+      await login(page, ADMIN);
+      const labels = {
+        'nav-live': 'Trực tiếp', 'nav-recordings': 'Xem lại', 'nav-meetings': 'Cuộc họp',
+        'nav-admin': 'Quản trị', 'nav-audit': 'Nhật ký', logout: 'Đăng xuất', 'lang-switch': 'English',
+      };
+      await page.getByTestId('nav-live').waitFor();
+      for (const [id, text] of Object.entries(labels)) await expectText(page.getByTestId(id), text);
+      await expectText(page.getByTestId('current-user'), ADMIN.username);
+      await page.getByTestId('live-note').waitFor();
+      await shot('nav-vi');
+    });
+
+    await test('language switch turns labels English and persists after reload', async () => {
+      await page.getByTestId('lang-switch').click();
+      await expectText(page.getByTestId('nav-live'), 'Live');
+      await expectText(page.getByTestId('nav-audit'), 'Audit log');
+      assert.equal(await page.locator('html').getAttribute('lang'), 'en');
+      assert.equal(await page.evaluate(() => localStorage.getItem('xaso.lang')), 'en');
+      await page.reload();
+      await expectText(page.getByTestId('nav-live'), 'Live');
+      await expectText(page.getByTestId('nav-recordings'), 'Recordings');
+      await expectText(page.getByTestId('nav-meetings'), 'Meetings');
+      await expectText(page.getByTestId('nav-admin'), 'Admin');
+      await expectText(page.getByTestId('lang-switch'), 'Tiếng Việt');
+      assert.equal(await page.locator('html').getAttribute('lang'), 'en');
+      await shot('nav-en');
+      // back to Vietnamese for the rest
+      await page.getByTestId('lang-switch').click();
+      await expectText(page.getByTestId('nav-live'), 'Trực tiếp');
+      assert.equal(await page.evaluate(() => localStorage.getItem('xaso.lang')), 'vi');
+    });
+
+    let cameraId = null;
+    await test('admin page creates a camera and an operator, and grants the camera', async () => {
+      await page.getByTestId('nav-admin').click();
+      await page.getByTestId('users-table').waitFor();
+      await page.getByTestId(`user-row-${ADMIN.username}`).waitFor();
+
+      await page.getByTestId('camera-add-name').fill(CAMERA.name);
+      await page.getByTestId('camera-add-url').fill(CAMERA.url);
+      await page.getByTestId('camera-add-submit').click();
+      await expectText(page.getByTestId('cameras-status'), 'Đã thêm camera');
+      const cameras = await (await page.request.get('/api/cameras')).json();
+      const camera = cameras.find((c) => c.name === CAMERA.name);
+      assert.ok(camera, `camera ${CAMERA.name} not returned by GET /api/cameras`);
+      cameraId = camera.id;
+      await page.getByTestId(`camera-row-${cameraId}`).waitFor();
+      assert.ok(!String(camera.url).includes('camsecret'), `camera url still has credentials: ${camera.url}`);
+
+      await page.getByTestId('user-add-username').fill(OPERATOR.username);
+      await page.getByTestId('user-add-password').fill(OPERATOR.password);
+      await page.getByTestId('user-add-role').selectOption('operator');
+      await page.getByTestId('user-add-submit').click();
+      await expectText(page.getByTestId('users-status'), `Đã tạo người dùng ${OPERATOR.username}`);
+      await page.getByTestId(`user-row-${OPERATOR.username}`).waitFor();
+      assert.equal(await page.getByTestId(`user-role-${OPERATOR.username}`).inputValue(), 'operator');
+
+      const grant = page.getByTestId(`grant-${OPERATOR.username}-${cameraId}`);
+      assert.equal(await grant.isChecked(), false);
+      await grant.check();
+      await page.getByTestId(`grants-save-${OPERATOR.username}`).click();
+      await expectText(page.getByTestId('users-status'), 'Đã lưu quyền xem camera');
+      // the table was reloaded from the server: the grant must be shown as saved
+      assert.equal(await page.getByTestId(`grant-${OPERATOR.username}-${cameraId}`).isChecked(), true);
+      const users = await (await page.request.get('/api/users')).json();
+      const op = users.find((u) => u.username === OPERATOR.username);
+      assert.ok(op, 'operator not returned by GET /api/users');
+      assert.equal(op.role, 'operator');
+      assert.deepEqual(op.camera_ids, [cameraId]);
+      await shot('admin');
+    });
+
+    await test('audit page lists the login and user.create entries', async () => {
+      await page.getByTestId('nav-audit').click();
+      const table = page.getByTestId('audit-table');
+      await table.locator('tr[data-action="login"]').first().waitFor();
+      await table.locator('tr[data-action="user.create"]').first().waitFor();
+      await expectText(table.locator('tr[data-action="login"]').first(), ADMIN.username);
+      await shot('audit');
+      // the action filter narrows the list
+      await page.getByTestId('audit-action').fill('user.create');
+      await page.getByTestId('audit-apply').click();
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const actions = await table.locator('tbody tr').evaluateAll((rows) => rows.map((r) => r.dataset.action));
+        if (actions.length > 0 && actions.every((a) => a === 'user.create')) break;
+        if (Date.now() > deadline) throw new Error(`filter by action: rows are ${JSON.stringify(actions)}`);
+        await sleep(100);
+      }
+    });
+
+    await test('logout returns to the login page', async () => {
+      await page.getByTestId('logout').click();
+      await page.getByTestId('login-username').waitFor();
+      assert.equal(await page.getByTestId('nav-live').count(), 0);
+      const me = await page.request.get('/api/me');
+      assert.equal(me.status(), 401, 'GET /api/me after logout');
+    });
+
+    await test('operator logs in and does not see the admin pages', async () => {
+      await login(page, OPERATOR);
+      await page.getByTestId('nav-live').waitFor();
+      await expectText(page.getByTestId('current-user'), OPERATOR.username);
+      assert.equal(await page.getByTestId('nav-admin').count(), 0);
+      assert.equal(await page.getByTestId('nav-audit').count(), 0);
+      await expectText(page.getByTestId('camera-list'), CAMERA.name);
+      await page.goto('/#/admin');
+      await page.getByTestId('live-note').waitFor();
+      assert.equal(await page.getByTestId('users-table').count(), 0);
+    });
+
+    // Last of the browser steps: it may lock this address out of logging in for a while.
+    await test('repeated wrong passwords show the too-many-attempts message', async () => {
+      await page.getByTestId('logout').click();
+      await page.getByTestId('login-username').waitFor();
+      const error = page.getByTestId('login-error');
+      for (let i = 0; ; i += 1) {
+        assert.ok(i < 12, 'no 429 after 12 wrong passwords');
+        const [res] = await Promise.all([
+          page.waitForResponse((r) => r.url().endsWith('/api/login')),
+          login(page, { username: OPERATOR.username, password: `wrong-${i}` }),
+        ]);
+        assert.ok([401, 429].includes(res.status()), `POST /api/login answered ${res.status()}`);
+        if (res.status() === 401) {
+          await expectText(error, 'Sai tên đăng nhập hoặc mật khẩu');
+          continue;
+        }
+        await expectText(error, 'Quá nhiều lần thử');
+        break;
+      }
+    });
+
+    await test('no JavaScript errors in the page', async () => {
+      assert.deepEqual(pageErrors, []);
+    });
+  } finally {
+    currentPage = null;
+    if (browser) await browser.close().catch(() => {});
+    await server.stop();
+  }
+  if (results.failed > 0) console.log(`server log: ${path.relative(ROOT, server.logPath)}`);
+}
+
+let crashed = false;
+try {
+  await main();
+} catch (err) {
+  crashed = true;
+  results.failed += 1;
+  console.log(`CRASH ${(err && err.stack) || err}`);
+}
+console.log(`${results.passed} passed, ${results.failed} failed`);
+process.exit(results.failed > 0 || crashed ? 1 : 0);

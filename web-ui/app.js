@@ -1,0 +1,124 @@
+// xaso web UI: shell (header + navigation) and hash router.
+import { h, fill } from './dom.js';
+import { initI18n, setLang, otherLang, t } from './i18n.js';
+import { api, onUnauthenticated } from './api.js';
+import { errorText } from './components.js';
+import * as login from './pages/login.js';
+import * as live from './pages/live.js';
+import * as recordings from './pages/recordings.js';
+import * as meetings from './pages/meetings.js';
+import * as admin from './pages/admin.js';
+import * as audit from './pages/audit.js';
+import * as account from './pages/account.js';
+
+// route -> page module, label key, whether only admins may open it
+const ROUTES = {
+  live: { page: live, label: 'nav.live', adminOnly: false },
+  recordings: { page: recordings, label: 'nav.recordings', adminOnly: false },
+  meetings: { page: meetings, label: 'nav.meetings', adminOnly: false },
+  admin: { page: admin, label: 'nav.admin', adminOnly: true },
+  audit: { page: audit, label: 'nav.audit', adminOnly: true },
+  account: { page: account, label: null, adminOnly: false },
+};
+const DEFAULT_ROUTE = 'live';
+
+const root = document.getElementById('app');
+let me = null; // the signed-in user from GET /api/me, or null
+
+function currentRoute() {
+  const name = location.hash.replace(/^#\/?/, '').split(/[/?]/)[0];
+  return Object.hasOwn(ROUTES, name) ? name : null;
+}
+
+function allowed(name) {
+  return !ROUTES[name].adminOnly || (me && me.role === 'admin');
+}
+
+function langSwitch() {
+  const target = otherLang();
+  return h('button', {
+    type: 'button', class: 'lang-switch', testid: 'lang-switch', lang: target,
+    onclick: async () => {
+      await setLang(target);
+      render();
+    },
+  }, t('lang.switch'));
+}
+
+async function loadMe() {
+  try {
+    me = await api.get('/api/me');
+  } catch (err) {
+    me = null;
+    if (err.status !== 401) throw err;
+  }
+}
+
+async function logout() {
+  try {
+    await api.post('/api/logout');
+  } catch {
+    // the session is dropped locally either way
+  }
+  me = null;
+  history.replaceState(null, '', location.pathname);
+  render();
+}
+
+function navBar(active) {
+  const links = Object.entries(ROUTES)
+    .filter(([name, r]) => r.label && allowed(name))
+    .map(([name, r]) => h('a', {
+      href: `#/${name}`, testid: `nav-${name}`,
+      class: name === active ? 'active' : '',
+      'aria-current': name === active ? 'page' : null,
+    }, t(r.label)));
+  return h('header', { class: 'topbar' },
+    h('a', { class: 'brand', href: `#/${DEFAULT_ROUTE}` }, 'xaso'),
+    h('nav', { class: 'nav', 'aria-label': t('nav.label') }, links),
+    h('div', { class: 'user-box' },
+      h('a', { href: '#/account', class: 'current-user', testid: 'current-user', title: t('nav.account') }, me.username),
+      h('button', { type: 'button', testid: 'logout', onclick: logout }, t('nav.logout')),
+      langSwitch()));
+}
+
+function render() {
+  if (!me) {
+    fill(root, login.render({
+      langSwitch: langSwitch(),
+      onLogin: async () => {
+        await loadMe();
+        render();
+      },
+    }));
+    return;
+  }
+  let route = currentRoute();
+  if (!route || !allowed(route)) {
+    route = DEFAULT_ROUTE;
+    history.replaceState(null, '', `#/${route}`);
+  }
+  fill(root,
+    navBar(route),
+    h('main', { class: 'content' }, ROUTES[route].page.render({ me })));
+}
+
+function fatal(err) {
+  fill(root, h('div', { class: 'content' },
+    h('p', { class: 'status error', testid: 'fatal-error' }, errorText(err)),
+    h('button', { type: 'button', onclick: () => location.reload() }, t('common.retry'))));
+}
+
+async function start() {
+  await initI18n();
+  onUnauthenticated(() => {
+    if (!me) return;
+    me = null;
+    render();
+  });
+  window.addEventListener('hashchange', () => render());
+  await loadMe();
+  render();
+}
+
+start().catch(fatal);

@@ -1,0 +1,260 @@
+// Administration: users (role, disable, password, grants), cameras, API tokens.
+import { h, fill } from '../dom.js';
+import { t, formatTime } from '../i18n.js';
+import { api } from '../api.js';
+import { page, field, statusLine, roleLabel, ROLES } from '../components.js';
+
+export function render({ me }) {
+  const state = { users: [], cameras: [], tokens: [], newToken: null };
+  const usersStatus = statusLine('users-status');
+  const camerasStatus = statusLine('cameras-status');
+  const tokensStatus = statusLine('tokens-status');
+  const usersBox = h('div', { class: 'table-wrap' });
+  const camerasBox = h('div', { class: 'table-wrap' });
+  const tokensBox = h('div', { class: 'table-wrap' });
+  const tokenUser = h('select', { id: 'token-add-user', testid: 'token-add-user', required: true });
+  const newTokenBox = h('div');
+
+  async function reload() {
+    const [users, cameras, tokens] = await Promise.all([
+      api.get('/api/users'), api.get('/api/cameras'), api.get('/api/tokens'),
+    ]);
+    Object.assign(state, { users, cameras, tokens });
+    draw();
+  }
+
+  /** Run an API action, report it in `status`, then reload everything. */
+  async function act(status, fn, okKey, params) {
+    status.clear();
+    try {
+      await fn();
+      await reload();
+      status.ok(t(okKey, params));
+      return true;
+    } catch (err) {
+      status.error(err);
+      // show what the server really has (e.g. undo a role select that failed to save)
+      reload().catch(() => {});
+      return false;
+    }
+  }
+
+  function draw() {
+    fill(usersBox, usersTable());
+    fill(camerasBox, camerasTable());
+    fill(tokensBox, tokensTable());
+    const selected = tokenUser.value;
+    fill(tokenUser, state.users.map((u) => h('option', { value: String(u.id) }, u.username)));
+    if (selected) tokenUser.value = selected;
+    fill(newTokenBox, state.newToken && newTokenNotice(state.newToken));
+  }
+
+  // ---- users ----------------------------------------------------------
+
+  function usersTable() {
+    return h('table', { class: 'table', testid: 'users-table' },
+      h('thead', {}, h('tr', {},
+        h('th', {}, t('admin.users.username')), h('th', {}, t('admin.users.role')),
+        h('th', {}, t('admin.users.status')), h('th', {}, t('admin.users.cameras')),
+        h('th', {}, t('admin.users.actions')))),
+      h('tbody', {}, state.users.map(userRow)));
+  }
+
+  function userRow(user) {
+    const u = user.username;
+    const roleSelect = h('select', {
+      testid: `user-role-${u}`, 'aria-label': t('admin.users.role'),
+      onchange: () => act(usersStatus, () => api.patch(`/api/users/${user.id}`, { role: roleSelect.value }),
+        'admin.users.updated', { username: u }),
+    }, ROLES.map((r) => h('option', { value: r }, roleLabel(r))));
+    roleSelect.value = user.role;
+
+    const grants = state.cameras.map((c) => h('label', { class: 'check' },
+      h('input', { type: 'checkbox', value: String(c.id), testid: `grant-${u}-${c.id}`, checked: user.camera_ids.includes(c.id) }),
+      c.name));
+    const saveGrants = () => {
+      const ids = grants.map((l) => l.querySelector('input')).filter((i) => i.checked).map((i) => Number(i.value));
+      return act(usersStatus, () => api.put(`/api/users/${user.id}/grants`, { camera_ids: ids }),
+        'admin.users.grantsSaved', { username: u });
+    };
+
+    const actions = h('td', { class: 'actions' });
+    const showButtons = () => fill(actions,
+      h('button', { type: 'button', testid: `user-reset-${u}`, onclick: showPasswordForm }, t('admin.users.resetPassword')),
+      h('button', { type: 'button', class: 'danger', testid: `user-delete-${u}`, onclick: remove }, t('common.delete')));
+    function showPasswordForm() {
+      const input = h('input', { type: 'password', testid: `user-password-${u}`, autocomplete: 'new-password', placeholder: t('admin.users.newPassword'), required: true });
+      fill(actions, h('form', {
+        class: 'inline', onsubmit: (e) => {
+          e.preventDefault();
+          act(usersStatus, () => api.patch(`/api/users/${user.id}`, { password: input.value }),
+            'admin.users.passwordReset', { username: u });
+        },
+      }, input,
+      h('button', { type: 'submit', class: 'primary', testid: `user-password-save-${u}` }, t('common.save')),
+      h('button', { type: 'button', onclick: showButtons }, t('common.cancel'))));
+      input.focus();
+    }
+    function remove() {
+      if (!window.confirm(t('admin.users.confirmDelete', { username: u }))) return;
+      act(usersStatus, () => api.del(`/api/users/${user.id}`), 'admin.users.deleted', { username: u });
+    }
+    showButtons();
+
+    return h('tr', { testid: `user-row-${u}`, class: user.disabled ? 'disabled' : '' },
+      h('td', { class: 'strong' }, u, user.id === me.id ? h('span', { class: 'muted small' }, ` (${t('admin.users.you')})`) : null),
+      h('td', {}, roleSelect),
+      h('td', {},
+        h('span', { class: user.disabled ? 'badge off' : 'badge on', testid: `user-disabled-${u}` },
+          user.disabled ? t('admin.users.disabled') : t('admin.users.active')),
+        ' ',
+        h('button', {
+          type: 'button', class: 'small', testid: `user-toggle-${u}`,
+          onclick: () => act(usersStatus, () => api.patch(`/api/users/${user.id}`, { disabled: !user.disabled }),
+            'admin.users.updated', { username: u }),
+        }, user.disabled ? t('admin.users.enable') : t('admin.users.disable'))),
+      h('td', { class: 'grants' },
+        grants.length ? grants : h('span', { class: 'muted' }, t('cameras.none')),
+        grants.length ? h('button', { type: 'button', class: 'small', testid: `grants-save-${u}`, onclick: saveGrants }, t('admin.users.saveGrants')) : null),
+      actions);
+  }
+
+  function addUserForm() {
+    const username = h('input', { id: 'user-add-username', testid: 'user-add-username', required: true, autocomplete: 'off' });
+    const password = h('input', { id: 'user-add-password', testid: 'user-add-password', type: 'password', required: true, autocomplete: 'new-password' });
+    const role = h('select', { id: 'user-add-role', testid: 'user-add-role', value: 'member' },
+      ROLES.map((r) => h('option', { value: r }, roleLabel(r))));
+    const onsubmit = async (e) => {
+      e.preventDefault();
+      const name = username.value.trim();
+      const ok = await act(usersStatus,
+        () => api.post('/api/users', { username: name, password: password.value, role: role.value }),
+        'admin.users.created', { username: name });
+      if (ok) {
+        username.value = '';
+        password.value = '';
+      }
+    };
+    return h('form', { class: 'form-row', testid: 'user-add-form', onsubmit },
+      field('user-add-username', t('admin.users.username'), username),
+      field('user-add-password', t('admin.users.password'), password),
+      field('user-add-role', t('admin.users.role'), role),
+      h('button', { type: 'submit', class: 'primary', testid: 'user-add-submit' }, t('admin.users.add')));
+  }
+
+  // ---- cameras --------------------------------------------------------
+
+  function camerasTable() {
+    if (!state.cameras.length) return h('p', { class: 'muted', testid: 'cameras-empty' }, t('cameras.none'));
+    return h('table', { class: 'table', testid: 'cameras-table' },
+      h('thead', {}, h('tr', {},
+        h('th', {}, t('admin.cameras.id')), h('th', {}, t('admin.cameras.name')), h('th', {}, t('admin.cameras.url')),
+        h('th', {}, t('admin.cameras.record')), h('th', {}, t('admin.users.actions')))),
+      h('tbody', {}, state.cameras.map((c) => h('tr', { testid: `camera-row-${c.id}` },
+        h('td', {}, String(c.id)),
+        h('td', { class: 'strong' }, c.name),
+        h('td', { class: 'mono small' }, c.url || ''),
+        h('td', {}, h('input', {
+          type: 'checkbox', checked: Boolean(c.record), testid: `camera-record-${c.id}`,
+          'aria-label': t('admin.cameras.record'),
+          onchange: (e) => act(camerasStatus, () => api.patch(`/api/cameras/${c.id}`, { record: e.target.checked }),
+            'admin.cameras.updated', { name: c.name }),
+        })),
+        h('td', { class: 'actions' }, h('button', {
+          type: 'button', class: 'danger', testid: `camera-delete-${c.id}`,
+          onclick: () => {
+            if (!window.confirm(t('admin.cameras.confirmDelete', { name: c.name }))) return;
+            act(camerasStatus, () => api.del(`/api/cameras/${c.id}`), 'admin.cameras.deleted', { name: c.name });
+          },
+        }, t('common.delete')))))));
+  }
+
+  function addCameraForm() {
+    const name = h('input', { id: 'camera-add-name', testid: 'camera-add-name', required: true, autocomplete: 'off' });
+    const url = h('input', { id: 'camera-add-url', testid: 'camera-add-url', required: true, autocomplete: 'off', placeholder: 'rtsp://…' });
+    const record = h('input', { id: 'camera-add-record', testid: 'camera-add-record', type: 'checkbox' });
+    const onsubmit = async (e) => {
+      e.preventDefault();
+      const n = name.value.trim();
+      const ok = await act(camerasStatus,
+        () => api.post('/api/cameras', { name: n, url: url.value.trim(), record: record.checked }),
+        'admin.cameras.created', { name: n });
+      if (ok) {
+        name.value = '';
+        url.value = '';
+        record.checked = false;
+      }
+    };
+    return h('form', { class: 'form-row', testid: 'camera-add-form', onsubmit },
+      field('camera-add-name', t('admin.cameras.name'), name),
+      field('camera-add-url', t('admin.cameras.url'), url),
+      h('label', { class: 'check' }, record, t('admin.cameras.record')),
+      h('button', { type: 'submit', class: 'primary', testid: 'camera-add-submit' }, t('admin.cameras.add')));
+  }
+
+  // ---- API tokens -----------------------------------------------------
+
+  function tokensTable() {
+    if (!state.tokens.length) return h('p', { class: 'muted', testid: 'tokens-empty' }, t('admin.tokens.none'));
+    return h('table', { class: 'table', testid: 'tokens-table' },
+      h('thead', {}, h('tr', {},
+        h('th', {}, t('admin.tokens.name')), h('th', {}, t('admin.tokens.user')),
+        h('th', {}, t('admin.tokens.createdAt')), h('th', {}, t('admin.tokens.lastUsed')),
+        h('th', {}, t('admin.users.actions')))),
+      h('tbody', {}, state.tokens.map((tok) => h('tr', { testid: `token-row-${tok.id}` },
+        h('td', { class: 'strong' }, tok.name),
+        h('td', {}, tok.username),
+        h('td', {}, formatTime(tok.created_at)),
+        h('td', {}, tok.last_used_at ? formatTime(tok.last_used_at) : t('admin.tokens.never')),
+        h('td', { class: 'actions' }, h('button', {
+          type: 'button', class: 'danger', testid: `token-revoke-${tok.id}`,
+          onclick: () => {
+            if (!window.confirm(t('admin.tokens.confirmRevoke', { name: tok.name }))) return;
+            state.newToken = null;
+            act(tokensStatus, () => api.del(`/api/tokens/${tok.id}`), 'admin.tokens.revoked', { name: tok.name });
+          },
+        }, t('admin.tokens.revoke')))))));
+  }
+
+  function addTokenForm() {
+    const name = h('input', { id: 'token-add-name', testid: 'token-add-name', required: true, autocomplete: 'off' });
+    const onsubmit = async (e) => {
+      e.preventDefault();
+      const n = name.value.trim();
+      let created = null;
+      const ok = await act(tokensStatus, async () => {
+        created = await api.post('/api/tokens', { user_id: Number(tokenUser.value), name: n });
+        state.newToken = created.token;
+      }, 'admin.tokens.created', { name: n });
+      if (ok) name.value = '';
+    };
+    return h('form', { class: 'form-row', testid: 'token-add-form', onsubmit },
+      field('token-add-user', t('admin.tokens.user'), tokenUser),
+      field('token-add-name', t('admin.tokens.name'), name),
+      h('button', { type: 'submit', class: 'primary', testid: 'token-add-submit' }, t('admin.tokens.add')));
+  }
+
+  function newTokenNotice(token) {
+    return h('div', { class: 'notice' },
+      h('p', {}, t('admin.tokens.showOnce')),
+      h('code', { class: 'token', testid: 'token-value' }, token),
+      h('button', { type: 'button', class: 'small', onclick: () => { state.newToken = null; draw(); } }, t('common.close')));
+  }
+
+  // ---- layout ---------------------------------------------------------
+
+  const root = page('admin.title',
+    h('section', { class: 'card' },
+      h('h2', {}, t('admin.users.title')),
+      addUserForm(), usersStatus.el, usersBox),
+    h('section', { class: 'card' },
+      h('h2', {}, t('admin.cameras.title')),
+      addCameraForm(), camerasStatus.el, camerasBox),
+    h('section', { class: 'card' },
+      h('h2', {}, t('admin.tokens.title')),
+      addTokenForm(), tokensStatus.el, newTokenBox, tokensBox));
+
+  fill(usersBox, h('p', { class: 'muted' }, t('common.loading')));
+  reload().catch((err) => usersStatus.error(err));
+  return root;
+}
