@@ -28,8 +28,9 @@ struct Cli {
     /// Log format on standard error.
     #[arg(long, global = true, value_enum)]
     log_format: Option<LogFormat>,
+    /// Without a command, `serve` runs.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -123,8 +124,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match &cli.command {
+fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
+    let command = cli.command.take().unwrap_or(Command::Serve { listen: None });
+    match &command {
         Command::Serve { listen } => {
             let cfg = load_config(&cli, *listen)?;
             init_logging(cfg.log_format);

@@ -398,3 +398,41 @@ async fn https_with_a_self_signed_certificate_and_json_logs() {
     let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
     assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
 }
+
+#[test]
+fn every_example_config_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfgs = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/config")).unwrap();
+    let mut n = 0;
+    for f in cfgs {
+        let p = f.unwrap().path();
+        if p.extension().is_some_and(|e| e == "toml") {
+            let o = run(xaso(dir.path()).args(["config", "check"]).arg(&p), None);
+            assert!(o.status.success(), "{}: {}", p.display(), text(&o));
+            n += 1;
+        }
+    }
+    assert!(n >= 2);
+}
+
+/// The install script stages a complete installation (binary, unit, configuration).
+#[test]
+fn install_script_stages_an_installation() {
+    let stage = tempfile::tempdir().unwrap();
+    let o = run(
+        Command::new("bash")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/install.sh"))
+            .env("DESTDIR", stage.path())
+            .env("BINARY", BIN),
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let s = stage.path();
+    for f in ["usr/local/bin/xaso", "etc/xaso/xaso.toml", "etc/systemd/system/xaso.service"] {
+        assert!(s.join(f).is_file(), "{f} missing");
+    }
+    let unit = std::fs::read_to_string(s.join("etc/systemd/system/xaso.service")).unwrap();
+    assert!(unit.contains("User=xaso") && unit.contains("ExecStart=/usr/local/bin/xaso --config /etc/xaso/xaso.toml serve"));
+    let o = run(Command::new(s.join("usr/local/bin/xaso")).arg("--version"), None);
+    assert!(text(&o).contains(env!("CARGO_PKG_VERSION")));
+}

@@ -34,6 +34,24 @@ pub struct Resp {
     pub text: String,
 }
 
+/// With `TEST_POSTGRES_URL` (a server `scripts/pg-test-server` started), every harness gets
+/// its own new database on that server, so the same tests prove the SQL portable.
+async fn fresh_postgres_database(admin_url: &str) -> String {
+    use sqlx::Connection;
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    sqlx::any::install_default_drivers();
+    let name = format!(
+        "xaso_test_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    );
+    let mut c = sqlx::AnyConnection::connect(admin_url).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut c).await.unwrap();
+    c.close().await.unwrap();
+    let base = admin_url.rsplit_once('/').unwrap().0;
+    format!("{base}/{name}")
+}
+
 impl Harness {
     pub async fn new() -> Harness {
         Self::with_config(Config::default()).await
@@ -42,6 +60,9 @@ impl Harness {
     pub async fn with_config(mut cfg: Config) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         cfg.data_dir = dir.path().to_owned();
+        if let Ok(url) = std::env::var("TEST_POSTGRES_URL") {
+            cfg.database_url = fresh_postgres_database(&url).await;
+        }
         let db = xaso::db::open(&cfg.database_url()).await.unwrap();
         let clocks = SimulatedClocks::new(1_795_000_000_000);
         xaso::serve::bootstrap_admin(&db, &clocks, Some(ADMIN_PASSWORD.into()), 8)
