@@ -178,7 +178,8 @@ fn row_from(r: &sqlx::any::AnyRow) -> Result<AuditRow> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Every row checks out.
-    Intact { rows: u64 },
+    /// `last_hash` anchors the chain: keep it elsewhere to detect a rewritten tail later.
+    Intact { rows: u64, last_hash: String },
     /// The first row that does not, and why.
     Broken { id: i64, reason: String },
 }
@@ -197,7 +198,10 @@ pub async fn verify(db: &AnyPool) -> Result<Verdict> {
         .fetch_all(db)
         .await?;
         if page.is_empty() {
-            return Ok(Verdict::Intact { rows });
+            return Ok(Verdict::Intact {
+                rows,
+                last_hash: prev_hash,
+            });
         }
         for r in &page {
             let r = row_from(r)?;
@@ -265,13 +269,19 @@ mod tests {
     async fn chain_verifies_and_edits_are_caught() {
         let (_d, pool) = db().await;
         let log = AuditLog::new();
-        assert_eq!(verify(&pool).await.unwrap(), Verdict::Intact { rows: 0 });
+        assert!(matches!(
+            verify(&pool).await.unwrap(),
+            Verdict::Intact { rows: 0, .. }
+        ));
         for i in 0..5 {
             log.append(&pool, 1000 + i, ev("login", "an"))
                 .await
                 .unwrap();
         }
-        assert_eq!(verify(&pool).await.unwrap(), Verdict::Intact { rows: 5 });
+        assert!(matches!(
+            verify(&pool).await.unwrap(),
+            Verdict::Intact { rows: 5, .. }
+        ));
 
         sqlx::query("UPDATE audit_log SET username = 'binh' WHERE id = 3")
             .execute(&pool)

@@ -125,7 +125,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
-    let command = cli.command.take().unwrap_or(Command::Serve { listen: None });
+    let command = cli
+        .command
+        .take()
+        .unwrap_or(Command::Serve { listen: None });
     match &command {
         Command::Serve { listen } => {
             let cfg = load_config(&cli, *listen)?;
@@ -154,8 +157,8 @@ fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(async {
                 let pool = open_existing(&cfg).await?;
                 match audit::verify(&pool).await? {
-                    Verdict::Intact { rows } => {
-                        println!("audit log intact: {rows} rows verified");
+                    Verdict::Intact { rows, last_hash } => {
+                        println!("audit log intact: {rows} rows verified; last hash {last_hash}");
                         Ok(ExitCode::SUCCESS)
                     }
                     Verdict::Broken { id, reason } => {

@@ -9,6 +9,14 @@ use crate::{bail, err};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
+/// Maps a unique-constraint violation to `AlreadyExists` with a message naming the thing.
+fn exists_as(what: String) -> impl FnOnce(sqlx::Error) -> Error {
+    move |e| match Error::from(e) {
+        e if e.kind() == ErrorKind::AlreadyExists => Error::new(ErrorKind::AlreadyExists, what),
+        e => e,
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct User {
     pub id: i64,
@@ -83,10 +91,7 @@ pub async fn create_user(
     .bind(now_ms)
     .fetch_one(db)
     .await
-    .map_err(|e| match Error::from(e) {
-        e if e.kind() == ErrorKind::AlreadyExists => err!(AlreadyExists, "user {username:?} already exists"),
-        e => e,
-    })?;
+    .map_err(exists_as(format!("user {username:?} already exists")))?;
     Ok(User {
         id: r.try_get(0)?,
         username: username.to_owned(),
@@ -443,12 +448,7 @@ pub async fn create_camera(
     .bind(now_ms)
     .fetch_one(db)
     .await
-    .map_err(|e| match Error::from(e) {
-        e if e.kind() == ErrorKind::AlreadyExists => {
-            err!(AlreadyExists, "a camera named {name:?} already exists")
-        }
-        e => e,
-    })?;
+    .map_err(exists_as(format!("a camera named {name:?} already exists")))?;
     Ok(Camera {
         id: r.try_get(0)?,
         name: name.to_owned(),
@@ -513,12 +513,7 @@ pub async fn update_camera(
         .bind(id)
         .execute(db)
         .await
-        .map_err(|e| match Error::from(e) {
-            e if e.kind() == ErrorKind::AlreadyExists => {
-                err!(AlreadyExists, "a camera named {name:?} already exists")
-            }
-            e => e,
-        })?;
+        .map_err(exists_as(format!("a camera named {name:?} already exists")))?;
     camera(db, id).await
 }
 

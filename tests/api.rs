@@ -633,7 +633,7 @@ async fn the_audit_chain_records_and_verifies() {
             "user.create"
         ]
     );
-    assert_eq!(verify(&h).await, Verdict::Intact { rows: 5 });
+    assert!(matches!(verify(&h).await, Verdict::Intact { rows: 5, .. }));
 
     // Filters and paging.
     let r = h.get(&format!("/api/audit?camera={cid}"), &admin).await;

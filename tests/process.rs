@@ -428,11 +428,21 @@ fn install_script_stages_an_installation() {
     );
     assert!(o.status.success(), "{}", text(&o));
     let s = stage.path();
-    for f in ["usr/local/bin/xaso", "etc/xaso/xaso.toml", "etc/systemd/system/xaso.service"] {
+    for f in [
+        "usr/local/bin/xaso",
+        "etc/xaso/xaso.toml",
+        "etc/systemd/system/xaso.service",
+    ] {
         assert!(s.join(f).is_file(), "{f} missing");
     }
     let unit = std::fs::read_to_string(s.join("etc/systemd/system/xaso.service")).unwrap();
-    assert!(unit.contains("User=xaso") && unit.contains("ExecStart=/usr/local/bin/xaso --config /etc/xaso/xaso.toml serve"));
-    let o = run(Command::new(s.join("usr/local/bin/xaso")).arg("--version"), None);
+    assert!(
+        unit.contains("User=xaso")
+            && unit.contains("ExecStart=/usr/local/bin/xaso --config /etc/xaso/xaso.toml serve")
+    );
+    let o = run(
+        Command::new(s.join("usr/local/bin/xaso")).arg("--version"),
+        None,
+    );
     assert!(text(&o).contains(env!("CARGO_PKG_VERSION")));
 }

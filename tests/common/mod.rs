@@ -46,7 +46,10 @@ async fn fresh_postgres_database(admin_url: &str) -> String {
         N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
     );
     let mut c = sqlx::AnyConnection::connect(admin_url).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut c).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut c)
+        .await
+        .unwrap();
     c.close().await.unwrap();
     let base = admin_url.rsplit_once('/').unwrap().0;
     format!("{base}/{name}")
