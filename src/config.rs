@@ -32,6 +32,67 @@ pub struct Config {
     pub log_format: LogFormat,
     pub auth: AuthConfig,
     pub http: HttpConfig,
+    pub recording: RecordingConfig,
+    /// Cameras declared here are kept in the catalogue as declared (`[[camera]]`).
+    #[serde(rename = "camera")]
+    pub cameras: Vec<CameraConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingConfig {
+    /// A segment file is closed at the first keyframe after this many seconds.
+    pub segment_secs: u32,
+    /// Footage reaches the disk in fragments of at most this long: at most this much (plus
+    /// one frame) is lost if the power fails.
+    pub fragment_ms: u32,
+    /// Longest wait between attempts to reach a camera that is down.
+    pub reconnect_max_ms: u32,
+    /// A camera that sends nothing for this long is reconnected.
+    pub stall_timeout_secs: u32,
+    /// Footage older than this is deleted (per camera: `retention_days` in `[[camera]]`).
+    pub retention_days: u32,
+    /// The oldest footage is deleted to keep at least this much disk free.
+    pub keep_free_gb: f64,
+    /// With no camera at all, record a built-in simulated camera (for a first look).
+    pub simulated_camera: bool,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    pub name: String,
+    /// `rtsp://user:password@host:port/path`
+    pub url: String,
+    pub substream_url: Option<String>,
+    #[serde(default = "default_transport")]
+    pub transport: String,
+    #[serde(default = "default_true")]
+    pub record: bool,
+    pub retention_days: Option<u32>,
+    pub quota_gb: Option<f64>,
+}
+
+fn default_transport() -> String {
+    "tcp".into()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        RecordingConfig {
+            segment_secs: 300,
+            fragment_ms: 500,
+            reconnect_max_ms: 2000,
+            stall_timeout_secs: 10,
+            retention_days: 30,
+            keep_free_gb: 1.0,
+            simulated_camera: true,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -83,6 +144,8 @@ impl Default for Config {
             log_format: LogFormat::Human,
             auth: AuthConfig::default(),
             http: HttpConfig::default(),
+            recording: RecordingConfig::default(),
+            cameras: Vec::new(),
         }
     }
 }
@@ -190,6 +253,29 @@ impl Config {
         }
         if self.http.max_body_bytes < 1024 {
             return Err("http.max_body_bytes must be at least 1024".into());
+        }
+        let r = &self.recording;
+        if !(10..=3600).contains(&r.segment_secs) {
+            return Err("recording.segment_secs must be between 10 and 3600".into());
+        }
+        if !(100..=1000).contains(&r.fragment_ms) {
+            return Err("recording.fragment_ms must be between 100 and 1000 (crash safety)".into());
+        }
+        if r.retention_days == 0
+            || r.keep_free_gb < 0.0
+            || r.reconnect_max_ms < 100
+            || r.stall_timeout_secs < 2
+        {
+            return Err("recording: retention_days >= 1, keep_free_gb >= 0, reconnect_max_ms >= 100, stall_timeout_secs >= 2".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for c in &self.cameras {
+            if !names.insert(c.name.as_str()) {
+                return Err(format!("camera {:?} is declared twice", c.name));
+            }
+            crate::store::CameraSettings::from_config(c)
+                .validate()
+                .map_err(|e| format!("camera {:?}: {}", c.name, e.message()))?;
         }
         let url = self.database_url();
         if !(url.starts_with("sqlite:")

@@ -14,6 +14,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod metrics;
+pub mod recorder;
 pub mod serve;
 pub mod store;
 pub mod tls;

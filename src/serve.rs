@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use xaso_base::{Clocks, RealClocks};
+use xaso_ingest::RetinaOpener;
 
 /// The account created on first start.
 pub struct FirstAdmin {
@@ -74,6 +75,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         cfg.auth.min_password_len,
     )
     .await?;
+    sync_config_cameras(&pool, &cfg, clocks.as_ref()).await?;
+    let sim = simulated_camera(&pool, &cfg, clocks.as_ref()).await?;
     let tls_files = tls::prepare(&cfg)?;
     let listener = std::net::TcpListener::bind(cfg.listen).with_context(|| {
         format!(
@@ -83,12 +86,33 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     })?;
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
-    print_banner(&cfg, local, &url, first.as_ref());
+    print_banner(&cfg, local, &url, first.as_ref(), sim.is_some());
     if !crate::web::has_index() {
         tracing::error!("the web UI was not embedded in this build");
     }
 
-    let state = AppState::new(pool.clone(), cfg.clone(), clocks.clone());
+    let recorder = crate::recorder::Recorder::start(
+        pool.clone(),
+        recorder_config(&cfg),
+        Arc::new(RetinaOpener::default()),
+        clocks.clone(),
+    )
+    .await?;
+    let mut state = AppState::new(pool.clone(), cfg.clone(), clocks.clone());
+    state.recorder = Some(recorder.clone());
+    recorder.sync().await?;
+    crate::recorder::retention::spawn(
+        pool.clone(),
+        crate::recorder::retention::RetentionConfig {
+            data_dir: cfg.data_dir.clone(),
+            default_retention_days: cfg.recording.retention_days,
+            keep_free_bytes: (cfg.recording.keep_free_gb * 1e9) as u64,
+        },
+        clocks.clone(),
+        state.audit_log.clone(),
+        recorder.disk_trouble.clone(),
+        Duration::from_secs(60),
+    );
     tokio::spawn(sweep_sessions(pool.clone(), clocks.clone()));
     let handle = axum_server::Handle::new();
     tokio::spawn(shutdown_on_signal(handle.clone()));
@@ -117,12 +141,117 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 .await?
         }
     }
+    recorder.shutdown().await;
+    if let Some(sim) = sim {
+        sim.shutdown().await;
+    }
     pool.close().await;
     tracing::info!("stopped");
     Ok(())
 }
 
-fn print_banner(cfg: &Config, local: SocketAddr, db_url: &str, first: Option<&FirstAdmin>) {
+pub fn recorder_config(cfg: &Config) -> crate::recorder::RecorderConfig {
+    let r = &cfg.recording;
+    crate::recorder::RecorderConfig {
+        data_dir: cfg.data_dir.clone(),
+        segment_ms: i64::from(r.segment_secs) * 1000,
+        fragment_ms: r.fragment_ms,
+        reconnect_max: Duration::from_millis(u64::from(r.reconnect_max_ms)),
+        stall_timeout: Duration::from_secs(u64::from(r.stall_timeout_secs)),
+    }
+}
+
+/// Makes the catalogue hold the cameras of the config file as declared: adds new ones,
+/// updates changed ones, removes those no longer declared (their footage stays until
+/// retention removes it).
+pub async fn sync_config_cameras(
+    db: &AnyPool,
+    cfg: &Config,
+    clocks: &dyn Clocks,
+) -> anyhow::Result<()> {
+    let existing = store::list_cameras(db, None).await?;
+    for c in &cfg.cameras {
+        let want = store::CameraSettings::from_config(c);
+        match existing.iter().find(|e| e.name == want.name) {
+            Some(e) if e.origin == "config" && store::CameraSettings::of(e) == want => {}
+            Some(e) if e.origin == "config" => {
+                store::update_camera(db, e.id, &want).await?;
+                tracing::info!(camera = %want.name, "camera updated from the config file");
+            }
+            Some(_) => anyhow::bail!(
+                "camera {:?} of the config file has the name of a camera added through the API; rename one",
+                want.name
+            ),
+            None => {
+                store::create_camera(db, &want, "config", clocks.realtime_ms()).await?;
+                tracing::info!(camera = %want.name, "camera added from the config file");
+            }
+        }
+    }
+    for e in existing.iter().filter(|e| e.origin == "config") {
+        if !cfg.cameras.iter().any(|c| c.name.trim() == e.name) {
+            store::delete_camera(db, e.id).await?;
+            tracing::info!(camera = %e.name, "camera no longer in the config file: removed (footage kept)");
+        }
+    }
+    Ok(())
+}
+
+/// Name of the built-in simulated camera.
+pub const SIMULATED_CAMERA: &str = "Camera mô phỏng (simulated)";
+
+/// With no real camera and `simulated_camera` on, serves the built-in clip over RTSP on a
+/// loopback port and keeps a `builtin` camera pointing at it, so a first start records
+/// something at once. Once a real camera exists, the built-in one is removed (its footage
+/// stays until retention).
+pub async fn simulated_camera(
+    db: &AnyPool,
+    cfg: &Config,
+    clocks: &dyn Clocks,
+) -> anyhow::Result<Option<xaso_simcam::SimCamera>> {
+    let cams = store::list_cameras(db, None).await?;
+    let builtin = cams.iter().find(|c| c.origin == "builtin");
+    let real = cams.iter().any(|c| c.origin != "builtin");
+    if real || !cfg.recording.simulated_camera {
+        if let Some(b) = builtin {
+            store::delete_camera(db, b.id).await?;
+        }
+        return Ok(None);
+    }
+    let sim = xaso_simcam::SimCamera::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        xaso_simcam::Clip::builtin(),
+    )
+    .await
+    .context("starting the simulated camera")?;
+    let settings = store::CameraSettings {
+        name: SIMULATED_CAMERA.into(),
+        url: sim.url("sim"),
+        record: true,
+        substream_url: None,
+        transport: "tcp".into(),
+        retention_days: Some(1),
+        quota_bytes: None,
+    };
+    match builtin {
+        Some(b) => {
+            store::update_camera(db, b.id, &settings).await?;
+        }
+        None => {
+            store::create_camera(db, &settings, "builtin", clocks.realtime_ms()).await?;
+        }
+    }
+    tracing::info!(url = %sim.url("sim"), "no camera configured: recording the built-in simulated camera");
+    Ok(Some(sim))
+}
+
+fn print_banner(
+    cfg: &Config,
+    local: SocketAddr,
+    db_url: &str,
+    first: Option<&FirstAdmin>,
+    simulated: bool,
+) {
     let scheme = if cfg.tls == TlsMode::Off {
         "http"
     } else {
@@ -145,6 +274,16 @@ fn print_banner(cfg: &Config, local: SocketAddr, db_url: &str, first: Option<&Fi
     }
     let _ = writeln!(out, "  Data:     {}", cfg.data_dir.display());
     let _ = writeln!(out, "  Database: {}", db::redact_url(db_url));
+    if simulated {
+        let _ = writeln!(
+            out,
+            "  Cameras:  none configured; recording the built-in simulated camera"
+        );
+        let _ = writeln!(
+            out,
+            "            (add real cameras on the Admin page or in the config file)"
+        );
+    }
     if let Some(f) = first {
         let _ = writeln!(out, "First start: an admin account was created.");
         let _ = writeln!(out, "  User:     {}", f.username);

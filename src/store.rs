@@ -368,6 +368,15 @@ pub struct Camera {
     pub url: String,
     pub record: bool,
     pub created_ms: i64,
+    /// A lower-resolution stream for live tiles, credentials included like `url`.
+    pub substream_url: Option<String>,
+    /// `tcp` or `udp`.
+    pub transport: String,
+    /// None: the global default.
+    pub retention_days: Option<i64>,
+    pub quota_bytes: Option<i64>,
+    /// `api`, `config` or `builtin`.
+    pub origin: String,
 }
 
 fn camera_from(r: &AnyRow) -> Result<Camera> {
@@ -377,7 +386,71 @@ fn camera_from(r: &AnyRow) -> Result<Camera> {
         url: r.try_get(2)?,
         record: to_bool(r.try_get(3)?),
         created_ms: r.try_get(4)?,
+        substream_url: r.try_get(5)?,
+        transport: r.try_get(6)?,
+        retention_days: r.try_get(7)?,
+        quota_bytes: r.try_get(8)?,
+        origin: r.try_get(9)?,
     })
+}
+
+/// Everything about a camera that can be set (by the API or the config file).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CameraSettings {
+    pub name: String,
+    pub url: String,
+    pub record: bool,
+    pub substream_url: Option<String>,
+    pub transport: String,
+    pub retention_days: Option<i64>,
+    pub quota_bytes: Option<i64>,
+}
+
+impl CameraSettings {
+    pub fn validate(&self) -> Result<()> {
+        validate_camera_name(&self.name)?;
+        validate_rtsp_url(&self.url)?;
+        if let Some(u) = &self.substream_url {
+            validate_rtsp_url(u)?;
+        }
+        if !matches!(self.transport.as_str(), "tcp" | "udp") {
+            bail!(InvalidArgument, "transport must be \"tcp\" or \"udp\"");
+        }
+        if self
+            .retention_days
+            .is_some_and(|d| !(1..=3650).contains(&d))
+        {
+            bail!(InvalidArgument, "retention_days must be between 1 and 3650");
+        }
+        if self.quota_bytes.is_some_and(|q| q < 1 << 20) {
+            bail!(InvalidArgument, "quota must be at least 1 MB");
+        }
+        Ok(())
+    }
+
+    pub fn from_config(c: &crate::config::CameraConfig) -> Self {
+        CameraSettings {
+            name: c.name.trim().to_owned(),
+            url: c.url.clone(),
+            record: c.record,
+            substream_url: c.substream_url.clone(),
+            transport: c.transport.clone(),
+            retention_days: c.retention_days.map(i64::from),
+            quota_bytes: c.quota_gb.map(|g| (g * 1e9).round() as i64),
+        }
+    }
+
+    pub fn of(c: &Camera) -> Self {
+        CameraSettings {
+            name: c.name.clone(),
+            url: c.url.clone(),
+            record: c.record,
+            substream_url: c.substream_url.clone(),
+            transport: c.transport.clone(),
+            retention_days: c.retention_days,
+            quota_bytes: c.quota_bytes,
+        }
+    }
 }
 
 /// Camera names: 1 to 100 characters, any script (Vietnamese names are expected).
@@ -428,34 +501,32 @@ pub fn redact_rtsp_url(url: &str) -> String {
     }
 }
 
-const CAMERA_COLS: &str = "c.id, c.name, c.url, c.record, c.created_ms";
+const CAMERA_COLS: &str = "c.id, c.name, c.url, c.record, c.created_ms, c.substream_url, c.transport, c.retention_days, c.quota_bytes, c.origin";
 
 pub async fn create_camera(
     db: &AnyPool,
-    name: &str,
-    url: &str,
-    record: bool,
+    c: &CameraSettings,
+    origin: &str,
     now_ms: i64,
 ) -> Result<Camera> {
-    validate_camera_name(name)?;
-    validate_rtsp_url(url)?;
+    c.validate()?;
     let r = sqlx::query(
-        "INSERT INTO cameras (name, url, record, created_ms) VALUES ($1, $2, $3, $4) RETURNING id",
+        "INSERT INTO cameras (name, url, record, created_ms, substream_url, transport, retention_days, quota_bytes, origin) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
     )
-    .bind(name)
-    .bind(url)
-    .bind(i64::from(record))
+    .bind(&c.name)
+    .bind(&c.url)
+    .bind(i64::from(c.record))
     .bind(now_ms)
+    .bind(c.substream_url.clone())
+    .bind(&c.transport)
+    .bind(c.retention_days)
+    .bind(c.quota_bytes)
+    .bind(origin)
     .fetch_one(db)
     .await
-    .map_err(exists_as(format!("a camera named {name:?} already exists")))?;
-    Ok(Camera {
-        id: r.try_get(0)?,
-        name: name.to_owned(),
-        url: url.to_owned(),
-        record,
-        created_ms: now_ms,
-    })
+    .map_err(exists_as(format!("a camera named {:?} already exists", c.name)))?;
+    camera(db, r.try_get(0)?).await
 }
 
 pub async fn camera(db: &AnyPool, id: i64) -> Result<Camera> {
@@ -494,26 +565,30 @@ pub async fn list_cameras(db: &AnyPool, granted_to: Option<i64>) -> Result<Vec<C
     rows.iter().map(camera_from).collect()
 }
 
-pub async fn update_camera(
-    db: &AnyPool,
-    id: i64,
-    name: Option<&str>,
-    url: Option<&str>,
-    record: Option<bool>,
-) -> Result<Camera> {
-    let cur = camera(db, id).await?;
-    let name = name.unwrap_or(&cur.name);
-    let url = url.unwrap_or(&cur.url);
-    validate_camera_name(name)?;
-    validate_rtsp_url(url)?;
-    sqlx::query("UPDATE cameras SET name = $1, url = $2, record = $3 WHERE id = $4")
-        .bind(name)
-        .bind(url)
-        .bind(i64::from(record.unwrap_or(cur.record)))
-        .bind(id)
-        .execute(db)
-        .await
-        .map_err(exists_as(format!("a camera named {name:?} already exists")))?;
+pub async fn update_camera(db: &AnyPool, id: i64, c: &CameraSettings) -> Result<Camera> {
+    c.validate()?;
+    let n = sqlx::query(
+        "UPDATE cameras SET name = $1, url = $2, record = $3, substream_url = $4, transport = $5, \
+         retention_days = $6, quota_bytes = $7 WHERE id = $8",
+    )
+    .bind(&c.name)
+    .bind(&c.url)
+    .bind(i64::from(c.record))
+    .bind(c.substream_url.clone())
+    .bind(&c.transport)
+    .bind(c.retention_days)
+    .bind(c.quota_bytes)
+    .bind(id)
+    .execute(db)
+    .await
+    .map_err(exists_as(format!(
+        "a camera named {:?} already exists",
+        c.name
+    )))?
+    .rows_affected();
+    if n == 0 {
+        bail!(NotFound, "no camera with id {id}");
+    }
     camera(db, id).await
 }
 

@@ -20,6 +20,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/cameras", get(list).post(create))
         .route("/cameras/{id}", get(one).patch(update).delete(remove))
+        .route("/cameras/{id}/status", get(status))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -30,18 +31,60 @@ pub struct CameraOut {
     pub url: String,
     pub record: bool,
     pub created_at: String,
+    pub substream_url: Option<String>,
+    /// `tcp` or `udp`.
+    pub transport: String,
+    /// Null: the global default.
+    pub retention_days: Option<i64>,
+    pub quota_gb: Option<f64>,
+    /// `api`, `config` (declared in the config file) or `builtin` (the simulated camera).
+    pub origin: String,
 }
 
 impl From<Camera> for CameraOut {
     fn from(c: Camera) -> Self {
         CameraOut {
             url: store::redact_rtsp_url(&c.url),
+            substream_url: c.substream_url.as_deref().map(store::redact_rtsp_url),
             id: c.id,
             name: c.name,
             record: c.record,
             created_at: rfc3339(c.created_ms),
+            transport: c.transport,
+            retention_days: c.retention_days,
+            quota_gb: c.quota_bytes.map(bytes_to_gb),
+            origin: c.origin,
         }
     }
+}
+
+pub fn gb_to_bytes(gb: f64) -> i64 {
+    (gb * 1e9).round() as i64
+}
+
+fn bytes_to_gb(b: i64) -> f64 {
+    (b as f64 / 1e7).round() / 100.0
+}
+
+/// Recording state of a camera, as the recorder last saw it.
+#[utoipa::path(get, path = "/api/cameras/{id}/status", tag = "cameras", params(("id" = i64, Path)),
+    responses((status = 200, body = crate::recorder::CameraStatus), (status = 401), (status = 403), (status = 404)))]
+async fn status(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<axum::Json<crate::recorder::CameraStatus>> {
+    caller.require_camera(&st, id, CameraUse::See).await?;
+    let cam = store::camera(&st.db, id).await?;
+    let s = st
+        .recorder
+        .as_ref()
+        .and_then(|r| r.status(id))
+        .unwrap_or_else(|| crate::recorder::CameraStatus {
+            state: if cam.record { "connecting" } else { "stopped" }.into(),
+            ..Default::default()
+        });
+    Ok(axum::Json(s))
 }
 
 /// The cameras the caller may see.
@@ -75,6 +118,11 @@ pub struct NewCamera {
     pub url: String,
     #[serde(default = "yes")]
     pub record: bool,
+    pub substream_url: Option<String>,
+    /// `tcp` (default) or `udp`.
+    pub transport: Option<String>,
+    pub retention_days: Option<i64>,
+    pub quota_gb: Option<f64>,
 }
 
 fn yes() -> bool {
@@ -90,8 +138,17 @@ async fn create(
     ApiJson(req): ApiJson<NewCamera>,
 ) -> Result<(StatusCode, axum::Json<CameraOut>)> {
     caller.require_admin()?;
-    let cam =
-        store::create_camera(&st.db, req.name.trim(), &req.url, req.record, st.now_ms()).await?;
+    let settings = store::CameraSettings {
+        name: req.name.trim().to_owned(),
+        url: req.url,
+        record: req.record,
+        substream_url: req.substream_url,
+        transport: req.transport.unwrap_or_else(|| "tcp".into()),
+        retention_days: req.retention_days,
+        quota_bytes: req.quota_gb.map(gb_to_bytes),
+    };
+    let cam = store::create_camera(&st.db, &settings, "api", st.now_ms()).await?;
+    st.cameras_changed().await;
     let mut ev = caller.event("camera.create");
     ev.camera_id = Some(cam.id);
     ev.detail =
@@ -106,6 +163,10 @@ pub struct CameraPatch {
     pub name: Option<String>,
     pub url: Option<String>,
     pub record: Option<bool>,
+    pub substream_url: Option<String>,
+    pub transport: Option<String>,
+    pub retention_days: Option<i64>,
+    pub quota_gb: Option<f64>,
 }
 
 /// Change a camera (admin).
@@ -118,8 +179,30 @@ async fn update(
     ApiJson(req): ApiJson<CameraPatch>,
 ) -> Result<axum::Json<CameraOut>> {
     caller.require_admin()?;
-    let name = req.name.as_deref().map(str::trim);
-    let cam = store::update_camera(&st.db, id, name, req.url.as_deref(), req.record).await?;
+    let mut c = store::CameraSettings::of(&store::camera(&st.db, id).await?);
+    if let Some(n) = &req.name {
+        c.name = n.trim().to_owned();
+    }
+    if let Some(u) = &req.url {
+        c.url = u.clone();
+    }
+    if let Some(r) = req.record {
+        c.record = r;
+    }
+    if let Some(u) = &req.substream_url {
+        c.substream_url = (!u.is_empty()).then(|| u.clone());
+    }
+    if let Some(t) = &req.transport {
+        c.transport = t.clone();
+    }
+    if let Some(d) = req.retention_days {
+        c.retention_days = Some(d);
+    }
+    if let Some(q) = req.quota_gb {
+        c.quota_bytes = Some(gb_to_bytes(q));
+    }
+    let cam = store::update_camera(&st.db, id, &c).await?;
+    st.cameras_changed().await;
     let mut ev = caller.event("camera.update");
     ev.camera_id = Some(id);
     ev.detail = Some(serde_json::json!({
@@ -139,6 +222,7 @@ async fn remove(
 ) -> Result<StatusCode> {
     caller.require_admin()?;
     let cam = store::delete_camera(&st.db, id).await?;
+    st.cameras_changed().await;
     let mut ev = caller.event("camera.delete");
     ev.camera_id = Some(id);
     ev.detail = Some(serde_json::json!({ "name": cam.name }));

@@ -36,6 +36,8 @@ pub struct AppState {
     pub limiter: Arc<Mutex<LoginLimiter>>,
     pub audit_log: Arc<AuditLog>,
     pub metrics: Arc<Metrics>,
+    /// None in tests that run without recording.
+    pub recorder: Option<Arc<crate::recorder::Recorder>>,
 }
 
 impl AppState {
@@ -48,6 +50,16 @@ impl AppState {
             limiter: Arc::new(Mutex::new(LoginLimiter::new(window))),
             audit_log: Arc::new(AuditLog::new()),
             metrics: Arc::new(Metrics::default()),
+            recorder: None,
+        }
+    }
+
+    /// Tells the recorder that the camera table changed.
+    pub async fn cameras_changed(&self) {
+        if let Some(r) = &self.recorder
+            && let Err(e) = r.sync().await
+        {
+            tracing::error!(error = %e, "could not apply camera changes to the recorder");
         }
     }
 

@@ -29,6 +29,7 @@ use utoipa::OpenApi;
         super::cameras::create,
         super::cameras::update,
         super::cameras::remove,
+        super::cameras::status,
         super::tokens::list,
         super::tokens::create,
         super::tokens::revoke,

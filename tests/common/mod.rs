@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod camera;
+pub mod proc;
+
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;

@@ -1,0 +1,539 @@
+//! Reading segment files back: the tracks from `moov`, and every complete fragment with its
+//! samples. A file cut short (a crash mid-write) scans up to its last complete fragment;
+//! [`Scanned::valid_len`] is where to truncate it.
+//!
+//! Reads box headers and `moof`s only, seeking over `mdat` payloads, so scanning a segment
+//! costs a few kilobytes of reads per second of footage. Never panics on malformed input.
+
+use crate::boxes::{Reader, parse_header};
+use crate::fmp4::{Codec, ntp_to_unix_ms};
+use std::io::{Read, Seek, SeekFrom};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScannedTrack {
+    pub track_id: u32,
+    pub codec: Option<Codec>,
+    pub timescale: u32,
+    pub width: u16,
+    pub height: u16,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SampleInfo {
+    pub duration: u32,
+    pub size: u32,
+    pub is_sync: bool,
+    /// Absolute position of the sample's bytes in the file.
+    pub offset: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScannedTraf {
+    pub track_id: u32,
+    pub base_dts: u64,
+    pub samples: Vec<SampleInfo>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScannedFragment {
+    /// Where the fragment (its `prft`, else its `moof`) starts, and where its `mdat` ends.
+    pub offset: u64,
+    pub end: u64,
+    /// From `prft`: wall-clock time of the first sample of `prft_track` (ms since the epoch).
+    pub wall_ms: Option<i64>,
+    pub prft_track: Option<u32>,
+    pub trafs: Vec<ScannedTraf>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scanned {
+    pub tracks: Vec<ScannedTrack>,
+    /// End of `ftyp` + `moov`.
+    pub init_len: u64,
+    pub fragments: Vec<ScannedFragment>,
+    /// Length of the complete part of the file: everything after it is a partial tail.
+    pub valid_len: u64,
+}
+
+#[derive(Debug)]
+pub enum ScanError {
+    Io(std::io::Error),
+    /// The file does not start with a usable `ftyp` + `moov`: nothing in it can be read.
+    NoInit(String),
+}
+
+impl std::fmt::Display for ScanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScanError::Io(e) => write!(f, "I/O error: {e}"),
+            ScanError::NoInit(m) => write!(f, "not a segment file: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for ScanError {}
+
+impl From<std::io::Error> for ScanError {
+    fn from(e: std::io::Error) -> Self {
+        ScanError::Io(e)
+    }
+}
+
+/// Largest `moov`/`moof`/`prft` read into memory; anything bigger is not ours.
+const MAX_META_BOX: u64 = 16 << 20;
+
+/// Reads `[at, at + n)` or less if the file ends first.
+fn read_at<R: Read + Seek>(r: &mut R, at: u64, n: usize) -> std::io::Result<Vec<u8>> {
+    r.seek(SeekFrom::Start(at))?;
+    let mut buf = Vec::with_capacity(n);
+    r.take(n as u64).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// Scans a segment of `file_len` bytes.
+pub fn scan<R: Read + Seek>(r: &mut R, file_len: u64) -> Result<Scanned, ScanError> {
+    let mut pos = 0u64;
+    let mut tracks = None;
+    // ftyp, then moov.
+    while tracks.is_none() {
+        let (fourcc, body, next) = match read_box(r, pos, file_len)? {
+            Some(b) => b,
+            None => return Err(ScanError::NoInit("file ends before moov".into())),
+        };
+        match &fourcc {
+            b"ftyp" | b"free" | b"skip" => {}
+            b"moov" => tracks = Some(parse_moov(&body).map_err(|e| ScanError::NoInit(e.into()))?),
+            other => {
+                return Err(ScanError::NoInit(format!(
+                    "unexpected {:?} box before moov",
+                    String::from_utf8_lossy(other)
+                )));
+            }
+        }
+        pos = next;
+    }
+    let tracks = tracks.expect("loop ends with moov");
+    let init_len = pos;
+    let mut fragments = Vec::new();
+    let mut valid_len = pos;
+    let mut prft: Option<(u32, i64, u64)> = None;
+    while let Some(h) = header_at(r, pos, file_len)? {
+        let Some(len) = h.len else { break };
+        if pos + len > file_len {
+            break; // partial box: the tail.
+        }
+        match &h.fourcc {
+            b"prft" => {
+                if prft.is_some() || len > MAX_META_BOX {
+                    break;
+                }
+                let body = read_at(r, pos + h.header_len, (len - h.header_len) as usize)?;
+                match parse_prft(&body) {
+                    Ok(p) => prft = Some((p.0, p.1, pos)),
+                    Err(_) => break,
+                }
+                pos += len;
+            }
+            b"moof" => {
+                if len > MAX_META_BOX {
+                    break;
+                }
+                let moof_start = pos;
+                let body = read_at(r, pos + h.header_len, (len - h.header_len) as usize)?;
+                let Ok(mut trafs) = parse_moof(&body, moof_start) else {
+                    break;
+                };
+                let mdat_at = pos + len;
+                let Some(mh) = header_at(r, mdat_at, file_len)? else {
+                    break;
+                };
+                let Some(mdat_len) = mh.len else { break };
+                if &mh.fourcc != b"mdat" || mdat_at + mdat_len > file_len {
+                    break;
+                }
+                let data_start = mdat_at + mh.header_len;
+                let data_end = mdat_at + mdat_len;
+                let in_mdat = trafs
+                    .iter()
+                    .flat_map(|t| &t.samples)
+                    .all(|s| s.offset >= data_start && s.offset + u64::from(s.size) <= data_end);
+                if !in_mdat {
+                    break;
+                }
+                for t in &mut trafs {
+                    t.samples.shrink_to_fit();
+                }
+                let (prft_track, wall_ms, offset) = match prft.take() {
+                    Some((track, wall, at)) => (Some(track), Some(wall), at),
+                    None => (None, None, moof_start),
+                };
+                pos = data_end;
+                valid_len = pos;
+                fragments.push(ScannedFragment {
+                    offset,
+                    end: pos,
+                    wall_ms,
+                    prft_track,
+                    trafs,
+                });
+            }
+            b"free" | b"skip" if prft.is_none() => {
+                pos += len;
+                valid_len = pos;
+            }
+            _ => break,
+        }
+    }
+    Ok(Scanned {
+        tracks,
+        init_len,
+        fragments,
+        valid_len,
+    })
+}
+
+fn header_at<R: Read + Seek>(
+    r: &mut R,
+    at: u64,
+    file_len: u64,
+) -> std::io::Result<Option<crate::boxes::BoxHeader>> {
+    if at >= file_len {
+        return Ok(None);
+    }
+    let b = read_at(r, at, 16.min((file_len - at) as usize))?;
+    Ok(parse_header(&b).ok().flatten())
+}
+
+/// A whole small box: fourcc, body, and the position after it.
+type WholeBox = ([u8; 4], Vec<u8>, u64);
+
+/// Reads a whole (small) box at `at`.
+fn read_box<R: Read + Seek>(
+    r: &mut R,
+    at: u64,
+    file_len: u64,
+) -> Result<Option<WholeBox>, ScanError> {
+    let Some(h) = header_at(r, at, file_len)? else {
+        return Ok(None);
+    };
+    let len = h.len.unwrap_or(file_len - at);
+    if at + len > file_len || len > MAX_META_BOX {
+        return Ok(None);
+    }
+    let body = read_at(r, at + h.header_len, (len - h.header_len) as usize)?;
+    Ok(Some((h.fourcc, body, at + len)))
+}
+
+fn parse_prft(b: &[u8]) -> Result<(u32, i64), &'static str> {
+    let mut r = Reader::new(b);
+    let (version, _) = r.full_header()?;
+    let track = r.u32()?;
+    let ntp = r.u64()?;
+    if version == 1 {
+        r.u64()?
+    } else {
+        u64::from(r.u32()?)
+    };
+    Ok((track, ntp_to_unix_ms(ntp)))
+}
+
+fn find<'a>(b: &'a [u8], want: &[u8; 4]) -> Result<Option<&'a [u8]>, &'static str> {
+    for c in Reader::new(b).children() {
+        let (f, body) = c?;
+        if &f == want {
+            return Ok(Some(body));
+        }
+    }
+    Ok(None)
+}
+
+fn parse_moov(b: &[u8]) -> Result<Vec<ScannedTrack>, &'static str> {
+    let mut tracks = Vec::new();
+    for c in Reader::new(b).children() {
+        let (f, trak) = c?;
+        if &f != b"trak" {
+            continue;
+        }
+        let tkhd = find(trak, b"tkhd")?.ok_or("trak without tkhd")?;
+        let mut r = Reader::new(tkhd);
+        let (v, _) = r.full_header()?;
+        r.skip(if v == 1 { 16 } else { 8 })?;
+        let track_id = r.u32()?;
+        r.skip(4 + if v == 1 { 8 } else { 4 } + 8 + 8 + 36)?;
+        let width = (r.u32()? >> 16) as u16;
+        let height = (r.u32()? >> 16) as u16;
+        let mdia = find(trak, b"mdia")?.ok_or("trak without mdia")?;
+        let mdhd = find(mdia, b"mdhd")?.ok_or("mdia without mdhd")?;
+        let mut r = Reader::new(mdhd);
+        let (v, _) = r.full_header()?;
+        r.skip(if v == 1 { 16 } else { 8 })?;
+        let timescale = r.u32()?;
+        if timescale == 0 {
+            return Err("zero timescale");
+        }
+        let codec = find(mdia, b"minf")?
+            .map(|minf| find(minf, b"stbl"))
+            .transpose()?
+            .flatten()
+            .map(|stbl| find(stbl, b"stsd"))
+            .transpose()?
+            .flatten()
+            .and_then(|stsd| stsd.get(12..16))
+            .and_then(|f| Codec::from_fourcc(f.try_into().expect("4 bytes")));
+        tracks.push(ScannedTrack {
+            track_id,
+            codec,
+            timescale,
+            width,
+            height,
+        });
+    }
+    if tracks.is_empty() {
+        return Err("moov without tracks");
+    }
+    Ok(tracks)
+}
+
+fn parse_moof(b: &[u8], moof_start: u64) -> Result<Vec<ScannedTraf>, &'static str> {
+    let mut trafs = Vec::new();
+    for c in Reader::new(b).children() {
+        let (f, traf) = c?;
+        if &f != b"traf" {
+            continue;
+        }
+        let mut r = Reader::new(find(traf, b"tfhd")?.ok_or("traf without tfhd")?);
+        let (_, flags) = r.full_header()?;
+        let track_id = r.u32()?;
+        let mut base = moof_start;
+        if flags & 0x1 != 0 {
+            base = r.u64()?;
+        }
+        if flags & 0x2 != 0 {
+            r.u32()?;
+        }
+        let def_dur = if flags & 0x8 != 0 { r.u32()? } else { 0 };
+        let def_size = if flags & 0x10 != 0 { r.u32()? } else { 0 };
+        let def_flags = if flags & 0x20 != 0 { r.u32()? } else { 0 };
+        let base_dts = match find(traf, b"tfdt")? {
+            Some(t) => {
+                let mut r = Reader::new(t);
+                let (v, _) = r.full_header()?;
+                if v == 1 {
+                    r.u64()?
+                } else {
+                    u64::from(r.u32()?)
+                }
+            }
+            None => 0,
+        };
+        let mut samples = Vec::new();
+        let mut next_offset = base;
+        for c in Reader::new(traf).children() {
+            let (f, trun) = c?;
+            if &f != b"trun" {
+                continue;
+            }
+            let mut r = Reader::new(trun);
+            let (_, tf) = r.full_header()?;
+            let count = r.u32()?;
+            let mut offset = if tf & 0x1 != 0 {
+                base.checked_add_signed(i64::from(r.u32()? as i32))
+                    .ok_or("bad data offset")?
+            } else {
+                next_offset
+            };
+            let first_flags = if tf & 0x4 != 0 { Some(r.u32()?) } else { None };
+            let per = [0x100, 0x200, 0x400, 0x800]
+                .iter()
+                .filter(|&&b| tf & b != 0)
+                .count();
+            if (count as usize).saturating_mul(per * 4) > r.remaining() {
+                return Err("trun sample count exceeds its box");
+            }
+            for i in 0..count {
+                let duration = if tf & 0x100 != 0 { r.u32()? } else { def_dur };
+                let size = if tf & 0x200 != 0 { r.u32()? } else { def_size };
+                let mut fl = if tf & 0x400 != 0 { r.u32()? } else { def_flags };
+                if i == 0
+                    && let Some(ff) = first_flags
+                {
+                    fl = ff;
+                }
+                if tf & 0x800 != 0 {
+                    r.u32()?; // composition offset (signed when version 1): not needed here
+                }
+                samples.push(SampleInfo {
+                    duration,
+                    size,
+                    is_sync: fl & 0x0001_0000 == 0,
+                    offset,
+                });
+                offset = offset
+                    .checked_add(u64::from(size))
+                    .ok_or("sample offset overflow")?;
+            }
+            next_offset = offset;
+        }
+        trafs.push(ScannedTraf {
+            track_id,
+            base_dts,
+            samples,
+        });
+    }
+    Ok(trafs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fmp4::{Sample, SegmentWriter, TrackConfig, g711_sample_entry};
+    use bytes::Bytes;
+    use std::io::Cursor;
+
+    fn tracks() -> Vec<TrackConfig> {
+        let mut entry = Vec::new();
+        crate::boxes::write_box(&mut entry, b"avc1", |o| o.extend_from_slice(&[0; 78]));
+        vec![
+            TrackConfig {
+                codec: Codec::H264,
+                timescale: 90_000,
+                sample_entry: entry,
+                width: 1280,
+                height: 720,
+            },
+            TrackConfig {
+                codec: Codec::Pcma,
+                timescale: 8000,
+                sample_entry: g711_sample_entry(Codec::Pcma, 8000, 1),
+                width: 0,
+                height: 0,
+            },
+        ]
+    }
+
+    /// A segment of `secs` seconds: bytes, and the fragments' end offsets.
+    pub(crate) fn segment(secs: u64) -> (Vec<u8>, Vec<u64>) {
+        let mut w = SegmentWriter::new(tracks(), 1000);
+        let mut file = w.init_segment();
+        let mut ends = Vec::new();
+        for i in 0..secs * 25 {
+            let v = Sample {
+                track: 0,
+                dts: i * 3600,
+                is_sync: i % 25 == 0,
+                data: Bytes::from(vec![(i % 251) as u8; 50 + (i % 7) as usize]),
+                wall_ms: 1_795_000_000_000 + (i as i64) * 40,
+            };
+            if let Some(f) = w.push(v).unwrap() {
+                file.extend_from_slice(&f.bytes);
+                ends.push(file.len() as u64);
+            }
+            let a = Sample {
+                track: 1,
+                dts: i * 320,
+                is_sync: true,
+                data: Bytes::from_static(&[0xd5; 320]),
+                wall_ms: 0,
+            };
+            if let Some(f) = w.push(a).unwrap() {
+                file.extend_from_slice(&f.bytes);
+                ends.push(file.len() as u64);
+            }
+        }
+        for f in w.finish() {
+            file.extend_from_slice(&f.bytes);
+            ends.push(file.len() as u64);
+        }
+        (file, ends)
+    }
+
+    #[test]
+    fn scans_what_the_writer_wrote() {
+        let (file, ends) = segment(5);
+        let s = scan(&mut Cursor::new(&file), file.len() as u64).unwrap();
+        assert_eq!(s.valid_len, file.len() as u64);
+        assert_eq!(s.fragments.len(), 5);
+        assert_eq!(s.fragments.iter().map(|f| f.end).collect::<Vec<_>>(), ends);
+        assert_eq!(s.tracks[0].codec, Some(Codec::H264));
+        assert_eq!(
+            (s.tracks[0].width, s.tracks[0].height, s.tracks[0].timescale),
+            (1280, 720, 90_000)
+        );
+        assert_eq!(
+            (s.tracks[1].codec, s.tracks[1].timescale),
+            (Some(Codec::Pcma), 8000)
+        );
+        let video: Vec<&SampleInfo> = s
+            .fragments
+            .iter()
+            .flat_map(|f| &f.trafs[0].samples)
+            .collect();
+        assert_eq!(video.len(), 125);
+        assert!(video[0].is_sync && !video[1].is_sync && video[25].is_sync);
+        // Each sample's bytes are where the index says.
+        for (i, v) in video.iter().enumerate() {
+            let at = v.offset as usize;
+            assert_eq!(file[at], (i % 251) as u8);
+            assert_eq!(v.size as usize, 50 + i % 7);
+        }
+        assert_eq!(s.fragments[2].wall_ms, Some(1_795_000_002_000));
+        assert_eq!(s.fragments[2].trafs[0].base_dts, 2 * 90_000);
+        let audio: usize = s.fragments.iter().map(|f| f.trafs[1].samples.len()).sum();
+        assert_eq!(audio, 125);
+    }
+
+    #[test]
+    fn a_cut_file_scans_to_its_last_complete_fragment() {
+        let (file, ends) = segment(4);
+        for cut in [ends[1] + 1, ends[2] - 1, ends[2] - 300, ends[2] + 5] {
+            let part = &file[..cut as usize];
+            let s = scan(&mut Cursor::new(part), cut).unwrap();
+            let want = ends.iter().filter(|&&e| e <= cut).count();
+            assert_eq!(s.fragments.len(), want, "cut at {cut}");
+            assert_eq!(s.valid_len, *ends.iter().rfind(|&&e| e <= cut).unwrap());
+        }
+        // Only the init part.
+        let init = SegmentWriter::new(tracks(), 1000).init_segment();
+        let s = scan(&mut Cursor::new(&init), init.len() as u64).unwrap();
+        assert_eq!((s.fragments.len(), s.valid_len), (0, init.len() as u64));
+        // Less than the init part: nothing usable.
+        let e = scan(
+            &mut Cursor::new(&init[..init.len() - 1]),
+            init.len() as u64 - 1,
+        )
+        .unwrap_err();
+        assert!(matches!(e, ScanError::NoInit(_)));
+    }
+
+    /// Mutated and truncated files never panic the scanner (a cheap, deterministic fuzz).
+    #[test]
+    fn garbage_never_panics() {
+        let (file, _) = segment(3);
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..3000 {
+            let mut f = file.clone();
+            for _ in 0..1 + rnd() % 8 {
+                let i = (rnd() % f.len() as u64) as usize;
+                f[i] = rnd() as u8;
+            }
+            let cut = (rnd() % (f.len() as u64 + 1)) as usize;
+            f.truncate(cut);
+            if let Ok(s) = scan(&mut Cursor::new(&f), f.len() as u64) {
+                assert!(s.valid_len <= f.len() as u64);
+                for fr in &s.fragments {
+                    for t in &fr.trafs {
+                        for smp in &t.samples {
+                            assert!(smp.offset + u64::from(smp.size) <= f.len() as u64);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

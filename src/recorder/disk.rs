@@ -1,0 +1,244 @@
+//! The disk writer: one thread per data directory that appends segment bytes, makes them
+//! durable (fdatasync, in batches: every command that waited while the previous batch was
+//! written is written, then each touched file is synced once), and only then tells the
+//! index. Camera tasks hand it commands with `try_send` and never wait for the disk: when
+//! it cannot keep up, the frames are dropped and counted.
+
+use super::run::{FragMeta, SegmentMeta};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use tokio::sync::mpsc::UnboundedSender;
+
+pub enum DiskCmd {
+    Create {
+        meta: SegmentMeta,
+        init: Vec<u8>,
+        failed: Arc<AtomicBool>,
+    },
+    Append {
+        path: String,
+        bytes: Vec<u8>,
+        frag: FragMeta,
+    },
+    Close {
+        path: String,
+    },
+    /// Answered once everything queued before it is durable and indexed.
+    Barrier(tokio::sync::oneshot::Sender<()>),
+}
+
+/// What is durable on disk, for the index.
+#[derive(Debug)]
+pub enum IndexEvent {
+    Created {
+        meta: SegmentMeta,
+        bytes: u64,
+    },
+    Appended {
+        path: String,
+        bytes: u64,
+        frag: FragMeta,
+    },
+    Closed {
+        path: String,
+    },
+    Barrier(tokio::sync::oneshot::Sender<()>),
+}
+
+#[derive(Clone)]
+pub struct DiskHandle {
+    tx: SyncSender<DiskCmd>,
+    pub stats: Arc<DiskStats>,
+}
+
+#[derive(Default, Debug)]
+pub struct DiskStats {
+    pub bytes_written: AtomicU64,
+    pub write_errors: AtomicU64,
+    pub syncs: AtomicU64,
+    pub trouble: Arc<tokio::sync::Notify>,
+}
+
+impl DiskHandle {
+    /// Waits until everything queued so far is on disk and in the index.
+    pub async fn flush(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sender = self.tx.clone();
+        // The queue may be full for a moment: wait for room off the async workers.
+        let _ = tokio::task::spawn_blocking(move || sender.send(DiskCmd::Barrier(tx))).await;
+        let _ = rx.await;
+    }
+
+    /// Queues a command; gives it back when the queue is full.
+    pub fn try_send(&self, cmd: DiskCmd) -> Result<(), DiskCmd> {
+        self.tx.try_send(cmd).map_err(|e| match e {
+            TrySendError::Full(c) | TrySendError::Disconnected(c) => c,
+        })
+    }
+}
+
+/// Starts the writer thread for `data_dir`.
+/// `trouble` is notified when a write fails (a full disk: retention should run now).
+pub fn start(
+    data_dir: PathBuf,
+    queue: usize,
+    index: UnboundedSender<IndexEvent>,
+    trouble: Arc<tokio::sync::Notify>,
+) -> DiskHandle {
+    let (tx, rx) = sync_channel(queue);
+    let stats = Arc::new(DiskStats {
+        trouble,
+        ..Default::default()
+    });
+    let s = stats.clone();
+    std::thread::Builder::new()
+        .name("xaso-disk".into())
+        .spawn(move || writer(data_dir, rx, index, s))
+        .expect("spawning the disk thread");
+    DiskHandle { tx, stats }
+}
+
+struct Open {
+    file: File,
+    len: u64,
+    failed: Arc<AtomicBool>,
+    dirty: bool,
+}
+
+fn writer(
+    dir: PathBuf,
+    rx: Receiver<DiskCmd>,
+    index: UnboundedSender<IndexEvent>,
+    stats: Arc<DiskStats>,
+) {
+    let mut files: HashMap<String, Open> = HashMap::new();
+    let mut done: Vec<IndexEvent> = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        let mut n = 0;
+        while let Some(cmd) = next {
+            handle(&dir, cmd, &mut files, &mut done, &stats);
+            n += 1;
+            next = if n < 512 { rx.try_recv().ok() } else { None };
+        }
+        for (path, f) in files.iter_mut().filter(|(_, f)| f.dirty) {
+            f.dirty = false;
+            stats.syncs.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = f.file.sync_data() {
+                fail(path, f, &e, &stats);
+            }
+        }
+        // Only what is durable reaches the index. A failed file is closed at its last
+        // durable fragment.
+        let failed: Vec<String> = files
+            .iter()
+            .filter(|(_, f)| f.failed.load(Ordering::Relaxed))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for path in failed {
+            files.remove(&path);
+            done.push(IndexEvent::Closed { path });
+        }
+        for ev in done.drain(..) {
+            let _ = index.send(ev);
+        }
+    }
+}
+
+fn fail(path: &str, f: &Open, e: &std::io::Error, stats: &DiskStats) {
+    stats.write_errors.fetch_add(1, Ordering::Relaxed);
+    stats.trouble.notify_one();
+    tracing::error!(path, error = %e, "writing footage failed; the segment ends here");
+    f.failed.store(true, Ordering::Relaxed);
+}
+
+fn handle(
+    dir: &Path,
+    cmd: DiskCmd,
+    files: &mut HashMap<String, Open>,
+    done: &mut Vec<IndexEvent>,
+    stats: &DiskStats,
+) {
+    match cmd {
+        DiskCmd::Create { meta, init, failed } => {
+            let full = dir.join(&meta.path);
+            let res = (|| -> std::io::Result<File> {
+                if let Some(parent) = full.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&full)?;
+                f.write_all(&init)?;
+                Ok(f)
+            })();
+            match res {
+                Ok(file) => {
+                    stats
+                        .bytes_written
+                        .fetch_add(init.len() as u64, Ordering::Relaxed);
+                    let len = init.len() as u64;
+                    files.insert(
+                        meta.path.clone(),
+                        Open {
+                            file,
+                            len,
+                            failed,
+                            dirty: true,
+                        },
+                    );
+                    done.push(IndexEvent::Created { meta, bytes: len });
+                }
+                Err(e) => {
+                    stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                    stats.trouble.notify_one();
+                    tracing::error!(path = %full.display(), error = %e, "cannot create a segment file");
+                    failed.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        DiskCmd::Append { path, bytes, frag } => {
+            let Some(f) = files.get_mut(&path) else {
+                return;
+            };
+            if f.failed.load(Ordering::Relaxed) {
+                return;
+            }
+            match f.file.write_all(&bytes) {
+                Ok(()) => {
+                    f.len += bytes.len() as u64;
+                    f.dirty = true;
+                    stats
+                        .bytes_written
+                        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    done.push(IndexEvent::Appended {
+                        path,
+                        bytes: f.len,
+                        frag,
+                    });
+                }
+                Err(e) => {
+                    // A partial write leaves a partial fragment: cut it off so the file
+                    // stays valid up to its last whole fragment.
+                    let _ = f.file.set_len(f.len);
+                    fail(&path, f, &e, stats);
+                }
+            }
+        }
+        DiskCmd::Barrier(tx) => done.push(IndexEvent::Barrier(tx)),
+        DiskCmd::Close { path } => {
+            if let Some(f) = files.remove(&path) {
+                if let Err(e) = f.file.sync_data() {
+                    fail(&path, &f, &e, stats);
+                }
+                done.push(IndexEvent::Closed { path });
+            }
+        }
+    }
+}

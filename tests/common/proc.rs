@@ -1,0 +1,147 @@
+//! Running the real `xaso` binary in tests: start it on a free loopback port and read the
+//! URL it prints, log in over HTTP, stop it with SIGTERM, run its shell commands.
+
+use serde_json::json;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_xaso");
+
+/// A running server, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub stdout: Vec<String>,
+    pub stderr: mpsc::Receiver<String>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn xaso(data_dir: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("XASO_") {
+            c.env_remove(k);
+        }
+    }
+    c.arg("--data-dir").arg(data_dir);
+    c
+}
+
+pub fn start(data_dir: &Path, env: &[(&str, &str)], extra: &[&str]) -> Server {
+    let mut c = xaso(data_dir);
+    c.args(["serve", "--listen", "127.0.0.1:0"]).args(extra);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let (etx, erx) = mpsc::channel();
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = etx.send(line);
+        }
+    });
+    let mut stdout = Vec::new();
+    let mut url = None;
+    // The banner ends with the data/database lines and, on first start, the login.
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) {
+        if let Some(u) = line.trim().strip_prefix("Open:") {
+            url = Some(u.trim().trim_end_matches('/').to_owned());
+        }
+        let done = line.contains("Database:")
+            && !stdout.iter().any(|l: &String| l.contains("First start"));
+        stdout.push(line.clone());
+        if line.contains("Password:") || (done && url.is_some()) {
+            // Give a first-start banner its remaining lines.
+            while let Ok(l) = rx.recv_timeout(Duration::from_millis(300)) {
+                stdout.push(l);
+            }
+            break;
+        }
+    }
+    let url = url.unwrap_or_else(|| panic!("no URL printed; stdout: {stdout:?}"));
+    Server {
+        child,
+        url,
+        stdout,
+        stderr: erx,
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .danger_accept_invalid_certs(true)
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+pub async fn login(c: &reqwest::Client, url: &str, user: &str, pw: &str) -> reqwest::StatusCode {
+    c.post(format!("{url}/api/login"))
+        .json(&json!({"username": user, "password": pw}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+pub fn stop(mut s: Server) -> std::process::ExitStatus {
+    let pid = s.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    for _ in 0..100 {
+        if let Some(st) = s.child.try_wait().unwrap() {
+            return st;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("server did not stop within 10 s of SIGTERM");
+}
+
+pub fn run(c: &mut Command, stdin: Option<&str>) -> Output {
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(s) = stdin {
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
