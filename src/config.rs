@@ -255,8 +255,8 @@ impl Config {
             return Err("http.max_body_bytes must be at least 1024".into());
         }
         let r = &self.recording;
-        if !(10..=3600).contains(&r.segment_secs) {
-            return Err("recording.segment_secs must be between 10 and 3600".into());
+        if !(2..=3600).contains(&r.segment_secs) {
+            return Err("recording.segment_secs must be between 2 and 3600".into());
         }
         if !(100..=1000).contains(&r.fragment_ms) {
             return Err("recording.fragment_ms must be between 100 and 1000 (crash safety)".into());

@@ -128,6 +128,8 @@ pub struct RepairReport {
     pub closed: u32,
     pub truncated_bytes: u64,
     pub removed: u32,
+    /// Files written just before a crash whose row was not yet in the index.
+    pub adopted: u32,
 }
 
 /// Closes every segment row a crash left open: scans its file, cuts a partial tail, and
@@ -146,7 +148,7 @@ pub async fn repair(db: &AnyPool, data_dir: &Path) -> Result<RepairReport> {
             .await
             .map_err(|e| crate::err!(Internal, "repair worker: {e}"))?;
         match scanned {
-            Ok(fix) => {
+            Ok(fix) if fix.video > 0 => {
                 sqlx::query(
                     "UPDATE segments SET end_ms = $1, bytes = $2, video_samples = $3, audio_samples = $4, keyframes = $5, open = 0 WHERE id = $6",
                 )
@@ -166,8 +168,12 @@ pub async fn repair(db: &AnyPool, data_dir: &Path) -> Result<RepairReport> {
                     "repaired a segment left open"
                 );
             }
-            Err(e) => {
-                tracing::warn!(path, error = %e, "removing a segment whose file cannot be read");
+            other => {
+                let why = match other {
+                    Err(e) => e.to_string(),
+                    Ok(_) => "it holds no complete fragment".into(),
+                };
+                tracing::warn!(path, why, "removing a segment with no usable footage");
                 sqlx::query("DELETE FROM segments WHERE id = $1")
                     .bind(id)
                     .execute(db)
@@ -177,7 +183,92 @@ pub async fn repair(db: &AnyPool, data_dir: &Path) -> Result<RepairReport> {
             }
         }
     }
+    adopt_orphans(db, data_dir, &mut report).await?;
     Ok(report)
+}
+
+/// A crash between creating a segment file and indexing it leaves a file with no row. Only
+/// a camera's newest files can be such orphans: those in its latest day directory that
+/// start after its newest indexed segment. Each is repaired and indexed, or removed when it
+/// holds no footage.
+async fn adopt_orphans(db: &AnyPool, data_dir: &Path, report: &mut RepairReport) -> Result<()> {
+    let root = data_dir.join("recordings");
+    let Ok(cams) = std::fs::read_dir(&root) else {
+        return Ok(());
+    };
+    for cam in cams.flatten() {
+        let Some(camera_id) = cam.file_name().to_str().and_then(|n| n.parse::<i64>().ok()) else {
+            continue;
+        };
+        let Some(day) = std::fs::read_dir(cam.path())
+            .ok()
+            .and_then(|d| d.flatten().map(|e| e.file_name()).max())
+        else {
+            continue;
+        };
+        let newest: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(start_ms) FROM segments WHERE camera_id = $1")
+                .bind(camera_id)
+                .fetch_one(db)
+                .await?;
+        let Ok(files) = std::fs::read_dir(cam.path().join(&day)) else {
+            continue;
+        };
+        for f in files.flatten() {
+            let name = f.file_name().to_string_lossy().into_owned();
+            let Some(start_ms) = name
+                .strip_suffix(".mp4")
+                .and_then(|n| n.parse::<i64>().ok())
+            else {
+                continue;
+            };
+            if newest.is_some_and(|n| start_ms <= n) {
+                continue;
+            }
+            let rel = format!("recordings/{camera_id}/{}/{name}", day.to_string_lossy());
+            let full = f.path();
+            let scanned = tokio::task::spawn_blocking(move || repair_file(&full))
+                .await
+                .map_err(|e| crate::err!(Internal, "repair worker: {e}"))?;
+            match scanned {
+                Ok(fix) if fix.video > 0 => {
+                    let tracks = &fix.tracks;
+                    let video = tracks
+                        .iter()
+                        .find(|t| t.codec.is_some_and(|c| c.is_video()));
+                    let audio = tracks
+                        .iter()
+                        .find(|t| t.codec.is_some_and(|c| !c.is_video()));
+                    sqlx::query(
+                        "INSERT INTO segments (camera_id, path, run_id, start_ms, end_ms, bytes, video_samples, audio_samples, \
+                         video_codec, audio_codec, width, height, keyframes, open) \
+                         VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0)",
+                    )
+                    .bind(camera_id)
+                    .bind(&rel)
+                    .bind(start_ms)
+                    .bind(fix.end_ms.unwrap_or(start_ms).max(start_ms))
+                    .bind(fix.len as i64)
+                    .bind(fix.video)
+                    .bind(fix.audio)
+                    .bind(video.and_then(|t| t.codec).map_or("h264", |c| c.name()))
+                    .bind(audio.and_then(|t| t.codec).map(|c| c.name()))
+                    .bind(video.map_or(0, |t| i64::from(t.width)))
+                    .bind(video.map_or(0, |t| i64::from(t.height)))
+                    .bind(fix.keyframes_from(start_ms))
+                    .execute(db)
+                    .await?;
+                    tracing::info!(path = rel, "indexed a segment written just before a crash");
+                    report.adopted += 1;
+                }
+                _ => {
+                    let _ = std::fs::remove_file(data_dir.join(&rel));
+                    report.removed += 1;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 struct Fix {
@@ -188,6 +279,7 @@ struct Fix {
     audio: i64,
     /// (wall ms, byte offset) of fragments that start with a keyframe.
     keyframes: Vec<(i64, u64)>,
+    tracks: Vec<xaso_record::scan::ScannedTrack>,
 }
 
 impl Fix {
@@ -244,5 +336,6 @@ fn repair_file(path: &Path) -> std::result::Result<Fix, ScanError> {
         video,
         audio,
         keyframes,
+        tracks: s.tracks,
     })
 }

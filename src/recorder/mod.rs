@@ -203,8 +203,8 @@ impl Recorder {
         let mut backoff = Duration::from_millis(250);
         loop {
             self.publish(cam.id, |s| s.state = "connecting".into());
-            let began = self.clocks.monotonic();
-            let res = self.session(&cam, &mut stop).await;
+            let mut streamed = false;
+            let res = self.session(&cam, &mut stop, &mut streamed).await;
             let Err(e) = res else {
                 self.publish(cam.id, |s| {
                     s.state = "stopped".into();
@@ -219,7 +219,8 @@ impl Recorder {
                 s.last_error = Some(e.message.clone());
                 s.reconnects += 1;
             });
-            if self.clocks.monotonic().duration_since(began) > Duration::from_secs(30) {
+            if streamed {
+                // The camera worked until now: try again at once, not after a long backoff.
                 backoff = Duration::from_millis(250);
             }
             tokio::select! {
@@ -233,11 +234,13 @@ impl Recorder {
         }
     }
 
-    /// One connection to the camera. `Ok(())` when told to stop.
+    /// One connection to the camera. `Ok(())` when told to stop; `streamed` is set once a
+    /// frame arrives.
     async fn session(
         &self,
         cam: &Camera,
         stop: &mut watch::Receiver<bool>,
+        streamed: &mut bool,
     ) -> Result<(), IngestError> {
         let src = Source {
             url: cam.url.clone(),
@@ -287,6 +290,7 @@ impl Recorder {
                 }
                 Ok(Ok(Some(f))) => f,
             };
+            *streamed = true;
             let now = self.clocks.monotonic();
             let local_ms = self.clocks.realtime_ms();
             meter.add(now, &frame, stream.codecs());

@@ -79,7 +79,10 @@ pub fn start(data_dir: &Path, env: &[(&str, &str)], extra: &[&str]) -> Server {
             break;
         }
     }
-    let url = url.unwrap_or_else(|| panic!("no URL printed; stdout: {stdout:?}"));
+    let url = url.unwrap_or_else(|| {
+        let err: Vec<String> = erx.try_iter().collect();
+        panic!("no URL printed; stdout: {stdout:?}; stderr: {err:?}")
+    });
     Server {
         child,
         url,
