@@ -400,16 +400,40 @@ impl Meter {
         }
     }
 
+    /// Rates over the window: what arrived after its first entry, divided by the time
+    /// since that entry (counting the first too would overstate them by one frame).
     fn rates(&self, now: std::time::Instant) -> (f64, f64) {
         let Some(first) = self.window.front() else {
             return (0.0, 0.0);
         };
-        let secs = now.duration_since(first.0).as_secs_f64().max(1.0);
-        let frames = self.window.iter().filter(|w| w.1).count() as f64;
-        let bytes: usize = self.window.iter().map(|w| w.2).sum();
+        let secs = now.duration_since(first.0).as_secs_f64();
+        if secs < 0.5 {
+            return (0.0, 0.0);
+        }
+        let later = self.window.iter().skip(1);
+        let frames = later.clone().filter(|w| w.1).count() as f64;
+        let bytes: usize = later.map(|w| w.2).sum();
         (
             (frames / secs * 10.0).round() / 10.0,
             (bytes as f64 * 8.0 / 1000.0 / secs).round(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meter_reports_frame_rate_and_bitrate() {
+        let t0 = std::time::Instant::now();
+        let mut m = Meter::default();
+        let codecs = [xaso_base::Codec::H264];
+        for i in 0..=125u64 {
+            let f = run::frame(0, 0, false, bytes::Bytes::from(vec![0; 500]), None);
+            m.add(t0 + Duration::from_millis(i * 40), &f, &codecs);
+        }
+        // A 5 s window of 25 fps, 500-byte frames: 25 fps and 100 kbit/s.
+        assert_eq!(m.rates(t0 + Duration::from_millis(5000)), (25.0, 100.0));
     }
 }

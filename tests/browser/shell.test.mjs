@@ -24,6 +24,8 @@ const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const ADMIN = { username: 'admin', password: 'browser-test-Admin-7q2w' };
 const OPERATOR = { username: 'vanhanh1', password: 'Vận-hành-mật-khẩu-1' };
 const CAMERA = { name: 'Cổng UBND xã', url: 'rtsp://camuser:camsecret@127.0.0.1:1/stream1' };
+// The camera the server records when started with no camera configured (src/serve.rs).
+const SIMULATED_CAMERA = 'Camera mô phỏng (simulated)';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -133,9 +135,13 @@ async function startServer() {
 
 // ---- static checks on the UI files ------------------------------------------------
 
+async function catalogue(lang) {
+  return JSON.parse(await readFile(path.join(WEB_UI, 'i18n', `${lang}.json`), 'utf8'));
+}
+
 async function checkCatalogues() {
-  const vi = JSON.parse(await readFile(path.join(WEB_UI, 'i18n', 'vi.json'), 'utf8'));
-  const en = JSON.parse(await readFile(path.join(WEB_UI, 'i18n', 'en.json'), 'utf8'));
+  const vi = await catalogue('vi');
+  const en = await catalogue('en');
   const viKeys = Object.keys(vi).sort();
   const enKeys = Object.keys(en).sort();
   assert.deepEqual(viKeys, enKeys, 'vi.json and en.json must have the same keys');
@@ -164,6 +170,7 @@ async function main() {
   await mkdir(OUT, { recursive: true });
   await test('i18n catalogues have the same keys and cover the code', checkCatalogues);
 
+  const vi = await catalogue('vi');
   const server = await startServer();
   let browser = null;
   const pageErrors = [];
@@ -235,6 +242,30 @@ async function main() {
       assert.equal(await page.evaluate(() => localStorage.getItem('xaso.lang')), 'vi');
     });
 
+    await test('live page shows the built-in simulated camera recording', async () => {
+      await page.goto('/#/live');
+      await page.getByTestId('live-note').waitFor();
+      const cameras = await (await page.request.get('/api/cameras')).json();
+      const sim = cameras.find((c) => c.origin === 'builtin');
+      assert.ok(sim, `no built-in camera in GET /api/cameras: ${JSON.stringify(cameras)}`);
+      assert.equal(sim.id, 1, 'the built-in camera is the first camera of a fresh server');
+      assert.equal(sim.name, SIMULATED_CAMERA);
+      await expectText(page.getByTestId('camera-row-1'), SIMULATED_CAMERA);
+      // statuses refresh every 5 s: the recorder needs a moment to connect
+      await expectText(page.getByTestId('camera-status-1'), vi['camera.state.recording'], 15_000);
+      assert.equal(await page.getByTestId('camera-status-1').getAttribute('data-state'), 'recording');
+      await shot('live');
+      // leaving the page stops the 5-second status refresh
+      let polls = 0;
+      const onRequest = (req) => { if (/\/api\/cameras\/\d+\/status$/.test(new URL(req.url()).pathname)) polls += 1; };
+      await page.getByTestId('nav-meetings').click();
+      await sleep(200);
+      page.on('request', onRequest);
+      await sleep(6_000);
+      page.off('request', onRequest);
+      assert.equal(polls, 0, 'camera statuses still polled after leaving the live page');
+    });
+
     let cameraId = null;
     await test('admin page creates a camera and an operator, and grants the camera', async () => {
       await page.getByTestId('nav-admin').click();
@@ -273,6 +304,34 @@ async function main() {
       assert.equal(op.role, 'operator');
       assert.deepEqual(op.camera_ids, [cameraId]);
       await shot('admin');
+    });
+
+    await test('admin camera table shows origin and status, and edits an API camera', async () => {
+      // the built-in camera: origin badge and a hint instead of edit/delete
+      assert.equal(await page.getByTestId('camera-origin-1').getAttribute('data-origin'), 'builtin');
+      await page.getByTestId('camera-locked-1').waitFor();
+      assert.equal(await page.getByTestId('camera-edit-1').count(), 0);
+      assert.equal(await page.getByTestId('camera-delete-1').count(), 0);
+      await page.getByTestId('camera-status-1').waitFor();
+      assert.ok(cameraId !== null, 'the camera of the previous case was not created');
+      assert.equal(await page.getByTestId(`camera-origin-${cameraId}`).getAttribute('data-origin'), 'api');
+      // edit: transport and retention; the URL (shown without credentials) is left alone
+      await page.getByTestId(`camera-edit-${cameraId}`).click();
+      await page.getByTestId(`camera-edit-${cameraId}-transport`).selectOption('udp');
+      await page.getByTestId(`camera-edit-${cameraId}-retention`).fill('7');
+      const [res] = await Promise.all([
+        page.waitForResponse((r) => r.url().endsWith(`/api/cameras/${cameraId}`) && r.request().method() === 'PATCH'),
+        page.getByTestId(`camera-edit-${cameraId}-save`).click(),
+      ]);
+      assert.deepEqual(res.request().postDataJSON(), { transport: 'udp', retention_days: 7 });
+      await expectText(page.getByTestId('cameras-status'), 'Đã cập nhật camera');
+      assert.equal(await page.getByTestId(`camera-edit-${cameraId}-form`).count(), 0);
+      await expectText(page.getByTestId(`camera-transport-${cameraId}`), 'UDP');
+      const camera = (await (await page.request.get('/api/cameras')).json()).find((c) => c.id === cameraId);
+      assert.equal(camera.transport, 'udp');
+      assert.equal(camera.retention_days, 7);
+      assert.equal(camera.name, CAMERA.name);
+      await shot('admin-cameras');
     });
 
     await test('audit page lists the login and user.create entries', async () => {

@@ -1,8 +1,8 @@
-// Administration: users (role, disable, password, grants), cameras, API tokens.
+// Administration: users (role, disable, password, grants), cameras (with their status), API tokens.
 import { h, fill } from '../dom.js';
 import { t, formatTime } from '../i18n.js';
 import { api } from '../api.js';
-import { page, field, statusLine, roleLabel, ROLES } from '../components.js';
+import { page, field, statusLine, roleLabel, ROLES, statusPoller, statusView } from '../components.js';
 
 export function render({ me }) {
   const state = { users: [], cameras: [], tokens: [], newToken: null };
@@ -14,6 +14,9 @@ export function render({ me }) {
   const tokensBox = h('div', { class: 'table-wrap' });
   const tokenUser = h('select', { id: 'token-add-user', testid: 'token-add-user', required: true });
   const newTokenBox = h('div');
+  // camera statuses, refreshed every 5 s while this page is shown
+  const poller = statusPoller(camerasBox);
+  let cameraEdit = null; // {id, row}: the camera being edited, kept across redraws
 
   async function reload() {
     const [users, cameras, tokens] = await Promise.all([
@@ -21,6 +24,7 @@ export function render({ me }) {
     ]);
     Object.assign(state, { users, cameras, tokens });
     draw();
+    poller.refresh();
   }
 
   /** Run an API action, report it in `status`, then reload everything. */
@@ -144,50 +148,224 @@ export function render({ me }) {
 
   // ---- cameras --------------------------------------------------------
 
+  const CAMERA_COLUMNS = 9;
+  const TRANSPORTS = ['tcp', 'udp'];
+
+  function transportSelect(id, value) {
+    const select = h('select', { id, testid: id },
+      TRANSPORTS.map((tr) => h('option', { value: tr }, t(`admin.cameras.transport.${tr}`))));
+    select.value = value || 'tcp';
+    return select;
+  }
+
+  function retentionInput(id, value) {
+    return h('input', {
+      id, testid: id, type: 'number', min: '1', max: '3650', step: '1', inputmode: 'numeric',
+      placeholder: t('admin.cameras.default'), value: value === null || value === undefined ? '' : String(value),
+    });
+  }
+
+  function quotaInput(id, value) {
+    return h('input', {
+      id, testid: id, type: 'number', min: '0.001', step: 'any', inputmode: 'decimal',
+      placeholder: t('admin.cameras.noQuota'), value: value === null || value === undefined ? '' : String(value),
+    });
+  }
+
+  function originBadge(c) {
+    const origin = ['api', 'config', 'builtin'].includes(c.origin) ? c.origin : 'api';
+    return h('span', { class: `badge origin ${origin}`, testid: `camera-origin-${c.id}`, 'data-origin': origin },
+      t(`admin.cameras.origin.${origin}`));
+  }
+
+  /** Config and built-in cameras come back at the next start: no edit or delete here. */
+  const editable = (c) => !c.origin || c.origin === 'api';
+
+  function lockedHint(c) {
+    return h('span', { class: 'muted small hint', testid: `camera-locked-${c.id}` },
+      t(c.origin === 'builtin' ? 'admin.cameras.builtinHint' : 'admin.cameras.configHint'));
+  }
+
   function camerasTable() {
+    poller.keep(state.cameras.map((c) => c.id));
+    if (cameraEdit && !state.cameras.some((c) => c.id === cameraEdit.id && editable(c))) cameraEdit = null;
     if (!state.cameras.length) return h('p', { class: 'muted', testid: 'cameras-empty' }, t('cameras.none'));
     return h('table', { class: 'table', testid: 'cameras-table' },
       h('thead', {}, h('tr', {},
         h('th', {}, t('admin.cameras.id')), h('th', {}, t('admin.cameras.name')), h('th', {}, t('admin.cameras.url')),
-        h('th', {}, t('admin.cameras.record')), h('th', {}, t('admin.users.actions')))),
-      h('tbody', {}, state.cameras.map((c) => h('tr', { testid: `camera-row-${c.id}` },
-        h('td', {}, String(c.id)),
-        h('td', { class: 'strong' }, c.name),
-        h('td', { class: 'mono small' }, c.url || ''),
-        h('td', {}, h('input', {
-          type: 'checkbox', checked: Boolean(c.record), testid: `camera-record-${c.id}`,
-          'aria-label': t('admin.cameras.record'),
-          onchange: (e) => act(camerasStatus, () => api.patch(`/api/cameras/${c.id}`, { record: e.target.checked }),
-            'admin.cameras.updated', { name: c.name }),
-        })),
-        h('td', { class: 'actions' }, h('button', {
+        h('th', {}, t('admin.cameras.transport')), h('th', {}, t('admin.cameras.record')),
+        h('th', {}, t('admin.cameras.retention')), h('th', {}, t('admin.cameras.quota')),
+        h('th', {}, t('admin.cameras.status')), h('th', {}, t('admin.users.actions')))),
+      h('tbody', {}, state.cameras.map((c) => [
+        cameraRow(c),
+        cameraEdit && cameraEdit.id === c.id ? cameraEdit.row : null,
+      ])));
+  }
+
+  function cameraRow(c) {
+    const view = statusView(c.id);
+    poller.watch(c.id, view);
+    const canEdit = editable(c);
+    return h('tr', { testid: `camera-row-${c.id}`, 'data-origin': c.origin || 'api' },
+      h('td', {}, String(c.id)),
+      h('td', { class: 'strong' }, c.name, ' ', originBadge(c)),
+      h('td', { class: 'mono small url' },
+        h('div', {}, c.url || ''),
+        c.substream_url ? h('div', { class: 'muted', title: t('admin.cameras.substream') },
+          `${t('admin.cameras.substreamShort')}: ${c.substream_url}`) : null),
+      h('td', { testid: `camera-transport-${c.id}` }, (c.transport || 'tcp').toUpperCase()),
+      h('td', {}, h('input', {
+        type: 'checkbox', checked: Boolean(c.record), testid: `camera-record-${c.id}`,
+        'aria-label': t('admin.cameras.record'), disabled: !canEdit,
+        title: canEdit ? null : t(c.origin === 'builtin' ? 'admin.cameras.builtinHint' : 'admin.cameras.configHint'),
+        onchange: (e) => act(camerasStatus, () => api.patch(`/api/cameras/${c.id}`, { record: e.target.checked }),
+          'admin.cameras.updated', { name: c.name }),
+      })),
+      h('td', { class: 'nowrap', testid: `camera-retention-${c.id}` },
+        c.retention_days != null ? t('admin.cameras.days', { n: c.retention_days })
+          : h('span', { class: 'muted' }, t('admin.cameras.default'))),
+      h('td', { class: 'nowrap', testid: `camera-quota-${c.id}` },
+        c.quota_gb != null ? t('admin.cameras.gb', { n: c.quota_gb })
+          : h('span', { class: 'muted' }, t('admin.cameras.noQuota'))),
+      h('td', { class: 'cam-status' }, view.badge, view.details),
+      h('td', { class: 'actions' }, canEdit ? [
+        h('button', {
+          type: 'button', testid: `camera-edit-${c.id}`,
+          onclick: () => {
+            cameraEdit = { id: c.id, row: editCameraRow(c) };
+            draw();
+            const first = cameraEdit.row.querySelector('input');
+            if (first) first.focus();
+          },
+        }, t('admin.cameras.edit')),
+        h('button', {
           type: 'button', class: 'danger', testid: `camera-delete-${c.id}`,
           onclick: () => {
             if (!window.confirm(t('admin.cameras.confirmDelete', { name: c.name }))) return;
+            if (cameraEdit && cameraEdit.id === c.id) cameraEdit = null;
             act(camerasStatus, () => api.del(`/api/cameras/${c.id}`), 'admin.cameras.deleted', { name: c.name });
           },
-        }, t('common.delete')))))));
+        }, t('common.delete')),
+      ] : lockedHint(c)));
+  }
+
+  /** Parse an optional number input: undefined when empty, NaN when invalid. */
+  function numberValue(input) {
+    if (input.validity.badInput) return NaN;
+    const v = input.value.trim();
+    if (v === '') return undefined;
+    return input.validity.valid ? Number(v) : NaN;
+  }
+
+  /** An edit form (in its own table row) for an API camera; sends only what changed. */
+  function editCameraRow(c) {
+    const p = `camera-edit-${c.id}`;
+    const name = h('input', { id: `${p}-name`, testid: `${p}-name`, required: true, autocomplete: 'off', value: c.name });
+    const url = h('input', { id: `${p}-url`, testid: `${p}-url`, required: true, autocomplete: 'off', value: c.url || '' });
+    const substream = h('input', { id: `${p}-substream`, testid: `${p}-substream`, autocomplete: 'off', placeholder: 'rtsp://…', value: c.substream_url || '' });
+    const transport = transportSelect(`${p}-transport`, c.transport);
+    const record = h('input', { id: `${p}-record`, testid: `${p}-record`, type: 'checkbox', checked: Boolean(c.record) });
+    const retention = retentionInput(`${p}-retention`, c.retention_days);
+    const quota = quotaInput(`${p}-quota`, c.quota_gb);
+
+    function changes() {
+      const patch = {};
+      const n = name.value.trim();
+      if (n !== c.name) patch.name = n;
+      // The URLs come without credentials: send them only when the admin changed them.
+      const u = url.value.trim();
+      if (u !== (c.url || '')) patch.url = u;
+      const sub = substream.value.trim();
+      if (sub !== (c.substream_url || '')) patch.substream_url = sub; // "" removes it
+      if (transport.value !== (c.transport || 'tcp')) patch.transport = transport.value;
+      if (record.checked !== Boolean(c.record)) patch.record = record.checked;
+      const days = numberValue(retention);
+      if (Number.isNaN(days)) throw new Error(t('admin.cameras.badRetention'));
+      if (days === undefined && c.retention_days != null) throw new Error(t('admin.cameras.cannotClear'));
+      if (days !== undefined && days !== c.retention_days) patch.retention_days = days;
+      const gb = numberValue(quota);
+      if (Number.isNaN(gb)) throw new Error(t('admin.cameras.badQuota'));
+      if (gb === undefined && c.quota_gb != null) throw new Error(t('admin.cameras.cannotClear'));
+      if (gb !== undefined && gb !== c.quota_gb) patch.quota_gb = gb;
+      return patch;
+    }
+
+    const onsubmit = async (e) => {
+      e.preventDefault();
+      camerasStatus.clear();
+      let patch;
+      try {
+        patch = changes();
+      } catch (err) {
+        camerasStatus.error(err.message);
+        return;
+      }
+      if (!Object.keys(patch).length) {
+        cameraEdit = null;
+        draw();
+        camerasStatus.ok(t('admin.cameras.unchanged'));
+        return;
+      }
+      const label = patch.name || c.name;
+      await act(camerasStatus, async () => {
+        await api.patch(`/api/cameras/${c.id}`, patch);
+        cameraEdit = null;
+      }, 'admin.cameras.updated', { name: label });
+    };
+    const cancel = () => {
+      cameraEdit = null;
+      draw();
+    };
+
+    return h('tr', { class: 'edit-row', testid: `${p}-row` },
+      h('td', { colspan: String(CAMERA_COLUMNS) },
+        h('form', { class: 'form-row', testid: `${p}-form`, onsubmit },
+          field(`${p}-name`, t('admin.cameras.name'), name),
+          field(`${p}-url`, t('admin.cameras.url'), url),
+          field(`${p}-substream`, t('admin.cameras.substream'), substream),
+          field(`${p}-transport`, t('admin.cameras.transport'), transport),
+          field(`${p}-retention`, t('admin.cameras.retentionDays'), retention),
+          field(`${p}-quota`, t('admin.cameras.quotaGb'), quota),
+          h('label', { class: 'check' }, record, t('admin.cameras.record')),
+          h('button', { type: 'submit', class: 'primary', testid: `${p}-save` }, t('common.save')),
+          h('button', { type: 'button', testid: `${p}-cancel`, onclick: cancel }, t('common.cancel'))),
+        h('p', { class: 'muted small hint' }, t('admin.cameras.urlHint'))));
   }
 
   function addCameraForm() {
     const name = h('input', { id: 'camera-add-name', testid: 'camera-add-name', required: true, autocomplete: 'off' });
     const url = h('input', { id: 'camera-add-url', testid: 'camera-add-url', required: true, autocomplete: 'off', placeholder: 'rtsp://…' });
-    const record = h('input', { id: 'camera-add-record', testid: 'camera-add-record', type: 'checkbox' });
+    const substream = h('input', { id: 'camera-add-substream', testid: 'camera-add-substream', autocomplete: 'off', placeholder: 'rtsp://…' });
+    const transport = transportSelect('camera-add-transport', 'tcp');
+    const retention = retentionInput('camera-add-retention', null);
+    const quota = quotaInput('camera-add-quota', null);
+    const record = h('input', { id: 'camera-add-record', testid: 'camera-add-record', type: 'checkbox', checked: true });
     const onsubmit = async (e) => {
       e.preventDefault();
       const n = name.value.trim();
-      const ok = await act(camerasStatus,
-        () => api.post('/api/cameras', { name: n, url: url.value.trim(), record: record.checked }),
-        'admin.cameras.created', { name: n });
+      const body = { name: n, url: url.value.trim(), record: record.checked, transport: transport.value };
+      if (substream.value.trim()) body.substream_url = substream.value.trim();
+      const days = numberValue(retention);
+      const gb = numberValue(quota);
+      if (Number.isNaN(days)) return camerasStatus.error(t('admin.cameras.badRetention'));
+      if (Number.isNaN(gb)) return camerasStatus.error(t('admin.cameras.badQuota'));
+      if (days !== undefined) body.retention_days = days;
+      if (gb !== undefined) body.quota_gb = gb;
+      const ok = await act(camerasStatus, () => api.post('/api/cameras', body), 'admin.cameras.created', { name: n });
       if (ok) {
-        name.value = '';
-        url.value = '';
-        record.checked = false;
+        for (const input of [name, url, substream, retention, quota]) input.value = '';
+        transport.value = 'tcp';
+        record.checked = true;
       }
+      return ok;
     };
     return h('form', { class: 'form-row', testid: 'camera-add-form', onsubmit },
       field('camera-add-name', t('admin.cameras.name'), name),
       field('camera-add-url', t('admin.cameras.url'), url),
+      field('camera-add-substream', t('admin.cameras.substreamOptional'), substream),
+      field('camera-add-transport', t('admin.cameras.transport'), transport),
+      field('camera-add-retention', t('admin.cameras.retentionDays'), retention),
+      field('camera-add-quota', t('admin.cameras.quotaGb'), quota),
       h('label', { class: 'check' }, record, t('admin.cameras.record')),
       h('button', { type: 'submit', class: 'primary', testid: 'camera-add-submit' }, t('admin.cameras.add')));
   }

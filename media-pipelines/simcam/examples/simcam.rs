@@ -1,5 +1,7 @@
-//! Runs the simulated camera until Ctrl-C: `cargo run -p xaso-simcam --example simcam [ADDR]`
-//! (default `127.0.0.1:8554`), then open `rtsp://127.0.0.1:8554/sim` in ffplay or VLC.
+//! Runs the simulated camera until Ctrl-C or SIGTERM:
+//! `cargo run -p xaso-simcam --example simcam [ADDR] [CLIP.mp4]` (default `127.0.0.1:8554`
+//! and the built-in clip), then open `rtsp://127.0.0.1:8554/sim` in ffplay. The benchmarks
+//! use it, with a 4 Mbit/s clip, as a cheap source for many cameras.
 
 use xaso_simcam::{Clip, SimCamera};
 
@@ -9,6 +11,7 @@ async fn main() -> std::io::Result<()> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_writer(std::io::stderr)
         .init();
     let addr = std::env::args()
         .nth(1)
@@ -16,9 +19,19 @@ async fn main() -> std::io::Result<()> {
     let addr = addr
         .parse()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let sim = SimCamera::start(addr, Clip::builtin()).await?;
+    let clip = match std::env::args().nth(2) {
+        Some(path) => Clip::from_mp4_bytes(&std::fs::read(&path)?)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?,
+        None => Clip::builtin(),
+    };
+    let sim = SimCamera::start(addr, clip).await?;
     tracing::info!(url = %sim.default_url(), "serving; Ctrl-C to stop");
-    tokio::signal::ctrl_c().await?;
+    println!("READY {}", sim.default_url());
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
     sim.shutdown().await;
     Ok(())
 }
