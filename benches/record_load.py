@@ -9,11 +9,21 @@ one after the other in the same run, on the same source. For each it reports CPU
 per stream-hour (user+system from /proc), CPU % of one core per stream, RSS per camera,
 and frames received vs expected (xaso also reports frames dropped).
 
+With --moonfire BIN, Moonfire NVR (a `moonfire-nvr` binary you built yourself; nothing is
+downloaded) records the same N cameras between the xaso and ffmpeg runs: the script creates
+a fresh database and sample-file dir in the temp dir, adds each camera's main stream (RTSP
+over TCP, mode "record", flush_if_sec from --moonfire-flush-if-sec) straight into its SQLite
+schema, runs `moonfire-nvr run` with its web listener on 127.0.0.1, waits until every stream
+has a recording with frames in it, then measures it like the others. If it does not record,
+the script says so instead of printing a row.
+
 Usage: benches/record_load.py [--cameras N] [--seconds S] [--skip-ffmpeg]
+                              [--moonfire BIN [--moonfire-flush-if-sec S]]
 Needs: cargo build --release --bin xaso && cargo build --release -p xaso-simcam --example simcam
        ffmpeg (Debian). Everything runs on 127.0.0.1. Prints a Markdown table.
 """
-import argparse, json, os, shutil, signal, subprocess, sys, tempfile, time, urllib.request, http.cookiejar
+import argparse, json, os, shutil, signal, socket, sqlite3, subprocess, sys, tempfile, time, urllib.request, \
+    http.cookiejar, uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 XASO = os.path.join(ROOT, "target/release/xaso")
@@ -109,6 +119,117 @@ def xaso_run(n, secs, url, work):
     return dict(cpu=c1 - c0, wall=t1 - t0, rss_kb=rss, frames=frames, dropped=max(dropped, dropped_total), recorded=recorded)
 
 
+def free_port():
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        return sk.getsockname()[1]
+
+
+def moonfire_run(binary, n, secs, url, work, flush_if_sec):
+    """Records the N cameras with Moonfire NVR. Returns a result dict, or dict(error=...)."""
+    base_dir = os.path.join(work, "moonfire")
+    db_dir, sample_dir, ui_dir = (os.path.join(base_dir, d) for d in ("db", "sample", "ui"))
+    os.makedirs(ui_dir)  # an empty UI dir: the API is all this needs
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOONFIRE_")}
+    env["MOONFIRE_LOG"] = "info"
+    version = subprocess.run([binary, "--version"], capture_output=True, text=True, env=env).stdout.strip()
+    version = version.split()[-1] if version else "(unknown version)"
+    r = subprocess.run([binary, "init", "--db-dir", db_dir], capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        return dict(version=version, error=f"`moonfire-nvr init` failed: {r.stderr.strip()[-500:]}")
+    # Configure as its `config` TUI would: one sample-file dir (Moonfire creates it and writes its
+    # meta file on first open, as last_complete_open_id is null), N cameras, each with a main stream.
+    db = sqlite3.connect(os.path.join(db_dir, "db"))
+    db.execute("PRAGMA foreign_keys = ON")
+    with db:
+        dir_id = db.execute("INSERT INTO sample_file_dir (uuid, config, last_complete_open_id) VALUES (?, ?, NULL)",
+                            (uuid.uuid4().bytes, json.dumps({"path": sample_dir}))).lastrowid
+        for i in range(n):
+            cam_id = db.execute("INSERT INTO camera (uuid, short_name, config) VALUES (?, ?, ?)",
+                                (uuid.uuid4().bytes, f"cam{i}", "{}")).lastrowid
+            cfg = dict(mode="record", url=url, rtspTransport="tcp", retainBytes=100 * 2**30, flushIfSec=flush_if_sec)
+            db.execute("INSERT INTO stream (camera_id, sample_file_dir_id, type, config, cum_recordings, "
+                       "cum_media_duration_90k, cum_runs) VALUES (?, ?, 'main', ?, 0, 0, 0)",
+                       (cam_id, dir_id, json.dumps(cfg)))
+    db.close()
+    port = free_port()
+    cfg_path = os.path.join(base_dir, "moonfire-nvr.toml")
+    with open(cfg_path, "w") as f:
+        f.write(f'dbDir = "{db_dir}"\nuiDir = "{ui_dir}"\n\n[[binds]]\nipv4 = "127.0.0.1:{port}"\n'
+                'allowUnauthenticatedPermissions = { viewVideo = true }\n')
+    log_path = os.path.join(work, "moonfire.log")
+    log = open(log_path, "w")
+    p = subprocess.Popen([binary, "run", "--config", cfg_path], stdout=log, stderr=subprocess.STDOUT, env=env)
+    api = f"http://127.0.0.1:{port}/api"
+
+    def fail(msg):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        log.close()
+        with open(log_path, errors="replace") as f:
+            tail = "".join(f.readlines()[-15:])
+        return dict(version=version, error=f"{msg}; last lines of its log:\n{tail}")
+
+    def get(path):
+        return json.loads(urllib.request.urlopen(api + path, timeout=30).read())
+
+    deadline = time.time() + 120  # it scans dirs and opens the database first
+    cams = None
+    while cams is None:
+        if p.poll() is not None:
+            return fail(f"moonfire-nvr exited with status {p.returncode}")
+        if time.time() > deadline:
+            return fail("its API did not answer within 120 s")
+        try:
+            cams = [c["uuid"] for c in get("/")["cameras"]]
+        except OSError:
+            time.sleep(0.5)
+    if len(cams) != n:
+        return fail(f"its API lists {len(cams)} cameras, expected {n}")
+
+    def frames():
+        # Every recording of the main stream, including uncommitted and growing ones (API doc);
+        # videoSamples counts the frames written so far.
+        return [sum(rec["videoSamples"] for rec in get(f"/cameras/{c}/main/recordings")["recordings"]) for c in cams]
+
+    deadline = time.time() + 60
+    while not all(f > 0 for f in frames()):
+        if p.poll() is not None:
+            return fail(f"moonfire-nvr exited with status {p.returncode}")
+        if time.time() > deadline:
+            return fail("not every stream had a recording with frames within 60 s")
+        time.sleep(0.5)
+    time.sleep(5)  # warm-up, as for xaso
+    f0 = frames()
+    c0, t0 = cpu_seconds(p.pid), time.time()
+    time.sleep(secs)
+    c1, t1 = cpu_seconds(p.pid), time.time()
+    f1 = frames()
+    rss = rss_kb(p.pid)
+    if p.poll() is not None:
+        return fail(f"moonfire-nvr exited with status {p.returncode} while measuring")
+    p.send_signal(signal.SIGTERM)  # it finishes the current recordings and flushes them
+    try:
+        p.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        p.kill()
+    log.close()
+    db = sqlite3.connect(os.path.join(db_dir, "db"))
+    per_stream = db.execute("SELECT stream_id, SUM(video_samples), SUM(wall_duration_90k), COUNT(*) FROM recording "
+                            "GROUP BY stream_id").fetchall()
+    db.close()
+    fps = [v * 90000 / d for _, v, d, _ in per_stream if d]
+    recorded = dict(cameras=len(per_stream), fps_min=min(fps, default=0), fps_max=max(fps, default=0),
+                    frames=sum(v for _, v, _, _ in per_stream), seconds=sum(d for _, _, d, _ in per_stream) / 90000,
+                    recordings=sum(c for _, _, _, c in per_stream))
+    return dict(version=version, cpu=c1 - c0, wall=t1 - t0, rss_kb=rss, frames=sum(f1) - sum(f0), dropped=None,
+                recorded=recorded, flush_if_sec=flush_if_sec)
+
+
 def ffmpeg_run(n, secs, url, work):
     procs = []
     for i in range(n):
@@ -137,7 +258,12 @@ def main():
     ap.add_argument("--cameras", type=int, default=20)
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--skip-ffmpeg", action="store_true")
+    ap.add_argument("--moonfire", metavar="BIN", help="also record with this moonfire-nvr binary")
+    ap.add_argument("--moonfire-flush-if-sec", type=int, default=120,
+                    help="Moonfire's per-stream flush_if_sec (its install guide suggests 120)")
     a = ap.parse_args()
+    if a.moonfire and not os.access(a.moonfire, os.X_OK):
+        raise SystemExit(f"--moonfire {a.moonfire}: not an executable")
     for exe in (XASO, SIMCAM):
         if not os.path.exists(exe):
             raise SystemExit(f"missing {exe}: build the release binaries first (see the docstring)")
@@ -148,12 +274,20 @@ def main():
     work = tempfile.mkdtemp(prefix="xaso-bench-", dir=os.environ.get("BENCH_DIR"))
     sim, url = start_simcam(clip)
     rows = []
+    moonfire = None
     try:
         sc0 = cpu_seconds(sim.pid)
         x = xaso_run(a.cameras, a.seconds, url, work)
         x["source_cpu"] = cpu_seconds(sim.pid) - sc0
         rows.append(("xaso", x))
         shutil.rmtree(os.path.join(work, "xaso"), ignore_errors=True)
+        if a.moonfire:
+            sc0 = cpu_seconds(sim.pid)
+            moonfire = moonfire_run(a.moonfire, a.cameras, a.seconds, url, work, a.moonfire_flush_if_sec)
+            moonfire["source_cpu"] = cpu_seconds(sim.pid) - sc0
+            if "error" not in moonfire:
+                rows.append((f"Moonfire NVR {moonfire['version']}", moonfire))
+            shutil.rmtree(os.path.join(work, "moonfire"), ignore_errors=True)
         if not a.skip_ffmpeg:
             sc0 = cpu_seconds(sim.pid)
             f = ffmpeg_run(a.cameras, a.seconds, url, work)
@@ -177,8 +311,24 @@ def main():
     rec = rows[0][1]["recorded"]
     print(f"\nxaso on disk: {rec['cameras']} cameras, {rec['frames']} frames in {rec['seconds']:.0f} s of footage; "
           f"frames per second of footage per camera: min {rec['fps_min']:.3f}, max {rec['fps_max']:.3f} (the source sends 25)")
-    if len(rows) == 2:
-        print(f"\nxaso / ffmpeg CPU per stream: {rows[0][1]['cpu'] / rows[1][1]['cpu']:.2f}")
+    if moonfire is not None:
+        if "error" in moonfire:
+            print(f"\nMoonfire NVR {moonfire['version']} did NOT record, so it has no row: {moonfire['error']}")
+        else:
+            rec = moonfire["recorded"]
+            print(f"Moonfire on disk (recording table after its shutdown, flush_if_sec = {moonfire['flush_if_sec']}): "
+                  f"{rec['cameras']} streams, {rec['recordings']} recordings, {rec['frames']} frames in "
+                  f"{rec['seconds']:.0f} s of footage; frames per second of footage per stream: min {rec['fps_min']:.3f}, "
+                  f"max {rec['fps_max']:.3f}")
+    # Same measuring window for every recorder, so total CPU seconds compare per stream.
+    x, m = rows[0][1], (moonfire if moonfire is not None and "error" not in moonfire else None)
+    f = next((r for name, r in rows if name.startswith("ffmpeg")), None)
+    if m is not None or f is not None:
+        print()
+    if m is not None:
+        print(f"xaso / Moonfire CPU per stream: {(x['cpu'] / x['wall']) / (m['cpu'] / m['wall']):.2f}")
+    if f is not None:
+        print(f"xaso / ffmpeg CPU per stream: {x['cpu'] / f['cpu']:.2f}")
     print(f"source (simulator) CPU during the runs: " + ", ".join(f"{r['source_cpu']:.1f} s" for _, r in rows))
 
 

@@ -127,13 +127,104 @@ pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Resp
 
 /// `GET /metrics`.
 pub async fn render(State(st): State<AppState>) -> impl IntoResponse {
+    let mut text = st.metrics.render();
+    if let Some(r) = &st.recorder {
+        render_recorder(&mut text, r);
+    }
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        st.metrics.render(),
+        text,
     )
+}
+
+type StatusField = fn(&crate::recorder::CameraStatus) -> f64;
+
+/// Per-camera series (labelled by camera id) and the disk writer's counters.
+fn render_recorder(out: &mut String, r: &crate::recorder::Recorder) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut cams: Vec<_> = r.statuses().into_iter().collect();
+    cams.sort_by_key(|(id, _)| *id);
+    let series: [(&str, &str, &str, StatusField); 7] = [
+        (
+            "xaso_camera_streaming",
+            "gauge",
+            "1 while the camera delivers frames.",
+            |s| f64::from(u8::from(s.state == "streaming")),
+        ),
+        (
+            "xaso_camera_recording",
+            "gauge",
+            "1 while the camera's footage is being written.",
+            |s| f64::from(u8::from(s.recording)),
+        ),
+        (
+            "xaso_camera_fps",
+            "gauge",
+            "Video frames per second received.",
+            |s| s.fps,
+        ),
+        (
+            "xaso_camera_bitrate_kbps",
+            "gauge",
+            "Kilobits per second received.",
+            |s| s.bitrate_kbps,
+        ),
+        (
+            "xaso_camera_frames_received_total",
+            "counter",
+            "Frames received.",
+            |s| s.frames_received as f64,
+        ),
+        (
+            "xaso_camera_frames_dropped_total",
+            "counter",
+            "Frames not recorded because the disk could not keep up.",
+            |s| s.frames_dropped as f64,
+        ),
+        (
+            "xaso_camera_reconnects_total",
+            "counter",
+            "Times the camera connection was lost and retried.",
+            |s| s.reconnects as f64,
+        ),
+    ];
+    for (name, kind, help, f) in series {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (id, s) in &cams {
+            let _ = writeln!(out, "{name}{{camera=\"{id}\"}} {}", f(s));
+        }
+    }
+    let d = r.disk_stats();
+    for (name, help, v) in [
+        (
+            "xaso_disk_bytes_written_total",
+            "Footage bytes written.",
+            d.bytes_written.load(Relaxed),
+        ),
+        (
+            "xaso_disk_write_errors_total",
+            "Failed footage writes.",
+            d.write_errors.load(Relaxed),
+        ),
+        (
+            "xaso_disk_syncs_total",
+            "fdatasync calls on footage files.",
+            d.syncs.load(Relaxed),
+        ),
+        (
+            "xaso_frames_dropped_total",
+            "Frames dropped because the disk queue was full.",
+            r.dropped_total.load(Relaxed),
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {v}");
+    }
 }
 
 #[cfg(test)]

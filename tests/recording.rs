@@ -79,8 +79,12 @@ struct Seg {
 }
 
 async fn segments(dir: &Path, camera: i64) -> Vec<Seg> {
+    segments_in(&dir.join("xaso.db"), camera).await
+}
+
+async fn segments_in(db: &Path, camera: i64) -> Vec<Seg> {
     use sqlx::Row;
-    let pool = xaso::db::open(&format!("sqlite://{}", dir.join("xaso.db").display()))
+    let pool = xaso::db::open(&format!("sqlite://{}", db.display()))
         .await
         .unwrap();
     let rows = sqlx::query(
@@ -387,7 +391,11 @@ async fn first_start_records_the_simulated_camera() {
 /// exists with exactly the indexed size, and the file holds the indexed number of frames and
 /// decodes cleanly; no file lacks a row.
 async fn check_index_matches_files(dir: &Path, camera: i64, running: bool) -> Vec<Seg> {
-    let segs = segments(dir, camera).await;
+    check_files(dir, &dir.join("xaso.db"), camera, running).await
+}
+
+async fn check_files(dir: &Path, db: &Path, camera: i64, running: bool) -> Vec<Seg> {
+    let segs = segments_in(db, camera).await;
     let mut on_disk: Vec<PathBuf> = Vec::new();
     let mut stack = vec![dir.join("recordings")];
     while let Some(d) = stack.pop() {
@@ -544,4 +552,137 @@ async fn resumes_after_the_camera_drops_the_connection() {
         gaps.iter().all(|&g| g <= 2000),
         "recording resumed late: {gaps:?}"
     );
+}
+
+/// A tmpfs mounted for one test (the tests run as root, as CI does), unmounted on drop.
+struct SmallDisk {
+    path: PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(path: PathBuf, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(&path).unwrap();
+        let o = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "mounting a tmpfs needs root: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        SmallDisk { path }
+    }
+
+    fn free(&self) -> u64 {
+        let o = Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(&self.path)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// The footage disk fills up: the write fails, the oldest footage is freed, and recording
+/// goes on; the index still matches the files.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_frees_the_oldest_footage_and_recording_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(dir.path().join("disk"), "6m");
+    // Leave about 1.5 MB for footage (the built-in camera writes about 90 kB/s).
+    let ballast = disk.free().saturating_sub(1_500_000);
+    std::fs::write(disk.path.join("ballast"), vec![0u8; ballast as usize]).unwrap();
+    let db = dir.path().join("xaso.db");
+    let cfg = dir.path().join("xaso.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "database_url = \"sqlite://{}?mode=rwc\"\n[recording]\nsegment_secs = 2\nkeep_free_gb = 0.0005\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    let s = start(
+        &disk.path,
+        &[("XASO_ADMIN_PASSWORD", ADMIN_PW)],
+        &["--config", cfg.to_str().unwrap()],
+    );
+    wait_recording(&s, 1, Duration::from_secs(15)).await;
+    let c = client();
+    assert_eq!(login(&c, &s.url, "admin", ADMIN_PW).await, 200);
+    let metric = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+            .map_or(0, |v| v.parse().unwrap())
+    };
+    let mut errors = 0;
+    let mut m = String::new();
+    for _ in 0..120 {
+        m = c
+            .get(format!("{}/metrics", s.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        errors = metric(&m, "xaso_disk_write_errors_total");
+        if errors > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        errors > 0,
+        "the disk never filled (free: {} bytes): {m}",
+        disk.free()
+    );
+    let full_at = now_ms();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let st: Value = c
+        .get(format!("{}/api/cameras/1/status", s.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(st["recording"], true, "recording goes on: {st}");
+    let audit: Value = c
+        .get(format!("{}/api/audit?action=footage.retention", s.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        !audit["entries"].as_array().unwrap().is_empty(),
+        "retention ran and was audited"
+    );
+    stop(s);
+    let segs = check_files(&disk.path, &db, 1, false).await;
+    assert!(
+        segs.last().unwrap().end_ms > full_at + 5000,
+        "footage after the disk filled: {segs:?}"
+    );
+    assert!(
+        segs[0].start_ms > full_at - 60_000 || segs.len() < 40,
+        "the oldest footage went"
+    );
+    drop(disk);
 }

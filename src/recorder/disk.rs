@@ -196,6 +196,8 @@ fn handle(
                     done.push(IndexEvent::Created { meta, bytes: len });
                 }
                 Err(e) => {
+                    // Leave no partial file behind (it would have no row).
+                    let _ = std::fs::remove_file(&full);
                     stats.write_errors.fetch_add(1, Ordering::Relaxed);
                     stats.trouble.notify_one();
                     tracing::error!(path = %full.display(), error = %e, "cannot create a segment file");

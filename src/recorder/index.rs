@@ -23,7 +23,7 @@ struct Pending {
 }
 
 /// Applies index events to the database until the channel closes.
-pub async fn run(db: AnyPool, mut rx: UnboundedReceiver<IndexEvent>) {
+pub async fn run(db: AnyPool, data_dir: std::path::PathBuf, mut rx: UnboundedReceiver<IndexEvent>) {
     let mut pending: HashMap<String, Pending> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -31,7 +31,7 @@ pub async fn run(db: AnyPool, mut rx: UnboundedReceiver<IndexEvent>) {
         tokio::select! {
             ev = rx.recv() => {
                 let Some(ev) = ev else { break };
-                if let Err(e) = apply(&db, &mut pending, ev).await {
+                if let Err(e) = apply(&db, &data_dir, &mut pending, ev).await {
                     tracing::error!(error = %e, "recording index update failed");
                 }
             }
@@ -49,7 +49,12 @@ pub async fn run(db: AnyPool, mut rx: UnboundedReceiver<IndexEvent>) {
     }
 }
 
-async fn apply(db: &AnyPool, pending: &mut HashMap<String, Pending>, ev: IndexEvent) -> Result<()> {
+async fn apply(
+    db: &AnyPool,
+    data_dir: &Path,
+    pending: &mut HashMap<String, Pending>,
+    ev: IndexEvent,
+) -> Result<()> {
     match ev {
         IndexEvent::Created { meta, bytes } => {
             sqlx::query(
@@ -75,6 +80,16 @@ async fn apply(db: &AnyPool, pending: &mut HashMap<String, Pending>, ev: IndexEv
         IndexEvent::Closed { path } => {
             let p = pending.remove(&path).unwrap_or_default();
             flush(db, &path, &p, true).await?;
+            // A segment that ended before its first fragment (e.g. the disk was full) holds
+            // no footage: it goes, row and file.
+            let n = sqlx::query("DELETE FROM segments WHERE path = $1 AND video_samples = 0")
+                .bind(&path)
+                .execute(db)
+                .await?
+                .rows_affected();
+            if n > 0 {
+                let _ = std::fs::remove_file(data_dir.join(&path));
+            }
         }
         IndexEvent::Barrier(tx) => {
             for (path, p) in pending.drain() {

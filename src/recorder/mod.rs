@@ -89,7 +89,7 @@ impl Recorder {
             tracing::info!(?report, "recording index repaired after an unclean stop");
         }
         let (itx, irx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(index::run(db.clone(), irx));
+        tokio::spawn(index::run(db.clone(), cfg.data_dir.clone(), irx));
         let disk_trouble = Arc::new(tokio::sync::Notify::new());
         let disk = disk::start(cfg.data_dir.clone(), 4096, itx, disk_trouble.clone());
         Ok(Arc::new(Recorder {
