@@ -124,13 +124,20 @@ impl std::fmt::Display for IngestError {
 
 impl std::error::Error for IngestError {}
 
-/// Removes `user:password@` from URLs inside a message.
+/// Removes the camera's credentials (`user:password@`, and the password anywhere else) from
+/// a message about `url`.
 pub fn redact(msg: &str, url: &str) -> String {
     let mut out = msg.to_owned();
-    if let Ok(u) = url::Url::parse(url)
-        && let Some(p) = u.password().filter(|p| !p.is_empty())
-    {
-        out = out.replace(p, "***");
+    if let Ok(u) = url::Url::parse(url) {
+        let (user, pass) = (u.username(), u.password().unwrap_or(""));
+        if !user.is_empty() {
+            out = out
+                .replace(&format!("{user}:{pass}@"), "")
+                .replace(&format!("{user}@"), "");
+        }
+        if !pass.is_empty() {
+            out = out.replace(pass, "***");
+        }
     }
     out
 }

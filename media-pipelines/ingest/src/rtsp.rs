@@ -358,7 +358,11 @@ mod tests {
         assert_eq!(percent_decode("%ấ%4"), "%ấ%4");
         assert_eq!(
             redact("failed for rtsp://u:s3cret@h/x", "rtsp://u:s3cret@h/x"),
-            "failed for rtsp://u:***@h/x"
+            "failed for rtsp://h/x"
+        );
+        assert_eq!(
+            redact("bad password s3cret", "rtsp://u:s3cret@h/x"),
+            "bad password ***"
         );
     }
 }
