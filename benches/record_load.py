@@ -191,10 +191,13 @@ def moonfire_run(binary, n, secs, url, work, flush_if_sec):
     if len(cams) != n:
         return fail(f"its API lists {len(cams)} cameras, expected {n}")
 
-    def frames():
+    def recordings():
         # Every recording of the main stream, including uncommitted and growing ones (API doc);
         # videoSamples counts the frames written so far.
-        return [sum(rec["videoSamples"] for rec in get(f"/cameras/{c}/main/recordings")["recordings"]) for c in cams]
+        return [get(f"/cameras/{c}/main/recordings")["recordings"] for c in cams]
+
+    def frames():
+        return [sum(rec["videoSamples"] for rec in recs) for recs in recordings()]
 
     deadline = time.time() + 60
     while not all(f > 0 for f in frames()):
@@ -212,20 +215,24 @@ def moonfire_run(binary, n, secs, url, work, flush_if_sec):
     rss = rss_kb(p.pid)
     if p.poll() is not None:
         return fail(f"moonfire-nvr exited with status {p.returncode} while measuring")
-    p.send_signal(signal.SIGTERM)  # it finishes the current recordings and flushes them
+    # What it has recorded so far, from its API (committed or not), and the sample files' size.
+    per_stream = [(sum(r["videoSamples"] for r in recs), sum(r["endTime90k"] - r["startTime90k"] for r in recs),
+                   sum(r["sampleFileBytes"] for r in recs)) for recs in recordings()]
+    fps = [v * 90000 / d for v, d, _ in per_stream if d]
+    disk = sum(e.stat().st_size for e in os.scandir(sample_dir) if e.name != "meta")
+    recorded = dict(cameras=sum(1 for v, _, _ in per_stream if v), fps_min=min(fps, default=0),
+                    fps_max=max(fps, default=0), frames=sum(v for v, _, _ in per_stream),
+                    seconds=sum(d for _, d, _ in per_stream) / 90000,
+                    bytes=sum(b for _, _, b in per_stream), file_bytes=disk)
+    p.send_signal(signal.SIGTERM)
     try:
         p.wait(timeout=120)
     except subprocess.TimeoutExpired:
         p.kill()
     log.close()
     db = sqlite3.connect(os.path.join(db_dir, "db"))
-    per_stream = db.execute("SELECT stream_id, SUM(video_samples), SUM(wall_duration_90k), COUNT(*) FROM recording "
-                            "GROUP BY stream_id").fetchall()
+    recorded["committed"] = db.execute("SELECT COUNT(*) FROM recording").fetchone()[0]
     db.close()
-    fps = [v * 90000 / d for _, v, d, _ in per_stream if d]
-    recorded = dict(cameras=len(per_stream), fps_min=min(fps, default=0), fps_max=max(fps, default=0),
-                    frames=sum(v for _, v, _, _ in per_stream), seconds=sum(d for _, _, d, _ in per_stream) / 90000,
-                    recordings=sum(c for _, _, _, c in per_stream))
     return dict(version=version, cpu=c1 - c0, wall=t1 - t0, rss_kb=rss, frames=sum(f1) - sum(f0), dropped=None,
                 recorded=recorded, flush_if_sec=flush_if_sec)
 
@@ -316,10 +323,11 @@ def main():
             print(f"\nMoonfire NVR {moonfire['version']} did NOT record, so it has no row: {moonfire['error']}")
         else:
             rec = moonfire["recorded"]
-            print(f"Moonfire on disk (recording table after its shutdown, flush_if_sec = {moonfire['flush_if_sec']}): "
-                  f"{rec['cameras']} streams, {rec['recordings']} recordings, {rec['frames']} frames in "
-                  f"{rec['seconds']:.0f} s of footage; frames per second of footage per stream: min {rec['fps_min']:.3f}, "
-                  f"max {rec['fps_max']:.3f}")
+            print(f"Moonfire recorded (its API just before SIGTERM, committed or not; flush_if_sec = "
+                  f"{moonfire['flush_if_sec']}): {rec['cameras']} streams, {rec['frames']} frames in {rec['seconds']:.0f} s "
+                  f"of footage; frames per second of footage per stream: min {rec['fps_min']:.3f}, max {rec['fps_max']:.3f}; "
+                  f"{rec['bytes'] / 1e6:.0f} MB of video in its index, {rec['file_bytes'] / 1e6:.0f} MB of sample files "
+                  f"on disk; recordings in its database after a graceful shutdown: {rec['committed']}")
     # Same measuring window for every recorder, so total CPU seconds compare per stream.
     x, m = rows[0][1], (moonfire if moonfire is not None and "error" not in moonfire else None)
     f = next((r for name, r in rows if name.startswith("ffmpeg")), None)

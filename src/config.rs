@@ -33,6 +33,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub http: HttpConfig,
     pub recording: RecordingConfig,
+    pub playback: PlaybackConfig,
     /// Cameras declared here are kept in the catalogue as declared (`[[camera]]`).
     #[serde(rename = "camera")]
     pub cameras: Vec<CameraConfig>,
@@ -56,6 +57,21 @@ pub struct RecordingConfig {
     pub keep_free_gb: f64,
     /// With no camera at all, record a built-in simulated camera (for a first look).
     pub simulated_camera: bool,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlaybackConfig {
+    /// The longest range one MP4 export may cover.
+    pub max_export_hours: u32,
+}
+
+impl Default for PlaybackConfig {
+    fn default() -> Self {
+        PlaybackConfig {
+            max_export_hours: 24,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -145,6 +161,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             http: HttpConfig::default(),
             recording: RecordingConfig::default(),
+            playback: PlaybackConfig::default(),
             cameras: Vec::new(),
         }
     }
@@ -267,6 +284,9 @@ impl Config {
             || r.stall_timeout_secs < 2
         {
             return Err("recording: retention_days >= 1, keep_free_gb >= 0, reconnect_max_ms >= 100, stall_timeout_secs >= 2".into());
+        }
+        if !(1..=24 * 31).contains(&self.playback.max_export_hours) {
+            return Err("playback.max_export_hours must be between 1 and 744".into());
         }
         let mut names = std::collections::HashSet::new();
         for c in &self.cameras {

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod footage;
 pub mod metrics;
 pub mod recorder;
 pub mod serve;

@@ -686,3 +686,273 @@ async fn a_full_disk_frees_the_oldest_footage_and_recording_goes_on() {
     );
     drop(disk);
 }
+
+fn rfc(ms: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+async fn get_bytes(
+    c: &reqwest::Client,
+    url: &str,
+    range: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let mut r = c.get(url);
+    if let Some(v) = range {
+        r = r.header("range", v);
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    (status, headers, resp.bytes().await.unwrap().to_vec())
+}
+
+/// Footage issue: record a real camera with a pause, then list spans and gaps, export an
+/// inner 20 s range and a range across the gap, and check the files with ffprobe/ffmpeg,
+/// byte ranges, ETags and the audit log.
+#[tokio::test(flavor = "multi_thread")]
+async fn recorded_footage_is_listed_and_exported() {
+    let cam = TestCamera::start(&["--audio", "aac"]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 10, &[]);
+    let s = serve(dir.path(), &cfg);
+    let c = client();
+    assert_eq!(login(&c, &s.url, "admin", ADMIN_PW).await, 200);
+    let r = c
+        .post(format!("{}/api/cameras", s.url))
+        .json(&serde_json::json!({"name": "Cổng", "url": cam.url}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    wait_recording(&s, id, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(26)).await;
+    let pause = |rec: bool| {
+        c.patch(format!("{}/api/cameras/{id}", s.url))
+            .json(&serde_json::json!({ "record": rec }))
+            .send()
+    };
+    assert_eq!(pause(false).await.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(pause(true).await.unwrap().status(), 200);
+    wait_recording(&s, id, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let segs = segments(dir.path(), id).await;
+    let first_start = segs[0].start_ms;
+    let now = now_ms();
+
+    // Spans and the gap.
+    let list: Value = c
+        .get(format!(
+            "{}/api/cameras/{id}/recordings?start={}&end={}",
+            s.url,
+            rfc(first_start - 5000),
+            rfc(now)
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let spans = list["spans"].as_array().unwrap();
+    let gaps = list["gaps"].as_array().unwrap();
+    assert_eq!(spans.len(), 2, "{list}");
+    let ms = |v: &Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
+            .unwrap()
+            .timestamp_millis()
+    };
+    let (a_end, b_start) = (ms(&spans[0]["end"]), ms(&spans[1]["start"]));
+    assert!(b_start - a_end >= 5000, "{list}");
+    assert!(
+        gaps.iter()
+            .any(|g| ms(&g["start"]) == a_end && ms(&g["end"]) == b_start),
+        "{list}"
+    );
+    assert_eq!(spans[0]["video_codec"], "h264");
+    assert_eq!(spans[0]["audio_codec"], "aac");
+
+    // An inner 20 s range.
+    let (x0, x1) = (first_start + 2_500, first_start + 22_500);
+    let url = format!(
+        "{}/api/cameras/{id}/export.mp4?start={}&end={}",
+        s.url,
+        rfc(x0),
+        rfc(x1)
+    );
+    let (status, h, full) = get_bytes(&c, &url, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(h["content-type"], "video/mp4");
+    let disp = h["content-disposition"].to_str().unwrap();
+    assert!(
+        disp.starts_with("attachment; filename=\"C-ng_")
+            && disp.contains("filename*=UTF-8''C%E1%BB%95ng_"),
+        "{disp}"
+    );
+    let clip = dir.path().join("clip.mp4");
+    std::fs::write(&clip, &full).unwrap();
+    let p = ffprobe(&clip);
+    let dur: f64 = p["format"]["duration"].as_str().unwrap().parse().unwrap();
+    assert!((dur - 20.0).abs() <= 0.04, "duration {dur}");
+    assert!(decode_errors(&clip).is_empty(), "{}", decode_errors(&clip));
+    let frames = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&clip)
+        .output()
+        .unwrap();
+    let frames: i64 = String::from_utf8_lossy(&frames.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((frames - 500).abs() <= 1, "20 s at 25 fps: {frames} frames");
+    assert_eq!(stream(&p, "audio").unwrap()["codec_name"], "aac");
+
+    // Byte ranges are exactly slices of the whole; HEAD, ETag and 304.
+    for (range, want) in [
+        ("bytes=0-99", 0..100),
+        ("bytes=1000-5000", 1000..5001),
+        ("bytes=-100", full.len() - 100..full.len()),
+    ] {
+        let (status, h, part) = get_bytes(&c, &url, Some(range)).await;
+        assert_eq!(status, 206, "{range}");
+        assert_eq!(part, full[want.clone()], "{range}");
+        assert_eq!(
+            h["content-range"],
+            format!("bytes {}-{}/{}", want.start, want.end - 1, full.len())
+        );
+    }
+    let (status, h, _) = get_bytes(&c, &url, Some(&format!("bytes={}-", full.len() + 10))).await;
+    assert_eq!(status, 416);
+    assert_eq!(h["content-range"], format!("bytes */{}", full.len()));
+    let head = c.head(&url).send().await.unwrap();
+    assert_eq!(
+        head.headers()["content-length"],
+        full.len().to_string().as_str()
+    );
+    let etag = head.headers()["etag"].to_str().unwrap().to_owned();
+    let again = c
+        .get(&url)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304, "same range, same ETag");
+
+    // Across the gap: both sides, and the file's timeline is wall-clock time.
+    let (g0, g1) = (a_end - 3000, b_start + 3000);
+    let gap_url = format!(
+        "{}/api/cameras/{id}/export.mp4?start={}&end={}",
+        s.url,
+        rfc(g0),
+        rfc(g1)
+    );
+    let (status, _, bytes) = get_bytes(&c, &gap_url, None).await;
+    assert_eq!(status, 200);
+    let gclip = dir.path().join("gap.mp4");
+    std::fs::write(&gclip, &bytes).unwrap();
+    let dur: f64 = ffprobe(&gclip)["format"]["duration"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (dur * 1000.0 - (g1 - g0) as f64).abs() <= 100.0,
+        "gap clip {dur} s for {} ms",
+        g1 - g0
+    );
+    assert!(decode_errors(&gclip).is_empty());
+
+    // Bad input.
+    let bad = |q: String| {
+        c.get(format!("{}/api/cameras/{id}/export.mp4?{q}", s.url))
+            .send()
+    };
+    for (q, code) in [
+        (format!("start={}&end={}", rfc(x1), rfc(x0)), 400),
+        (
+            format!(
+                "start={}&end={}",
+                rfc(now + 3_600_000),
+                rfc(now + 7_200_000)
+            ),
+            400,
+        ),
+        (format!("start=yesterday&end={}", rfc(x1)), 400),
+        (
+            format!("start={}&end={}", rfc(x0 - 25 * 3_600_000), rfc(x1)),
+            400,
+        ),
+        (
+            format!(
+                "start={}&end={}",
+                rfc(first_start - 600_000),
+                rfc(first_start - 300_000)
+            ),
+            404,
+        ),
+    ] {
+        let r = bad(q.clone()).await.unwrap();
+        assert_eq!(r.status().as_u16(), code, "{q}");
+        let v: Value = r.json().await.unwrap();
+        assert!(v["error"]["message"].is_string(), "{q}: {v}");
+    }
+    let r = c
+        .get(format!(
+            "{}/api/cameras/999/export.mp4?start={}&end={}",
+            s.url,
+            rfc(x0),
+            rfc(x1)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // A reviewer without a grant is refused, and the attempt is audited.
+    let r = c
+        .post(format!("{}/api/users", s.url))
+        .json(&serde_json::json!({"username": "reviewer1", "password": "reviewer-pass-1", "role": "reviewer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let rc = client();
+    assert_eq!(
+        login(&rc, &s.url, "reviewer1", "reviewer-pass-1").await,
+        200
+    );
+    assert_eq!(rc.get(&url).send().await.unwrap().status(), 403);
+    let audit: Value = c
+        .get(format!("{}/api/audit?camera={id}", s.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"footage.export_denied"), "{actions:?}");
+    assert!(
+        actions.iter().filter(|a| **a == "footage.export").count() >= 2,
+        "{actions:?}"
+    );
+    stop(s);
+}

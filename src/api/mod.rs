@@ -7,6 +7,7 @@ pub mod caller;
 pub mod cameras;
 pub mod extract;
 pub mod openapi;
+pub mod recordings;
 pub mod session;
 pub mod tokens;
 pub mod users;
@@ -82,6 +83,7 @@ pub fn app(state: AppState) -> Router {
         .merge(session::router())
         .merge(users::router())
         .merge(cameras::router())
+        .merge(recordings::router())
         .merge(tokens::router())
         .merge(audit::router())
         .merge(openapi::router())

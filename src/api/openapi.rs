@@ -30,6 +30,8 @@ use utoipa::OpenApi;
         super::cameras::update,
         super::cameras::remove,
         super::cameras::status,
+        super::recordings::list,
+        super::recordings::export,
         super::tokens::list,
         super::tokens::create,
         super::tokens::revoke,

@@ -6,6 +6,7 @@
 //! one); the binary owns the files, threads and database. See `docs/design/recording.md`.
 
 pub mod boxes;
+pub mod export;
 pub mod fmp4;
 pub mod retention;
 pub mod scan;

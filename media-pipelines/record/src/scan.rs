@@ -13,6 +13,8 @@ use std::io::{Read, Seek, SeekFrom};
 pub struct ScannedTrack {
     pub track_id: u32,
     pub codec: Option<Codec>,
+    /// The first `stsd` entry, a whole box (`avc1`, `mp4a`, ...).
+    pub sample_entry: Vec<u8>,
     pub timescale: u32,
     pub width: u16,
     pub height: u16,
@@ -271,18 +273,30 @@ fn parse_moov(b: &[u8]) -> Result<Vec<ScannedTrack>, &'static str> {
         if timescale == 0 {
             return Err("zero timescale");
         }
-        let codec = find(mdia, b"minf")?
+        let stsd = find(mdia, b"minf")?
             .map(|minf| find(minf, b"stbl"))
             .transpose()?
             .flatten()
             .map(|stbl| find(stbl, b"stsd"))
             .transpose()?
             .flatten()
-            .and_then(|stsd| stsd.get(12..16))
+            .ok_or("track without stsd")?;
+        let entry = stsd.get(8..).ok_or("truncated stsd")?;
+        let entry_len = match parse_header(entry) {
+            Ok(Some(h)) => h.len.unwrap_or(entry.len() as u64) as usize,
+            _ => return Err("bad stsd entry"),
+        };
+        let sample_entry = entry
+            .get(..entry_len)
+            .ok_or("truncated stsd entry")?
+            .to_vec();
+        let codec = sample_entry
+            .get(4..8)
             .and_then(|f| Codec::from_fourcc(f.try_into().expect("4 bytes")));
         tracks.push(ScannedTrack {
             track_id,
             codec,
+            sample_entry,
             timescale,
             width,
             height,

@@ -1,0 +1,493 @@
+//! Recorded footage: `GET /api/cameras/{id}/recordings` (spans and gaps in a time range).
+//! Export and playback join here.
+
+use super::caller::Caller;
+use super::extract::{ApiPath, ApiQuery};
+use super::{AppState, parse_rfc3339, rfc3339};
+use crate::auth::CameraUse;
+use crate::bail;
+use crate::error::Result;
+use crate::{footage, store};
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/cameras/{id}/recordings", get(list))
+        .route("/cameras/{id}/export.mp4", get(export))
+}
+
+/// The longest range the span listing answers for.
+const MAX_LIST_MS: i64 = 31 * 86_400_000;
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RangeParams {
+    /// RFC 3339; default: 24 hours before `end`.
+    pub start: Option<String>,
+    /// RFC 3339; default: now.
+    pub end: Option<String>,
+}
+
+/// Parses and checks a range: `start < end`, not starting in the future, at most `max_ms`.
+pub fn parse_range(st: &AppState, p: &RangeParams, max_ms: i64) -> Result<(i64, i64)> {
+    let now = st.now_ms();
+    let end = p
+        .end
+        .as_deref()
+        .map(|v| parse_rfc3339("end", v))
+        .transpose()?
+        .unwrap_or(now);
+    let start = p
+        .start
+        .as_deref()
+        .map(|v| parse_rfc3339("start", v))
+        .transpose()?
+        .unwrap_or(end - 86_400_000);
+    if start >= end {
+        bail!(
+            InvalidArgument,
+            "start must be before end (the range is empty or reversed)"
+        );
+    }
+    if start > now {
+        bail!(InvalidArgument, "start is in the future");
+    }
+    if end - start > max_ms {
+        bail!(
+            InvalidArgument,
+            "the range is longer than the limit of {} hours",
+            max_ms / 3_600_000
+        );
+    }
+    Ok((start, end))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SpanOut {
+    pub start: String,
+    pub end: String,
+    pub video_codec: String,
+    pub audio_codec: Option<String>,
+    pub width: i64,
+    pub height: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct GapOut {
+    pub start: String,
+    pub end: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Recordings {
+    pub camera_id: i64,
+    pub start: String,
+    pub end: String,
+    /// Continuous footage, oldest first, clipped to the range.
+    pub spans: Vec<SpanOut>,
+    /// Parts of the range with no footage.
+    pub gaps: Vec<GapOut>,
+}
+
+/// Recorded spans and gaps of a camera in a time range (playback permission needed).
+#[utoipa::path(get, path = "/api/cameras/{id}/recordings", tag = "recordings", params(("id" = i64, Path), RangeParams),
+    responses((status = 200, body = Recordings), (status = 400), (status = 401), (status = 403), (status = 404)))]
+async fn list(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiQuery(p): ApiQuery<RangeParams>,
+) -> Result<axum::Json<Recordings>> {
+    caller.require_camera(&st, id, CameraUse::Playback).await?;
+    store::camera(&st.db, id).await?;
+    let (start, end) = parse_range(&st, &p, MAX_LIST_MS)?;
+    let segs = footage::segments(&st.db, id, start, end).await?;
+    let (spans, gaps) = footage::spans(&segs, start, end);
+    Ok(axum::Json(Recordings {
+        camera_id: id,
+        start: rfc3339(start),
+        end: rfc3339(end),
+        spans: spans
+            .into_iter()
+            .map(|s| SpanOut {
+                start: rfc3339(s.start_ms),
+                end: rfc3339(s.end_ms),
+                video_codec: s.video_codec,
+                audio_codec: s.audio_codec,
+                width: s.width,
+                height: s.height,
+            })
+            .collect(),
+        gaps: gaps
+            .into_iter()
+            .map(|(a, b)| GapOut {
+                start: rfc3339(a),
+                end: rfc3339(b),
+            })
+            .collect(),
+    }))
+}
+
+/// Format version of exported files: part of every ETag, so that when the bytes written for
+/// the same footage change (a change to `xaso_record::export`), cached copies are not
+/// reused. Bump it whenever the golden digest in `tests/recording.rs` changes.
+pub const EXPORT_FORMAT: u32 = 1;
+
+/// Plans the MP4 of a range: the segment files (paths) and the plan over them.
+pub async fn export_plan(
+    st: &AppState,
+    camera: i64,
+    start: i64,
+    end: i64,
+) -> Result<(Vec<std::path::PathBuf>, xaso_record::export::Plan, String)> {
+    let segs = footage::segments(&st.db, camera, start, end).await?;
+    let files: Vec<std::path::PathBuf> =
+        segs.iter().map(|s| st.cfg.data_dir.join(&s.path)).collect();
+    let scan_files = files.clone();
+    let scans = tokio::task::spawn_blocking(move || {
+        scan_files
+            .iter()
+            .map(|p| {
+                let mut f = std::fs::File::open(p)?;
+                let len = f.metadata()?.len();
+                xaso_record::scan(&mut std::io::BufReader::new(&mut f), len)
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+            })
+            .collect::<std::io::Result<Vec<_>>>()
+    })
+    .await
+    .map_err(|e| crate::err!(Internal, "export worker: {e}"))??;
+    let sources: Vec<xaso_record::export::Source<'_>> = scans
+        .iter()
+        .enumerate()
+        .map(|(i, scan)| xaso_record::export::Source { file: i, scan })
+        .collect();
+    let plan = xaso_record::export::plan(&sources, start, end).map_err(|e| match e {
+        xaso_record::export::ExportError::NoFootage => {
+            crate::err!(NotFound, "no footage in that range")
+        }
+        other => crate::err!(Internal, "{other}"),
+    })?;
+    // The same footage and range give the same bytes: name them by what they are made of.
+    let mut h = sha2::Sha256::new();
+    use sha2::Digest;
+    h.update(format!(
+        "{EXPORT_FORMAT}:{camera}:{start}:{end}:{}",
+        plan.len
+    ));
+    for s in &segs {
+        h.update(format!(":{}:{}:{}", s.id, s.bytes, s.end_ms));
+    }
+    let etag = format!("\"{}\"", &hex::encode(h.finalize())[..32]);
+    Ok((files, plan, etag))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ExportParams {
+    /// RFC 3339.
+    pub start: String,
+    /// RFC 3339.
+    pub end: String,
+}
+
+/// A `Range` header that cannot be satisfied (answered with 416).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unsatisfiable;
+
+/// A single `Range: bytes=...` of a `len`-byte body: `Ok(None)` for none (or several,
+/// which we may ignore), `Err(Unsatisfiable)` when it cannot be served.
+pub fn parse_byte_range(
+    h: Option<&http::HeaderValue>,
+    len: u64,
+) -> std::result::Result<Option<(u64, u64)>, Unsatisfiable> {
+    let Some(v) = h.and_then(|v| v.to_str().ok()) else {
+        return Ok(None);
+    };
+    let Some(spec) = v.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let (a, b) = spec.split_once('-').ok_or(Unsatisfiable)?;
+    let (a, b) = (a.trim(), b.trim());
+    let (start, end) = if a.is_empty() {
+        let n: u64 = b.parse().map_err(|_| Unsatisfiable)?;
+        if n == 0 {
+            return Err(Unsatisfiable);
+        }
+        (len.saturating_sub(n), len.saturating_sub(1))
+    } else {
+        let s: u64 = a.parse().map_err(|_| Unsatisfiable)?;
+        let e: u64 = if b.is_empty() {
+            len.saturating_sub(1)
+        } else {
+            b.parse::<u64>()
+                .map_err(|_| Unsatisfiable)?
+                .min(len.saturating_sub(1))
+        };
+        (s, e)
+    };
+    if len == 0 || start > end || start >= len {
+        return Err(Unsatisfiable);
+    }
+    Ok(Some((start, end)))
+}
+
+/// The bytes `[from, to]` of the planned file, read from the segment files as the client
+/// takes them (64 KiB at a time), never the whole file in memory.
+fn body(
+    files: Vec<std::path::PathBuf>,
+    parts: Vec<xaso_record::export::Part>,
+    from: u64,
+    to: u64,
+) -> axum::body::Body {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    use xaso_record::export::Part;
+    let mut pieces = Vec::new();
+    let mut at = 0u64;
+    for p in parts {
+        let (a, b) = (at, at + p.len());
+        at = b;
+        if b <= from || a > to {
+            continue;
+        }
+        let skip = from.saturating_sub(a);
+        let take = (to + 1).min(b) - a - skip;
+        pieces.push((p, skip, take));
+    }
+    let stream = futures::stream::unfold(
+        (pieces.into_iter(), None::<(tokio::fs::File, u64)>),
+        move |(mut it, mut cur)| {
+            let files = files.clone();
+            async move {
+                loop {
+                    if let Some((mut f, left)) = cur.take() {
+                        if left == 0 {
+                            continue;
+                        }
+                        let mut buf = vec![0u8; left.min(64 << 10) as usize];
+                        return match f.read_exact(&mut buf).await {
+                            Ok(_) => {
+                                let n = buf.len() as u64;
+                                Some((
+                                    Ok::<_, std::io::Error>(bytes::Bytes::from(buf)),
+                                    (it, Some((f, left - n))),
+                                ))
+                            }
+                            Err(e) => Some((Err(e), (it, None))),
+                        };
+                    }
+                    let (p, skip, take) = it.next()?;
+                    match p {
+                        Part::Bytes(b) => {
+                            let s = b.slice(skip as usize..(skip + take) as usize);
+                            return Some((Ok(s), (it, None)));
+                        }
+                        Part::File { file, offset, .. } => {
+                            let opened = async {
+                                let mut f = tokio::fs::File::open(&files[file]).await?;
+                                f.seek(std::io::SeekFrom::Start(offset + skip)).await?;
+                                Ok::<_, std::io::Error>(f)
+                            }
+                            .await;
+                            match opened {
+                                Ok(f) => cur = Some((f, take)),
+                                Err(e) => return Some((Err(e), (it, None))),
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    );
+    axum::body::Body::from_stream(stream)
+}
+
+fn download_name(camera: &str, start_ms: i64, end_ms: i64) -> (String, String) {
+    use chrono::TimeZone;
+    let t = |ms| {
+        chrono::Local
+            .timestamp_millis_opt(ms)
+            .single()
+            .unwrap_or_default()
+    };
+    let (a, b) = (t(start_ms), t(end_ms));
+    let stem = format!(
+        "{}_{}_{}-{}",
+        camera,
+        a.format("%Y-%m-%d"),
+        a.format("%H%M%S"),
+        b.format("%H%M%S")
+    );
+    let ascii: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let utf8: String = stem
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    (format!("{ascii}.mp4"), format!("{utf8}.mp4"))
+}
+
+/// A standard MP4 of a range (export permission needed): starts at the keyframe at or
+/// before `start`, with an edit list so players begin at `start`; supports `Range`,
+/// `HEAD` and `If-None-Match`. Every export is audited.
+#[utoipa::path(get, path = "/api/cameras/{id}/export.mp4", tag = "recordings", params(("id" = i64, Path), ExportParams),
+    responses((status = 200, description = "video/mp4"), (status = 206, description = "a byte range"), (status = 304),
+              (status = 400), (status = 401), (status = 403), (status = 404), (status = 416)))]
+async fn export(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiQuery(p): ApiQuery<ExportParams>,
+    method: http::Method,
+    headers: http::HeaderMap,
+) -> Result<axum::response::Response> {
+    use axum::response::IntoResponse;
+    use http::{StatusCode, header};
+    if let Err(e) = caller.require_camera(&st, id, CameraUse::Export).await {
+        if e.kind() == crate::error::ErrorKind::PermissionDenied {
+            let mut ev = caller.event("footage.export_denied");
+            ev.camera_id = Some(id);
+            ev.detail = Some(serde_json::json!({ "start": p.start, "end": p.end }));
+            st.audit(ev).await?;
+        }
+        return Err(e);
+    }
+    let cam = store::camera(&st.db, id).await?;
+    let max_ms = i64::from(st.cfg.playback.max_export_hours) * 3_600_000;
+    let range = RangeParams {
+        start: Some(p.start.clone()),
+        end: Some(p.end.clone()),
+    };
+    let (start, end) = parse_range(&st, &range, max_ms)?;
+    let (files, plan, etag) = export_plan(&st, id, start, end).await?;
+    let len = plan.len;
+    let (name_ascii, name_utf8) = download_name(&cam.name, start, end);
+    let mut resp_headers = http::HeaderMap::new();
+    let hv = |s: &str| http::HeaderValue::from_str(s).expect("ASCII header");
+    resp_headers.insert(header::ETAG, hv(&etag));
+    resp_headers.insert(header::ACCEPT_RANGES, hv("bytes"));
+    resp_headers.insert(header::CACHE_CONTROL, hv("private, max-age=3600"));
+    resp_headers.insert(
+        header::CONTENT_DISPOSITION,
+        hv(&format!(
+            "attachment; filename=\"{name_ascii}\"; filename*=UTF-8''{name_utf8}"
+        )),
+    );
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
+    {
+        return Ok((StatusCode::NOT_MODIFIED, resp_headers).into_response());
+    }
+    let requested = match parse_byte_range(headers.get(header::RANGE), len) {
+        Ok(r) => r,
+        Err(Unsatisfiable) => {
+            resp_headers.insert(header::CONTENT_RANGE, hv(&format!("bytes */{len}")));
+            return Ok((StatusCode::RANGE_NOT_SATISFIABLE, resp_headers).into_response());
+        }
+    };
+    let (from, to) = requested.unwrap_or((0, len - 1));
+    if method == http::Method::GET && from == 0 {
+        let mut ev = caller.event("footage.export");
+        ev.camera_id = Some(id);
+        ev.detail = Some(serde_json::json!({
+            "start": rfc3339(plan.start_ms), "end": rfc3339(plan.end_ms), "bytes": len,
+            "requested_start": p.start, "requested_end": p.end,
+        }));
+        st.audit(ev).await?;
+    }
+    resp_headers.insert(header::CONTENT_TYPE, hv("video/mp4"));
+    resp_headers.insert(header::CONTENT_LENGTH, hv(&(to - from + 1).to_string()));
+    resp_headers.insert("x-xaso-start", hv(&rfc3339(plan.start_ms)));
+    resp_headers.insert("x-xaso-end", hv(&rfc3339(plan.end_ms)));
+    let status = if requested.is_some() {
+        resp_headers.insert(
+            header::CONTENT_RANGE,
+            hv(&format!("bytes {from}-{to}/{len}")),
+        );
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
+    let b = if method == http::Method::HEAD {
+        axum::body::Body::empty()
+    } else {
+        body(files, plan.parts, from, to)
+    };
+    Ok((status, resp_headers, b).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_ranges() {
+        let h = |v: &str| http::HeaderValue::from_str(v).unwrap();
+        assert_eq!(parse_byte_range(None, 100), Ok(None));
+        assert_eq!(
+            parse_byte_range(Some(&h("bytes=0-9")), 100),
+            Ok(Some((0, 9)))
+        );
+        assert_eq!(
+            parse_byte_range(Some(&h("bytes=90-")), 100),
+            Ok(Some((90, 99)))
+        );
+        assert_eq!(
+            parse_byte_range(Some(&h("bytes=-10")), 100),
+            Ok(Some((90, 99)))
+        );
+        assert_eq!(
+            parse_byte_range(Some(&h("bytes=50-500")), 100),
+            Ok(Some((50, 99)))
+        );
+        assert_eq!(parse_byte_range(Some(&h("bytes=0-1,5-6")), 100), Ok(None));
+        assert_eq!(parse_byte_range(Some(&h("items=0-1")), 100), Ok(None));
+        for bad in [
+            "bytes=100-",
+            "bytes=9-3",
+            "bytes=x-1",
+            "bytes=-0",
+            "bytes=5",
+        ] {
+            assert_eq!(
+                parse_byte_range(Some(&h(bad)), 100),
+                Err(Unsatisfiable),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn download_names_are_safe_and_keep_vietnamese() {
+        let (ascii, utf8) = download_name("Cổng \"A\"/1", 1_795_000_000_000, 1_795_000_020_000);
+        assert!(
+            ascii.starts_with("C-ng--A--1_") && ascii.ends_with(".mp4"),
+            "{ascii}"
+        );
+        assert!(!ascii.contains('"') && !ascii.contains('/'));
+        assert!(utf8.starts_with("C%E1%BB%95ng%20%22A%22%2F1_"), "{utf8}");
+    }
+}
