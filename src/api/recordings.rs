@@ -137,6 +137,43 @@ async fn list(
 /// reused. Bump it whenever the golden digest in `tests/recording.rs` changes.
 pub const EXPORT_FORMAT: u32 = 1;
 
+/// Scans segment files, spread over the machine's cores.
+fn scan_all(files: &[std::path::PathBuf]) -> std::io::Result<Vec<xaso_record::scan::Scanned>> {
+    let scan_one = |p: &std::path::PathBuf| {
+        let mut f = std::fs::File::open(p)?;
+        let len = f.metadata()?.len();
+        xaso_record::scan(&mut f, len).map_err(|e| std::io::Error::other(e.to_string()))
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    if files.len() < 8 || threads == 1 {
+        return files.iter().map(scan_one).collect();
+    }
+    let per = files.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = files
+            .chunks(per)
+            .map(|chunk| {
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(scan_one)
+                        .collect::<std::io::Result<Vec<_>>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(files.len());
+        for h in handles {
+            out.extend(
+                h.join()
+                    .map_err(|_| std::io::Error::other("scan thread panicked"))??,
+            );
+        }
+        Ok(out)
+    })
+}
+
 /// Plans the MP4 of a range: the segment files (paths) and the plan over them.
 pub async fn export_plan(
     st: &AppState,
@@ -148,19 +185,9 @@ pub async fn export_plan(
     let files: Vec<std::path::PathBuf> =
         segs.iter().map(|s| st.cfg.data_dir.join(&s.path)).collect();
     let scan_files = files.clone();
-    let scans = tokio::task::spawn_blocking(move || {
-        scan_files
-            .iter()
-            .map(|p| {
-                let mut f = std::fs::File::open(p)?;
-                let len = f.metadata()?.len();
-                xaso_record::scan(&mut std::io::BufReader::new(&mut f), len)
-                    .map_err(|e| std::io::Error::other(e.to_string()))
-            })
-            .collect::<std::io::Result<Vec<_>>>()
-    })
-    .await
-    .map_err(|e| crate::err!(Internal, "export worker: {e}"))??;
+    let scans = tokio::task::spawn_blocking(move || scan_all(&scan_files))
+        .await
+        .map_err(|e| crate::err!(Internal, "export worker: {e}"))??;
     let sources: Vec<xaso_record::export::Source<'_>> = scans
         .iter()
         .enumerate()

@@ -313,7 +313,7 @@ fn repair_file(path: &Path) -> std::result::Result<Fix, ScanError> {
         .write(true)
         .open(path)?;
     let len = f.seek(std::io::SeekFrom::End(0))?;
-    let s = scan(&mut std::io::BufReader::new(&mut f), len)?;
+    let s = scan(&mut f, len)?;
     if s.valid_len < len {
         f.set_len(s.valid_len)?;
         f.sync_data()?;

@@ -84,16 +84,42 @@ impl From<std::io::Error> for ScanError {
 /// Largest `moov`/`moof`/`prft` read into memory; anything bigger is not ours.
 const MAX_META_BOX: u64 = 16 << 20;
 
-/// Reads `[at, at + n)` or less if the file ends first.
-fn read_at<R: Read + Seek>(r: &mut R, at: u64, n: usize) -> std::io::Result<Vec<u8>> {
-    r.seek(SeekFrom::Start(at))?;
-    let mut buf = Vec::with_capacity(n);
-    r.take(n as u64).read_to_end(&mut buf)?;
-    Ok(buf)
+/// How much is read at once: a fragment's `prft`, `moof` and `mdat` header usually fit, so
+/// scanning costs about one read per fragment.
+const WINDOW: usize = 64 << 10;
+
+/// Positioned reads through a window of the file.
+struct Window<'a, R> {
+    r: &'a mut R,
+    buf: Vec<u8>,
+    at: u64,
+}
+
+impl<R: Read + Seek> Window<'_, R> {
+    /// `[at, at + n)`, or less if the file ends first.
+    fn read(&mut self, at: u64, n: usize) -> std::io::Result<Vec<u8>> {
+        let end = self.at + self.buf.len() as u64;
+        if at >= self.at && at + n as u64 <= end {
+            let s = (at - self.at) as usize;
+            return Ok(self.buf[s..s + n].to_vec());
+        }
+        self.r.seek(SeekFrom::Start(at))?;
+        self.buf.clear();
+        (&mut *self.r)
+            .take(n.max(WINDOW) as u64)
+            .read_to_end(&mut self.buf)?;
+        self.at = at;
+        Ok(self.buf[..n.min(self.buf.len())].to_vec())
+    }
 }
 
 /// Scans a segment of `file_len` bytes.
 pub fn scan<R: Read + Seek>(r: &mut R, file_len: u64) -> Result<Scanned, ScanError> {
+    let r = &mut Window {
+        r,
+        buf: Vec::new(),
+        at: 0,
+    };
     let mut pos = 0u64;
     let mut tracks = None;
     // ftyp, then moov.
@@ -129,7 +155,7 @@ pub fn scan<R: Read + Seek>(r: &mut R, file_len: u64) -> Result<Scanned, ScanErr
                 if prft.is_some() || len > MAX_META_BOX {
                     break;
                 }
-                let body = read_at(r, pos + h.header_len, (len - h.header_len) as usize)?;
+                let body = r.read(pos + h.header_len, (len - h.header_len) as usize)?;
                 match parse_prft(&body) {
                     Ok(p) => prft = Some((p.0, p.1, pos)),
                     Err(_) => break,
@@ -141,7 +167,7 @@ pub fn scan<R: Read + Seek>(r: &mut R, file_len: u64) -> Result<Scanned, ScanErr
                     break;
                 }
                 let moof_start = pos;
-                let body = read_at(r, pos + h.header_len, (len - h.header_len) as usize)?;
+                let body = r.read(pos + h.header_len, (len - h.header_len) as usize)?;
                 let Ok(mut trafs) = parse_moof(&body, moof_start) else {
                     break;
                 };
@@ -195,14 +221,14 @@ pub fn scan<R: Read + Seek>(r: &mut R, file_len: u64) -> Result<Scanned, ScanErr
 }
 
 fn header_at<R: Read + Seek>(
-    r: &mut R,
+    r: &mut Window<'_, R>,
     at: u64,
     file_len: u64,
 ) -> std::io::Result<Option<crate::boxes::BoxHeader>> {
     if at >= file_len {
         return Ok(None);
     }
-    let b = read_at(r, at, 16.min((file_len - at) as usize))?;
+    let b = r.read(at, 16.min((file_len - at) as usize))?;
     Ok(parse_header(&b).ok().flatten())
 }
 
@@ -211,7 +237,7 @@ type WholeBox = ([u8; 4], Vec<u8>, u64);
 
 /// Reads a whole (small) box at `at`.
 fn read_box<R: Read + Seek>(
-    r: &mut R,
+    r: &mut Window<'_, R>,
     at: u64,
     file_len: u64,
 ) -> Result<Option<WholeBox>, ScanError> {
@@ -222,7 +248,7 @@ fn read_box<R: Read + Seek>(
     if at + len > file_len || len > MAX_META_BOX {
         return Ok(None);
     }
-    let body = read_at(r, at + h.header_len, (len - h.header_len) as usize)?;
+    let body = r.read(at + h.header_len, (len - h.header_len) as usize)?;
     Ok(Some((h.fourcc, body, at + len)))
 }
 
