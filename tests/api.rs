@@ -152,6 +152,14 @@ async fn every_route_denies_and_allows_by_role() {
             [401, 403, 404, 403, 404],
         ),
         (
+            Method::GET,
+            format!(
+                "/api/cameras/{cam_granted}/playback.mp4?start=2026-11-01T00:00:00Z&end=2026-11-01T00:10:00Z"
+            ),
+            None,
+            [401, 403, 404, 404, 404],
+        ),
+        (
             Method::POST,
             "/api/cameras".into(),
             Some(json!({"name": "Mới", "url": "rtsp://127.0.0.1/new"})),

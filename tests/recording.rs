@@ -851,6 +851,18 @@ async fn recorded_footage_is_listed_and_exported() {
         .unwrap();
     assert_eq!(again.status(), 304, "same range, same ETag");
 
+    // The same file for a <video> element: inline, byte ranges, audited as playback.
+    let purl = url.replace("/export.mp4?", "/playback.mp4?");
+    let (status, h, head) = get_bytes(&c, &purl, Some("bytes=0-")).await;
+    assert_eq!(status, 206);
+    assert!(
+        h["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("inline;")
+    );
+    assert_eq!(head, full, "playback and export serve the same bytes");
+
     // Across the gap: both sides, and the file's timeline is wall-clock time.
     let (g0, g1) = (a_end - 3000, b_start + 3000);
     let gap_url = format!(
@@ -954,5 +966,6 @@ async fn recorded_footage_is_listed_and_exported() {
         actions.iter().filter(|a| **a == "footage.export").count() >= 2,
         "{actions:?}"
     );
+    assert!(actions.contains(&"footage.playback"), "{actions:?}");
     stop(s);
 }

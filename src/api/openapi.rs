@@ -32,6 +32,7 @@ use utoipa::OpenApi;
         super::cameras::status,
         super::recordings::list,
         super::recordings::export,
+        super::recordings::playback,
         super::tokens::list,
         super::tokens::create,
         super::tokens::revoke,

@@ -18,6 +18,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/cameras/{id}/recordings", get(list))
         .route("/cameras/{id}/export.mp4", get(export))
+        .route("/cameras/{id}/playback.mp4", get(playback))
 }
 
 /// The longest range the span listing answers for.
@@ -375,9 +376,16 @@ fn download_name(camera: &str, start_ms: i64, end_ms: i64) -> (String, String) {
     (format!("{ascii}.mp4"), format!("{utf8}.mp4"))
 }
 
-/// A standard MP4 of a range (export permission needed): starts at the keyframe at or
-/// before `start`, with an edit list so players begin at `start`; supports `Range`,
-/// `HEAD` and `If-None-Match`. Every export is audited.
+/// Download or watch: the same MP4, two permissions and audit actions.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mp4Use {
+    Export,
+    Playback,
+}
+
+/// A standard MP4 of a range, as a download (export permission needed): starts at the
+/// keyframe at or before `start`, with an edit list so players begin at `start`; supports
+/// `Range`, `HEAD` and `If-None-Match`. Every export is audited.
 #[utoipa::path(get, path = "/api/cameras/{id}/export.mp4", tag = "recordings", params(("id" = i64, Path), ExportParams),
     responses((status = 200, description = "video/mp4"), (status = 206, description = "a byte range"), (status = 304),
               (status = 400), (status = 401), (status = 403), (status = 404), (status = 416)))]
@@ -389,11 +397,48 @@ async fn export(
     method: http::Method,
     headers: http::HeaderMap,
 ) -> Result<axum::response::Response> {
+    serve_mp4(st, caller, id, p, method, headers, Mp4Use::Export).await
+}
+
+/// The same MP4 for a `<video>` element (playback permission needed): inline, seekable by
+/// byte ranges (the `moov` comes first), time 0 = `start`. Audited once per playback (the
+/// request that starts at byte 0).
+#[utoipa::path(get, path = "/api/cameras/{id}/playback.mp4", tag = "recordings", params(("id" = i64, Path), ExportParams),
+    responses((status = 200, description = "video/mp4"), (status = 206, description = "a byte range"), (status = 304),
+              (status = 400), (status = 401), (status = 403), (status = 404), (status = 416)))]
+async fn playback(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiQuery(p): ApiQuery<ExportParams>,
+    method: http::Method,
+    headers: http::HeaderMap,
+) -> Result<axum::response::Response> {
+    serve_mp4(st, caller, id, p, method, headers, Mp4Use::Playback).await
+}
+
+async fn serve_mp4(
+    st: AppState,
+    caller: Caller,
+    id: i64,
+    p: ExportParams,
+    method: http::Method,
+    headers: http::HeaderMap,
+    what: Mp4Use,
+) -> Result<axum::response::Response> {
+    let (need, action, denied) = match what {
+        Mp4Use::Export => (CameraUse::Export, "footage.export", "footage.export_denied"),
+        Mp4Use::Playback => (
+            CameraUse::Playback,
+            "footage.playback",
+            "footage.playback_denied",
+        ),
+    };
     use axum::response::IntoResponse;
     use http::{StatusCode, header};
-    if let Err(e) = caller.require_camera(&st, id, CameraUse::Export).await {
+    if let Err(e) = caller.require_camera(&st, id, need).await {
         if e.kind() == crate::error::ErrorKind::PermissionDenied {
-            let mut ev = caller.event("footage.export_denied");
+            let mut ev = caller.event(denied);
             ev.camera_id = Some(id);
             ev.detail = Some(serde_json::json!({ "start": p.start, "end": p.end }));
             st.audit(ev).await?;
@@ -418,7 +463,12 @@ async fn export(
     resp_headers.insert(
         header::CONTENT_DISPOSITION,
         hv(&format!(
-            "attachment; filename=\"{name_ascii}\"; filename*=UTF-8''{name_utf8}"
+            "{}; filename=\"{name_ascii}\"; filename*=UTF-8''{name_utf8}",
+            if what == Mp4Use::Export {
+                "attachment"
+            } else {
+                "inline"
+            }
         )),
     );
     if headers
@@ -437,7 +487,7 @@ async fn export(
     };
     let (from, to) = requested.unwrap_or((0, len - 1));
     if method == http::Method::GET && from == 0 {
-        let mut ev = caller.event("footage.export");
+        let mut ev = caller.event(action);
         ev.camera_id = Some(id);
         ev.detail = Some(serde_json::json!({
             "start": rfc3339(plan.start_ms), "end": rfc3339(plan.end_ms), "bytes": len,
