@@ -132,6 +132,7 @@ def moonfire_run(binary, n, secs, url, work, flush_if_sec):
     os.makedirs(ui_dir)  # an empty UI dir: the API is all this needs
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOONFIRE_")}
     env["MOONFIRE_LOG"] = "info"
+    env["MOONFIRE_FORMAT"] = "systemd"  # plain text: no colour codes in the log tail we may print
     version = subprocess.run([binary, "--version"], capture_output=True, text=True, env=env).stdout.strip()
     version = version.split()[-1] if version else "(unknown version)"
     r = subprocess.run([binary, "init", "--db-dir", db_dir], capture_output=True, text=True, env=env)

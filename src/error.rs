@@ -21,6 +21,8 @@ pub enum ErrorKind {
     /// Too many attempts; `retry_after_secs` says when to try again.
     ResourceExhausted,
     FailedPrecondition,
+    /// This build cannot do it (e.g. built without a cargo feature).
+    Unimplemented,
     Unavailable,
     Internal,
 }
@@ -38,6 +40,7 @@ impl ErrorKind {
             ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorKind::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::FailedPrecondition => StatusCode::CONFLICT,
+            ErrorKind::Unimplemented => StatusCode::NOT_IMPLEMENTED,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -55,6 +58,7 @@ impl ErrorKind {
             ErrorKind::UnsupportedMediaType => "unsupported_media_type",
             ErrorKind::ResourceExhausted => "resource_exhausted",
             ErrorKind::FailedPrecondition => "failed_precondition",
+            ErrorKind::Unimplemented => "unimplemented",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Internal => "internal",
         }
@@ -175,7 +179,7 @@ impl From<std::io::Error> for Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.kind.status();
-        let message = if status.is_server_error() {
+        let message = if status.is_server_error() && self.kind != ErrorKind::Unimplemented {
             tracing::error!(error = %self, "request failed");
             match self.kind {
                 ErrorKind::Unavailable => "service unavailable, try again shortly".to_owned(),
@@ -210,6 +214,7 @@ mod tests {
             ErrorKind::UnsupportedMediaType,
             ErrorKind::ResourceExhausted,
             ErrorKind::FailedPrecondition,
+            ErrorKind::Unimplemented,
             ErrorKind::Unavailable,
             ErrorKind::Internal,
         ];

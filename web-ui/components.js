@@ -22,6 +22,12 @@ export function statusLine(testid) {
       el.textContent = text;
       el.hidden = false;
     },
+    /** A neutral message (neither success nor error). */
+    info(text) {
+      el.className = 'status info';
+      el.textContent = text;
+      el.hidden = false;
+    },
     error(err) {
       el.className = 'status error';
       el.textContent = typeof err === 'string' ? err : errorText(err);

@@ -33,6 +33,7 @@ use utoipa::OpenApi;
         super::recordings::list,
         super::recordings::export,
         super::recordings::playback,
+        super::recordings::snapshot,
         super::tokens::list,
         super::tokens::create,
         super::tokens::revoke,

@@ -19,6 +19,7 @@ pub fn router() -> Router<AppState> {
         .route("/cameras/{id}/recordings", get(list))
         .route("/cameras/{id}/export.mp4", get(export))
         .route("/cameras/{id}/playback.mp4", get(playback))
+        .route("/cameras/{id}/snapshot.jpg", get(snapshot))
 }
 
 /// The longest range the span listing answers for.
@@ -567,4 +568,86 @@ mod tests {
         assert!(!ascii.contains('"') && !ascii.contains('/'));
         assert!(utf8.starts_with("C%E1%BB%95ng%20%22A%22%2F1_"), "{utf8}");
     }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotParams {
+    /// RFC 3339: the frame shown at this time.
+    pub at: String,
+    /// Scale to this many pixels wide (thumbnails), keeping the aspect ratio.
+    pub width: Option<u32>,
+}
+
+/// The frame at a time as JPEG (playback permission needed), decoded from the keyframe at or
+/// before it; audited. Answers 501 when the server was built without media pipelines.
+#[utoipa::path(get, path = "/api/cameras/{id}/snapshot.jpg", tag = "recordings", params(("id" = i64, Path), SnapshotParams),
+    responses((status = 200, description = "image/jpeg"), (status = 400), (status = 401), (status = 403), (status = 404),
+              (status = 501, description = "built without the gstreamer feature")))]
+async fn snapshot(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiQuery(p): ApiQuery<SnapshotParams>,
+) -> Result<axum::response::Response> {
+    use axum::response::IntoResponse;
+    if let Err(e) = caller.require_camera(&st, id, CameraUse::Playback).await {
+        if e.kind() == crate::error::ErrorKind::PermissionDenied {
+            let mut ev = caller.event("footage.snapshot_denied");
+            ev.camera_id = Some(id);
+            ev.detail = Some(serde_json::json!({ "at": p.at }));
+            st.audit(ev).await?;
+        }
+        return Err(e);
+    }
+    store::camera(&st.db, id).await?;
+    if !xaso_pipelines::available() {
+        bail!(Unimplemented, "{}", xaso_pipelines::PipelineError::NotBuilt);
+    }
+    let at = parse_rfc3339("at", &p.at)?;
+    if at > st.now_ms() {
+        bail!(InvalidArgument, "at is in the future");
+    }
+    if p.width.is_some_and(|w| !(16..=3840).contains(&w)) {
+        bail!(InvalidArgument, "width must be between 16 and 3840");
+    }
+    // The MP4 from the keyframe at or before `at` to the frame at `at`, presented from the
+    // keyframe (an edit list starting at `at` would have the decoder clip the frames
+    // before it, the one we want among them).
+    let (_, first, _) = export_plan(&st, id, at, at + 1).await?;
+    let (files, plan, _) = export_plan(&st, id, first.keyframe_ms.min(at), at + 1).await?;
+    let width = p.width;
+    let jpeg = tokio::task::spawn_blocking(
+        move || -> std::result::Result<Vec<u8>, crate::error::Error> {
+            let mut mp4 = Vec::with_capacity(plan.len as usize);
+            for part in &plan.parts {
+                match part {
+                    xaso_record::export::Part::Bytes(b) => mp4.extend_from_slice(b),
+                    xaso_record::export::Part::File { file, offset, len } => {
+                        use std::io::{Read, Seek};
+                        let mut f = std::fs::File::open(&files[*file])?;
+                        f.seek(std::io::SeekFrom::Start(*offset))?;
+                        let start = mp4.len();
+                        mp4.resize(start + *len as usize, 0);
+                        f.read_exact(&mut mp4[start..])?;
+                    }
+                }
+            }
+            xaso_pipelines::last_frame_jpeg(&mp4, width).map_err(|e| crate::err!(Internal, "{e}"))
+        },
+    )
+    .await
+    .map_err(|e| crate::err!(Internal, "snapshot worker: {e}"))??;
+    let mut ev = caller.event("footage.snapshot");
+    ev.camera_id = Some(id);
+    ev.detail = Some(serde_json::json!({ "at": rfc3339(at), "width": width }));
+    st.audit(ev).await?;
+    Ok((
+        [
+            (http::header::CONTENT_TYPE, "image/jpeg"),
+            (http::header::CACHE_CONTROL, "private, max-age=3600"),
+        ],
+        jpeg,
+    )
+        .into_response())
 }

@@ -23,11 +23,18 @@ const BIN = path.resolve(ROOT, process.env.SERVER_BIN || 'target/debug/xaso');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const ADMIN = { username: 'admin', password: 'browser-test-Admin-7q2w' };
 const OPERATOR = { username: 'vanhanh1', password: 'Vận-hành-mật-khẩu-1' };
+const REVIEWER = { username: 'xemlai1', password: 'Xem-lại-mật-khẩu-1' };
 const CAMERA = { name: 'Cổng UBND xã', url: 'rtsp://camuser:camsecret@127.0.0.1:1/stream1' };
 // The camera the server records when started with no camera configured (src/serve.rs).
 const SIMULATED_CAMERA = 'Camera mô phỏng (simulated)';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// The browser's time zone (newContext below) and its "HH:MM:SS" / "YYYY-MM-DD".
+const TIME_ZONE = 'Asia/Ho_Chi_Minh';
+const clockIn = (ms) => new Intl.DateTimeFormat('en-GB', {
+  timeZone: TIME_ZONE, hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23',
+}).format(ms);
+const dayIn = (ms) => new Intl.DateTimeFormat('en-CA', { timeZone: TIME_ZONE }).format(ms);
 
 // ---- tiny test runner -------------------------------------------------------
 
@@ -184,7 +191,7 @@ async function main() {
     const context = await browser.newContext({
       baseURL: server.base,
       locale: 'vi-VN',
-      timezoneId: 'Asia/Ho_Chi_Minh',
+      timezoneId: TIME_ZONE,
       viewport: { width: 1280, height: 860 },
     });
     const page = await context.newPage();
@@ -353,6 +360,129 @@ async function main() {
       }
     });
 
+    await test('recordings page plays footage', async () => {
+      // the simulated camera records from the start: wait for a span of at least 10 s
+      let span = null;
+      const waitUntil = Date.now() + 30_000;
+      for (;;) {
+        const res = await page.request.get('/api/cameras/1/recordings');
+        assert.equal(res.status(), 200, `GET /api/cameras/1/recordings: ${res.status()} ${await res.text()}`);
+        const body = await res.json();
+        span = body.spans.map((x) => ({ start: Date.parse(x.start), end: Date.parse(x.end) }))
+          .find((x) => x.end - x.start >= 10_000);
+        if (span) break;
+        if (Date.now() > waitUntil) throw new Error(`no span of 10 s after 30 s: ${JSON.stringify(body)}`);
+        await sleep(500);
+      }
+      const target = span.start + 5_000;
+
+      await page.getByTestId('nav-recordings').click();
+      await page.getByTestId('rec-camera').waitFor();
+      await page.getByTestId('rec-camera').selectOption('1');
+      const today = dayIn(Date.now());
+      assert.equal(await page.getByTestId('rec-day').inputValue(), today, 'the day defaults to today');
+      assert.equal(dayIn(target), today, 'the footage is from today');
+      const timeline = page.getByTestId('rec-timeline');
+      await timeline.getByTestId('rec-span').first().waitFor();
+      // the 24-hour view labels the hours
+      await expectText(timeline, '12:00');
+      // zoom to one hour (around the newest footage) so that a pixel is a few seconds
+      await page.getByTestId('rec-zoom').click();
+      assert.equal(await page.getByTestId('rec-zoom').getAttribute('aria-pressed'), 'true');
+      const viewStart = Number(await timeline.getAttribute('data-view-start'));
+      const viewEnd = Number(await timeline.getAttribute('data-view-end'));
+      assert.equal(viewEnd - viewStart, 3_600_000, 'the zoomed timeline shows one hour');
+      assert.ok(target > viewStart && target < viewEnd, `target ${target} outside the zoomed view ${viewStart}..${viewEnd}`);
+      const box = await timeline.boundingBox();
+      const x = ((target - viewStart) / (viewEnd - viewStart)) * box.width;
+      // hovering shows the time under the pointer
+      await timeline.hover({ position: { x, y: 12 } });
+      const hoverText = await page.getByTestId('rec-hover').innerText();
+      assert.ok(Math.abs(Date.parse(`${today}T${hoverText}+07:00`) - target) <= 5_000, `hover shows ${hoverText}`);
+
+      await page.evaluate(() => {
+        const video = document.querySelector('[data-testid=rec-video]');
+        window.recTest = { click: null, playing: null };
+        document.querySelector('[data-testid=rec-timeline]').addEventListener('pointerdown', () => {
+          window.recTest.click = performance.now();
+        }, { capture: true });
+        video.addEventListener('playing', () => {
+          if (window.recTest.playing === null) window.recTest.playing = performance.now();
+        });
+      });
+      await timeline.click({ position: { x, y: 12 } });
+      const picked = Number(await timeline.getAttribute('data-picked'));
+      assert.ok(Math.abs(picked - target) <= 5_000, `clicked ${picked}, meant ${target}`);
+      assert.ok(picked >= span.start && picked < span.end, 'the clicked time is inside the span');
+      assert.equal(Number(await timeline.getAttribute('data-window-start')), picked, 'playback starts at the clicked second');
+
+      const sample = () => page.evaluate(() => {
+        const video = document.querySelector('[data-testid=rec-video]');
+        const clock = document.querySelector('[data-testid=rec-clock]');
+        return {
+          time: video.currentTime, frames: video.getVideoPlaybackQuality().totalVideoFrames,
+          paused: video.paused, error: video.error && `${video.error.code} ${video.error.message}`,
+          src: video.currentSrc, clock: clock.textContent, clockAt: Number(clock.dataset.time),
+          click: window.recTest.click, playing: window.recTest.playing,
+        };
+      });
+      const playDeadline = Date.now() + 5_000;
+      let first = null;
+      let last = null;
+      for (;;) {
+        last = await sample();
+        assert.equal(last.error, null, `video error on ${last.src}`);
+        if (!first && last.playing !== null && last.frames > 0) first = last;
+        else if (first && last.time > first.time + 0.3 && last.frames > first.frames) break;
+        if (Date.now() > playDeadline) throw new Error(`the video did not play within 5 s: ${JSON.stringify(last)}`);
+        await sleep(100);
+      }
+      console.log(`playback start: ${Math.round(first.playing - first.click)} ms`);
+      assert.ok(first.src.includes('/api/cameras/1/playback.mp4?'), `video src ${first.src}`);
+      // the clock shows the clicked wall time, then advances from it
+      assert.ok(first.clockAt >= picked - 1_000 && first.clockAt <= picked + first.time * 1000 + 1_000,
+        `clock ${first.clock} (${first.clockAt}) at currentTime ${first.time}, clicked ${picked}`);
+      assert.equal(first.clock, clockIn(first.clockAt));
+      assert.ok(Math.abs(last.clockAt - (picked + last.time * 1000)) < 1_000, `clock ${last.clockAt} vs ${picked} + ${last.time} s`);
+      assert.ok(last.clockAt > first.clockAt, 'the clock advances');
+      assert.equal(last.clock, clockIn(last.clockAt));
+      assert.equal(await page.getByTestId('rec-playhead').isVisible(), true, 'the playback marker is shown');
+      await shot('recordings');
+
+      // pause and step one frame
+      await page.getByTestId('rec-play').click();
+      await page.waitForFunction(() => document.querySelector('[data-testid=rec-video]').paused);
+      const before = (await sample()).time;
+      await page.getByTestId('rec-step-forward').click();
+      await page.waitForFunction((t) => document.querySelector('[data-testid=rec-video]').currentTime > t, before);
+      await page.getByTestId('rec-speed').selectOption('4');
+      assert.equal(await page.evaluate(() => document.querySelector('[data-testid=rec-video]').playbackRate), 4);
+
+      // export: a refused range shows the server's message; a good one downloads at once
+      const exportStart = page.getByTestId('rec-export-start');
+      const exportEnd = page.getByTestId('rec-export-end');
+      const local = (ms) => `${dayIn(ms)}T${clockIn(ms)}`;
+      await exportStart.fill(local(span.start - 30 * 3_600_000));
+      await exportEnd.fill(local(span.start + 2_000));
+      await page.getByTestId('rec-export').click();
+      await expectText(page.getByTestId('rec-export-status'), vi['error.code.invalid_argument']);
+      await expectText(page.getByTestId('rec-export-status'), '24');
+      await exportStart.fill(local(span.start + 2_000));
+      await exportEnd.fill(local(span.start + 6_000));
+      const [download] = await Promise.all([
+        page.waitForEvent('download', { timeout: 10_000 }),
+        page.getByTestId('rec-export').click(),
+      ]);
+      assert.match(download.suggestedFilename(), /\.mp4$/);
+      await download.cancel().catch(() => {});
+      await expectText(page.getByTestId('rec-export-status'), vi['recordings.export.started'].split(' ')[0]);
+    });
+
+    await test('admin adds a reviewer without camera grants', async () => {
+      const res = await page.request.post('/api/users', { data: { ...REVIEWER, role: 'reviewer' } });
+      assert.equal(res.status(), 201, `POST /api/users: ${await res.text()}`);
+    });
+
     await test('logout returns to the login page', async () => {
       await page.getByTestId('logout').click();
       await page.getByTestId('login-username').waitFor();
@@ -371,6 +501,20 @@ async function main() {
       await page.goto('/#/admin');
       await page.getByTestId('live-note').waitFor();
       assert.equal(await page.getByTestId('users-table').count(), 0);
+    });
+
+    await test('reviewer without a camera granted sees no camera on the recordings page', async () => {
+      await page.getByTestId('logout').click();
+      await login(page, REVIEWER);
+      await page.getByTestId('nav-recordings').click();
+      await expectText(page.getByTestId('rec-no-cameras'), vi['recordings.noCameras']);
+      assert.equal(await page.getByTestId('rec-video').count(), 0);
+      const res = await page.request.get('/api/cameras/1/recordings');
+      assert.equal(res.status(), 403, 'GET /api/cameras/1/recordings without a grant');
+      // a link to that camera: the server's refusal is shown, translated
+      await page.goto('/#/recordings?camera=1');
+      await expectText(page.getByTestId('rec-footage-status'), vi['error.code.permission_denied']);
+      await shot('recordings-denied');
     });
 
     // Last of the browser steps: it may lock this address out of logging in for a while.

@@ -1,0 +1,55 @@
+//! Media pipelines that decode or transcode: the only place xaso does either, and only when
+//! built with the `gstreamer` feature (so the default build needs no system media
+//! libraries). Without it every function answers [`PipelineError::NotBuilt`].
+//!
+//! Why GStreamer rather than ffmpeg-next: its Rust bindings are generated ahead of time (no
+//! bindgen/libclang at build time), the same plugins already serve as the test cameras, and
+//! the live-view issue's AAC→Opus transcoding is one more pipeline string. See
+//! `docs/design/pipelines.md`.
+
+#[cfg(feature = "gstreamer")]
+mod gst_impl;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PipelineError {
+    /// This build has no pipelines (built without the `gstreamer` feature).
+    NotBuilt,
+    /// The input could not be decoded.
+    Decode(String),
+    /// GStreamer is missing a plugin or failed to start.
+    Setup(String),
+}
+
+impl std::fmt::Display for PipelineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PipelineError::NotBuilt => f.write_str(
+                "this server was built without media pipelines (build with: cargo build --release --features gstreamer)",
+            ),
+            PipelineError::Decode(m) => write!(f, "could not decode the footage: {m}"),
+            PipelineError::Setup(m) => write!(f, "media pipeline unavailable: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for PipelineError {}
+
+/// Whether this build can decode.
+pub fn available() -> bool {
+    cfg!(feature = "gstreamer")
+}
+
+/// Decodes a small MP4 (one GOP up to the wanted frame) and returns its **last** video frame
+/// as a JPEG, scaled to `width` pixels wide (keeping the aspect ratio) when given.
+/// Blocking: call it off the async workers.
+pub fn last_frame_jpeg(mp4: &[u8], width: Option<u32>) -> Result<Vec<u8>, PipelineError> {
+    #[cfg(feature = "gstreamer")]
+    {
+        gst_impl::last_frame_jpeg(mp4, width)
+    }
+    #[cfg(not(feature = "gstreamer"))]
+    {
+        let _ = (mp4, width);
+        Err(PipelineError::NotBuilt)
+    }
+}
