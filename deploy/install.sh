@@ -7,18 +7,27 @@
 #   sudo deploy/install.sh                 build, install, start
 #   BINARY=target/release/xaso sudo deploy/install.sh
 #   DESTDIR=/tmp/stage deploy/install.sh   stage the files only (no user, no systemd)
+#   FEATURES= sudo deploy/install.sh       build without media pipelines (no snapshots)
 #
+# Builds with the `gstreamer` feature by default (timeline thumbnails / snapshots), so it
+# installs GStreamer's development files and the plugins that decode H.264/H.265.
 # Needs: a Rust toolchain (rustup, Rust 1.90 or newer) unless BINARY is given.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DESTDIR=${DESTDIR:-}
+FEATURES=${FEATURES-gstreamer}
 
 if [ -z "${BINARY:-}" ]; then
-  if [ -z "$DESTDIR" ] && ! command -v cc >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc pkg-config ca-certificates
+  if [ -z "$DESTDIR" ]; then
+    pkgs=(gcc pkg-config ca-certificates)
+    if [ -n "$FEATURES" ]; then
+      pkgs+=(libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base
+             gstreamer1.0-plugins-good gstreamer1.0-libav)
+    fi
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}"
   fi
   command -v cargo >/dev/null || { echo "install Rust first (https://rustup.rs), then run this again" >&2; exit 1; }
-  cargo build --release --locked --bin xaso
+  cargo build --release --locked --bin xaso ${FEATURES:+--features "$FEATURES"}
   BINARY=target/release/xaso
 fi
 

@@ -396,9 +396,38 @@ async function main() {
       const box = await timeline.boundingBox();
       const x = ((target - viewStart) / (viewEnd - viewStart)) * box.width;
       // hovering shows the time under the pointer
+      const snapshotRequests = [];
+      const onRequest = (req) => { if (req.url().includes('/snapshot.jpg')) snapshotRequests.push(req.url()); };
+      page.on('request', onRequest);
       await timeline.hover({ position: { x, y: 12 } });
       const hoverText = await page.getByTestId('rec-hover').innerText();
       assert.ok(Math.abs(Date.parse(`${today}T${hoverText}+07:00`) - target) <= 5_000, `hover shows ${hoverText}`);
+      // resting on footage shows a thumbnail of that moment (snapshot.jpg, 160 px wide), time under it
+      await page.waitForFunction(() => {
+        const img = document.querySelector('[data-testid=rec-thumb]');
+        return img && !img.hidden && img.complete && img.naturalWidth === 160;
+      }, null, { timeout: 5_000 }).catch(async () => {
+        const state = await page.evaluate(() => {
+          const img = document.querySelector('[data-testid=rec-thumb]');
+          return img && { hidden: img.hidden, complete: img.complete, naturalWidth: img.naturalWidth, key: img.dataset.key };
+        });
+        throw new Error(`no 160 px thumbnail within 5 s: ${JSON.stringify(state)}, requests ${JSON.stringify(snapshotRequests)}`);
+      });
+      assert.equal(await page.getByTestId('rec-thumb').isVisible(), true, 'the thumbnail is shown');
+      assert.equal(await page.getByTestId('rec-hover').innerText(), hoverText, 'the hover time stays under the thumbnail');
+      page.off('request', onRequest);
+      assert.equal(snapshotRequests.length, 1, `one snapshot request for one resting point: ${JSON.stringify(snapshotRequests)}`);
+      const thumbAt = Date.parse(new URL(snapshotRequests[0]).searchParams.get('at'));
+      assert.equal(thumbAt % 10_000, 0, 'the thumbnail time is rounded to 10 s');
+      assert.ok(thumbAt >= span.start && thumbAt < span.end, 'the thumbnail is asked for inside the footage');
+      assert.equal(new URL(snapshotRequests[0]).searchParams.get('width'), '160');
+      await shot('recordings-thumbnail');
+      const audit = await page.request.get('/api/audit?action=footage.snapshot');
+      assert.equal(audit.status(), 200, `GET /api/audit: ${audit.status()}`);
+      const snapshots = (await audit.json()).entries;
+      assert.ok(snapshots.length >= 1, 'the snapshot is in the audit log');
+      assert.equal(snapshots[0].action, 'footage.snapshot');
+      assert.equal(snapshots[0].camera_id, 1);
 
       await page.evaluate(() => {
         const video = document.querySelector('[data-testid=rec-video]');

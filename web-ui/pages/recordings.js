@@ -19,6 +19,12 @@ const LIVE_RETRIES = 10; // at the end of today's footage, wait this many times 
 const LIVE_RETRY_MS = 3_000;
 const MIN_WINDOW_MS = 2_000;
 const ROLES_EXPORT = ['admin', 'reviewer'];
+// Hover thumbnails (snapshot.jpg): every request is audited, so ask only when the pointer
+// rests on footage, for a time rounded to THUMB_STEP_MS, and keep the last few images.
+const THUMB_DELAY_MS = 250;
+const THUMB_STEP_MS = 10_000;
+const THUMB_WIDTH = 160;
+const THUMB_CACHE = 30;
 
 const pad = (n) => String(n).padStart(2, '0');
 
@@ -123,6 +129,12 @@ export function render({ me } = {}) {
   let rafId = 0;
   let refreshTimer = null;
   let continueTimer = null;
+  // thumbnails: key -> object URL, or null (no image there); oldest first
+  const thumbs = new Map();
+  const thumbPending = new Set();
+  let thumbsOff = false; // 501 (no media pipelines) or refused: never ask again
+  let thumbTimer = null;
+  let thumbWanted = null; // key of the thumbnail for the point under the pointer
 
   // ---- elements ----------------------------------------------------------------
   const cameraSelect = h('select', { id: 'rec-camera', testid: 'rec-camera', onchange: () => selectCamera(cameraSelect.value) });
@@ -145,7 +157,9 @@ export function render({ me } = {}) {
   const selectionEl = h('div', { class: 'rec-selection', testid: 'rec-selection', hidden: true });
   const playhead = h('div', { class: 'rec-playhead', testid: 'rec-playhead', hidden: true });
   const hoverLine = h('div', { class: 'rec-hover-line', hidden: true });
-  const hoverTip = h('div', { class: 'rec-hover', testid: 'rec-hover', hidden: true });
+  const thumbImg = h('img', { class: 'rec-thumb', testid: 'rec-thumb', alt: '', width: String(THUMB_WIDTH), hidden: true });
+  const hoverTime = h('span', { class: 'rec-hover-time' });
+  const hoverTip = h('div', { class: 'rec-hover', testid: 'rec-hover', hidden: true }, thumbImg, hoverTime);
   const track = h('div', {
     class: 'rec-timeline', testid: 'rec-timeline', tabindex: '0', role: 'group',
     'aria-label': t('recordings.timeline'),
@@ -407,20 +421,151 @@ export function render({ me } = {}) {
     const at = timeAt(e.clientX);
     const rect = track.getBoundingClientRect();
     const x = clamp(e.clientX - rect.left, 0, rect.width);
-    hoverTip.textContent = clockText(at);
-    hoverTip.style.left = `${x}px`;
+    hoverTime.textContent = clockText(at);
     hoverLine.style.left = `${x}px`;
     hoverTip.hidden = false;
     hoverLine.hidden = false;
     if (drag) {
       drag.moved = true;
       setSelection(drag.start, at);
+      showThumb(null);
+    } else {
+      hoverThumb(at);
     }
+    placeHoverTip(x, rect.width);
+  }
+
+  /** The hover popup centred on `x`, kept inside the timeline. */
+  function placeHoverTip(x, width) {
+    const half = (hoverTip.offsetWidth || 0) / 2;
+    hoverTip.style.left = `${half * 2 < width ? clamp(x, half, width - half) : x}px`;
   }
 
   function hideHover() {
     hoverTip.hidden = true;
     hoverLine.hidden = true;
+    cancelThumb();
+  }
+
+  // ---- hover thumbnails -----------------------------------------------------------
+  /** The time to ask a thumbnail for at `at` (rounded so that nearby hovers share it), or null in a gap. */
+  function thumbTime(at) {
+    const span = spans.find((s) => at >= s.start && at < s.end);
+    if (!span) return null;
+    const now = Date.now();
+    const near = Math.round(at / THUMB_STEP_MS) * THUMB_STEP_MS;
+    const candidates = [near, Math.floor(at / THUMB_STEP_MS) * THUMB_STEP_MS, Math.ceil(at / THUMB_STEP_MS) * THUMB_STEP_MS,
+      Math.floor(at / 1000) * 1000];
+    return candidates.find((c) => c >= span.start && c < span.end && c <= now) ?? null;
+  }
+
+  const thumbKey = (at) => `${cameraId}@${at}`;
+
+  function hoverThumb(at) {
+    if (thumbTimer !== null) clearTimeout(thumbTimer);
+    thumbTimer = null;
+    const when = thumbsOff || cameraId === null ? null : thumbTime(at);
+    if (when === null) {
+      thumbWanted = null;
+      showThumb(null);
+      return;
+    }
+    const key = thumbKey(when);
+    thumbWanted = key;
+    if (thumbs.has(key)) {
+      // cached (or known to have no image): no request
+      const url = thumbs.get(key);
+      thumbs.delete(key);
+      thumbs.set(key, url);
+      showThumb(url, when);
+      return;
+    }
+    if (thumbImg.dataset.key !== key) showThumb(null);
+    if (thumbPending.has(key)) return; // on its way: shown when it arrives
+    // ask only once the pointer rests here
+    thumbTimer = setTimeout(() => {
+      thumbTimer = null;
+      if (thumbWanted === key && !hoverTip.hidden && root.isConnected) fetchThumb(key, cameraId, when);
+    }, THUMB_DELAY_MS);
+  }
+
+  function cancelThumb() {
+    if (thumbTimer !== null) clearTimeout(thumbTimer);
+    thumbTimer = null;
+    thumbWanted = null;
+    showThumb(null);
+  }
+
+  function showThumb(url, at) {
+    if (!url) {
+      thumbImg.hidden = true;
+      thumbImg.removeAttribute('src');
+      delete thumbImg.dataset.key;
+      delete thumbImg.dataset.at;
+      hoverTip.classList.remove('with-thumb');
+      return;
+    }
+    const key = thumbKey(at);
+    if (thumbImg.dataset.key !== key) {
+      thumbImg.dataset.key = key;
+      thumbImg.dataset.at = String(at);
+      thumbImg.alt = t('recordings.thumbAlt', { time: clockText(at) });
+      thumbImg.hidden = true; // until decoded: no empty box
+      thumbImg.src = url;
+    }
+    hoverTip.classList.add('with-thumb');
+  }
+
+  thumbImg.addEventListener('load', () => {
+    if (!thumbImg.dataset.key || hoverTip.hidden) return;
+    thumbImg.hidden = false;
+    const rect = track.getBoundingClientRect();
+    const x = parseFloat(hoverLine.style.left) || 0;
+    placeHoverTip(x, rect.width);
+  });
+  thumbImg.addEventListener('error', () => { thumbImg.hidden = true; });
+
+  function rememberThumb(key, url) {
+    thumbs.delete(key);
+    thumbs.set(key, url);
+    while (thumbs.size > THUMB_CACHE) {
+      const [oldKey, oldUrl] = thumbs.entries().next().value;
+      thumbs.delete(oldKey);
+      if (oldUrl) URL.revokeObjectURL(oldUrl);
+    }
+  }
+
+  async function fetchThumb(key, camera, at) {
+    thumbPending.add(key);
+    let url = null;
+    try {
+      const res = await fetch(`/api/cameras/${encodeURIComponent(camera)}/snapshot.jpg?at=${encodeURIComponent(iso(at))}&width=${THUMB_WIDTH}`,
+        { credentials: 'same-origin' });
+      if (res.ok) {
+        url = URL.createObjectURL(await res.blob());
+      } else {
+        // 501: built without media pipelines; 401/403: not allowed. 404 and the rest: no image here.
+        if ([401, 403, 501].includes(res.status)) thumbsOff = true;
+        await res.body?.cancel().catch(() => {});
+      }
+    } catch {
+      // network trouble: nothing cached, a later rest may ask again
+      thumbPending.delete(key);
+      return;
+    }
+    thumbPending.delete(key);
+    if (!root.isConnected) {
+      if (url) URL.revokeObjectURL(url);
+      return;
+    }
+    rememberThumb(key, url);
+    if (thumbsOff) cancelThumb();
+    else if (thumbWanted === key && !hoverTip.hidden) showThumb(url, at);
+  }
+
+  function dropThumbs() {
+    for (const url of thumbs.values()) if (url) URL.revokeObjectURL(url);
+    thumbs.clear();
   }
 
   function onPointerDown(e) {
@@ -805,6 +950,8 @@ export function render({ me } = {}) {
     video.pause();
     resizeObserver.disconnect();
     window.removeEventListener('hashchange', onLeave);
+    cancelThumb();
+    dropThumbs();
   }
 
   function onLeave() {
