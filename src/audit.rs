@@ -53,9 +53,13 @@ impl AuditLog {
     /// Appends `ev` at `at_ms`; returns the new row's id.
     pub async fn append(&self, db: &AnyPool, at_ms: i64, ev: Event) -> Result<i64> {
         let _guard = self.lock.lock().await;
-        let mut tx = db.begin().await?;
+        // No transaction: on SQLite a deferred transaction that reads, then writes while another
+        // connection writes (the recording index) fails at once with "database is locked"
+        // instead of waiting. Appends are serialised by the lock above; the INSERT alone waits
+        // for the write lock, and the id is the primary key, so a concurrent appender in
+        // another process (the CLI) fails cleanly instead of forking the chain.
         let last = sqlx::query("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
+            .fetch_optional(db)
             .await?;
         let (prev_id, prev_hash) = match last {
             Some(r) => (r.try_get::<i64, _>(0)?, r.try_get::<String, _>(1)?),
@@ -94,9 +98,8 @@ impl AuditLog {
         .bind(detail)
         .bind(&prev_hash)
         .bind(&hash)
-        .execute(&mut *tx)
+        .execute(db)
         .await?;
-        tx.commit().await?;
         Ok(id)
     }
 }

@@ -141,11 +141,7 @@ pub const EXPORT_FORMAT: u32 = 1;
 
 /// Scans segment files, spread over the machine's cores.
 fn scan_all(files: &[std::path::PathBuf]) -> std::io::Result<Vec<xaso_record::scan::Scanned>> {
-    let scan_one = |p: &std::path::PathBuf| {
-        let mut f = std::fs::File::open(p)?;
-        let len = f.metadata()?.len();
-        xaso_record::scan(&mut f, len).map_err(|e| std::io::Error::other(e.to_string()))
-    };
+    let scan_one = |p: &std::path::PathBuf| crate::recorder::disk::read_scan(p);
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(4);

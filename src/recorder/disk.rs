@@ -239,8 +239,46 @@ fn handle(
                 if let Err(e) = f.file.sync_data() {
                     fail(&path, &f, &e, stats);
                 }
+                drop(f);
+                write_sidecar(&dir.join(&path));
                 done.push(IndexEvent::Closed { path });
             }
         }
     }
+}
+
+/// Where a segment's sample tables are kept once it is closed.
+pub fn sidecar_path(segment: &Path) -> PathBuf {
+    let mut p = segment.as_os_str().to_owned();
+    p.push(".idx");
+    PathBuf::from(p)
+}
+
+/// Writes `<segment>.idx` (see `xaso_record::scan::sidecar`). Best effort: without it the
+/// segment is scanned instead.
+pub fn write_sidecar(segment: &Path) {
+    let res = (|| -> std::io::Result<()> {
+        let mut f = File::open(segment)?;
+        let len = f.metadata()?.len();
+        let s = xaso_record::scan(&mut f, len).map_err(|e| std::io::Error::other(e.to_string()))?;
+        std::fs::write(
+            sidecar_path(segment),
+            xaso_record::scan::sidecar::encode(&s, len),
+        )
+    })();
+    if let Err(e) = res {
+        tracing::warn!(path = %segment.display(), error = %e, "could not write the segment's sample tables");
+    }
+}
+
+/// The scan of a segment: from its sidecar when that matches the file, else by scanning.
+pub fn read_scan(segment: &Path) -> std::io::Result<xaso_record::scan::Scanned> {
+    let mut f = File::open(segment)?;
+    let len = f.metadata()?.len();
+    if let Ok(b) = std::fs::read(sidecar_path(segment))
+        && let Some(s) = xaso_record::scan::sidecar::decode(&b, len)
+    {
+        return Ok(s);
+    }
+    xaso_record::scan(&mut f, len).map_err(|e| std::io::Error::other(e.to_string()))
 }

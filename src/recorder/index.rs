@@ -88,7 +88,9 @@ async fn apply(
                 .await?
                 .rows_affected();
             if n > 0 {
-                let _ = std::fs::remove_file(data_dir.join(&path));
+                let full = data_dir.join(&path);
+                let _ = std::fs::remove_file(super::disk::sidecar_path(&full));
+                let _ = std::fs::remove_file(full);
             }
         }
         IndexEvent::Barrier(tx) => {
@@ -193,6 +195,7 @@ pub async fn repair(db: &AnyPool, data_dir: &Path) -> Result<RepairReport> {
                     .bind(id)
                     .execute(db)
                     .await?;
+                let _ = std::fs::remove_file(super::disk::sidecar_path(&data_dir.join(&path)));
                 let _ = std::fs::remove_file(data_dir.join(&path));
                 report.removed += 1;
             }
@@ -277,6 +280,7 @@ async fn adopt_orphans(db: &AnyPool, data_dir: &Path, report: &mut RepairReport)
                     report.adopted += 1;
                 }
                 _ => {
+                    let _ = std::fs::remove_file(super::disk::sidecar_path(&data_dir.join(&rel)));
                     let _ = std::fs::remove_file(data_dir.join(&rel));
                     report.removed += 1;
                 }
@@ -317,6 +321,14 @@ fn repair_file(path: &Path) -> std::result::Result<Fix, ScanError> {
     if s.valid_len < len {
         f.set_len(s.valid_len)?;
         f.sync_data()?;
+    }
+    // A stale sidecar (from before a crash) no longer matches; write the true one.
+    let _ = std::fs::remove_file(super::disk::sidecar_path(path));
+    if !s.fragments.is_empty() {
+        let _ = std::fs::write(
+            super::disk::sidecar_path(path),
+            xaso_record::scan::sidecar::encode(&s, s.valid_len),
+        );
     }
     let primary = s
         .tracks

@@ -96,6 +96,7 @@ pub async fn enforce(
             .execute(db)
             .await?;
         let path = cfg.data_dir.join(&paths[id]);
+        let _ = std::fs::remove_file(super::disk::sidecar_path(&path));
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -577,3 +577,190 @@ mod tests {
         }
     }
 }
+
+/// A compact copy of a [`Scanned`] kept beside a closed segment (`<file>.idx`), so reading
+/// a segment's sample tables costs one sequential read instead of one read per fragment
+/// (what makes an export's first byte fast from a cold disk). It names the segment's
+/// length; a copy that does not match is ignored and the segment is scanned.
+pub mod sidecar {
+    use super::{SampleInfo, Scanned, ScannedFragment, ScannedTrack, ScannedTraf};
+    use crate::boxes::Reader;
+    use xaso_base::Codec;
+
+    const MAGIC: &[u8; 8] = b"XASOIDX1";
+
+    fn codec_byte(c: Option<Codec>) -> u8 {
+        match c {
+            None => 0,
+            Some(Codec::H264) => 1,
+            Some(Codec::H265) => 2,
+            Some(Codec::Aac) => 3,
+            Some(Codec::Pcmu) => 4,
+            Some(Codec::Pcma) => 5,
+            Some(_) => 0,
+        }
+    }
+
+    fn codec_of(b: u8) -> Option<Codec> {
+        [
+            None,
+            Some(Codec::H264),
+            Some(Codec::H265),
+            Some(Codec::Aac),
+            Some(Codec::Pcmu),
+            Some(Codec::Pcma),
+        ]
+        .get(usize::from(b))
+        .copied()
+        .flatten()
+    }
+
+    pub fn encode(s: &Scanned, file_len: u64) -> Vec<u8> {
+        let mut o = Vec::with_capacity(64 + s.fragments.len() * 64);
+        o.extend_from_slice(MAGIC);
+        o.extend_from_slice(&file_len.to_be_bytes());
+        o.extend_from_slice(&s.init_len.to_be_bytes());
+        o.extend_from_slice(&s.valid_len.to_be_bytes());
+        o.extend_from_slice(&(s.tracks.len() as u32).to_be_bytes());
+        for t in &s.tracks {
+            o.extend_from_slice(&t.track_id.to_be_bytes());
+            o.push(codec_byte(t.codec));
+            o.extend_from_slice(&t.timescale.to_be_bytes());
+            o.extend_from_slice(&t.width.to_be_bytes());
+            o.extend_from_slice(&t.height.to_be_bytes());
+            o.extend_from_slice(&(t.sample_entry.len() as u32).to_be_bytes());
+            o.extend_from_slice(&t.sample_entry);
+        }
+        o.extend_from_slice(&(s.fragments.len() as u32).to_be_bytes());
+        for f in &s.fragments {
+            o.extend_from_slice(&f.offset.to_be_bytes());
+            o.extend_from_slice(&f.end.to_be_bytes());
+            o.extend_from_slice(&f.wall_ms.unwrap_or(i64::MIN).to_be_bytes());
+            o.extend_from_slice(&f.prft_track.unwrap_or(0).to_be_bytes());
+            o.extend_from_slice(&(f.trafs.len() as u32).to_be_bytes());
+            for t in &f.trafs {
+                o.extend_from_slice(&t.track_id.to_be_bytes());
+                o.extend_from_slice(&t.base_dts.to_be_bytes());
+                o.extend_from_slice(&(t.samples.len() as u32).to_be_bytes());
+                // Samples of a traf are contiguous: the first offset, then sizes follow.
+                o.extend_from_slice(&t.samples.first().map_or(0, |x| x.offset).to_be_bytes());
+                for x in &t.samples {
+                    o.extend_from_slice(&x.duration.to_be_bytes());
+                    o.extend_from_slice(
+                        &(x.size | if x.is_sync { 1 << 31 } else { 0 }).to_be_bytes(),
+                    );
+                }
+            }
+        }
+        o
+    }
+
+    /// The scan of a `file_len`-byte segment, if `b` is a valid sidecar for it.
+    pub fn decode(b: &[u8], file_len: u64) -> Option<Scanned> {
+        let mut r = Reader::new(b);
+        if r.bytes(8).ok()? != MAGIC || r.u64().ok()? != file_len {
+            return None;
+        }
+        let init_len = r.u64().ok()?;
+        let valid_len = r.u64().ok()?;
+        let ntracks = r.u32().ok()? as usize;
+        let mut tracks = Vec::with_capacity(ntracks.min(8));
+        for _ in 0..ntracks {
+            let track_id = r.u32().ok()?;
+            let codec = codec_of(r.u8().ok()?);
+            let timescale = r.u32().ok()?;
+            let width = r.u16().ok()?;
+            let height = r.u16().ok()?;
+            let n = r.u32().ok()? as usize;
+            let sample_entry = r.bytes(n).ok()?.to_vec();
+            tracks.push(ScannedTrack {
+                track_id,
+                codec,
+                sample_entry,
+                timescale,
+                width,
+                height,
+            });
+        }
+        let nfrags = r.u32().ok()? as usize;
+        let mut fragments = Vec::with_capacity(nfrags.min(1 << 16));
+        for _ in 0..nfrags {
+            let offset = r.u64().ok()?;
+            let end = r.u64().ok()?;
+            let wall = r.u64().ok()? as i64;
+            let prft = r.u32().ok()?;
+            let ntrafs = r.u32().ok()? as usize;
+            let mut trafs = Vec::with_capacity(ntrafs.min(8));
+            for _ in 0..ntrafs {
+                let track_id = r.u32().ok()?;
+                let base_dts = r.u64().ok()?;
+                let n = r.u32().ok()? as usize;
+                let mut at = r.u64().ok()?;
+                if n.checked_mul(8)? > r.remaining() {
+                    return None;
+                }
+                let mut samples = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let duration = r.u32().ok()?;
+                    let v = r.u32().ok()?;
+                    let size = v & !(1 << 31);
+                    samples.push(SampleInfo {
+                        duration,
+                        size,
+                        is_sync: v >> 31 == 1,
+                        offset: at,
+                    });
+                    at = at.checked_add(u64::from(size))?;
+                    if at > file_len {
+                        return None;
+                    }
+                }
+                trafs.push(ScannedTraf {
+                    track_id,
+                    base_dts,
+                    samples,
+                });
+            }
+            fragments.push(ScannedFragment {
+                offset,
+                end,
+                wall_ms: (wall != i64::MIN).then_some(wall),
+                prft_track: (prft != 0).then_some(prft),
+                trafs,
+            });
+        }
+        (r.remaining() == 0).then_some(Scanned {
+            tracks,
+            init_len,
+            fragments,
+            valid_len,
+        })
+    }
+}
+
+#[cfg(test)]
+mod sidecar_tests {
+    use super::tests::segment;
+    use super::*;
+    use std::io::Cursor;
+
+    #[test]
+    fn sidecar_round_trip_and_rejects_mismatches() {
+        let (file, _) = segment(4);
+        let len = file.len() as u64;
+        let s = scan(&mut Cursor::new(&file), len).unwrap();
+        let b = sidecar::encode(&s, len);
+        assert_eq!(sidecar::decode(&b, len), Some(s));
+        assert_eq!(
+            sidecar::decode(&b, len + 1),
+            None,
+            "a sidecar of another length"
+        );
+        for cut in [0, 7, 20, b.len() / 2, b.len() - 1] {
+            assert_eq!(sidecar::decode(&b[..cut], len), None, "truncated at {cut}");
+        }
+        let mut extra = b.clone();
+        extra.push(0);
+        assert_eq!(sidecar::decode(&extra, len), None);
+    }
+}
