@@ -140,8 +140,11 @@ async fn list(
 pub const EXPORT_FORMAT: u32 = 1;
 
 /// Scans segment files, spread over the machine's cores.
-fn scan_all(files: &[std::path::PathBuf]) -> std::io::Result<Vec<xaso_record::scan::Scanned>> {
-    let scan_one = |p: &std::path::PathBuf| crate::recorder::disk::read_scan(p);
+fn scan_all(
+    files: &[(std::path::PathBuf, bool)],
+) -> std::io::Result<Vec<xaso_record::scan::Scanned>> {
+    let scan_one =
+        |(p, closed): &(std::path::PathBuf, bool)| crate::recorder::disk::read_scan(p, *closed);
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(4);
@@ -182,7 +185,11 @@ pub async fn export_plan(
     let segs = footage::segments(&st.db, camera, start, end).await?;
     let files: Vec<std::path::PathBuf> =
         segs.iter().map(|s| st.cfg.data_dir.join(&s.path)).collect();
-    let scan_files = files.clone();
+    let scan_files: Vec<(std::path::PathBuf, bool)> = files
+        .iter()
+        .cloned()
+        .zip(segs.iter().map(|s| !s.open))
+        .collect();
     let scans = tokio::task::spawn_blocking(move || scan_all(&scan_files))
         .await
         .map_err(|e| crate::err!(Internal, "export worker: {e}"))??;

@@ -272,7 +272,9 @@ pub fn write_sidecar(segment: &Path) {
 }
 
 /// The scan of a segment: from its sidecar when that matches the file, else by scanning.
-pub fn read_scan(segment: &Path) -> std::io::Result<xaso_record::scan::Scanned> {
+/// A closed segment found without one gets it (segments from before sidecars existed, or
+/// whose sidecar could not be written when the disk was full).
+pub fn read_scan(segment: &Path, closed: bool) -> std::io::Result<xaso_record::scan::Scanned> {
     let mut f = File::open(segment)?;
     let len = f.metadata()?.len();
     if let Ok(b) = std::fs::read(sidecar_path(segment))
@@ -280,5 +282,12 @@ pub fn read_scan(segment: &Path) -> std::io::Result<xaso_record::scan::Scanned> 
     {
         return Ok(s);
     }
-    xaso_record::scan(&mut f, len).map_err(|e| std::io::Error::other(e.to_string()))
+    let s = xaso_record::scan(&mut f, len).map_err(|e| std::io::Error::other(e.to_string()))?;
+    if closed && s.valid_len == len {
+        let _ = std::fs::write(
+            sidecar_path(segment),
+            xaso_record::scan::sidecar::encode(&s, len),
+        );
+    }
+    Ok(s)
 }
