@@ -360,151 +360,173 @@ async function main() {
       }
     });
 
-    await test('recordings page plays footage', async () => {
-      // the simulated camera records from the start: wait for a span of at least 10 s
-      let span = null;
-      const waitUntil = Date.now() + 30_000;
-      for (;;) {
-        const res = await page.request.get('/api/cameras/1/recordings');
-        assert.equal(res.status(), 200, `GET /api/cameras/1/recordings: ${res.status()} ${await res.text()}`);
-        const body = await res.json();
-        span = body.spans.map((x) => ({ start: Date.parse(x.start), end: Date.parse(x.end) }))
-          .find((x) => x.end - x.start >= 10_000);
-        if (span) break;
-        if (Date.now() > waitUntil) throw new Error(`no span of 10 s after 30 s: ${JSON.stringify(body)}`);
-        await sleep(500);
-      }
-      const target = span.start + 5_000;
+    await test('a reviewer plays footage on the recordings page', async () => {
+      // As the issue asks, a reviewer (granted camera 1) does this, in a context of their own;
+      // the admin's session checks the audit log.
+      const reviewer = { username: 'xem.lai', password: 'reviewer-Pass-4k9' };
+      let res = await page.request.post('/api/users', { data: { ...reviewer, role: 'reviewer' } });
+      assert.equal(res.status(), 201, `create reviewer: ${res.status()} ${await res.text()}`);
+      const rid = (await res.json()).id;
+      res = await page.request.put(`/api/users/${rid}/grants`, { data: { camera_ids: [1] } });
+      assert.equal(res.status(), 200, 'grant camera 1');
+      const rctx = await browser.newContext({ baseURL: server.base, locale: 'vi-VN', timezoneId: TIME_ZONE, viewport: { width: 1280, height: 860 } });
+      const rpage = await rctx.newPage();
+      rpage.setDefaultTimeout(10_000);
+      rpage.on('pageerror', (err) => pageErrors.push(err.message));
+      currentPage = rpage;
+      await rpage.goto('/');
+      await login(rpage, reviewer);
+      await rpage.getByTestId('nav-recordings').waitFor();
+      assert.equal(await rpage.getByTestId('nav-admin').count(), 0, 'a reviewer has no admin page');
+      try {
+        // the simulated camera records from the start: wait for a span of at least 10 s
+        let span = null;
+        const waitUntil = Date.now() + 30_000;
+        for (;;) {
+          const res = await rpage.request.get('/api/cameras/1/recordings');
+          assert.equal(res.status(), 200, `GET /api/cameras/1/recordings: ${res.status()} ${await res.text()}`);
+          const body = await res.json();
+          span = body.spans.map((x) => ({ start: Date.parse(x.start), end: Date.parse(x.end) }))
+            .find((x) => x.end - x.start >= 10_000);
+          if (span) break;
+          if (Date.now() > waitUntil) throw new Error(`no span of 10 s after 30 s: ${JSON.stringify(body)}`);
+          await sleep(500);
+        }
+        const target = span.start + 5_000;
 
-      await page.getByTestId('nav-recordings').click();
-      await page.getByTestId('rec-camera').waitFor();
-      await page.getByTestId('rec-camera').selectOption('1');
-      const today = dayIn(Date.now());
-      assert.equal(await page.getByTestId('rec-day').inputValue(), today, 'the day defaults to today');
-      assert.equal(dayIn(target), today, 'the footage is from today');
-      const timeline = page.getByTestId('rec-timeline');
-      await timeline.getByTestId('rec-span').first().waitFor();
-      // the 24-hour view labels the hours
-      await expectText(timeline, '12:00');
-      // zoom to one hour (around the newest footage) so that a pixel is a few seconds
-      await page.getByTestId('rec-zoom').click();
-      assert.equal(await page.getByTestId('rec-zoom').getAttribute('aria-pressed'), 'true');
-      const viewStart = Number(await timeline.getAttribute('data-view-start'));
-      const viewEnd = Number(await timeline.getAttribute('data-view-end'));
-      assert.equal(viewEnd - viewStart, 3_600_000, 'the zoomed timeline shows one hour');
-      assert.ok(target > viewStart && target < viewEnd, `target ${target} outside the zoomed view ${viewStart}..${viewEnd}`);
-      const box = await timeline.boundingBox();
-      const x = ((target - viewStart) / (viewEnd - viewStart)) * box.width;
-      // hovering shows the time under the pointer
-      const snapshotRequests = [];
-      const onRequest = (req) => { if (req.url().includes('/snapshot.jpg')) snapshotRequests.push(req.url()); };
-      page.on('request', onRequest);
-      await timeline.hover({ position: { x, y: 12 } });
-      const hoverText = await page.getByTestId('rec-hover').innerText();
-      assert.ok(Math.abs(Date.parse(`${today}T${hoverText}+07:00`) - target) <= 5_000, `hover shows ${hoverText}`);
-      // resting on footage shows a thumbnail of that moment (snapshot.jpg, 160 px wide), time under it
-      await page.waitForFunction(() => {
-        const img = document.querySelector('[data-testid=rec-thumb]');
-        return img && !img.hidden && img.complete && img.naturalWidth === 160;
-      }, null, { timeout: 5_000 }).catch(async () => {
-        const state = await page.evaluate(() => {
+        await rpage.getByTestId('nav-recordings').click();
+        await rpage.getByTestId('rec-camera').waitFor();
+        await rpage.getByTestId('rec-camera').selectOption('1');
+        const today = dayIn(Date.now());
+        assert.equal(await rpage.getByTestId('rec-day').inputValue(), today, 'the day defaults to today');
+        assert.equal(dayIn(target), today, 'the footage is from today');
+        const timeline = rpage.getByTestId('rec-timeline');
+        await timeline.getByTestId('rec-span').first().waitFor();
+        // the 24-hour view labels the hours
+        await expectText(timeline, '12:00');
+        // zoom to one hour (around the newest footage) so that a pixel is a few seconds
+        await rpage.getByTestId('rec-zoom').click();
+        assert.equal(await rpage.getByTestId('rec-zoom').getAttribute('aria-pressed'), 'true');
+        const viewStart = Number(await timeline.getAttribute('data-view-start'));
+        const viewEnd = Number(await timeline.getAttribute('data-view-end'));
+        assert.equal(viewEnd - viewStart, 3_600_000, 'the zoomed timeline shows one hour');
+        assert.ok(target > viewStart && target < viewEnd, `target ${target} outside the zoomed view ${viewStart}..${viewEnd}`);
+        const box = await timeline.boundingBox();
+        const x = ((target - viewStart) / (viewEnd - viewStart)) * box.width;
+        // hovering shows the time under the pointer
+        const snapshotRequests = [];
+        const onRequest = (req) => { if (req.url().includes('/snapshot.jpg')) snapshotRequests.push(req.url()); };
+        rpage.on('request', onRequest);
+        await timeline.hover({ position: { x, y: 12 } });
+        const hoverText = await rpage.getByTestId('rec-hover').innerText();
+        assert.ok(Math.abs(Date.parse(`${today}T${hoverText}+07:00`) - target) <= 5_000, `hover shows ${hoverText}`);
+        // resting on footage shows a thumbnail of that moment (snapshot.jpg, 160 px wide), time under it
+        await rpage.waitForFunction(() => {
           const img = document.querySelector('[data-testid=rec-thumb]');
-          return img && { hidden: img.hidden, complete: img.complete, naturalWidth: img.naturalWidth, key: img.dataset.key };
+          return img && !img.hidden && img.complete && img.naturalWidth === 160;
+        }, null, { timeout: 5_000 }).catch(async () => {
+          const state = await rpage.evaluate(() => {
+            const img = document.querySelector('[data-testid=rec-thumb]');
+            return img && { hidden: img.hidden, complete: img.complete, naturalWidth: img.naturalWidth, key: img.dataset.key };
+          });
+          throw new Error(`no 160 px thumbnail within 5 s: ${JSON.stringify(state)}, requests ${JSON.stringify(snapshotRequests)}`);
         });
-        throw new Error(`no 160 px thumbnail within 5 s: ${JSON.stringify(state)}, requests ${JSON.stringify(snapshotRequests)}`);
-      });
-      assert.equal(await page.getByTestId('rec-thumb').isVisible(), true, 'the thumbnail is shown');
-      assert.equal(await page.getByTestId('rec-hover').innerText(), hoverText, 'the hover time stays under the thumbnail');
-      page.off('request', onRequest);
-      assert.equal(snapshotRequests.length, 1, `one snapshot request for one resting point: ${JSON.stringify(snapshotRequests)}`);
-      const thumbAt = Date.parse(new URL(snapshotRequests[0]).searchParams.get('at'));
-      assert.equal(thumbAt % 10_000, 0, 'the thumbnail time is rounded to 10 s');
-      assert.ok(thumbAt >= span.start && thumbAt < span.end, 'the thumbnail is asked for inside the footage');
-      assert.equal(new URL(snapshotRequests[0]).searchParams.get('width'), '160');
-      await shot('recordings-thumbnail');
-      const audit = await page.request.get('/api/audit?action=footage.snapshot');
-      assert.equal(audit.status(), 200, `GET /api/audit: ${audit.status()}`);
-      const snapshots = (await audit.json()).entries;
-      assert.ok(snapshots.length >= 1, 'the snapshot is in the audit log');
-      assert.equal(snapshots[0].action, 'footage.snapshot');
-      assert.equal(snapshots[0].camera_id, 1);
+        assert.equal(await rpage.getByTestId('rec-thumb').isVisible(), true, 'the thumbnail is shown');
+        assert.equal(await rpage.getByTestId('rec-hover').innerText(), hoverText, 'the hover time stays under the thumbnail');
+        rpage.off('request', onRequest);
+        assert.equal(snapshotRequests.length, 1, `one snapshot request for one resting point: ${JSON.stringify(snapshotRequests)}`);
+        const thumbAt = Date.parse(new URL(snapshotRequests[0]).searchParams.get('at'));
+        assert.equal(thumbAt % 10_000, 0, 'the thumbnail time is rounded to 10 s');
+        assert.ok(thumbAt >= span.start && thumbAt < span.end, 'the thumbnail is asked for inside the footage');
+        assert.equal(new URL(snapshotRequests[0]).searchParams.get('width'), '160');
+        await shot('recordings-thumbnail');
+        const audit = await page.request.get('/api/audit?action=footage.snapshot');
+        assert.equal(audit.status(), 200, `GET /api/audit: ${audit.status()}`);
+        const snapshots = (await audit.json()).entries;
+        assert.ok(snapshots.length >= 1, 'the snapshot is in the audit log');
+        assert.equal(snapshots[0].action, 'footage.snapshot');
+        assert.equal(snapshots[0].camera_id, 1);
 
-      await page.evaluate(() => {
-        const video = document.querySelector('[data-testid=rec-video]');
-        window.recTest = { click: null, playing: null };
-        document.querySelector('[data-testid=rec-timeline]').addEventListener('pointerdown', () => {
-          window.recTest.click = performance.now();
-        }, { capture: true });
-        video.addEventListener('playing', () => {
-          if (window.recTest.playing === null) window.recTest.playing = performance.now();
+        await rpage.evaluate(() => {
+          const video = document.querySelector('[data-testid=rec-video]');
+          window.recTest = { click: null, playing: null };
+          document.querySelector('[data-testid=rec-timeline]').addEventListener('pointerdown', () => {
+            window.recTest.click = performance.now();
+          }, { capture: true });
+          video.addEventListener('playing', () => {
+            if (window.recTest.playing === null) window.recTest.playing = performance.now();
+          });
         });
-      });
-      await timeline.click({ position: { x, y: 12 } });
-      const picked = Number(await timeline.getAttribute('data-picked'));
-      assert.ok(Math.abs(picked - target) <= 5_000, `clicked ${picked}, meant ${target}`);
-      assert.ok(picked >= span.start && picked < span.end, 'the clicked time is inside the span');
-      assert.equal(Number(await timeline.getAttribute('data-window-start')), picked, 'playback starts at the clicked second');
+        await timeline.click({ position: { x, y: 12 } });
+        const picked = Number(await timeline.getAttribute('data-picked'));
+        assert.ok(Math.abs(picked - target) <= 5_000, `clicked ${picked}, meant ${target}`);
+        assert.ok(picked >= span.start && picked < span.end, 'the clicked time is inside the span');
+        assert.equal(Number(await timeline.getAttribute('data-window-start')), picked, 'playback starts at the clicked second');
 
-      const sample = () => page.evaluate(() => {
-        const video = document.querySelector('[data-testid=rec-video]');
-        const clock = document.querySelector('[data-testid=rec-clock]');
-        return {
-          time: video.currentTime, frames: video.getVideoPlaybackQuality().totalVideoFrames,
-          paused: video.paused, error: video.error && `${video.error.code} ${video.error.message}`,
-          src: video.currentSrc, clock: clock.textContent, clockAt: Number(clock.dataset.time),
-          click: window.recTest.click, playing: window.recTest.playing,
-        };
-      });
-      const playDeadline = Date.now() + 5_000;
-      let first = null;
-      let last = null;
-      for (;;) {
-        last = await sample();
-        assert.equal(last.error, null, `video error on ${last.src}`);
-        if (!first && last.playing !== null && last.frames > 0) first = last;
-        else if (first && last.time > first.time + 0.3 && last.frames > first.frames) break;
-        if (Date.now() > playDeadline) throw new Error(`the video did not play within 5 s: ${JSON.stringify(last)}`);
-        await sleep(100);
+        const sample = () => rpage.evaluate(() => {
+          const video = document.querySelector('[data-testid=rec-video]');
+          const clock = document.querySelector('[data-testid=rec-clock]');
+          return {
+            time: video.currentTime, frames: video.getVideoPlaybackQuality().totalVideoFrames,
+            paused: video.paused, error: video.error && `${video.error.code} ${video.error.message}`,
+            src: video.currentSrc, clock: clock.textContent, clockAt: Number(clock.dataset.time),
+            click: window.recTest.click, playing: window.recTest.playing,
+          };
+        });
+        const playDeadline = Date.now() + 5_000;
+        let first = null;
+        let last = null;
+        for (;;) {
+          last = await sample();
+          assert.equal(last.error, null, `video error on ${last.src}`);
+          if (!first && last.playing !== null && last.frames > 0) first = last;
+          else if (first && last.time > first.time + 0.3 && last.frames > first.frames) break;
+          if (Date.now() > playDeadline) throw new Error(`the video did not play within 5 s: ${JSON.stringify(last)}`);
+          await sleep(100);
+        }
+        console.log(`playback start: ${Math.round(first.playing - first.click)} ms`);
+        assert.ok(first.src.includes('/api/cameras/1/playback.mp4?'), `video src ${first.src}`);
+        // the clock shows the clicked wall time, then advances from it
+        assert.ok(first.clockAt >= picked - 1_000 && first.clockAt <= picked + first.time * 1000 + 1_000,
+          `clock ${first.clock} (${first.clockAt}) at currentTime ${first.time}, clicked ${picked}`);
+        assert.equal(first.clock, clockIn(first.clockAt));
+        assert.ok(Math.abs(last.clockAt - (picked + last.time * 1000)) < 1_000, `clock ${last.clockAt} vs ${picked} + ${last.time} s`);
+        assert.ok(last.clockAt > first.clockAt, 'the clock advances');
+        assert.equal(last.clock, clockIn(last.clockAt));
+        assert.equal(await rpage.getByTestId('rec-playhead').isVisible(), true, 'the playback marker is shown');
+        await shot('recordings');
+
+        // pause and step one frame
+        await rpage.getByTestId('rec-play').click();
+        await rpage.waitForFunction(() => document.querySelector('[data-testid=rec-video]').paused);
+        const before = (await sample()).time;
+        await rpage.getByTestId('rec-step-forward').click();
+        await rpage.waitForFunction((t) => document.querySelector('[data-testid=rec-video]').currentTime > t, before);
+        await rpage.getByTestId('rec-speed').selectOption('4');
+        assert.equal(await rpage.evaluate(() => document.querySelector('[data-testid=rec-video]').playbackRate), 4);
+
+        // export: a refused range shows the server's message; a good one downloads at once
+        const exportStart = rpage.getByTestId('rec-export-start');
+        const exportEnd = rpage.getByTestId('rec-export-end');
+        const local = (ms) => `${dayIn(ms)}T${clockIn(ms)}`;
+        await exportStart.fill(local(span.start - 30 * 3_600_000));
+        await exportEnd.fill(local(span.start + 2_000));
+        await rpage.getByTestId('rec-export').click();
+        await expectText(rpage.getByTestId('rec-export-status'), vi['error.code.invalid_argument']);
+        await expectText(rpage.getByTestId('rec-export-status'), '24');
+        await exportStart.fill(local(span.start + 2_000));
+        await exportEnd.fill(local(span.start + 6_000));
+        const [download] = await Promise.all([
+          rpage.waitForEvent('download', { timeout: 10_000 }),
+          rpage.getByTestId('rec-export').click(),
+        ]);
+        assert.match(download.suggestedFilename(), /\.mp4$/);
+        await download.cancel().catch(() => {});
+        await expectText(rpage.getByTestId('rec-export-status'), vi['recordings.export.started'].split(' ')[0]);
+      } finally {
+        currentPage = page;
+        await rctx.close();
       }
-      console.log(`playback start: ${Math.round(first.playing - first.click)} ms`);
-      assert.ok(first.src.includes('/api/cameras/1/playback.mp4?'), `video src ${first.src}`);
-      // the clock shows the clicked wall time, then advances from it
-      assert.ok(first.clockAt >= picked - 1_000 && first.clockAt <= picked + first.time * 1000 + 1_000,
-        `clock ${first.clock} (${first.clockAt}) at currentTime ${first.time}, clicked ${picked}`);
-      assert.equal(first.clock, clockIn(first.clockAt));
-      assert.ok(Math.abs(last.clockAt - (picked + last.time * 1000)) < 1_000, `clock ${last.clockAt} vs ${picked} + ${last.time} s`);
-      assert.ok(last.clockAt > first.clockAt, 'the clock advances');
-      assert.equal(last.clock, clockIn(last.clockAt));
-      assert.equal(await page.getByTestId('rec-playhead').isVisible(), true, 'the playback marker is shown');
-      await shot('recordings');
-
-      // pause and step one frame
-      await page.getByTestId('rec-play').click();
-      await page.waitForFunction(() => document.querySelector('[data-testid=rec-video]').paused);
-      const before = (await sample()).time;
-      await page.getByTestId('rec-step-forward').click();
-      await page.waitForFunction((t) => document.querySelector('[data-testid=rec-video]').currentTime > t, before);
-      await page.getByTestId('rec-speed').selectOption('4');
-      assert.equal(await page.evaluate(() => document.querySelector('[data-testid=rec-video]').playbackRate), 4);
-
-      // export: a refused range shows the server's message; a good one downloads at once
-      const exportStart = page.getByTestId('rec-export-start');
-      const exportEnd = page.getByTestId('rec-export-end');
-      const local = (ms) => `${dayIn(ms)}T${clockIn(ms)}`;
-      await exportStart.fill(local(span.start - 30 * 3_600_000));
-      await exportEnd.fill(local(span.start + 2_000));
-      await page.getByTestId('rec-export').click();
-      await expectText(page.getByTestId('rec-export-status'), vi['error.code.invalid_argument']);
-      await expectText(page.getByTestId('rec-export-status'), '24');
-      await exportStart.fill(local(span.start + 2_000));
-      await exportEnd.fill(local(span.start + 6_000));
-      const [download] = await Promise.all([
-        page.waitForEvent('download', { timeout: 10_000 }),
-        page.getByTestId('rec-export').click(),
-      ]);
-      assert.match(download.suggestedFilename(), /\.mp4$/);
-      await download.cancel().catch(() => {});
-      await expectText(page.getByTestId('rec-export-status'), vi['recordings.export.started'].split(' ')[0]);
     });
 
     await test('admin adds a reviewer without camera grants', async () => {
