@@ -729,9 +729,8 @@ async fn get_bytes(
 }
 
 /// Footage issue: record a real camera for about a minute with a pause in it, then list
-/// spans and gaps, export an
-/// inner 20 s range and a range across the gap, and check the files with ffprobe/ffmpeg,
-/// byte ranges, ETags and the audit log.
+/// spans and gaps, export an inner 20 s range and a range across the gap, and check the
+/// files with ffprobe/ffmpeg, byte ranges, ETags, snapshots and the audit log.
 #[tokio::test(flavor = "multi_thread")]
 async fn recorded_footage_is_listed_and_exported() {
     let cam = TestCamera::start(&["--audio", "aac"]);
@@ -969,7 +968,8 @@ async fn recorded_footage_is_listed_and_exported() {
         "gap clip {dur} s for {} ms",
         g1 - g0
     );
-    assert!(decode_errors(&gclip).is_empty());
+    let errs = decode_errors(&gclip);
+    assert!(errs.is_empty(), "the clip across the gap does not decode cleanly: {errs}");
 
     // Bad input.
     let bad = |q: String| {
