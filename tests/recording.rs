@@ -969,7 +969,10 @@ async fn recorded_footage_is_listed_and_exported() {
         g1 - g0
     );
     let errs = decode_errors(&gclip);
-    assert!(errs.is_empty(), "the clip across the gap does not decode cleanly: {errs}");
+    assert!(
+        errs.is_empty(),
+        "the clip across the gap does not decode cleanly: {errs}"
+    );
 
     // Bad input.
     let bad = |q: String| {
