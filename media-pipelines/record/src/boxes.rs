@@ -45,6 +45,35 @@ pub fn unity_matrix(out: &mut Vec<u8>) {
     }
 }
 
+/// `hdlr` of a video or sound track.
+pub fn write_hdlr(o: &mut Vec<u8>, video: bool) {
+    write_full_box(o, b"hdlr", 0, 0, |o| {
+        u32be(o, 0);
+        o.extend_from_slice(if video { b"vide" } else { b"soun" });
+        o.extend_from_slice(&[0; 12]);
+        o.extend_from_slice(if video {
+            b"xaso video\0"
+        } else {
+            b"xaso audio\0"
+        });
+    });
+}
+
+/// The start of `minf`: `vmhd` or `smhd`, and a `dinf` saying the data is in this file.
+pub fn write_media_header_and_dinf(o: &mut Vec<u8>, video: bool) {
+    if video {
+        write_full_box(o, b"vmhd", 0, 1, |o| o.extend_from_slice(&[0; 8]));
+    } else {
+        write_full_box(o, b"smhd", 0, 0, |o| u32be(o, 0));
+    }
+    write_box(o, b"dinf", |o| {
+        write_full_box(o, b"dref", 0, 0, |o| {
+            u32be(o, 1);
+            write_full_box(o, b"url ", 0, 1, |_| {});
+        });
+    });
+}
+
 /// A box header read from bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BoxHeader {

@@ -9,7 +9,10 @@
 //! recordings), the last frame before the gap lasts until the next one, so the file's
 //! timeline stays equal to wall-clock time.
 
-use crate::boxes::{u16be, u32be, u64be, unity_matrix, write_box, write_full_box};
+use crate::boxes::{
+    u16be, u32be, u64be, unity_matrix, write_box, write_full_box, write_hdlr,
+    write_media_header_and_dinf,
+};
 use crate::scan::Scanned;
 use bytes::Bytes;
 use xaso_base::Codec;
@@ -413,28 +416,9 @@ fn trak(
                 u16be(o, 0x55c4);
                 u16be(o, 0);
             });
-            write_full_box(o, b"hdlr", 0, 0, |o| {
-                u32be(o, 0);
-                o.extend_from_slice(if video { b"vide" } else { b"soun" });
-                o.extend_from_slice(&[0; 12]);
-                o.extend_from_slice(if video {
-                    b"xaso video\0"
-                } else {
-                    b"xaso audio\0"
-                });
-            });
+            write_hdlr(o, video);
             write_box(o, b"minf", |o| {
-                if video {
-                    write_full_box(o, b"vmhd", 0, 1, |o| o.extend_from_slice(&[0; 8]));
-                } else {
-                    write_full_box(o, b"smhd", 0, 0, |o| u32be(o, 0));
-                }
-                write_box(o, b"dinf", |o| {
-                    write_full_box(o, b"dref", 0, 0, |o| {
-                        u32be(o, 1);
-                        write_full_box(o, b"url ", 0, 1, |_| {});
-                    });
-                });
+                write_media_header_and_dinf(o, video);
                 write_box(o, b"stbl", |o| stbl(o, t, offsets, spc));
             });
         });
