@@ -48,14 +48,7 @@ async fn wait_recording(s: &Server, id: i64, within: Duration) -> Value {
     assert_eq!(login(&c, &s.url, "admin", ADMIN_PW).await, 200);
     let deadline = std::time::Instant::now() + within;
     loop {
-        let st: Value = c
-            .get(format!("{}/api/cameras/{id}/status", s.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let st: Value = get_json(&c, &format!("{}/api/cameras/{id}/status", s.url)).await;
         if st["recording"] == true {
             return st;
         }
@@ -322,14 +315,7 @@ async fn wrong_credentials_are_reported() {
     assert_eq!(login(&c, &s.url, "admin", ADMIN_PW).await, 200);
     let mut last = Value::Null;
     for _ in 0..50 {
-        last = c
-            .get(format!("{}/api/cameras/1/status", s.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        last = get_json(&c, &format!("{}/api/cameras/1/status", s.url)).await;
         if last["state"] == "failed" {
             break;
         }
@@ -546,14 +532,7 @@ async fn resumes_after_the_camera_drops_the_connection() {
     let (rss1, fds1) = rss_kb_and_fds(pid);
     let c = client();
     assert_eq!(login(&c, &s.url, "admin", ADMIN_PW).await, 200);
-    let st: Value = c
-        .get(format!("{}/api/cameras/1/status", s.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let st: Value = get_json(&c, &format!("{}/api/cameras/1/status", s.url)).await;
     stop(s);
     assert!(st["reconnects"].as_u64().unwrap() >= 6, "{st}");
     assert!(fds1 <= fds0 + 2, "open files grew from {fds0} to {fds1}");
@@ -673,23 +652,9 @@ async fn a_full_disk_frees_the_oldest_footage_and_recording_goes_on() {
     );
     let full_at = now_ms();
     tokio::time::sleep(Duration::from_secs(8)).await;
-    let st: Value = c
-        .get(format!("{}/api/cameras/1/status", s.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let st: Value = get_json(&c, &format!("{}/api/cameras/1/status", s.url)).await;
     assert_eq!(st["recording"], true, "recording goes on: {st}");
-    let audit: Value = c
-        .get(format!("{}/api/audit?action=footage.retention", s.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit: Value = get_json(&c, &format!("{}/api/audit?action=footage.retention", s.url)).await;
     assert!(
         !audit["entries"].as_array().unwrap().is_empty(),
         "retention ran and was audited"
@@ -764,19 +729,16 @@ async fn recorded_footage_is_listed_and_exported() {
     let now = now_ms();
 
     // Spans and the gap.
-    let list: Value = c
-        .get(format!(
+    let list: Value = get_json(
+        &c,
+        &format!(
             "{}/api/cameras/{id}/recordings?start={}&end={}",
             s.url,
             rfc(first_start - 5000),
             rfc(now)
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     let spans = list["spans"].as_array().unwrap();
     let gaps = list["gaps"].as_array().unwrap();
     assert_eq!(spans.len(), 2, "{list}");
@@ -1034,14 +996,7 @@ async fn recorded_footage_is_listed_and_exported() {
         200
     );
     assert_eq!(rc.get(&url).send().await.unwrap().status(), 403);
-    let audit: Value = c
-        .get(format!("{}/api/audit?camera={id}", s.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit: Value = get_json(&c, &format!("{}/api/audit?camera={id}", s.url)).await;
     let actions: Vec<&str> = audit["entries"]
         .as_array()
         .unwrap()

@@ -148,3 +148,8 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// GET `url` and parse the answer as JSON (panics on a transport error or a non-JSON body).
+pub async fn get_json(c: &reqwest::Client, url: &str) -> serde_json::Value {
+    c.get(url).send().await.unwrap().json().await.unwrap()
+}
