@@ -44,8 +44,8 @@ pub struct Config {
 pub struct RecordingConfig {
     /// A segment file is closed at the first keyframe after this many seconds.
     pub segment_secs: u32,
-    /// Footage reaches the disk in fragments of at most this long: at most this much (plus
-    /// one frame) is lost if the power fails.
+    /// Footage reaches the disk in fragments of at most this long, synced within 200 ms:
+    /// at most this much plus 200 ms is lost if the power fails.
     pub fragment_ms: u32,
     /// Longest wait between attempts to reach a camera that is down.
     pub reconnect_max_ms: u32,
@@ -275,8 +275,8 @@ impl Config {
         if !(2..=3600).contains(&r.segment_secs) {
             return Err("recording.segment_secs must be between 2 and 3600".into());
         }
-        if !(100..=1000).contains(&r.fragment_ms) {
-            return Err("recording.fragment_ms must be between 100 and 1000 (crash safety)".into());
+        if !(100..=800).contains(&r.fragment_ms) {
+            return Err("recording.fragment_ms must be between 100 and 800 (crash safety)".into());
         }
         if r.retention_days == 0
             || r.keep_free_gb < 0.0

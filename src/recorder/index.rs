@@ -23,23 +23,27 @@ struct Pending {
 }
 
 /// Applies index events to the database until the channel closes.
-pub async fn run(db: AnyPool, data_dir: std::path::PathBuf, mut rx: UnboundedReceiver<IndexEvent>) {
+pub async fn run(
+    db: AnyPool,
+    data_dir: std::path::PathBuf,
+    mut rx: UnboundedReceiver<Vec<IndexEvent>>,
+) {
     let mut pending: HashMap<String, Pending> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            ev = rx.recv() => {
-                let Some(ev) = ev else { break };
-                if let Err(e) = apply(&db, &data_dir, &mut pending, ev).await {
-                    tracing::error!(error = %e, "recording index update failed");
+            evs = rx.recv() => {
+                let Some(evs) = evs else { break };
+                for ev in evs {
+                    if let Err(e) = apply(&db, &data_dir, &mut pending, ev).await {
+                        tracing::error!(error = %e, "recording index update failed");
+                    }
                 }
             }
             _ = tick.tick() => {
-                for (path, p) in pending.drain() {
-                    if let Err(e) = flush(&db, &path, &p, false).await {
-                        tracing::error!(error = %e, path, "recording index update failed");
-                    }
+                if let Err(e) = flush_all(&db, &mut pending).await {
+                    tracing::error!(error = %e, "recording index update failed");
                 }
             }
         }
@@ -94,9 +98,7 @@ async fn apply(
             }
         }
         IndexEvent::Barrier(tx) => {
-            for (path, p) in pending.drain() {
-                flush(db, &path, &p, false).await?;
-            }
+            flush_all(db, pending).await?;
             let _ = tx.send(());
         }
     }
@@ -116,7 +118,25 @@ fn add(p: &mut Pending, bytes: u64, f: &FragMeta) {
     }
 }
 
-async fn flush(db: &AnyPool, path: &str, p: &Pending, close: bool) -> Result<()> {
+/// Writes every pending update in one transaction (one commit per second for all cameras).
+async fn flush_all(db: &AnyPool, pending: &mut HashMap<String, Pending>) -> Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let mut tx = db.begin().await?;
+    for (path, p) in pending.drain() {
+        flush(&mut *tx, &path, &p, false).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn flush<'c>(
+    db: impl sqlx::Executor<'c, Database = sqlx::Any>,
+    path: &str,
+    p: &Pending,
+    close: bool,
+) -> Result<()> {
     // Keyframes accumulate: a row's list is its old list plus this batch's.
     sqlx::query(
         "UPDATE segments SET \

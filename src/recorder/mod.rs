@@ -269,29 +269,44 @@ impl Recorder {
         let failed = Arc::new(AtomicBool::new(false));
         let mut meter = Meter::default();
         let mut last_publish = self.clocks.monotonic();
+        // One stall timer and one stop watch for the whole session, not one per frame: the
+        // timer is moved on only when it fires (a frame per 40 ms would otherwise touch the
+        // timer wheel and the watch's waiter list 25 times a second per camera).
+        let stall = tokio::time::sleep(self.cfg.stall_timeout);
+        tokio::pin!(stall);
+        let stopped = stop.changed();
+        tokio::pin!(stopped);
+        let mut last_frame = tokio::time::Instant::now();
         let result = loop {
             let next = tokio::select! {
-                r = tokio::time::timeout(self.cfg.stall_timeout, stream.next()) => r,
-                _ = stop.changed() => break Ok(()),
+                biased;
+                r = stream.next() => r,
+                _ = &mut stall => {
+                    let due = last_frame + self.cfg.stall_timeout;
+                    if tokio::time::Instant::now() >= due {
+                        break Err(IngestError::new(
+                            IngestErrorKind::Timeout,
+                            format!("no frame for {} s", self.cfg.stall_timeout.as_secs()),
+                        ));
+                    }
+                    stall.as_mut().reset(due);
+                    continue;
+                }
+                _ = &mut stopped => break Ok(()),
             };
             let frame = match next {
-                Err(_) => {
-                    break Err(IngestError::new(
-                        IngestErrorKind::Timeout,
-                        format!("no frame for {} s", self.cfg.stall_timeout.as_secs()),
-                    ));
-                }
-                Ok(Err(e)) => break Err(e),
-                Ok(Ok(None)) => {
+                Err(e) => break Err(e),
+                Ok(None) => {
                     break Err(IngestError::new(
                         IngestErrorKind::Network,
                         "the camera ended the stream",
                     ));
                 }
-                Ok(Ok(Some(f))) => f,
+                Ok(Some(f)) => f,
             };
             *streamed = true;
             let now = self.clocks.monotonic();
+            last_frame = tokio::time::Instant::now();
             let local_ms = self.clocks.realtime_ms();
             meter.add(now, &frame, stream.codecs());
             if let Some(p) = &frame.params {
