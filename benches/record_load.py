@@ -17,7 +17,7 @@ schema, runs `moonfire-nvr run` with its web listener on 127.0.0.1, waits until 
 has a recording with frames in it, then measures it like the others. If it does not record,
 the script says so instead of printing a row.
 
-Usage: benches/record_load.py [--cameras N] [--seconds S] [--skip-ffmpeg]
+Usage: benches/record_load.py [--cameras N] [--seconds S] [--rounds R] [--skip-ffmpeg]
                               [--moonfire BIN [--moonfire-flush-if-sec S]]
 Needs: cargo build --release --bin xaso && cargo build --release -p xaso-simcam --example simcam
        ffmpeg (Debian). Everything runs on 127.0.0.1. Prints a Markdown table.
@@ -266,6 +266,8 @@ def main():
     ap.add_argument("--cameras", type=int, default=20)
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--skip-ffmpeg", action="store_true")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run the recorders in turn this many times; each row is its median round")
     ap.add_argument("--moonfire", metavar="BIN", help="also record with this moonfire-nvr binary")
     ap.add_argument("--moonfire-flush-if-sec", type=int, default=120,
                     help="Moonfire's per-stream flush_if_sec (its install guide suggests 120)")
@@ -281,30 +283,39 @@ def main():
     make_clip(clip)
     work = tempfile.mkdtemp(prefix="xaso-bench-", dir=os.environ.get("BENCH_DIR"))
     sim, url = start_simcam(clip)
-    rows = []
+    runs = {}  # recorder name -> one result per round
     moonfire = None
     try:
-        sc0 = cpu_seconds(sim.pid)
-        x = xaso_run(a.cameras, a.seconds, url, work)
-        x["source_cpu"] = cpu_seconds(sim.pid) - sc0
-        rows.append(("xaso", x))
-        shutil.rmtree(os.path.join(work, "xaso"), ignore_errors=True)
-        if a.moonfire:
+        for rnd in range(a.rounds):
             sc0 = cpu_seconds(sim.pid)
-            moonfire = moonfire_run(a.moonfire, a.cameras, a.seconds, url, work, a.moonfire_flush_if_sec)
-            moonfire["source_cpu"] = cpu_seconds(sim.pid) - sc0
-            if "error" not in moonfire:
-                rows.append((f"Moonfire NVR {moonfire['version']}", moonfire))
-            shutil.rmtree(os.path.join(work, "moonfire"), ignore_errors=True)
-        if not a.skip_ffmpeg:
-            sc0 = cpu_seconds(sim.pid)
-            f = ffmpeg_run(a.cameras, a.seconds, url, work)
-            f["source_cpu"] = cpu_seconds(sim.pid) - sc0
-            rows.append(("ffmpeg -c copy -f segment (one per camera)", f))
+            x = xaso_run(a.cameras, a.seconds, url, work)
+            x["source_cpu"] = cpu_seconds(sim.pid) - sc0
+            runs.setdefault("xaso", []).append(x)
+            shutil.rmtree(os.path.join(work, "xaso"), ignore_errors=True)
+            if a.moonfire:
+                sc0 = cpu_seconds(sim.pid)
+                m = moonfire_run(a.moonfire, a.cameras, a.seconds, url, work, a.moonfire_flush_if_sec)
+                m["source_cpu"] = cpu_seconds(sim.pid) - sc0
+                if "error" in m:
+                    moonfire = m
+                else:
+                    runs.setdefault(f"Moonfire NVR {m['version']}", []).append(m)
+                shutil.rmtree(os.path.join(work, "moonfire"), ignore_errors=True)
+            if not a.skip_ffmpeg:
+                sc0 = cpu_seconds(sim.pid)
+                f = ffmpeg_run(a.cameras, a.seconds, url, work)
+                f["source_cpu"] = cpu_seconds(sim.pid) - sc0
+                runs.setdefault("ffmpeg -c copy -f segment (one per camera)", []).append(f)
     finally:
         sim.send_signal(signal.SIGTERM)
         sim.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
+    # Each recorder's row is its median round by CPU (rounds alternate recorders, so a slow
+    # moment of the machine does not fall on one of them only).
+    rows = [(name, sorted(rs, key=lambda r: r["cpu"] / r["wall"])[len(rs) // 2]) for name, rs in runs.items()]
+    mname = next((name for name in runs if name.startswith("Moonfire")), None)
+    if mname is not None:
+        moonfire = dict(rows)[mname]
     n, secs = a.cameras, a.seconds
     print(f"\n{n} cameras, 1080p25 H.264 at 4 Mbit/s, measured over {secs} s each (after warm-up)\n")
     print("| recorder | CPU s per stream-hour | % of one core per stream | RSS per camera | frames received | dropped |")
@@ -335,10 +346,17 @@ def main():
     if m is not None or f is not None:
         print()
     if m is not None:
-        print(f"xaso / Moonfire CPU per stream: {(x['cpu'] / x['wall']) / (m['cpu'] / m['wall']):.2f}")
+        print(f"xaso / Moonfire CPU per stream: {(x['cpu'] / x['wall']) / (m['cpu'] / m['wall']):.2f} (medians)")
+        if a.rounds > 1:
+            per = [(xr["cpu"] / xr["wall"]) / (mr["cpu"] / mr["wall"]) for xr, mr in zip(runs["xaso"], runs[mname])]
+            print("  round by round: " + ", ".join(f"{v:.2f}" for v in per))
     if f is not None:
         print(f"xaso / ffmpeg CPU per stream: {x['cpu'] / f['cpu']:.2f}")
     print(f"source (simulator) CPU during the runs: " + ", ".join(f"{r['source_cpu']:.1f} s" for _, r in rows))
+    if a.rounds > 1:
+        for name, rs in runs.items():
+            print(f"{name}: % of one core per stream, round by round: "
+                  + ", ".join(f"{100 * r['cpu'] / r['wall'] / n:.3f}" for r in rs))
 
 
 if __name__ == "__main__":
