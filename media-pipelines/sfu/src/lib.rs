@@ -1,0 +1,27 @@
+//! The forwarding core shared by live view and meetings: publishers (a camera's stream now,
+//! a meeting participant later) and WebRTC subscribers, forwarding packets without decoding
+//! them. Sans-IO: [`Core`] is driven by `handle_input(now, …)` and drained by
+//! `poll_output()`; the binary owns the sockets and the clock.
+//!
+//! - [`h264`]: access units to RTP payloads (once per source), parameter sets.
+//! - [`source`]: a publisher's tracks, packetized frames and current GOP.
+//! - [`session`]: one subscriber, a str0m `Rtc` kept behind our own types.
+//! - [`core`]: sources, sessions, demultiplexing, timeouts.
+//!
+//! Why str0m, and how the choice is contained: docs/design/sfu.md.
+
+pub mod core;
+pub mod h264;
+pub mod session;
+pub mod source;
+
+pub use crate::core::{Closed, Core, Input, Output, SessionId, SourceId};
+pub use session::{SessionError, Transmit};
+pub use source::{Kind, MediaFrame, Tracks};
+
+/// Installs the process-wide crypto provider str0m uses (AWS-LC: AES-GCM and DTLS).
+/// Call once at start; later calls do nothing.
+pub fn init_crypto() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| str0m::crypto::from_feature_flags().install_process_default());
+}
