@@ -34,6 +34,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub recording: RecordingConfig,
     pub playback: PlaybackConfig,
+    pub webrtc: WebrtcConfig,
     /// Cameras declared here are kept in the catalogue as declared (`[[camera]]`).
     #[serde(rename = "camera")]
     pub cameras: Vec<CameraConfig>,
@@ -57,6 +58,19 @@ pub struct RecordingConfig {
     pub keep_free_gb: f64,
     /// With no camera at all, record a built-in simulated camera (for a first look).
     pub simulated_camera: bool,
+}
+
+/// Live view over WebRTC (`[webrtc]`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebrtcConfig {
+    /// The one UDP port every WebRTC session uses; 0 picks a free port at start (it is
+    /// logged). Set a fixed one when a firewall sits between viewers and the box.
+    pub udp_port: u16,
+    /// Addresses offered to browsers as host candidates (and bound). Empty: the HTTP
+    /// listen address when it is a specific one, else 127.0.0.1 and the address of the
+    /// default route. No STUN server is ever contacted.
+    pub addresses: Vec<std::net::IpAddr>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -162,6 +176,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             recording: RecordingConfig::default(),
             playback: PlaybackConfig::default(),
+            webrtc: WebrtcConfig::default(),
             cameras: Vec::new(),
         }
     }

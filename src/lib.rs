@@ -14,6 +14,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod footage;
+pub mod live;
 pub mod metrics;
 pub mod recorder;
 pub mod serve;

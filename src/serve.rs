@@ -100,6 +100,19 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     .await?;
     let mut state = AppState::new(pool.clone(), cfg.clone(), clocks.clone());
     state.recorder = Some(recorder.clone());
+    let (ended_tx, ended_rx) = tokio::sync::mpsc::unbounded_channel();
+    let ips = crate::live::candidate_ips(&cfg.webrtc.addresses, cfg.listen.ip());
+    let live = crate::live::Live::start(&ips, cfg.webrtc.udp_port, ended_tx)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot bind the WebRTC UDP port {} on {ips:?} ([webrtc] in the config)",
+                cfg.webrtc.udp_port
+            )
+        })?;
+    tokio::spawn(audit_live_sessions(state.clone(), ended_rx));
+    recorder.set_live(live.clone());
+    state.live = Some(live);
     recorder.sync().await?;
     crate::recorder::retention::spawn(
         pool.clone(),
@@ -148,6 +161,31 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     pool.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Writes the end of every live session to the audit log (user, camera, duration, bytes).
+async fn audit_live_sessions(
+    st: AppState,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<crate::live::Ended>,
+) {
+    while let Some(e) = rx.recv().await {
+        let ev = crate::audit::Event {
+            user_id: Some(e.info.viewer.user_id),
+            username: Some(e.info.viewer.username.clone()),
+            action: "live.end",
+            camera_id: Some(e.info.camera),
+            address: e.info.viewer.address.clone(),
+            detail: Some(serde_json::json!({
+                "session": e.session,
+                "bytes_sent": e.bytes_sent,
+                "seconds": (st.now_ms() - e.info.started_ms) as f64 / 1000.0,
+                "reason": e.reason,
+            })),
+        };
+        if let Err(err) = st.audit(ev).await {
+            tracing::error!(error = %err, "cannot audit the end of a live session");
+        }
+    }
 }
 
 pub fn recorder_config(cfg: &Config) -> crate::recorder::RecorderConfig {

@@ -172,6 +172,31 @@ async fn every_route_denies_and_allows_by_role() {
             None,
             [401, 403, snap, snap, snap],
         ),
+        // WHEP: authorisation comes before the body is looked at (no content type: 415).
+        (
+            Method::POST,
+            format!("/api/cameras/{cam_granted}/whep"),
+            None,
+            [401, 403, 403, 415, 415],
+        ),
+        (
+            Method::POST,
+            format!("/api/cameras/{cam_other}/whep"),
+            None,
+            [401, 403, 403, 403, 415],
+        ),
+        (
+            Method::POST,
+            "/api/cameras/999999/whep".into(),
+            None,
+            [401, 403, 403, 403, 404],
+        ),
+        (
+            Method::DELETE,
+            format!("/api/cameras/{cam_granted}/whep/1"),
+            None,
+            [401, 404, 404, 404, 404],
+        ),
         (
             Method::POST,
             "/api/cameras".into(),

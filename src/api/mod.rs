@@ -6,6 +6,7 @@ pub mod audit;
 pub mod caller;
 pub mod cameras;
 pub mod extract;
+pub mod live;
 pub mod openapi;
 pub mod recordings;
 pub mod session;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// None in tests that run without recording.
     pub recorder: Option<Arc<crate::recorder::Recorder>>,
+    /// None in tests that run without live view.
+    pub live: Option<Arc<crate::live::Live>>,
 }
 
 impl AppState {
@@ -52,6 +55,7 @@ impl AppState {
             audit_log: Arc::new(AuditLog::new()),
             metrics: Arc::new(Metrics::default()),
             recorder: None,
+            live: None,
         }
     }
 
@@ -84,6 +88,7 @@ pub fn app(state: AppState) -> Router {
         .merge(users::router())
         .merge(cameras::router())
         .merge(recordings::router())
+        .merge(live::router())
         .merge(tokens::router())
         .merge(audit::router())
         .merge(openapi::router())

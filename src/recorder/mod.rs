@@ -67,6 +67,8 @@ pub struct Recorder {
     pub dropped_total: AtomicU64,
     /// Notified when the disk fails a write: retention should free space now.
     pub disk_trouble: Arc<tokio::sync::Notify>,
+    /// Live view, when it runs: camera tasks hand it their frames.
+    live: std::sync::OnceLock<Arc<crate::live::Live>>,
 }
 
 struct Task {
@@ -102,6 +104,7 @@ impl Recorder {
             tasks: Mutex::new(HashMap::new()),
             dropped_total: AtomicU64::new(0),
             disk_trouble,
+            live: std::sync::OnceLock::new(),
         }))
     }
 
@@ -153,6 +156,11 @@ impl Recorder {
             );
         }
         Ok(())
+    }
+
+    /// Connects live view: from now on camera tasks feed its taps. Call before `sync`.
+    pub fn set_live(&self, live: Arc<crate::live::Live>) {
+        let _ = self.live.set(live);
     }
 
     /// Stops every camera, closing their segments.
@@ -268,6 +276,8 @@ impl Recorder {
         );
         let failed = Arc::new(AtomicBool::new(false));
         let mut meter = Meter::default();
+        let tap = self.live.get().map(|l| l.tap(cam.id));
+        let codecs = stream.codecs().to_vec();
         let mut last_publish = self.clocks.monotonic();
         // One stall timer and one stop watch for the whole session, not one per frame: the
         // timer is moved on only when it fires (a frame per 40 ms would otherwise touch the
@@ -320,6 +330,18 @@ impl Recorder {
                     }
                 });
             }
+            if let Some(tap) = &tap {
+                let kind = if codecs.get(frame.track).is_some_and(|c| c.is_video()) {
+                    xaso_sfu::Kind::Video
+                } else {
+                    xaso_sfu::Kind::Audio
+                };
+                let info = frame
+                    .params
+                    .as_ref()
+                    .map(|p| (p.codec, p.sample_entry.as_deref()));
+                tap.frame(kind, frame.ts, frame.is_sync, &frame.data, info);
+            }
             if failed.swap(false, Ordering::Relaxed) {
                 rs.abandon_segment();
             }
@@ -339,6 +361,9 @@ impl Recorder {
                 });
             }
         };
+        if let Some(tap) = &tap {
+            tap.stopped();
+        }
         let mut outs = Vec::new();
         rs.end_run(&mut outs);
         self.send_all(outs, &failed, &mut rs);

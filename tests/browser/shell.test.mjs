@@ -9,12 +9,12 @@
 import { spawn } from 'node:child_process';
 import { mkdtemp, mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { createWriteStream } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
+import { freePort, runner, sleep } from './lib.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const OUT = path.join(ROOT, 'tests', 'output', 'browser');
@@ -28,7 +28,6 @@ const CAMERA = { name: 'Cổng UBND xã', url: 'rtsp://camuser:camsecret@127.0.0
 // The camera the server records when started with no camera configured (src/serve.rs).
 const SIMULATED_CAMERA = 'Camera mô phỏng (simulated)';
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // The browser's time zone (newContext below) and its "HH:MM:SS" / "YYYY-MM-DD".
 const TIME_ZONE = 'Asia/Ho_Chi_Minh';
 const clockIn = (ms) => new Intl.DateTimeFormat('en-GB', {
@@ -38,26 +37,7 @@ const dayIn = (ms) => new Intl.DateTimeFormat('en-CA', { timeZone: TIME_ZONE }).
 
 // ---- tiny test runner -------------------------------------------------------
 
-const results = { passed: 0, failed: 0 };
-let failureShots = 0;
-let currentPage = null;
-
-async function test(name, fn) {
-  const started = Date.now();
-  try {
-    await fn();
-    results.passed += 1;
-    console.log(`ok   ${name} (${Date.now() - started} ms)`);
-  } catch (err) {
-    results.failed += 1;
-    console.log(`FAIL ${name}: ${(err && err.message) || err}`);
-    if (currentPage) {
-      const file = path.join(OUT, `failure-${++failureShots}.png`);
-      await currentPage.screenshot({ path: file, fullPage: true }).catch(() => {});
-      console.log(`     screenshot: ${path.relative(ROOT, file)}`);
-    }
-  }
-}
+const { test, results, setPage } = runner(OUT, ROOT);
 
 /** Wait until the locator's text contains `expected`. */
 async function expectText(locator, expected, timeout = 10_000) {
@@ -72,14 +52,6 @@ async function expectText(locator, expected, timeout = 10_000) {
 }
 
 // ---- the server ---------------------------------------------------------------
-
-async function freePort() {
-  const srv = net.createServer();
-  await new Promise((resolve, reject) => srv.listen(0, '127.0.0.1', resolve).on('error', reject));
-  const { port } = srv.address();
-  await new Promise((resolve) => srv.close(resolve));
-  return port;
-}
 
 async function startServer() {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'xaso-browser-'));
@@ -195,7 +167,7 @@ async function main() {
       viewport: { width: 1280, height: 860 },
     });
     const page = await context.newPage();
-    currentPage = page;
+    setPage(page);
     page.setDefaultTimeout(10_000);
     page.on('pageerror', (err) => pageErrors.push(err.message));
     page.on('dialog', (dialog) => dialog.accept());
@@ -373,7 +345,7 @@ async function main() {
       const rpage = await rctx.newPage();
       rpage.setDefaultTimeout(10_000);
       rpage.on('pageerror', (err) => pageErrors.push(err.message));
-      currentPage = rpage;
+      setPage(rpage);
       await rpage.goto('/');
       await login(rpage, reviewer);
       await rpage.getByTestId('nav-recordings').waitFor();
@@ -524,7 +496,7 @@ async function main() {
         await download.cancel().catch(() => {});
         await expectText(rpage.getByTestId('rec-export-status'), vi['recordings.export.started'].split(' ')[0]);
       } finally {
-        currentPage = page;
+        setPage(page);
         await rctx.close();
       }
     });
@@ -593,7 +565,7 @@ async function main() {
       assert.deepEqual(pageErrors, []);
     });
   } finally {
-    currentPage = null;
+    setPage(null);
     if (browser) await browser.close().catch(() => {});
     await server.stop();
   }

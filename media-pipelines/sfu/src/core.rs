@@ -127,6 +127,7 @@ impl Core {
             },
         );
         self.subscribers.entry(source).or_default().push(id);
+        self.timeout_due = false;
         Ok((id, answer))
     }
 
@@ -135,6 +136,7 @@ impl Core {
         let Some(mut e) = self.sessions.remove(&id) else {
             return false;
         };
+        self.timeout_due = false;
         e.session.close(reason);
         if let Some(v) = self.subscribers.get_mut(&e.source) {
             v.retain(|s| *s != id);

@@ -85,6 +85,14 @@ impl Source {
         }
     }
 
+    /// Forgets the tracks and the GOP (the frames stopped coming through, e.g. when nobody
+    /// watched for a while; they will be set again).
+    pub fn reset(&mut self) {
+        self.tracks = Tracks::default();
+        self.gop.clear();
+        self.gop_bytes = 0;
+    }
+
     pub fn set_audio(&mut self, codec: Option<Codec>) {
         self.tracks.audio = codec;
     }

@@ -1,0 +1,171 @@
+//! WHEP (WebRTC-HTTP egress protocol) per camera: `POST /api/cameras/{id}/whep` with an SDP
+//! offer answers `201 Created`, the SDP answer and a `Location` for the session; `DELETE`
+//! on it ends the session; `PATCH` with trickle-ICE fragments is accepted (every server
+//! candidate is in the answer, and ICE-lite learns the viewer's address from its checks).
+//! Same authentication as the rest of `/api`; every session start, refusal and end is
+//! audited (the end, with bytes sent, by the task `serve` runs over [`crate::live::Ended`]).
+
+use super::AppState;
+use super::caller::Caller;
+use super::extract::ApiPath;
+use crate::auth::CameraUse;
+use crate::error::Result;
+use crate::live::{LiveError, SessionInfo, Viewer};
+use crate::{bail, err, store};
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{patch, post};
+use http::{HeaderMap, StatusCode, header};
+use xaso_sfu::SessionError;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/cameras/{id}/whep", post(offer))
+        .route("/cameras/{id}/whep/{session}", patch(trickle).delete(end))
+}
+
+/// Largest SDP offer accepted (a browser's is 3–6 kB).
+const MAX_OFFER: usize = 64 * 1024;
+
+fn content_type_is(h: &HeaderMap, want: &str) -> bool {
+    h.get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(want))
+}
+
+#[utoipa::path(post, path = "/api/cameras/{id}/whep", tag = "live", params(("id" = i64, Path)),
+    request_body(content = String, content_type = "application/sdp", description = "SDP offer"),
+    responses((status = 201, description = "SDP answer; Location names the session"), (status = 400), (status = 401),
+              (status = 403), (status = 404), (status = 415), (status = 503, description = "the camera is not streaming")))]
+async fn offer(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response> {
+    if let Err(e) = caller.require_camera(&st, id, CameraUse::Live).await {
+        if e.kind() == crate::error::ErrorKind::PermissionDenied {
+            let mut ev = caller.event("live.denied");
+            ev.camera_id = Some(id);
+            st.audit(ev).await?;
+        }
+        return Err(e);
+    }
+    store::camera(&st.db, id).await?;
+    if !content_type_is(&headers, "application/sdp") {
+        bail!(
+            UnsupportedMediaType,
+            "send the SDP offer as application/sdp"
+        );
+    }
+    if body.len() > MAX_OFFER {
+        bail!(
+            PayloadTooLarge,
+            "the SDP offer is larger than {MAX_OFFER} bytes"
+        );
+    }
+    let offer = std::str::from_utf8(&body)
+        .map_err(|_| err!(InvalidArgument, "the SDP offer is not UTF-8 text"))?
+        .to_string();
+    let Some(live) = st.live.clone() else {
+        bail!(Unavailable, "live view is not running on this server");
+    };
+    let info = SessionInfo {
+        camera: id,
+        viewer: Viewer {
+            user_id: caller.user.id,
+            username: caller.user.username.clone(),
+            address: caller.address.clone(),
+        },
+        started_ms: st.now_ms(),
+    };
+    let (session, answer) = match live.subscribe(id, offer, info).await {
+        Ok(x) => x,
+        Err(LiveError::NotStreaming) => {
+            bail!(Unavailable, "the camera is not streaming right now")
+        }
+        Err(LiveError::Stopped) => bail!(Unavailable, "live view is shutting down"),
+        Err(LiveError::Session(SessionError::BadSdp(m))) => {
+            bail!(InvalidArgument, "malformed SDP offer: {m}")
+        }
+        Err(LiveError::Session(SessionError::NoCompatibleCodec(m))) => {
+            bail!(InvalidArgument, "no compatible codec in the offer: {m}")
+        }
+    };
+    let mut ev = caller.event("live.start");
+    ev.camera_id = Some(id);
+    ev.detail = Some(serde_json::json!({ "session": session }));
+    st.audit(ev).await?;
+    Ok((
+        StatusCode::CREATED,
+        [
+            (header::CONTENT_TYPE, "application/sdp".to_string()),
+            (
+                header::LOCATION,
+                format!("/api/cameras/{id}/whep/{session}"),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        answer,
+    )
+        .into_response())
+}
+
+/// The session, if it exists, is for this camera and belongs to the caller (or the caller
+/// is an admin). Anything else is 404: sessions of others are not probed.
+fn owned(st: &AppState, caller: &Caller, id: i64, session: u64) -> Result<()> {
+    let live = st
+        .live
+        .as_ref()
+        .ok_or_else(|| err!(NotFound, "no such live session"))?;
+    match live.session(session) {
+        Some(s)
+            if s.camera == id
+                && (s.viewer.user_id == caller.user.id
+                    || caller.user.role == crate::auth::Role::Admin) =>
+        {
+            Ok(())
+        }
+        _ => Err(err!(NotFound, "no such live session")),
+    }
+}
+
+#[utoipa::path(delete, path = "/api/cameras/{id}/whep/{session}", tag = "live",
+    params(("id" = i64, Path), ("session" = u64, Path)),
+    responses((status = 204), (status = 401), (status = 404)))]
+async fn end(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiPath((id, session)): ApiPath<(i64, u64)>,
+) -> Result<StatusCode> {
+    owned(&st, &caller, id, session)?;
+    let live = st.live.clone().expect("checked by owned");
+    if !live.close(session).await {
+        bail!(NotFound, "no such live session");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(patch, path = "/api/cameras/{id}/whep/{session}", tag = "live",
+    params(("id" = i64, Path), ("session" = u64, Path)),
+    request_body(content = String, content_type = "application/trickle-ice-sdpfrag"),
+    responses((status = 204), (status = 401), (status = 404), (status = 415)))]
+async fn trickle(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiPath((id, session)): ApiPath<(i64, u64)>,
+    headers: HeaderMap,
+) -> Result<StatusCode> {
+    owned(&st, &caller, id, session)?;
+    if !content_type_is(&headers, "application/trickle-ice-sdpfrag") {
+        bail!(
+            UnsupportedMediaType,
+            "send ICE fragments as application/trickle-ice-sdpfrag"
+        );
+    }
+    // ICE-lite: the viewer's candidates are learned from its connectivity checks.
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,494 @@
+//! Live view: the binary's side of the forwarding core (`xaso-sfu`).
+//!
+//! - Each camera task hands its frames to the camera's [`Tap`]. The tap keeps the current
+//!   GOP as shared buffers (no copy) and passes frames on only while someone watches, so an
+//!   unwatched camera costs a lock and a refcount per frame.
+//! - One task owns the [`Core`] and the UDP sockets (one port; a socket per offered
+//!   address), fed by a bounded command queue: frames, datagrams, WHEP offers, closings.
+//! - The HTTP handlers (`api::live`) talk to it through [`Live`].
+
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use xaso_base::Codec;
+use xaso_sfu::h264::{self, ParameterSets};
+use xaso_sfu::{Core, Input, Kind, MediaFrame, Output, SessionError, SessionId};
+
+/// Frames of a GOP kept per camera at most (a camera with a huge GOP is not cached whole).
+const GOP_MAX_BYTES: usize = 8 << 20;
+
+#[derive(Clone)]
+struct TapFrame {
+    kind: Kind,
+    ts: i64,
+    key: bool,
+    data: Bytes,
+}
+
+#[derive(Clone, Default, PartialEq)]
+struct TapTracks {
+    video: Option<(Codec, ParameterSets)>,
+    audio: Option<Codec>,
+}
+
+#[derive(Default)]
+struct TapInner {
+    gop: Vec<TapFrame>,
+    gop_bytes: usize,
+    tracks: TapTracks,
+    streaming: bool,
+    watched: bool,
+}
+
+/// Where a camera task puts its frames for live view.
+pub struct Tap {
+    camera: i64,
+    inner: Mutex<TapInner>,
+    cmd: mpsc::Sender<Cmd>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Tap {
+    /// A frame from the camera. `info` is the frame's new track description, if any.
+    pub fn frame(
+        &self,
+        kind: Kind,
+        ts: i64,
+        key: bool,
+        data: &Bytes,
+        info: Option<(Codec, Option<&[u8]>)>,
+    ) {
+        let mut t = self.inner.lock().expect("tap lock");
+        t.streaming = true;
+        if let Some((codec, entry)) = info {
+            let mut tracks = t.tracks.clone();
+            match kind {
+                Kind::Video => {
+                    let ps = entry
+                        .and_then(h264::parameter_sets_from_sample_entry)
+                        .unwrap_or_default();
+                    tracks.video = Some((codec, ps));
+                }
+                Kind::Audio => tracks.audio = Some(codec),
+            }
+            if tracks != t.tracks {
+                if kind == Kind::Video {
+                    t.gop.clear();
+                    t.gop_bytes = 0;
+                }
+                t.tracks = tracks.clone();
+                if t.watched {
+                    self.send(Cmd::Tracks(self.camera, tracks));
+                }
+            }
+        }
+        if kind == Kind::Video {
+            if key {
+                t.gop.clear();
+                t.gop_bytes = 0;
+            }
+            if (key || !t.gop.is_empty()) && t.gop_bytes + data.len() <= GOP_MAX_BYTES {
+                t.gop_bytes += data.len();
+                t.gop.push(TapFrame {
+                    kind,
+                    ts,
+                    key,
+                    data: data.clone(),
+                });
+            } else {
+                t.gop.clear();
+                t.gop_bytes = 0;
+            }
+        }
+        if t.watched {
+            self.send(Cmd::Frame(
+                self.camera,
+                TapFrame {
+                    kind,
+                    ts,
+                    key,
+                    data: data.clone(),
+                },
+            ));
+        }
+    }
+
+    /// The camera's connection ended: nothing to show until it is back.
+    pub fn stopped(&self) {
+        let mut t = self.inner.lock().expect("tap lock");
+        t.streaming = false;
+        t.gop.clear();
+        t.gop_bytes = 0;
+    }
+
+    fn send(&self, c: Cmd) {
+        if self.cmd.try_send(c).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+enum Cmd {
+    Frame(i64, TapFrame),
+    Tracks(i64, TapTracks),
+    Datagram {
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: Vec<u8>,
+    },
+    Subscribe {
+        camera: i64,
+        offer: String,
+        reply: oneshot::Sender<Result<(SessionId, String), SessionError>>,
+    },
+    Close {
+        session: SessionId,
+        reply: oneshot::Sender<bool>,
+    },
+}
+
+/// Who holds a session, for the audit log and for DELETE.
+#[derive(Clone, Debug)]
+pub struct Viewer {
+    pub user_id: i64,
+    pub username: String,
+    pub address: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SessionInfo {
+    pub camera: i64,
+    pub viewer: Viewer,
+    pub started_ms: i64,
+}
+
+/// A finished session, for the audit log.
+#[derive(Debug)]
+pub struct Ended {
+    pub session: SessionId,
+    pub info: SessionInfo,
+    pub bytes_sent: u64,
+    pub reason: String,
+}
+
+/// Why a viewer cannot have a session.
+#[derive(Debug)]
+pub enum LiveError {
+    /// The camera is not streaming (yet).
+    NotStreaming,
+    Session(SessionError),
+    /// The live task is gone (shutting down).
+    Stopped,
+}
+
+pub struct Live {
+    cmd: mpsc::Sender<Cmd>,
+    taps: Mutex<HashMap<i64, Arc<Tap>>>,
+    sessions: Mutex<HashMap<SessionId, SessionInfo>>,
+    /// The host candidates offered to every viewer.
+    pub candidates: Vec<SocketAddr>,
+    pub dropped: Arc<AtomicU64>,
+}
+
+/// The addresses to offer: configured ones, else the HTTP listen address when specific,
+/// else loopback and the default route's address (found by "connecting" a UDP socket,
+/// which sends nothing).
+pub fn candidate_ips(configured: &[IpAddr], listen: IpAddr) -> Vec<IpAddr> {
+    if !configured.is_empty() {
+        return configured.to_vec();
+    }
+    if !listen.is_unspecified() {
+        return vec![listen];
+    }
+    let mut ips = vec![IpAddr::V4(Ipv4Addr::LOCALHOST)];
+    if let Ok(s) = std::net::UdpSocket::bind("0.0.0.0:0")
+        && s.connect("10.255.255.255:9").is_ok()
+        && let Ok(a) = s.local_addr()
+        && !a.ip().is_unspecified()
+        && !ips.contains(&a.ip())
+    {
+        ips.push(a.ip());
+    }
+    ips
+}
+
+impl Live {
+    /// Binds the UDP port on every address and starts the task. `ended` receives each
+    /// finished session (the caller audits it).
+    pub async fn start(
+        ips: &[IpAddr],
+        port: u16,
+        ended: mpsc::UnboundedSender<Ended>,
+    ) -> std::io::Result<Arc<Live>> {
+        xaso_sfu::init_crypto();
+        let mut sockets = Vec::new();
+        let mut port = port;
+        for ip in ips {
+            let s = UdpSocket::bind(SocketAddr::new(*ip, port)).await?;
+            port = s.local_addr()?.port();
+            sockets.push(Arc::new(s));
+        }
+        let candidates: Vec<SocketAddr> =
+            sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
+        let (tx, rx) = mpsc::channel(8192);
+        for s in &sockets {
+            tokio::spawn(read_socket(s.clone(), tx.clone()));
+        }
+        let live = Arc::new(Live {
+            cmd: tx,
+            taps: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            candidates,
+            dropped: Arc::new(AtomicU64::new(0)),
+        });
+        let seed = rand::random::<u64>();
+        tokio::spawn(run(
+            Core::new(seed),
+            sockets,
+            rx,
+            Arc::downgrade(&live),
+            ended,
+        ));
+        tracing::info!(candidates = ?live.candidates, "live view (WebRTC) listening");
+        Ok(live)
+    }
+
+    /// The tap a camera task writes to.
+    pub fn tap(&self, camera: i64) -> Arc<Tap> {
+        self.taps
+            .lock()
+            .expect("taps lock")
+            .entry(camera)
+            .or_insert_with(|| {
+                Arc::new(Tap {
+                    camera,
+                    inner: Mutex::new(TapInner::default()),
+                    cmd: self.cmd.clone(),
+                    dropped: self.dropped.clone(),
+                })
+            })
+            .clone()
+    }
+
+    pub fn is_streaming(&self, camera: i64) -> bool {
+        self.taps
+            .lock()
+            .expect("taps lock")
+            .get(&camera)
+            .is_some_and(|t| t.inner.lock().expect("tap lock").streaming)
+    }
+
+    /// Answers a WHEP offer for a camera.
+    pub async fn subscribe(
+        &self,
+        camera: i64,
+        offer: String,
+        info: SessionInfo,
+    ) -> Result<(SessionId, String), LiveError> {
+        if !self.is_streaming(camera) {
+            return Err(LiveError::NotStreaming);
+        }
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Cmd::Subscribe {
+                camera,
+                offer,
+                reply,
+            })
+            .await
+            .map_err(|_| LiveError::Stopped)?;
+        let (id, answer) = rx
+            .await
+            .map_err(|_| LiveError::Stopped)?
+            .map_err(LiveError::Session)?;
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .insert(id, info);
+        Ok((id, answer))
+    }
+
+    pub fn session(&self, id: SessionId) -> Option<SessionInfo> {
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .get(&id)
+            .cloned()
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.lock().expect("sessions lock").len()
+    }
+
+    /// Ends a session; `false` if there was none.
+    pub async fn close(&self, session: SessionId) -> bool {
+        let (reply, rx) = oneshot::channel();
+        if self.cmd.send(Cmd::Close { session, reply }).await.is_err() {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+}
+
+async fn read_socket(s: Arc<UdpSocket>, tx: mpsc::Sender<Cmd>) {
+    let Ok(destination) = s.local_addr() else {
+        return;
+    };
+    let mut buf = vec![0u8; 2048];
+    loop {
+        match s.recv_from(&mut buf).await {
+            Ok((n, source)) => {
+                let c = Cmd::Datagram {
+                    source,
+                    destination,
+                    data: buf[..n].to_vec(),
+                };
+                if tx.send(c).await.is_err() {
+                    return;
+                }
+            }
+            // ICMP errors (a viewer that went away) surface here on Linux: not fatal.
+            Err(e) => tracing::debug!(error = %e, "UDP receive"),
+        }
+    }
+}
+
+fn media_frame(f: &TapFrame) -> MediaFrame<'_> {
+    MediaFrame {
+        kind: f.kind,
+        ts: f.ts,
+        keyframe: f.key,
+        data: &f.data,
+    }
+}
+
+fn set_tracks(core: &mut Core, camera: i64, t: &TapTracks) {
+    let s = core.source(camera);
+    if let Some((codec, ps)) = &t.video {
+        s.set_video(*codec, ps.clone());
+    }
+    s.set_audio(t.audio);
+}
+
+async fn run(
+    mut core: Core,
+    sockets: Vec<Arc<UdpSocket>>,
+    mut rx: mpsc::Receiver<Cmd>,
+    live: std::sync::Weak<Live>,
+    ended: mpsc::UnboundedSender<Ended>,
+) {
+    let mut deadline: Option<Instant> = None;
+    let mut viewers: HashMap<i64, usize> = HashMap::new();
+    loop {
+        // Everything the core wants done, then wait for the next input or its timeout.
+        while let Some(o) = core.poll_output() {
+            match o {
+                Output::Transmit(t) => {
+                    let s = sockets
+                        .iter()
+                        .find(|s| s.local_addr().is_ok_and(|a| a == t.source))
+                        .or(sockets.first());
+                    if let Some(s) = s
+                        && let Err(e) = s.send_to(&t.contents, t.destination).await
+                    {
+                        tracing::debug!(error = %e, to = %t.destination, "UDP send");
+                    }
+                }
+                Output::Closed(c) => {
+                    let Some(live) = live.upgrade() else { return };
+                    let info = live
+                        .sessions
+                        .lock()
+                        .expect("sessions lock")
+                        .remove(&c.session);
+                    let n = viewers.entry(c.source).or_default();
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        viewers.remove(&c.source);
+                        if let Some(tap) = live.taps.lock().expect("taps lock").get(&c.source) {
+                            tap.inner.lock().expect("tap lock").watched = false;
+                        }
+                    }
+                    if let Some(info) = info {
+                        let _ = ended.send(Ended {
+                            session: c.session,
+                            info,
+                            bytes_sent: c.bytes_sent,
+                            reason: c.reason,
+                        });
+                    }
+                }
+                Output::Timeout(t) => deadline = Some(t),
+            }
+        }
+        let cmd = match deadline {
+            Some(d) => tokio::select! {
+                c = rx.recv() => c,
+                _ = tokio::time::sleep_until(d.into()) => {
+                    deadline = None;
+                    core.handle_input(Instant::now(), Input::Timeout);
+                    continue;
+                }
+            },
+            None => rx.recv().await,
+        };
+        let Some(cmd) = cmd else { return };
+        let now = Instant::now();
+        match cmd {
+            Cmd::Frame(camera, f) => core.handle_input(now, Input::Frame(camera, media_frame(&f))),
+            Cmd::Tracks(camera, t) => set_tracks(&mut core, camera, &t),
+            Cmd::Datagram {
+                source,
+                destination,
+                data,
+            } => core.handle_input(
+                now,
+                Input::Datagram {
+                    source,
+                    destination,
+                    data: &data,
+                },
+            ),
+            Cmd::Subscribe {
+                camera,
+                offer,
+                reply,
+            } => {
+                let Some(live) = live.upgrade() else { return };
+                if !viewers.contains_key(&camera) {
+                    // First viewer: the core's copy of the source starts from the tap's GOP,
+                    // and from now on the tap passes every frame on.
+                    let tap = live.tap(camera);
+                    let (gop, tracks) = {
+                        let mut t = tap.inner.lock().expect("tap lock");
+                        t.watched = true;
+                        (t.gop.clone(), t.tracks.clone())
+                    };
+                    core.source(camera).reset();
+                    set_tracks(&mut core, camera, &tracks);
+                    for f in &gop {
+                        core.handle_input(now, Input::Frame(camera, media_frame(f)));
+                    }
+                }
+                let res = core.subscribe(now, camera, &offer, &live.candidates);
+                if res.is_ok() {
+                    *viewers.entry(camera).or_default() += 1;
+                } else if !viewers.contains_key(&camera)
+                    && let Some(tap) = live.taps.lock().expect("taps lock").get(&camera)
+                {
+                    tap.inner.lock().expect("tap lock").watched = false;
+                }
+                let _ = reply.send(res);
+                deadline = None;
+            }
+            Cmd::Close { session, reply } => {
+                let _ = reply.send(core.close(session, "ended by the viewer"));
+            }
+        }
+    }
+}

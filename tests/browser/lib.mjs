@@ -1,0 +1,42 @@
+// Shared by the browser tests: a tiny test runner and helpers.
+
+import net from 'node:net';
+import path from 'node:path';
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** A free TCP port on 127.0.0.1 (taken and released). */
+export async function freePort() {
+  const srv = net.createServer();
+  await new Promise((resolve, reject) => srv.listen(0, '127.0.0.1', resolve).on('error', reject));
+  const { port } = srv.address();
+  await new Promise((resolve) => srv.close(resolve));
+  return port;
+}
+
+/**
+ * A test runner: `test(name, fn)` runs fn, prints "ok"/"FAIL" with the time taken, and on a
+ * failure saves a screenshot of the current page (`setPage`) as OUT/<prefix>failure-N.png.
+ */
+export function runner(out, root, prefix = '') {
+  const results = { passed: 0, failed: 0 };
+  let page = null;
+  let shots = 0;
+  async function test(name, fn) {
+    const started = Date.now();
+    try {
+      await fn();
+      results.passed += 1;
+      console.log(`ok   ${name} (${Date.now() - started} ms)`);
+    } catch (err) {
+      results.failed += 1;
+      console.log(`FAIL ${name}: ${(err && (err.stack || err.message)) || err}`);
+      if (page) {
+        const file = path.join(out, `${prefix}failure-${++shots}.png`);
+        await page.screenshot({ path: file, fullPage: true }).catch(() => {});
+        console.log(`     screenshot: ${path.relative(root, file)}`);
+      }
+    }
+  }
+  return { test, results, setPage: (p) => { page = p; } };
+}

@@ -1,0 +1,251 @@
+// Headless Chromium plays live cameras over WebRTC (WHEP) from the real server, fed by real
+// RTSP cameras (GStreamer's RTSP server, tests/support/rtsp_camera.py), not xaso's own
+// simulator.
+//
+//   node tests/browser/live.test.mjs
+//
+// Env: SERVER_BIN (default target/debug/xaso), CHROMIUM (default /usr/bin/chromium).
+// Output (screenshots, logs, measured times) goes to tests/output/browser/.
+// Ends with "N passed, M failed"; exits non-zero on any failure.
+
+import { spawn } from 'node:child_process';
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
+import { chromium } from 'playwright-core';
+import { freePort, runner, sleep } from './lib.mjs';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const OUT = path.join(ROOT, 'tests', 'output', 'browser');
+const BIN = path.resolve(ROOT, process.env.SERVER_BIN || 'target/debug/xaso');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const ADMIN = { username: 'admin', password: 'live-test-Admin-7q2w' };
+const { test, results, setPage } = runner(OUT, ROOT, 'live-');
+
+const children = [];
+process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')));
+
+/** Starts a GStreamer RTSP camera; resolves with its URL. */
+async function startCamera(args) {
+  const port = await freePort();
+  const child = spawn('/usr/bin/python3', [path.join(ROOT, 'tests/support/rtsp_camera.py'), '--port', String(port), ...args],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  child.stderr.pipe(createWriteStream(path.join(OUT, `live-camera-${port}.log`)));
+  const rl = readline.createInterface({ input: child.stdout });
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('camera did not start in 20 s')), 20_000);
+    rl.on('line', (line) => {
+      if (line.startsWith('READY ')) { clearTimeout(t); resolve(line.slice(6).trim()); }
+    });
+    child.on('exit', (code) => reject(new Error(`camera exited with ${code}`)));
+  });
+}
+
+async function startServer(cameras) {
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'xaso-live-'));
+  const port = await freePort();
+  const cfg = path.join(dataDir, 'xaso.toml');
+  let toml = '[recording]\nsimulated_camera = false\n';
+  for (const c of cameras) toml += `\n[[camera]]\nname = "${c.name}"\nurl = "${c.url}"\n`;
+  await writeFile(cfg, toml);
+  const child = spawn(BIN, ['--config', cfg, 'serve', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`], {
+    env: { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('XASO_'))), XASO_ADMIN_PASSWORD: ADMIN.password },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(child);
+  const log = createWriteStream(path.join(OUT, 'live-server.log'));
+  child.stdout.pipe(log);
+  child.stderr.pipe(log);
+  const base = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try { if ((await fetch(`${base}/healthz`)).status === 200) break; } catch { /* not yet */ }
+    if (Date.now() > deadline) throw new Error('server did not start');
+    await sleep(200);
+  }
+  return {
+    base,
+    async stop() {
+      child.kill('SIGTERM');
+      await new Promise((r) => { child.on('exit', r); setTimeout(r, 5_000); });
+      await rm(dataDir, { recursive: true, force: true }).catch(() => {});
+    },
+  };
+}
+
+/** An API client with the admin's cookie (Node's fetch). */
+async function apiLogin(base) {
+  const res = await fetch(`${base}/api/login`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(ADMIN),
+  });
+  assert.equal(res.status, 200);
+  const cookie = res.headers.get('set-cookie').split(';')[0];
+  return (p, init = {}) => fetch(`${base}${p}`, { ...init, headers: { cookie, ...(init.headers || {}) } });
+}
+
+async function waitStreaming(api, ids) {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const st = await Promise.all(ids.map(async (id) => (await (await api(`/api/cameras/${id}/status`)).json()).state));
+    if (st.every((s) => s === 'streaming')) return;
+    if (Date.now() > deadline) throw new Error(`cameras not streaming: ${st}`);
+    await sleep(300);
+  }
+}
+
+// A WHEP player that is not xaso's UI: plain WebRTC and fetch, a Bearer token, no cookies.
+const PLAIN_PAGE = `<!doctype html><meta charset="utf-8"><title>plain WHEP</title>
+<video id="v" muted autoplay playsinline></video>
+<script>
+window.play = async (url, token) => {
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  pc.addTransceiver('video', { direction: 'recvonly' });
+  pc.addTransceiver('audio', { direction: 'recvonly' });
+  pc.ontrack = (e) => { document.getElementById('v').srcObject = e.streams[0] || new MediaStream([e.track]); };
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((r) => { if (pc.iceGatheringState === 'complete') r(); pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && r(); setTimeout(r, 1000); });
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/sdp', authorization: 'Bearer ' + token }, body: pc.localDescription.sdp, credentials: 'omit' });
+  if (res.status !== 201) throw new Error('WHEP answered ' + res.status + ': ' + await res.text());
+  window.location_ = res.headers.get('location');
+  await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+  window.pc = pc;
+  return window.location_;
+};
+window.frames_ = async () => {
+  let n = 0;
+  (await window.pc.getStats()).forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') n = s.framesDecoded || 0; });
+  return n;
+};
+</script>`;
+
+async function main() {
+  await mkdir(OUT, { recursive: true });
+  const camA = await startCamera(['--path', 'a', '--video', 'h264', '--audio', 'pcmu', '--gop', '50', '--bitrate', '800']);
+  const camB = await startCamera(['--path', 'b', '--video', 'h264', '--gop', '50', '--bitrate', '800']);
+  const server = await startServer([{ name: 'Cổng trước', url: camA }, { name: 'Sân sau', url: camB }]);
+  const api = await apiLogin(server.base);
+  const timings = {};
+  let browser = null;
+  try {
+    await waitStreaming(api, [1, 2]);
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      chromiumSandbox: false,
+      args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync',
+        '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required'],
+    });
+    const context = await browser.newContext({ baseURL: server.base, locale: 'vi-VN', viewport: { width: 1280, height: 860 } });
+    const page = await context.newPage();
+    setPage(page);
+    page.setDefaultTimeout(10_000);
+
+    await test('the Live page plays every camera within 3 s', async () => {
+      await page.goto('/');
+      await page.getByTestId('login-username').fill(ADMIN.username);
+      await page.getByTestId('login-password').fill(ADMIN.password);
+      await page.getByTestId('login-submit').click();
+      await page.getByTestId('nav-live').waitFor();
+      const t0 = Date.now();
+      await page.goto('/#/live');
+      const first = {};
+      for (;;) {
+        const tiles = await page.evaluate(() => (window.xasoLive ? window.xasoLive.tiles() : []));
+        for (const t of tiles) if (t.framesDecoded > 0 && !(t.cameraId in first)) first[t.cameraId] = Date.now() - t0;
+        if (Object.keys(first).length === 2) break;
+        if (Date.now() - t0 > 3_000) throw new Error(`not every tile played within 3 s: ${JSON.stringify(tiles)}`);
+        await sleep(50);
+      }
+      timings.live_page_first_frame_ms = first;
+      // Frames keep coming, and the tile says live.
+      const before = await page.evaluate(() => window.xasoLive.tiles().map((t) => t.framesDecoded));
+      await sleep(2_500);
+      const after = await page.evaluate(() => window.xasoLive.tiles().map((t) => t.framesDecoded));
+      assert.ok(after.every((n, i) => n > before[i] + 20), `frames grow: ${before} -> ${after}`);
+      assert.equal(await page.getByTestId('tile-state-1').getAttribute('data-state'), 'live');
+      await page.screenshot({ path: path.join(OUT, 'live-grid.png') });
+    });
+
+    await test('leaving the page ends the sessions, and each is audited with its bytes', async () => {
+      await page.goto('/#/recordings');
+      const deadline = Date.now() + 10_000;
+      let ends = [];
+      for (;;) {
+        const audit = await (await api('/api/audit?action=live.end')).json();
+        ends = audit.entries;
+        if (ends.length >= 2) break;
+        if (Date.now() > deadline) throw new Error(`live.end entries: ${JSON.stringify(ends)}`);
+        await sleep(300);
+      }
+      assert.ok(ends.every((e) => e.detail.bytes_sent > 10_000), JSON.stringify(ends.map((e) => e.detail)));
+      const starts = (await (await api('/api/audit?action=live.start')).json()).entries;
+      assert.ok(starts.length >= 2);
+    });
+
+    await test('a plain WHEP page (not the xaso UI) plays with a Bearer token, and DELETE ends it', async () => {
+      const tok = await (await api('/api/tokens', {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'whep-test', user_id: 1 }),
+      })).json();
+      const token = tok.token || tok.secret;
+      assert.ok(token, JSON.stringify(tok));
+      const plain = await browser.newPage();
+      setPage(plain);
+      await plain.route(`${server.base}/plain-whep.html`, (r) => r.fulfill({ contentType: 'text/html', body: PLAIN_PAGE }));
+      await plain.goto(`${server.base}/plain-whep.html`);
+      const t0 = Date.now();
+      const location = await plain.evaluate(([u, t]) => window.play(u, t), [`${server.base}/api/cameras/1/whep`, token]);
+      assert.match(location, /^\/api\/cameras\/1\/whep\/\d+$/);
+      for (;;) {
+        if ((await plain.evaluate(() => window.frames_())) > 0) break;
+        if (Date.now() - t0 > 3_000) throw new Error('the plain page decoded no frame within 3 s');
+        await sleep(20);
+      }
+      timings.plain_whep_first_frame_ms = Date.now() - t0;
+      const del = await fetch(`${server.base}${location}`, { method: 'DELETE', headers: { authorization: `Bearer ${token}` } });
+      assert.equal(del.status, 204);
+      const again = await fetch(`${server.base}${location}`, { method: 'DELETE', headers: { authorization: `Bearer ${token}` } });
+      assert.equal(again.status, 404);
+      await plain.close();
+      setPage(page);
+    });
+
+    await test('bad WHEP requests get a 4xx and the server keeps serving', async () => {
+      const post = (p, body, type = 'application/sdp') => api(p, { method: 'POST', headers: { 'content-type': type }, body });
+      assert.equal((await post('/api/cameras/1/whep', 'v=0 garbage')).status, 400);
+      assert.equal((await post('/api/cameras/1/whep', '')).status, 400);
+      assert.equal((await post('/api/cameras/1/whep', 'v=0', 'application/json')).status, 415);
+      assert.equal((await post('/api/cameras/999/whep', 'v=0')).status, 404);
+      const res = await post('/api/cameras/1/whep', 'v=0');
+      assert.equal((await res.json()).error !== undefined, true);
+      assert.equal((await api('/api/cameras/1/whep/123456', { method: 'DELETE' })).status, 404);
+      assert.equal((await api('/api/cameras/1/whep/123456', {
+        method: 'PATCH', headers: { 'content-type': 'application/trickle-ice-sdpfrag' }, body: 'a=ice-ufrag:x',
+      })).status, 404);
+      assert.equal((await fetch(`${server.base}/api/cameras/1/whep`, { method: 'POST', body: 'v=0' })).status, 401);
+      // Still serving: the page plays again.
+      await page.goto('/#/live');
+      const t0 = Date.now();
+      for (;;) {
+        const tiles = await page.evaluate(() => (window.xasoLive ? window.xasoLive.tiles() : []));
+        if (tiles.length === 2 && tiles.every((t) => t.framesDecoded > 0)) break;
+        if (Date.now() - t0 > 5_000) throw new Error(`no playback after bad requests: ${JSON.stringify(tiles)}`);
+        await sleep(50);
+      }
+    });
+  } finally {
+    console.log(`timings: ${JSON.stringify(timings)}`);
+    await writeFile(path.join(OUT, 'live-timings.json'), JSON.stringify(timings, null, 2));
+    if (browser) await browser.close();
+    await server.stop();
+    children.forEach((c) => c.kill('SIGTERM'));
+  }
+  console.log(`${results.passed} passed, ${results.failed} failed`);
+  process.exit(results.failed ? 1 : 0);
+}
+
+main().catch((e) => { console.error(e); process.exit(1); });
