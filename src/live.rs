@@ -28,6 +28,8 @@ struct TapFrame {
     ts: i64,
     key: bool,
     data: Bytes,
+    /// When the camera task handed the frame over (for the forwarding latency).
+    at: Option<Instant>,
 }
 
 #[derive(Clone, Default, PartialEq)]
@@ -54,18 +56,27 @@ pub struct Tap {
 }
 
 impl Tap {
-    /// A frame from the camera. `info` is the frame's new track description, if any.
+    /// A frame from the camera, of a track with `codec`. `new_params` is set (to the
+    /// track's sample entry, if any) when the frame comes with a new track description.
     pub fn frame(
         &self,
         kind: Kind,
+        codec: Codec,
         ts: i64,
         key: bool,
         data: &Bytes,
-        info: Option<(Codec, Option<&[u8]>)>,
+        new_params: Option<Option<&[u8]>>,
     ) {
         let mut t = self.inner.lock().expect("tap lock");
         t.streaming = true;
-        if let Some((codec, entry)) = info {
+        // A track is known from its first description, or from its codec alone (retina
+        // describes no parameters for G.711).
+        let unknown = match kind {
+            Kind::Video => t.tracks.video.is_none(),
+            Kind::Audio => t.tracks.audio.is_none(),
+        };
+        let info = new_params.or(if unknown { Some(None) } else { None });
+        if let Some(entry) = info {
             let mut tracks = t.tracks.clone();
             match kind {
                 Kind::Video => {
@@ -99,6 +110,7 @@ impl Tap {
                     ts,
                     key,
                     data: data.clone(),
+                    at: None,
                 });
             } else {
                 t.gop.clear();
@@ -113,6 +125,7 @@ impl Tap {
                     ts,
                     key,
                     data: data.clone(),
+                    at: Some(Instant::now()),
                 },
             ));
         }
@@ -193,6 +206,33 @@ pub struct Live {
     /// The host candidates offered to every viewer.
     pub candidates: Vec<SocketAddr>,
     pub dropped: Arc<AtomicU64>,
+    /// Frame handed over by the camera task → its last datagram sent to every viewer.
+    pub latency: Histogram,
+}
+
+/// Upper bounds of the forwarding-latency buckets, in microseconds.
+pub const LATENCY_BUCKETS_US: [u64; 14] = [
+    50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 10_000, 20_000, 50_000,
+];
+
+/// A fixed-bucket latency histogram (Prometheus style), lock-free.
+#[derive(Default)]
+pub struct Histogram {
+    /// One count per bucket of [`LATENCY_BUCKETS_US`], then the overflow.
+    pub counts: [AtomicU64; 15],
+    pub sum_us: AtomicU64,
+}
+
+impl Histogram {
+    pub fn record(&self, d: std::time::Duration) {
+        let us = d.as_micros() as u64;
+        let i = LATENCY_BUCKETS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(LATENCY_BUCKETS_US.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
 }
 
 /// The addresses to offer: configured ones, else the HTTP listen address when specific,
@@ -245,6 +285,7 @@ impl Live {
             sessions: Mutex::new(HashMap::new()),
             candidates,
             dropped: Arc::new(AtomicU64::new(0)),
+            latency: Histogram::default(),
         });
         let seed = rand::random::<u64>();
         tokio::spawn(run(
@@ -384,6 +425,8 @@ async fn run(
 ) {
     let mut deadline: Option<Instant> = None;
     let mut viewers: HashMap<i64, usize> = HashMap::new();
+    // The frame whose datagrams are being sent, for the latency histogram.
+    let mut forwarding: Option<Instant> = None;
     loop {
         // Everything the core wants done, then wait for the next input or its timeout.
         while let Some(o) = core.poll_output() {
@@ -426,6 +469,11 @@ async fn run(
                 Output::Timeout(t) => deadline = Some(t),
             }
         }
+        if let Some(at) = forwarding.take()
+            && let Some(live) = live.upgrade()
+        {
+            live.latency.record(at.elapsed());
+        }
         let cmd = match deadline {
             Some(d) => tokio::select! {
                 c = rx.recv() => c,
@@ -440,7 +488,12 @@ async fn run(
         let Some(cmd) = cmd else { return };
         let now = Instant::now();
         match cmd {
-            Cmd::Frame(camera, f) => core.handle_input(now, Input::Frame(camera, media_frame(&f))),
+            Cmd::Frame(camera, f) => {
+                if viewers.contains_key(&camera) {
+                    forwarding = f.at;
+                }
+                core.handle_input(now, Input::Frame(camera, media_frame(&f)))
+            }
             Cmd::Tracks(camera, t) => set_tracks(&mut core, camera, &t),
             Cmd::Datagram {
                 source,

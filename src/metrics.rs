@@ -131,6 +131,9 @@ pub async fn render(State(st): State<AppState>) -> impl IntoResponse {
     if let Some(r) = &st.recorder {
         render_recorder(&mut text, r);
     }
+    if let Some(l) = &st.live {
+        render_live(&mut text, l);
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -138,6 +141,40 @@ pub async fn render(State(st): State<AppState>) -> impl IntoResponse {
         )],
         text,
     )
+}
+
+/// Live view: sessions, frames dropped on the way to the forwarding task, and the
+/// forwarding latency (frame from the camera task → its datagrams sent to every viewer).
+fn render_live(out: &mut String, l: &crate::live::Live) {
+    use std::fmt::Write;
+    use std::sync::atomic::Ordering::Relaxed;
+    let _ = writeln!(
+        out,
+        "# HELP xaso_live_sessions WebRTC viewers connected now.\n# TYPE xaso_live_sessions gauge\nxaso_live_sessions {}",
+        l.session_count()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP xaso_live_frames_dropped_total Frames not forwarded because the live queue was full.\n# TYPE xaso_live_frames_dropped_total counter\nxaso_live_frames_dropped_total {}",
+        l.dropped.load(Relaxed)
+    );
+    let name = "xaso_live_forward_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} From a camera frame handed to live view to its last datagram sent to every viewer.\n# TYPE {name} histogram"
+    );
+    let mut cum = 0;
+    for (i, b) in crate::live::LATENCY_BUCKETS_US.iter().enumerate() {
+        cum += l.latency.counts[i].load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {cum}", *b as f64 / 1e6);
+    }
+    cum += l.latency.counts[crate::live::LATENCY_BUCKETS_US.len()].load(Relaxed);
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cum}");
+    let _ = writeln!(
+        out,
+        "{name}_sum {}\n{name}_count {cum}",
+        l.latency.sum_us.load(Relaxed) as f64 / 1e6
+    );
 }
 
 type StatusField = fn(&crate::recorder::CameraStatus) -> f64;

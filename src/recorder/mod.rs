@@ -145,7 +145,7 @@ impl Recorder {
             let (stop, rx) = watch::channel(false);
             let me = self.clone();
             let c = cam.clone();
-            let join = tokio::spawn(async move { me.camera_task(c, rx).await });
+            let join = ingest_runtime(id).spawn(async move { me.camera_task(c, rx).await });
             tasks.insert(
                 id,
                 Task {
@@ -330,17 +330,16 @@ impl Recorder {
                     }
                 });
             }
-            if let Some(tap) = &tap {
-                let kind = if codecs.get(frame.track).is_some_and(|c| c.is_video()) {
+            if let Some(tap) = &tap
+                && let Some(&codec) = codecs.get(frame.track)
+            {
+                let kind = if codec.is_video() {
                     xaso_sfu::Kind::Video
                 } else {
                     xaso_sfu::Kind::Audio
                 };
-                let info = frame
-                    .params
-                    .as_ref()
-                    .map(|p| (p.codec, p.sample_entry.as_deref()));
-                tap.frame(kind, frame.ts, frame.is_sync, &frame.data, info);
+                let params = frame.params.as_ref().map(|p| p.sample_entry.as_deref());
+                tap.frame(kind, codec, frame.ts, frame.is_sync, &frame.data, params);
             }
             if failed.swap(false, Ordering::Relaxed) {
                 rs.abandon_segment();
@@ -412,6 +411,33 @@ impl Recorder {
             }
         }
     }
+}
+
+/// The runtimes camera tasks run on: single-threaded tokio runtimes, one per two cores,
+/// each on its own thread, each camera always on the same one. Under load a camera's
+/// packets are then handled in long runs on one thread, instead of waking the shared
+/// runtime's workers one after the other (see docs/benchmarks.md for what it saves).
+/// HTTP, the index and live view stay on the main runtime.
+fn ingest_runtime(camera_id: i64) -> tokio::runtime::Handle {
+    static POOL: std::sync::OnceLock<Vec<tokio::runtime::Handle>> = std::sync::OnceLock::new();
+    let pool = POOL.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (0..(cores / 2).clamp(1, 8))
+            .map(|i| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("building an ingest runtime");
+                let handle = rt.handle().clone();
+                std::thread::Builder::new()
+                    .name(format!("xaso-ingest-{i}"))
+                    .spawn(move || rt.block_on(std::future::pending::<()>()))
+                    .expect("spawning an ingest thread");
+                handle
+            })
+            .collect()
+    });
+    pool[camera_id.rem_euclid(pool.len() as i64) as usize].clone()
 }
 
 /// Frame rate and bitrate over a sliding window of a few seconds.

@@ -7,6 +7,7 @@
 //! - [`source`]: a publisher's tracks, packetized frames and current GOP.
 //! - [`session`]: one subscriber, a str0m `Rtc` kept behind our own types.
 //! - [`core`]: sources, sessions, demultiplexing, timeouts.
+//! - [`viewer`]: a receive-only peer that checks what arrives (load client, tests).
 //!
 //! Why str0m, and how the choice is contained: docs/design/sfu.md.
 
@@ -14,6 +15,7 @@ pub mod core;
 pub mod h264;
 pub mod session;
 pub mod source;
+pub mod viewer;
 
 pub use crate::core::{Closed, Core, Input, Output, SessionId, SourceId};
 pub use session::{SessionError, Transmit};

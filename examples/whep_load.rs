@@ -1,0 +1,183 @@
+//! WHEP load client: N receive-only WebRTC viewers of one camera, on the server's own
+//! WebRTC library (str0m, through `xaso_sfu::viewer`), each with its own UDP socket on
+//! 127.0.0.1. Every viewer checks that RTP arrives in order without gaps and that the
+//! H.264 payloads reassemble into whole frames; at the end each `DELETE`s its session.
+//!
+//!     cargo run --release --example whep_load -- URL TOKEN [VIEWERS] [SECONDS]
+//!
+//! URL is a camera's WHEP endpoint (`http://127.0.0.1:8080/api/cameras/1/whep`), TOKEN an
+//! API token (`POST /api/tokens`). Prints one line per viewer and a JSON summary; exits 1
+//! if any viewer failed to connect, was dropped, lost packets or got a broken frame.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use xaso_sfu::viewer::{Viewer, ViewerStats};
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub stats: ViewerStats,
+    /// From the POST to the first whole video frame.
+    pub first_frame: Option<Duration>,
+    pub deleted: bool,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.stats.connected
+            && !self.stats.disconnected
+            && self.stats.frames > 0
+            && self.stats.gaps == 0
+            && self.stats.bad_frames == 0
+            && self.deleted
+    }
+}
+
+/// One viewer for `secs` seconds.
+pub async fn viewer(url: String, token: String, secs: u64) -> Result<Report, String> {
+    let sock = UdpSocket::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let local = sock.local_addr().map_err(|e| e.to_string())?;
+    let t0 = Instant::now();
+    let (mut v, offer) = Viewer::offer(t0, local, true);
+    let http = reqwest::Client::new();
+    let res = http
+        .post(&url)
+        .bearer_auth(&token)
+        .header("content-type", "application/sdp")
+        .body(offer)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if res.status().as_u16() != 201 {
+        let s = res.status();
+        return Err(format!(
+            "WHEP answered {s}: {}",
+            res.text().await.unwrap_or_default()
+        ));
+    }
+    let location = res
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .ok_or("no Location")?
+        .to_string();
+    let answer = res.text().await.map_err(|e| e.to_string())?;
+    v.answer(&answer)?;
+    let end = t0 + Duration::from_secs(secs);
+    let mut buf = vec![0u8; 2048];
+    let mut out = Vec::new();
+    let mut first_frame = None;
+    v.handle_timeout(Instant::now(), &mut out);
+    loop {
+        for t in out.drain(..) {
+            let _ = sock.send_to(&t.contents, t.destination).await;
+        }
+        if first_frame.is_none() && v.stats.frames > 0 {
+            first_frame = Some(t0.elapsed());
+        }
+        let now = Instant::now();
+        if now >= end || v.stats.disconnected {
+            break;
+        }
+        let wake = v.timeout().min(end);
+        tokio::select! {
+            r = sock.recv_from(&mut buf) => {
+                if let Ok((n, from)) = r {
+                    v.handle_receive(Instant::now(), from, local, &buf[..n], &mut out);
+                }
+            }
+            _ = tokio::time::sleep_until(wake.into()) => v.handle_timeout(Instant::now(), &mut out),
+        }
+    }
+    let base: SocketAddr = {
+        let u = reqwest::Url::parse(&url).map_err(|e| e.to_string())?;
+        u.socket_addrs(|| None)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .next()
+            .ok_or("no address")?
+    };
+    let deleted = http
+        .delete(format!("http://{base}{location}"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .is_ok_and(|r| r.status().as_u16() == 204);
+    v.disconnect();
+    v.finish();
+    Ok(Report {
+        stats: v.stats.clone(),
+        first_frame,
+        deleted,
+    })
+}
+
+/// `n` viewers at once; their reports in order.
+pub async fn run(url: &str, token: &str, n: usize, secs: u64) -> Vec<Result<Report, String>> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| tokio::spawn(viewer(url.to_string(), token.to_string(), secs)))
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.map_err(|e| e.to_string()).and_then(|r| r));
+    }
+    out
+}
+
+#[allow(dead_code)]
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() < 2 {
+        eprintln!("usage: whep_load URL TOKEN [VIEWERS] [SECONDS]");
+        std::process::exit(2);
+    }
+    let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(50);
+    let secs: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(60);
+    xaso_sfu::init_crypto();
+    let reports = run(&args[0], &args[1], n, secs).await;
+    let mut failed = 0;
+    let mut first: Vec<f64> = Vec::new();
+    for (i, r) in reports.iter().enumerate() {
+        match r {
+            Ok(r) => {
+                if !r.ok() {
+                    failed += 1;
+                }
+                if let Some(f) = r.first_frame {
+                    first.push(f.as_secs_f64() * 1000.0);
+                }
+                println!(
+                    "viewer {i}: {} frames, {} video packets, {} audio packets, {} gaps, {} reordered, {} bad frames, first frame {:?}, deleted {}",
+                    r.stats.frames,
+                    r.stats.video_packets,
+                    r.stats.audio_packets,
+                    r.stats.gaps,
+                    r.stats.reordered,
+                    r.stats.bad_frames,
+                    r.first_frame,
+                    r.deleted
+                );
+            }
+            Err(e) => {
+                failed += 1;
+                println!("viewer {i}: FAILED: {e}");
+            }
+        }
+    }
+    first.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        first
+            .get(((first.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+    };
+    let json = |v: Option<f64>| v.map_or("null".to_string(), |v| format!("{v:.1}"));
+    println!(
+        "{{\"viewers\": {n}, \"seconds\": {secs}, \"failed\": {failed}, \"first_frame_ms_p50\": {}, \"first_frame_ms_max\": {}}}",
+        json(pct(0.5)),
+        json(first.last().copied())
+    );
+    std::process::exit(if failed > 0 { 1 } else { 0 });
+}

@@ -1,0 +1,251 @@
+//! A receive-only WebRTC viewer on the same library as the server, for the load client
+//! (`examples/whep_load.rs`) and the tests: makes a recvonly offer, takes the answer, and
+//! checks what arrives: RTP sequence numbers in order without gaps, and H.264 payloads
+//! that reassemble into NAL units (frames counted at the marker bit). Sans-IO like the
+//! rest: the caller moves datagrams and time.
+
+use crate::h264;
+use crate::session::Transmit;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::media::{Direction, MediaKind};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+
+/// What a viewer has seen.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ViewerStats {
+    pub connected: bool,
+    pub video_packets: u64,
+    pub audio_packets: u64,
+    pub bytes: u64,
+    /// Whole video frames that reassembled into NAL units.
+    pub frames: u64,
+    /// Video frames whose payloads did not reassemble.
+    pub bad_frames: u64,
+    /// Video packets never received (lost and not retransmitted in time).
+    pub gaps: u64,
+    /// Video packets that came after a later one (retransmissions that filled a hole).
+    pub reordered: u64,
+    pub disconnected: bool,
+}
+
+pub struct Viewer {
+    rtc: Rtc,
+    pending: Option<SdpPendingOffer>,
+    pub stats: ViewerStats,
+    video_mid: Option<str0m::media::Mid>,
+    /// Packets not yet assembled, by sequence number (a small jitter buffer, so that a
+    /// retransmitted packet can still fill its hole).
+    buf: BTreeMap<u64, (bool, Vec<u8>)>,
+    /// The next sequence number to assemble from.
+    next: Option<u64>,
+    max_seq: u64,
+    timeout: Instant,
+}
+
+/// Packets held waiting for a hole to be filled before it is given up.
+const JITTER_PACKETS: usize = 512;
+
+impl Viewer {
+    /// A viewer whose socket is `local`; returns it and its SDP offer (video and, with
+    /// `audio`, audio, both recvonly).
+    pub fn offer(now: Instant, local: SocketAddr, audio: bool) -> (Viewer, String) {
+        // As a browser does: G.711 offered besides Opus.
+        let mut rtc = Rtc::builder()
+            .set_rtp_mode(true)
+            .enable_pcmu(true, false)
+            .enable_pcma(true, false)
+            .build(now);
+        if let Ok(c) = Candidate::host(local, "udp") {
+            rtc.add_local_candidate(c);
+        }
+        let mut api = rtc.sdp_api();
+        let video_mid = api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        if audio {
+            api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+        }
+        let (offer, pending) = api.apply().expect("a fresh offer");
+        let v = Viewer {
+            rtc,
+            pending: Some(pending),
+            stats: ViewerStats::default(),
+            video_mid: Some(video_mid),
+            buf: BTreeMap::new(),
+            next: None,
+            max_seq: 0,
+            timeout: now,
+        };
+        (v, offer.to_sdp_string())
+    }
+
+    /// Takes the server's SDP answer.
+    pub fn answer(&mut self, sdp: &str) -> Result<(), String> {
+        let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| e.to_string())?;
+        let pending = self.pending.take().ok_or("answer already taken")?;
+        self.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn timeout(&self) -> Instant {
+        self.timeout
+    }
+
+    pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+        out: &mut Vec<Transmit>,
+    ) {
+        let Ok(contents) = data.try_into() else {
+            return;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination,
+                contents,
+            },
+        );
+        if self.rtc.accepts(&input) && self.rtc.handle_input(input).is_ok() {
+            self.drain(out);
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Transmit>) {
+        if self.rtc.handle_input(Input::Timeout(now)).is_ok() {
+            self.drain(out);
+        }
+    }
+
+    /// Ends the viewer's side (the load client stops).
+    pub fn disconnect(&mut self) {
+        self.rtc.disconnect();
+    }
+
+    fn drain(&mut self, out: &mut Vec<Transmit>) {
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => {
+                    self.timeout = t;
+                    return;
+                }
+                Ok(Output::Transmit(t)) => out.push(Transmit {
+                    source: t.source,
+                    destination: t.destination,
+                    contents: t.contents.into(),
+                }),
+                Ok(Output::Event(e)) => self.event(e),
+                Err(_) => {
+                    self.stats.disconnected = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn event(&mut self, e: Event) {
+        match e {
+            Event::Connected => self.stats.connected = true,
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                self.stats.disconnected = true
+            }
+            Event::RtpPacket(p) => {
+                self.stats.bytes += p.payload.len() as u64;
+                let video = self
+                    .rtc
+                    .direct_api()
+                    .stream_rx(&p.header.ssrc)
+                    .is_some_and(|s| Some(s.mid()) == self.video_mid);
+                if !video {
+                    self.stats.audio_packets += 1;
+                    return;
+                }
+                self.stats.video_packets += 1;
+                self.video_packet(*p.seq_no, p.header.marker, p.payload.to_vec());
+            }
+            _ => {}
+        }
+    }
+
+    fn video_packet(&mut self, seq: u64, marker: bool, payload: Vec<u8>) {
+        let next = *self.next.get_or_insert(seq);
+        if seq < next || self.buf.contains_key(&seq) {
+            return; // a duplicate, or too late
+        }
+        if seq < self.max_seq {
+            self.stats.reordered += 1;
+        }
+        self.max_seq = self.max_seq.max(seq);
+        self.buf.insert(seq, (marker, payload));
+        self.assemble(false);
+    }
+
+    /// Takes whole frames off the front of the buffer; with `flush` (or when the buffer is
+    /// full), gives up on the first hole.
+    fn assemble(&mut self, flush: bool) {
+        loop {
+            let Some(mut n) = self.next else { return };
+            // A whole frame: contiguous packets from `n` to a marker.
+            let mut end = None;
+            let mut k = n;
+            while let Some((m, _)) = self.buf.get(&k) {
+                if *m {
+                    end = Some(k);
+                    break;
+                }
+                k += 1;
+            }
+            if let Some(end) = end {
+                let parts: Vec<Vec<u8>> = (n..=end)
+                    .filter_map(|s| self.buf.remove(&s))
+                    .map(|p| p.1)
+                    .collect();
+                match h264::depacketize(parts.iter().map(Vec::as_slice)) {
+                    Some(nals) if !nals.is_empty() => self.stats.frames += 1,
+                    _ => self.stats.bad_frames += 1,
+                }
+                self.next = Some(end + 1);
+                continue;
+            }
+            if !(flush || self.buf.len() > JITTER_PACKETS) {
+                return;
+            }
+            // Give up the hole: count what is missing, drop the broken frame, resume at the
+            // first packet after its marker.
+            let Some((&first, _)) = self.buf.iter().next() else {
+                return;
+            };
+            if first > n {
+                self.stats.gaps += first - n;
+                n = first;
+            }
+            let after = self.buf.range(n..).find(|(_, (m, _))| *m).map(|(s, _)| *s);
+            let Some(after) = after else {
+                if flush {
+                    self.buf.clear();
+                }
+                return;
+            };
+            let dropped: Vec<u64> = self.buf.range(..=after).map(|(s, _)| *s).collect();
+            for s in dropped {
+                self.buf.remove(&s);
+            }
+            self.stats.bad_frames += 1;
+            self.next = Some(after + 1);
+        }
+    }
+
+    /// Counts what is still missing (call at the end).
+    pub fn finish(&mut self) {
+        self.assemble(true);
+    }
+}
