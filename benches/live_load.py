@@ -15,20 +15,14 @@ Needs: cargo build --release --bin xaso --example whep_load -p xaso
        cargo build --release -p xaso-simcam --example simcam
 Everything runs on 127.0.0.1. Prints a Markdown table.
 """
-import argparse, json, os, re, signal, subprocess, sys, tempfile, time, urllib.request, http.cookiejar
+import argparse, json, os, re, signal, subprocess, sys, tempfile, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 XASO = os.path.join(ROOT, "target/release/xaso")
 LOAD = os.path.join(ROOT, "target/release/examples/whep_load")
 SIMCAM = os.path.join(ROOT, "target/release/examples/simcam")
-TICK = os.sysconf("SC_CLK_TCK")
-PW = "bench-password-1"
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from record_load import cpu_seconds, start_xaso  # noqa: E402
 
 
 def histogram(base):
@@ -68,21 +62,7 @@ def main():
     cfg = os.path.join(work, "xaso.toml")
     with open(cfg, "w") as f:
         f.write(f'[recording]\nsimulated_camera = false\n\n[[camera]]\nname = "cam"\nurl = "{url}"\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("XASO_")}
-    env["XASO_ADMIN_PASSWORD"] = PW
-    x = subprocess.Popen([XASO, "--config", cfg, "--data-dir", os.path.join(work, "data"), "serve", "--listen",
-                          "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    base = None
-    while base is None:
-        line = x.stdout.readline()
-        if not line:
-            raise SystemExit("xaso exited")
-        if line.strip().startswith("Open:"):
-            base = line.split()[1].rstrip("/")
-    jar = http.cookiejar.CookieJar()
-    op = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    op.open(urllib.request.Request(base + "/api/login", data=json.dumps({"username": "admin", "password": PW}).encode(),
-                                   headers={"content-type": "application/json"})).read()
+    x, base, op = start_xaso(cfg, os.path.join(work, "data"))
     token = json.loads(op.open(urllib.request.Request(
         base + "/api/tokens", data=json.dumps({"user_id": 1, "name": "bench"}).encode(),
         headers={"content-type": "application/json"})).read())["token"]

@@ -61,14 +61,9 @@ def start_simcam(clip):
     return p, line.split()[1]
 
 
-def xaso_run(n, secs, url, work):
-    data = os.path.join(work, "xaso")
-    os.makedirs(data)
-    cfg = os.path.join(work, "xaso.toml")
-    with open(cfg, "w") as f:
-        f.write("[recording]\nsegment_secs = 60\nsimulated_camera = false\nkeep_free_gb = 0.0\n")
-        for i in range(n):
-            f.write(f'\n[[camera]]\nname = "cam{i}"\nurl = "{url}"\n')
+def start_xaso(cfg, data):
+    """Starts `xaso serve` (release build) on a free port, logs in as admin; returns the
+    process, the base URL and a urllib opener holding the session cookie."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("XASO_")}
     env["XASO_ADMIN_PASSWORD"] = "bench-password-1"
     p = subprocess.Popen([XASO, "--config", cfg, "--data-dir", data, "serve", "--listen", "127.0.0.1:0"],
@@ -85,6 +80,18 @@ def xaso_run(n, secs, url, work):
     req = urllib.request.Request(base + "/api/login", data=json.dumps({"username": "admin", "password": "bench-password-1"}).encode(),
                                  headers={"content-type": "application/json"})
     op.open(req).read()
+    return p, base, op
+
+
+def xaso_run(n, secs, url, work):
+    data = os.path.join(work, "xaso")
+    os.makedirs(data)
+    cfg = os.path.join(work, "xaso.toml")
+    with open(cfg, "w") as f:
+        f.write("[recording]\nsegment_secs = 60\nsimulated_camera = false\nkeep_free_gb = 0.0\n")
+        for i in range(n):
+            f.write(f'\n[[camera]]\nname = "cam{i}"\nurl = "{url}"\n')
+    p, base, op = start_xaso(cfg, data)
 
     def statuses():
         return [json.loads(op.open(f"{base}/api/cameras/{i + 1}/status").read()) for i in range(n)]

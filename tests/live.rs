@@ -48,15 +48,12 @@ async fn fifty_viewers_receive_one_camera_for_a_minute() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let tok: Value = c
-        .post(format!("{}/api/tokens", s.url))
-        .json(&serde_json::json!({"user_id": 1, "name": "load"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tok = post_json(
+        &c,
+        &format!("{}/api/tokens", s.url),
+        &serde_json::json!({"user_id": 1, "name": "load"}),
+    )
+    .await;
     let token = tok["token"].as_str().unwrap().to_string();
     let url = format!("{}/api/cameras/1/whep", s.url);
     let reports = whep_load::run(&url, &token, 50, 60).await;
@@ -94,14 +91,7 @@ async fn fifty_viewers_receive_one_camera_for_a_minute() {
     .await;
     assert_eq!(starts["entries"].as_array().unwrap().len(), 50);
     // The forwarding latency is in /metrics.
-    let m = c
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = get_text(&c, &format!("{}/metrics", s.url)).await;
     assert!(m.contains("xaso_live_forward_seconds_count"), "{m}");
     assert!(m.contains("xaso_live_sessions 0"), "{m}");
     assert!(stop(s).success());

@@ -631,14 +631,7 @@ async fn a_full_disk_frees_the_oldest_footage_and_recording_goes_on() {
     let mut errors = 0;
     let mut m = String::new();
     for _ in 0..120 {
-        m = c
-            .get(format!("{}/metrics", s.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        m = get_text(&c, &format!("{}/metrics", s.url)).await;
         errors = metric(&m, "xaso_disk_write_errors_total");
         if errors > 0 {
             break;

@@ -262,18 +262,9 @@ impl Session {
         if self.ended.is_some() {
             return false;
         }
-        let Ok(contents) = data.try_into() else {
+        let Some(input) = receive(now, source, destination, data) else {
             return false;
         };
-        let input = Input::Receive(
-            now,
-            Receive {
-                proto: Protocol::Udp,
-                source,
-                destination,
-                contents,
-            },
-        );
         guard(|| self.rtc.accepts(&input)).unwrap_or(false)
     }
 
@@ -286,19 +277,9 @@ impl Session {
         data: &[u8],
         out: &mut Vec<Transmit>,
     ) {
-        let Ok(contents) = data.try_into() else {
-            return;
-        };
-        let input = Input::Receive(
-            now,
-            Receive {
-                proto: Protocol::Udp,
-                source,
-                destination,
-                contents,
-            },
-        );
-        self.input(input, out);
+        if let Some(input) = receive(now, source, destination, data) {
+            self.input(input, out);
+        }
     }
 
     pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Transmit>) {
@@ -503,3 +484,22 @@ fn accepted_media(sdp: &str) -> Vec<(Mid, MediaKind)> {
 /// How long a session may stay unconnected before it is dropped (a viewer that posted an
 /// offer and never came).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A received datagram as str0m takes it (`None` if it cannot be one).
+pub(crate) fn receive(
+    now: Instant,
+    source: SocketAddr,
+    destination: SocketAddr,
+    data: &[u8],
+) -> Option<Input<'_>> {
+    let contents = data.try_into().ok()?;
+    Some(Input::Receive(
+        now,
+        Receive {
+            proto: Protocol::Udp,
+            source,
+            destination,
+            contents,
+        },
+    ))
+}

@@ -11,7 +11,6 @@ use std::net::SocketAddr;
 use std::time::Instant;
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind};
-use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
 /// What a viewer has seen.
@@ -103,18 +102,9 @@ impl Viewer {
         data: &[u8],
         out: &mut Vec<Transmit>,
     ) {
-        let Ok(contents) = data.try_into() else {
+        let Some(input) = crate::session::receive(now, source, destination, data) else {
             return;
         };
-        let input = Input::Receive(
-            now,
-            Receive {
-                proto: Protocol::Udp,
-                source,
-                destination,
-                contents,
-            },
-        );
         if self.rtc.accepts(&input) && self.rtc.handle_input(input).is_ok() {
             self.drain(out);
         }
