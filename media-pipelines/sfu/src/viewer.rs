@@ -183,7 +183,7 @@ impl Viewer {
     /// full), gives up on the first hole.
     fn assemble(&mut self, flush: bool) {
         loop {
-            let Some(mut n) = self.next else { return };
+            let Some(n) = self.next else { return };
             // A whole frame: contiguous packets from `n` to a marker.
             let mut end = None;
             let mut k = n;
@@ -211,12 +211,8 @@ impl Viewer {
             }
             // Give up the hole: count what is missing, drop the broken frame, resume at the
             // first packet after its marker.
-            let Some((&first, _)) = self.buf.iter().next() else {
+            if self.buf.is_empty() {
                 return;
-            };
-            if first > n {
-                self.stats.gaps += first - n;
-                n = first;
             }
             let after = self.buf.range(n..).find(|(_, (m, _))| *m).map(|(s, _)| *s);
             let Some(after) = after else {
@@ -226,6 +222,7 @@ impl Viewer {
                 return;
             };
             let dropped: Vec<u64> = self.buf.range(..=after).map(|(s, _)| *s).collect();
+            self.stats.gaps += (after + 1 - n) - dropped.len() as u64;
             for s in dropped {
                 self.buf.remove(&s);
             }
@@ -237,5 +234,53 @@ impl Viewer {
     /// Counts what is still missing (call at the end).
     pub fn finish(&mut self) {
         self.assemble(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A frame of two FU-A packets, then a single-NAL frame, numbered from `seq`.
+    fn packets(seq: u64) -> Vec<(u64, bool, Vec<u8>)> {
+        vec![
+            (seq, false, vec![0x7c, 0x85, 1, 2]),
+            (seq + 1, true, vec![0x7c, 0x45, 3, 4]),
+            (seq + 2, true, vec![0x41, 9, 9]),
+        ]
+    }
+
+    fn viewer() -> Viewer {
+        Viewer::offer(Instant::now(), "127.0.0.1:9".parse().unwrap(), false).0
+    }
+
+    #[test]
+    fn in_order_and_reordered_packets_make_whole_frames() {
+        let mut v = viewer();
+        for (s, m, p) in packets(100) {
+            v.video_packet(s, m, p);
+        }
+        assert_eq!((v.stats.frames, v.stats.gaps, v.stats.reordered), (2, 0, 0));
+        // A retransmission that arrives after the next packet still completes its frame.
+        let p = packets(103);
+        v.video_packet(p[1].0, p[1].1, p[1].2.clone());
+        v.video_packet(p[2].0, p[2].1, p[2].2.clone());
+        assert_eq!(v.stats.frames, 2, "waits for the hole");
+        v.video_packet(p[0].0, p[0].1, p[0].2.clone());
+        v.finish();
+        assert_eq!((v.stats.frames, v.stats.gaps, v.stats.reordered), (4, 0, 1));
+        assert_eq!(v.stats.bad_frames, 0);
+    }
+
+    #[test]
+    fn a_packet_never_received_is_a_gap_and_a_broken_frame() {
+        let mut v = viewer();
+        let p = packets(7);
+        v.video_packet(p[0].0, p[0].1, p[0].2.clone());
+        v.video_packet(p[2].0, p[2].1, p[2].2.clone());
+        v.finish();
+        assert_eq!(v.stats.gaps, 1);
+        assert_eq!(v.stats.bad_frames, 1);
+        assert_eq!(v.stats.frames, 0, "the frame after the hole went with it");
     }
 }
