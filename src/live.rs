@@ -131,12 +131,16 @@ impl Tap {
         }
     }
 
-    /// The camera's connection ended: nothing to show until it is back.
+    /// The camera's connection ended: nothing to show until it is back, and then its
+    /// timestamps start anew (viewers stay, and go on from the next keyframe).
     pub fn stopped(&self) {
         let mut t = self.inner.lock().expect("tap lock");
         t.streaming = false;
         t.gop.clear();
         t.gop_bytes = 0;
+        if t.watched {
+            self.send(Cmd::Restart(self.camera));
+        }
     }
 
     fn send(&self, c: Cmd) {
@@ -148,6 +152,7 @@ impl Tap {
 
 enum Cmd {
     Frame(i64, TapFrame),
+    Restart(i64),
     Tracks(i64, TapTracks),
     Datagram {
         source: SocketAddr,
@@ -495,6 +500,7 @@ async fn run(
                 core.handle_input(now, Input::Frame(camera, media_frame(&f)))
             }
             Cmd::Tracks(camera, t) => set_tracks(&mut core, camera, &t),
+            Cmd::Restart(camera) => core.restart_source(camera),
             Cmd::Datagram {
                 source,
                 destination,

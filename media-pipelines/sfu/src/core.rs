@@ -96,6 +96,19 @@ impl Core {
         }
     }
 
+    /// The source's stream started anew (a camera reconnected): its cached GOP is stale,
+    /// and its viewers' timestamps must go on from where they were.
+    pub fn restart_source(&mut self, id: SourceId) {
+        if let Some(s) = self.sources.get_mut(&id) {
+            s.clear_gop();
+        }
+        for sid in self.subscribers.get(&id).map_or(&[][..], Vec::as_slice) {
+            if let Some(e) = self.sessions.get_mut(sid) {
+                e.session.restart();
+            }
+        }
+    }
+
     /// Number of live sessions (all sources).
     pub fn sessions(&self) -> usize {
         self.sessions.len()

@@ -56,6 +56,9 @@ struct Tx {
     seq: u64,
     /// Added to the source's timestamps; set at this viewer's first frame of the track.
     ts_offset: Option<u32>,
+    /// The last timestamp sent, so that after the source restarts (a camera reconnected,
+    /// its clock starting anew) this viewer's timestamps go on forward.
+    last_ts: Option<u32>,
 }
 
 pub struct Session {
@@ -217,6 +220,7 @@ impl Session {
             pt,
             seq: r & 0x7fff,
             ts_offset: None,
+            last_ts: None,
         };
         let s = Session {
             video: video.map(|v| tx(v, rnd())),
@@ -402,9 +406,13 @@ impl Session {
         let Some(tx) = tx else { return };
         let offset = match tx.ts_offset {
             Some(o) => o,
-            // A track starts at a keyframe (video) or any frame (audio).
+            // A track starts at a keyframe (video) or any frame (audio); after a restart,
+            // a little after the last timestamp sent (100 ms at 90 kHz, 12.5 ms at 8 kHz).
             None if f.kind == Kind::Audio || f.keyframe => {
-                let o = (self.seed as u32).wrapping_sub(f.ts);
+                let start = tx
+                    .last_ts
+                    .map_or(self.seed as u32, |t| t.wrapping_add(9000));
+                let o = start.wrapping_sub(f.ts);
                 tx.ts_offset = Some(o);
                 o
             }
@@ -412,6 +420,18 @@ impl Session {
         };
         if self.write(f.kind, now, f, f.ts.wrapping_add(offset)) {
             self.input(Input::Timeout(now), out);
+        }
+    }
+
+    /// The source restarted (its timestamps begin anew): video waits for the next keyframe
+    /// and both tracks go on from a little after their last timestamp; sequence numbers
+    /// simply continue.
+    pub fn restart(&mut self) {
+        for tx in [self.video.as_mut(), self.audio.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            tx.ts_offset = None;
         }
     }
 
@@ -423,6 +443,7 @@ impl Session {
         };
         let Some(tx) = tx else { return false };
         let (mid, pt) = (tx.mid, tx.pt);
+        tx.last_ts = Some(ts);
         let first = tx.seq;
         let res = guard(|| {
             let mut api = self.rtc.direct_api();

@@ -93,6 +93,12 @@ impl Source {
         self.gop_bytes = 0;
     }
 
+    /// Drops the cached GOP (the stream it belongs to ended).
+    pub fn clear_gop(&mut self) {
+        self.gop.clear();
+        self.gop_bytes = 0;
+    }
+
     pub fn set_audio(&mut self, codec: Option<Codec>) {
         self.tracks.audio = codec;
     }

@@ -191,6 +191,11 @@ impl Net {
     }
 
     fn push(&mut self, i: u32, gop: u32) {
+        self.push_at(i, gop, i as i64 * 3600);
+    }
+
+    /// Frame `i` with the source timestamp `ts`.
+    fn push_at(&mut self, i: u32, gop: u32, ts: i64) {
         let (key, au) = frame(i, gop);
         self.core.handle_input(
             self.now,
@@ -198,7 +203,7 @@ impl Net {
                 1,
                 MediaFrame {
                     kind: Kind::Video,
-                    ts: i as i64 * 3600,
+                    ts,
                     keyframe: key,
                     data: &au,
                 },
@@ -360,4 +365,45 @@ fn bad_offers_are_refused_cleanly() {
     net.join().unwrap();
     net.run(Duration::from_secs(2));
     assert!(net.viewers[0].connected);
+}
+
+#[test]
+fn after_the_camera_reconnects_a_viewer_goes_on_from_the_next_keyframe() {
+    let mut net = Net::new();
+    net.push(0, 25);
+    net.join().unwrap();
+    net.run(Duration::from_secs(2));
+    for i in 1..30 {
+        net.push(i, 25);
+        net.run(Duration::from_millis(40));
+    }
+    // The camera reconnects: its clock starts at 0 again; frames 30..49 come, the first
+    // keyframe of the new stream is frame 50 (frame(i, 25) is a keyframe at i = 50).
+    net.core.restart_source(1);
+    for i in 30..60 {
+        net.push_at(i, 25, (i as i64 - 30) * 3600);
+        net.run(Duration::from_millis(40));
+    }
+    let got = frames_of(&net.viewers[0].packets);
+    let ids: Vec<u32> = got
+        .iter()
+        .map(|(_, nals)| {
+            let n = nals.last().unwrap();
+            u32::from_be_bytes([n[1], n[2], n[3], n[4]])
+        })
+        .collect();
+    let want: Vec<u32> = (0..30).chain(50..60).collect();
+    assert_eq!(
+        ids, want,
+        "the old stream, then the new one from its keyframe"
+    );
+    // Timestamps only go forward across the restart.
+    let ts: Vec<u32> = got.iter().map(|g| g.0).collect();
+    assert!(
+        ts.windows(2).all(|w| {
+            let d = w[1].wrapping_sub(w[0]);
+            d > 0 && d < 90_000
+        }),
+        "{ts:?}"
+    );
 }
