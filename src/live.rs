@@ -271,18 +271,19 @@ impl Live {
         ended: mpsc::UnboundedSender<Ended>,
     ) -> std::io::Result<Arc<Live>> {
         xaso_sfu::init_crypto();
+        // Each socket with its local address (the candidate it serves).
         let mut sockets = Vec::new();
         let mut port = port;
         for ip in ips {
             let s = UdpSocket::bind(SocketAddr::new(*ip, port)).await?;
-            port = s.local_addr()?.port();
-            sockets.push(Arc::new(s));
+            let local = s.local_addr()?;
+            port = local.port();
+            sockets.push((local, Arc::new(s)));
         }
-        let candidates: Vec<SocketAddr> =
-            sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
+        let candidates: Vec<SocketAddr> = sockets.iter().map(|(a, _)| *a).collect();
         let (tx, rx) = mpsc::channel(8192);
-        for s in &sockets {
-            tokio::spawn(read_socket(s.clone(), tx.clone()));
+        for (local, s) in &sockets {
+            tokio::spawn(read_socket(*local, s.clone(), tx.clone()));
         }
         let live = Arc::new(Live {
             cmd: tx,
@@ -381,10 +382,7 @@ impl Live {
     }
 }
 
-async fn read_socket(s: Arc<UdpSocket>, tx: mpsc::Sender<Cmd>) {
-    let Ok(destination) = s.local_addr() else {
-        return;
-    };
+async fn read_socket(destination: SocketAddr, s: Arc<UdpSocket>, tx: mpsc::Sender<Cmd>) {
     let mut buf = vec![0u8; 2048];
     loop {
         match s.recv_from(&mut buf).await {
@@ -423,7 +421,7 @@ fn set_tracks(core: &mut Core, camera: i64, t: &TapTracks) {
 
 async fn run(
     mut core: Core,
-    sockets: Vec<Arc<UdpSocket>>,
+    sockets: Vec<(SocketAddr, Arc<UdpSocket>)>,
     mut rx: mpsc::Receiver<Cmd>,
     live: std::sync::Weak<Live>,
     ended: mpsc::UnboundedSender<Ended>,
@@ -439,8 +437,9 @@ async fn run(
                 Output::Transmit(t) => {
                     let s = sockets
                         .iter()
-                        .find(|s| s.local_addr().is_ok_and(|a| a == t.source))
-                        .or(sockets.first());
+                        .find(|(a, _)| *a == t.source)
+                        .or(sockets.first())
+                        .map(|(_, s)| s);
                     if let Some(s) = s
                         && let Err(e) = s.send_to(&t.contents, t.destination).await
                     {

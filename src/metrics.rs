@@ -148,15 +148,23 @@ pub async fn render(State(st): State<AppState>) -> impl IntoResponse {
 fn render_live(out: &mut String, l: &crate::live::Live) {
     use std::fmt::Write;
     use std::sync::atomic::Ordering::Relaxed;
-    let _ = writeln!(
+    scalars(
         out,
-        "# HELP xaso_live_sessions WebRTC viewers connected now.\n# TYPE xaso_live_sessions gauge\nxaso_live_sessions {}",
-        l.session_count()
+        "gauge",
+        &[(
+            "xaso_live_sessions",
+            "WebRTC viewers connected now.",
+            l.session_count() as u64,
+        )],
     );
-    let _ = writeln!(
+    scalars(
         out,
-        "# HELP xaso_live_frames_dropped_total Frames not forwarded because the live queue was full.\n# TYPE xaso_live_frames_dropped_total counter\nxaso_live_frames_dropped_total {}",
-        l.dropped.load(Relaxed)
+        "counter",
+        &[(
+            "xaso_live_frames_dropped_total",
+            "Frames not forwarded because the live queue was full.",
+            l.dropped.load(Relaxed),
+        )],
     );
     let name = "xaso_live_forward_seconds";
     let _ = writeln!(
@@ -236,30 +244,39 @@ fn render_recorder(out: &mut String, r: &crate::recorder::Recorder) {
         }
     }
     let d = r.disk_stats();
-    for (name, help, v) in [
-        (
-            "xaso_disk_bytes_written_total",
-            "Footage bytes written.",
-            d.bytes_written.load(Relaxed),
-        ),
-        (
-            "xaso_disk_write_errors_total",
-            "Failed footage writes.",
-            d.write_errors.load(Relaxed),
-        ),
-        (
-            "xaso_disk_syncs_total",
-            "fdatasync calls on footage files.",
-            d.syncs.load(Relaxed),
-        ),
-        (
-            "xaso_frames_dropped_total",
-            "Frames dropped because the disk queue was full.",
-            r.dropped_total.load(Relaxed),
-        ),
-    ] {
+    scalars(
+        out,
+        "counter",
+        &[
+            (
+                "xaso_disk_bytes_written_total",
+                "Footage bytes written.",
+                d.bytes_written.load(Relaxed),
+            ),
+            (
+                "xaso_disk_write_errors_total",
+                "Failed footage writes.",
+                d.write_errors.load(Relaxed),
+            ),
+            (
+                "xaso_disk_syncs_total",
+                "Syncs of footage to disk (one syncfs per batch of files, or fdatasync).",
+                d.syncs.load(Relaxed),
+            ),
+            (
+                "xaso_frames_dropped_total",
+                "Frames dropped because the disk queue was full.",
+                r.dropped_total.load(Relaxed),
+            ),
+        ],
+    );
+}
+
+/// Series with one value each, of the same Prometheus `kind`: (name, help, value).
+fn scalars(out: &mut String, kind: &str, series: &[(&str, &str, u64)]) {
+    for (name, help, v) in series {
         let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} counter");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
         let _ = writeln!(out, "{name} {v}");
     }
 }

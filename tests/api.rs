@@ -738,7 +738,7 @@ async fn the_audit_chain_records_and_verifies() {
     let r = h.get("/api/audit?user=dung&action=login", &admin).await;
     assert_eq!(r.json["entries"].as_array().unwrap().len(), 0);
 
-    sqlx::query("UPDATE audit_log SET address = '10.9.9.9' WHERE id = 2")
+    sqlx::query("UPDATE audit_log SET address = 'tampered' WHERE id = 2")
         .execute(&h.st.db)
         .await
         .unwrap();

@@ -5,7 +5,8 @@
 //!
 //! A source's frame is packetized once; each subscriber then writes the same payloads under
 //! its own sequence numbers and timestamps. Datagrams are demultiplexed to sessions by
-//! asking each session whether it accepts them (ICE ufrag, then the remote address).
+//! their remote address once known; a datagram from a new address goes to the session
+//! that accepts it (ICE ufrag), which teaches the core that address.
 
 use crate::session::{CONNECT_TIMEOUT, Session, SessionError, Transmit};
 use crate::source::{MediaFrame, Source};
@@ -60,6 +61,8 @@ pub struct Core {
     sources: HashMap<SourceId, Source>,
     sessions: HashMap<SessionId, Entry>,
     subscribers: HashMap<SourceId, Vec<SessionId>>,
+    /// Remote address → session, learned from the datagrams each session accepted.
+    remotes: HashMap<SocketAddr, SessionId>,
     next_id: SessionId,
     out: VecDeque<Output>,
     scratch: Vec<Transmit>,
@@ -150,6 +153,7 @@ impl Core {
             return false;
         };
         self.timeout_due = false;
+        self.remotes.retain(|_, s| *s != id);
         e.session.close(reason);
         if let Some(v) = self.subscribers.get_mut(&e.source) {
             v.retain(|s| *s != id);
@@ -193,14 +197,23 @@ impl Core {
                 destination,
                 data,
             } => {
-                let hit = self
-                    .sessions
-                    .iter_mut()
-                    .find(|(_, e)| e.session.accepts(now, source, destination, data));
-                let Some((_, e)) = hit else {
+                let known = self
+                    .remotes
+                    .get(&source)
+                    .copied()
+                    .filter(|id| self.sessions.contains_key(id));
+                let id = known.or_else(|| {
+                    self.sessions
+                        .iter()
+                        .find(|(_, e)| e.session.accepts(now, source, destination, data))
+                        .map(|(id, _)| *id)
+                });
+                let Some(id) = id else {
                     tracing::trace!(%source, "datagram for no session");
                     return;
                 };
+                self.remotes.insert(source, id);
+                let e = self.sessions.get_mut(&id).expect("found above");
                 e.session
                     .handle_receive(now, source, destination, data, &mut self.scratch);
                 self.flush_scratch();

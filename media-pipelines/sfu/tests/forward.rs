@@ -12,7 +12,8 @@ use xaso_base::Codec;
 use xaso_sfu::h264::{self, ParameterSets};
 use xaso_sfu::{Core, Input, Kind, MediaFrame, Output};
 
-const SERVER: &str = "10.0.0.2:5000";
+// Loopback addresses only, though nothing here touches a socket.
+const SERVER: &str = "127.0.0.2:5000";
 
 fn params() -> ParameterSets {
     ParameterSets {
@@ -124,7 +125,7 @@ impl Net {
     }
 
     fn join(&mut self) -> Result<usize, xaso_sfu::SessionError> {
-        let addr = SocketAddr::from(([10, 0, 0, 1], 40000 + self.viewers.len() as u16));
+        let addr = SocketAddr::from(([127, 0, 0, 1], 40000 + self.viewers.len() as u16));
         let (mut v, offer, pending) = Viewer::offer(self.now, addr, false);
         let (_, answer) = self
             .core
@@ -238,6 +239,17 @@ fn frames_of(packets: &[(u64, u32, bool, Vec<u8>)]) -> Vec<(u32, Vec<Vec<u8>>)> 
     out
 }
 
+/// The number each frame carries (see [`frame`]).
+fn frame_ids(frames: &[(u32, Vec<Vec<u8>>)]) -> Vec<u32> {
+    frames
+        .iter()
+        .map(|(_, nals)| {
+            let n = nals.last().unwrap();
+            u32::from_be_bytes([n[1], n[2], n[3], n[4]])
+        })
+        .collect()
+}
+
 #[test]
 fn a_viewer_starts_from_the_cached_gop_and_gets_every_frame_in_order() {
     let mut net = Net::new();
@@ -253,13 +265,7 @@ fn a_viewer_starts_from_the_cached_gop_and_gets_every_frame_in_order() {
         net.run(Duration::from_millis(40));
     }
     let got = frames_of(&net.viewers[0].packets);
-    let ids: Vec<u32> = got
-        .iter()
-        .map(|(_, nals)| {
-            let n = nals.last().unwrap();
-            u32::from_be_bytes([n[1], n[2], n[3], n[4]])
-        })
-        .collect();
+    let ids = frame_ids(&got);
     assert_eq!(
         ids,
         (25..80).collect::<Vec<_>>(),
@@ -352,7 +358,7 @@ fn bad_offers_are_refused_cleanly() {
         Err(xaso_sfu::SessionError::NoCompatibleCodec(_))
     ));
     // Truncated and mangled offers: never a panic.
-    let (_, good, _) = Viewer::offer(now, "10.0.0.1:40000".parse().unwrap(), true);
+    let (_, good, _) = Viewer::offer(now, "127.0.0.1:40000".parse().unwrap(), true);
     for cut in (0..good.len()).step_by(37) {
         let _ = net.core.subscribe(now, 1, &good[..cut], &c);
     }
@@ -385,13 +391,7 @@ fn after_the_camera_reconnects_a_viewer_goes_on_from_the_next_keyframe() {
         net.run(Duration::from_millis(40));
     }
     let got = frames_of(&net.viewers[0].packets);
-    let ids: Vec<u32> = got
-        .iter()
-        .map(|(_, nals)| {
-            let n = nals.last().unwrap();
-            u32::from_be_bytes([n[1], n[2], n[3], n[4]])
-        })
-        .collect();
+    let ids = frame_ids(&got);
     let want: Vec<u32> = (0..30).chain(50..60).collect();
     assert_eq!(
         ids, want,
