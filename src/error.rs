@@ -176,10 +176,11 @@ impl From<std::io::Error> for Error {
     }
 }
 
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        let status = self.kind.status();
-        let message = if status.is_server_error() && self.kind != ErrorKind::Unimplemented {
+impl Error {
+    /// What the client is told: the message, except for server faults (logged here, and
+    /// told only in general terms).
+    pub fn public_message(&self) -> String {
+        if self.kind.status().is_server_error() && self.kind != ErrorKind::Unimplemented {
             tracing::error!(error = %self, "request failed");
             match self.kind {
                 ErrorKind::Unavailable => "service unavailable, try again shortly".to_owned(),
@@ -187,7 +188,14 @@ impl IntoResponse for Error {
             }
         } else {
             self.msg.clone()
-        };
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.kind.status();
+        let message = self.public_message();
         let body = serde_json::json!({ "error": { "code": self.kind.code(), "message": message } });
         let mut resp = (status, Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {

@@ -16,6 +16,7 @@ pub mod error;
 pub mod footage;
 pub mod live;
 pub mod metrics;
+pub(crate) mod mse;
 pub mod recorder;
 pub mod serve;
 pub mod store;

@@ -23,20 +23,35 @@ use xaso_sfu::{Core, Input, Kind, MediaFrame, Output, SessionError, SessionId};
 const GOP_MAX_BYTES: usize = 8 << 20;
 
 #[derive(Clone)]
-struct TapFrame {
-    kind: Kind,
-    ts: i64,
-    key: bool,
-    data: Bytes,
+pub(crate) struct TapFrame {
+    pub(crate) kind: Kind,
+    /// In the track's clock rate (90 kHz for video).
+    pub(crate) ts: i64,
+    pub(crate) key: bool,
+    pub(crate) data: Bytes,
     /// When the camera task handed the frame over (for the forwarding latency).
-    at: Option<Instant>,
+    pub(crate) at: Option<Instant>,
 }
 
 #[derive(Clone, Default, PartialEq)]
-struct TapTracks {
-    video: Option<(Codec, ParameterSets)>,
-    audio: Option<Codec>,
+pub(crate) struct TapTracks {
+    pub(crate) video: Option<(Codec, ParameterSets)>,
+    /// The video track's ISO BMFF sample entry (`avc1`/`hvc1`), for the MSE fallback.
+    pub(crate) video_entry: Option<Arc<[u8]>>,
+    pub(crate) audio: Option<Codec>,
 }
+
+/// What the tap passes to MSE viewers (`crate::mse`), in order.
+#[derive(Clone)]
+pub(crate) enum MseEvent {
+    Frame(TapFrame),
+    Tracks(TapTracks),
+    /// The camera reconnected: its timestamps start anew.
+    Restart,
+}
+
+/// Frames an MSE viewer may fall behind before it skips to the next keyframe.
+const MSE_QUEUE: usize = 256;
 
 #[derive(Default)]
 struct TapInner {
@@ -45,6 +60,8 @@ struct TapInner {
     tracks: TapTracks,
     streaming: bool,
     watched: bool,
+    /// MSE viewers (WebSocket fallback) of this camera.
+    mse_viewers: usize,
 }
 
 /// Where a camera task puts its frames for live view.
@@ -53,6 +70,7 @@ pub struct Tap {
     inner: Mutex<TapInner>,
     cmd: mpsc::Sender<Cmd>,
     dropped: Arc<AtomicU64>,
+    mse: tokio::sync::broadcast::Sender<MseEvent>,
 }
 
 impl Tap {
@@ -84,6 +102,7 @@ impl Tap {
                         .and_then(h264::parameter_sets_from_sample_entry)
                         .unwrap_or_default();
                     tracks.video = Some((codec, ps));
+                    tracks.video_entry = entry.map(Arc::from);
                 }
                 Kind::Audio => tracks.audio = Some(codec),
             }
@@ -93,6 +112,9 @@ impl Tap {
                     t.gop_bytes = 0;
                 }
                 t.tracks = tracks.clone();
+                if t.mse_viewers > 0 {
+                    let _ = self.mse.send(MseEvent::Tracks(tracks.clone()));
+                }
                 if t.watched {
                     self.send(Cmd::Tracks(self.camera, tracks));
                 }
@@ -117,6 +139,15 @@ impl Tap {
                 t.gop_bytes = 0;
             }
         }
+        if t.mse_viewers > 0 {
+            let _ = self.mse.send(MseEvent::Frame(TapFrame {
+                kind,
+                ts,
+                key,
+                data: data.clone(),
+                at: None,
+            }));
+        }
         if t.watched {
             self.send(Cmd::Frame(
                 self.camera,
@@ -138,6 +169,9 @@ impl Tap {
         t.streaming = false;
         t.gop.clear();
         t.gop_bytes = 0;
+        if t.mse_viewers > 0 {
+            let _ = self.mse.send(MseEvent::Restart);
+        }
         if t.watched {
             self.send(Cmd::Restart(self.camera));
         }
@@ -213,6 +247,24 @@ pub struct Live {
     pub dropped: Arc<AtomicU64>,
     /// Frame handed over by the camera task → its last datagram sent to every viewer.
     pub latency: Histogram,
+    mse_sessions: std::sync::atomic::AtomicUsize,
+}
+
+/// An MSE viewer's start (see [`Live::watch_mse`]).
+pub(crate) struct MseFeed {
+    pub(crate) gop: Vec<TapFrame>,
+    pub(crate) tracks: TapTracks,
+    pub(crate) events: tokio::sync::broadcast::Receiver<MseEvent>,
+    tap: Arc<Tap>,
+    live: Arc<Live>,
+}
+
+impl Drop for MseFeed {
+    fn drop(&mut self) {
+        let mut t = self.tap.inner.lock().expect("tap lock");
+        t.mse_viewers = t.mse_viewers.saturating_sub(1);
+        self.live.mse_sessions.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Upper bounds of the forwarding-latency buckets, in microseconds.
@@ -292,6 +344,7 @@ impl Live {
             candidates,
             dropped: Arc::new(AtomicU64::new(0)),
             latency: Histogram::default(),
+            mse_sessions: Default::default(),
         });
         let seed = rand::random::<u64>();
         tokio::spawn(run(
@@ -317,6 +370,7 @@ impl Live {
                     inner: Mutex::new(TapInner::default()),
                     cmd: self.cmd.clone(),
                     dropped: self.dropped.clone(),
+                    mse: tokio::sync::broadcast::channel(MSE_QUEUE).0,
                 })
             })
             .clone()
@@ -328,6 +382,30 @@ impl Live {
             .expect("taps lock")
             .get(&camera)
             .is_some_and(|t| t.inner.lock().expect("tap lock").streaming)
+    }
+
+    /// Starts an MSE viewer of a camera: the current GOP and tracks, then every event, with
+    /// no frame missed or repeated between the two. Dropping the feed ends the viewer.
+    pub(crate) fn watch_mse(self: &Arc<Self>, camera: i64) -> Result<MseFeed, LiveError> {
+        let tap = self.tap(camera);
+        let mut t = tap.inner.lock().expect("tap lock");
+        if !t.streaming {
+            return Err(LiveError::NotStreaming);
+        }
+        t.mse_viewers += 1;
+        self.mse_sessions.fetch_add(1, Ordering::Relaxed);
+        Ok(MseFeed {
+            gop: t.gop.clone(),
+            tracks: t.tracks.clone(),
+            events: tap.mse.subscribe(),
+            tap: tap.clone(),
+            live: self.clone(),
+        })
+    }
+
+    /// MSE (WebSocket) viewers now.
+    pub fn mse_session_count(&self) -> usize {
+        self.mse_sessions.load(Ordering::Relaxed)
     }
 
     /// Answers a WHEP offer for a camera.

@@ -151,11 +151,18 @@ fn render_live(out: &mut String, l: &crate::live::Live) {
     scalars(
         out,
         "gauge",
-        &[(
-            "xaso_live_sessions",
-            "WebRTC viewers connected now.",
-            l.session_count() as u64,
-        )],
+        &[
+            (
+                "xaso_live_sessions",
+                "WebRTC viewers connected now.",
+                l.session_count() as u64,
+            ),
+            (
+                "xaso_live_mse_sessions",
+                "Viewers on the MSE fallback (fragmented MP4 over WebSocket) now.",
+                l.mse_session_count() as u64,
+            ),
+        ],
     );
     scalars(
         out,

@@ -191,6 +191,25 @@ async fn every_route_denies_and_allows_by_role() {
             None,
             [401, 403, 403, 403, 404],
         ),
+        // The MSE fallback is a WebSocket: a plain GET is refused after authorisation.
+        (
+            Method::GET,
+            format!("/api/cameras/{cam_granted}/mse"),
+            None,
+            [401, 403, 403, 400, 400],
+        ),
+        (
+            Method::GET,
+            format!("/api/cameras/{cam_other}/mse"),
+            None,
+            [401, 403, 403, 403, 400],
+        ),
+        (
+            Method::GET,
+            "/api/cameras/999999/mse".into(),
+            None,
+            [401, 403, 403, 403, 404],
+        ),
         (
             Method::DELETE,
             format!("/api/cameras/{cam_granted}/whep/1"),

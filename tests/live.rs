@@ -1,6 +1,7 @@
-//! Live view under load: the real `xaso serve` process with a real RTSP camera (GStreamer's
-//! RTSP server), and 50 WHEP viewers from the load client (`examples/whep_load.rs`, on the
-//! server's own WebRTC library) receiving for 60 s over UDP on 127.0.0.1.
+//! Live view against the real `xaso serve` process with a real RTSP camera (GStreamer's RTSP
+//! server): 50 WHEP viewers from the load client (`examples/whep_load.rs`, on the server's
+//! own WebRTC library) receiving for 60 s over UDP on 127.0.0.1; and the MSE fallback
+//! (fragmented MP4 over a WebSocket), whose stream ffmpeg must decode.
 
 mod common;
 
@@ -15,9 +16,9 @@ use std::time::Duration;
 
 const ADMIN_PW: &str = "admin-password-1";
 
-#[tokio::test(flavor = "multi_thread")]
-async fn fifty_viewers_receive_one_camera_for_a_minute() {
-    xaso_sfu::init_crypto();
+/// A GStreamer camera (H.264 + PCMU, a keyframe every 2 s) recorded by `xaso serve`, the
+/// admin logged in, once the camera streams.
+async fn serve_one_camera() -> (TestCamera, tempfile::TempDir, Server, reqwest::Client) {
     let cam = TestCamera::start(&["--video", "h264", "--audio", "pcmu", "--gop", "50"]);
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("xaso.toml");
@@ -48,6 +49,13 @@ async fn fifty_viewers_receive_one_camera_for_a_minute() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    (cam, dir, s, c)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_viewers_receive_one_camera_for_a_minute() {
+    xaso_sfu::init_crypto();
+    let (_cam, _dir, s, c) = serve_one_camera().await;
     let tok = post_json(
         &c,
         &format!("{}/api/tokens", s.url),
@@ -94,5 +102,165 @@ async fn fifty_viewers_receive_one_camera_for_a_minute() {
     let m = get_text(&c, &format!("{}/metrics", s.url)).await;
     assert!(m.contains("xaso_live_forward_seconds_count"), "{m}");
     assert!(m.contains("xaso_live_sessions 0"), "{m}");
+    assert!(stop(s).success());
+}
+
+/// A WebSocket to `url` with a Bearer token.
+async fn ws_connect(
+    url: &str,
+    token: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    tokio_tungstenite::connect_async(req).await.unwrap().0
+}
+
+/// The refusal a WebSocket gets: the error message, then the close code.
+async fn ws_refusal(url: &str, token: &str) -> (Value, u16) {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut ws = ws_connect(url, token).await;
+    let Some(Ok(Message::Text(t))) = ws.next().await else {
+        panic!("no error message from {url}");
+    };
+    let err: Value = serde_json::from_str(&t).unwrap();
+    match ws.next().await {
+        Some(Ok(Message::Close(Some(f)))) => (err, u16::from(f.code)),
+        other => panic!("no close frame from {url}: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mse_fallback_streams_fragmented_mp4_that_decodes() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (_cam, dir, s, c) = serve_one_camera().await;
+    let token = |user_id: i64| {
+        let c = c.clone();
+        let url = s.url.clone();
+        async move {
+            let t = post_json(
+                &c,
+                &format!("{url}/api/tokens"),
+                &serde_json::json!({"user_id": user_id, "name": "mse"}),
+            )
+            .await;
+            t["token"].as_str().unwrap().to_string()
+        }
+    };
+    let admin = token(1).await;
+    let ws_base = s.url.replacen("http://", "ws://", 1);
+
+    // Six seconds of the camera: text "init", its init segment, then a fragment per frame.
+    let mut ws = ws_connect(&format!("{ws_base}/api/cameras/1/mse"), &admin).await;
+    let Some(Ok(Message::Text(init))) = ws.next().await else {
+        panic!("no init message");
+    };
+    let init: Value = serde_json::from_str(&init).unwrap();
+    assert_eq!(init["type"], "init");
+    let mime = init["mime"].as_str().unwrap();
+    assert!(mime.starts_with("video/mp4; codecs=\"avc1."), "{mime}");
+    let mut file = Vec::new();
+    let mut fragments = 0;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(6) {
+        match ws.next().await {
+            Some(Ok(Message::Binary(b))) => {
+                if !file.is_empty() {
+                    fragments += 1;
+                }
+                file.extend_from_slice(&b);
+            }
+            other => panic!("unexpected message: {other:?}"),
+        }
+    }
+    ws.send(Message::Close(None)).await.unwrap();
+    drop(ws);
+    // The GOP came first (from the last keyframe, up to 2 s of it), then 25 frames a second.
+    assert!(fragments >= 6 * 25 - 10, "{fragments} fragments");
+    let path = dir.path().join("mse.mp4");
+    std::fs::write(&path, &file).unwrap();
+    let probe = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames",
+        ])
+        .args(["-of", "json"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        probe.status.success(),
+        "{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    let p: Value = serde_json::from_slice(&probe.stdout).unwrap();
+    let st = &p["streams"][0];
+    assert_eq!(st["codec_name"], "h264", "{p}");
+    assert_eq!(
+        (st["width"].as_i64(), st["height"].as_i64()),
+        (Some(640), Some(360))
+    );
+    let frames: usize = st["nb_read_frames"].as_str().unwrap().parse().unwrap();
+    assert_eq!(frames, fragments, "one frame per fragment: {p}");
+    let decode = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&path)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        decode.status.success() && decode.stderr.is_empty(),
+        "ffmpeg decode errors: {}",
+        String::from_utf8_lossy(&decode.stderr)
+    );
+
+    // Refusals come inside the socket, with the HTTP status in the message and close code.
+    let (err, code) = ws_refusal(&format!("{ws_base}/api/cameras/99/mse"), &admin).await;
+    assert_eq!((err["status"].as_i64(), code), (Some(404), 4404), "{err}");
+    let user: Value = post_json(
+        &c,
+        &format!("{}/api/users", s.url),
+        &serde_json::json!({"username": "guard", "password": "guard-password-1", "role": "operator"}),
+    )
+    .await;
+    let guard = token(user["id"].as_i64().unwrap()).await;
+    let (err, code) = ws_refusal(&format!("{ws_base}/api/cameras/1/mse"), &guard).await;
+    assert_eq!((err["status"].as_i64(), code), (Some(403), 4403), "{err}");
+    // A plain GET is told to use a WebSocket.
+    let r = c
+        .get(format!("{}/api/cameras/1/mse", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    // Start, refusal and end are audited; the end says how much was sent.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let end = loop {
+        let ends: Value =
+            get_json(&c, &format!("{}/api/audit?action=live.end&limit=10", s.url)).await;
+        if let Some(e) = ends["entries"].as_array().unwrap().first() {
+            break e.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no live.end entry");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(end["detail"]["transport"], "mse", "{end}");
+    assert!(
+        end["detail"]["bytes_sent"].as_u64().unwrap() >= file.len() as u64,
+        "{end}"
+    );
+    let denied: Value = get_json(
+        &c,
+        &format!("{}/api/audit?action=live.denied&limit=10", s.url),
+    )
+    .await;
+    assert_eq!(denied["entries"].as_array().unwrap().len(), 1, "{denied}");
+    let m = get_text(&c, &format!("{}/metrics", s.url)).await;
+    assert!(m.contains("xaso_live_mse_sessions 0"), "{m}");
     assert!(stop(s).success());
 }

@@ -14,13 +14,17 @@ use crate::live::{LiveError, SessionInfo, Viewer};
 use crate::{bail, err, store};
 use axum::Router;
 use axum::extract::State;
+use axum::extract::ws::{
+    CloseFrame, Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
+};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{patch, post};
+use axum::routing::{get, patch, post};
 use http::{HeaderMap, StatusCode, header};
 use xaso_sfu::SessionError;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/cameras/{id}/mse", get(mse))
         .route("/cameras/{id}/whep", post(offer))
         .route("/cameras/{id}/whep/{session}", patch(trickle).delete(end))
 }
@@ -46,15 +50,7 @@ async fn offer(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response> {
-    if let Err(e) = caller.require_camera(&st, id, CameraUse::Live).await {
-        if e.kind() == crate::error::ErrorKind::PermissionDenied {
-            let mut ev = caller.event("live.denied");
-            ev.camera_id = Some(id);
-            st.audit(ev).await?;
-        }
-        return Err(e);
-    }
-    store::camera(&st.db, id).await?;
+    may_watch(&st, &caller, id).await?;
     if !content_type_is(&headers, "application/sdp") {
         bail!(
             UnsupportedMediaType,
@@ -112,6 +108,110 @@ async fn offer(
         answer,
     )
         .into_response())
+}
+
+/// The caller may watch this camera live (a refusal is audited), and it exists.
+async fn may_watch(st: &AppState, caller: &Caller, id: i64) -> Result<()> {
+    if let Err(e) = caller.require_camera(st, id, CameraUse::Live).await {
+        if e.kind() == crate::error::ErrorKind::PermissionDenied {
+            let mut ev = caller.event("live.denied");
+            ev.camera_id = Some(id);
+            st.audit(ev).await?;
+        }
+        return Err(e);
+    }
+    store::camera(&st.db, id).await?;
+    Ok(())
+}
+
+/// The MSE fallback: the camera as fragmented MP4 over a WebSocket (see [`crate::mse`]).
+///
+/// A refusal of a WebSocket request comes inside the socket, since browsers do not show
+/// scripts a failed handshake's status: a text message
+/// `{"type":"error","status":403,"code":…,"message":…}`, then a close with code
+/// 4000 + status. A request that is not a WebSocket gets the plain HTTP error.
+#[utoipa::path(get, path = "/api/cameras/{id}/mse", tag = "live", params(("id" = i64, Path)),
+    responses((status = 101, description = "WebSocket: {\"type\":\"init\",\"mime\":…} text messages, each followed by an init segment, then one fMP4 fragment per frame"),
+              (status = 400, description = "not a WebSocket request"), (status = 401), (status = 403), (status = 404),
+              (status = 503, description = "the camera is not streaming")))]
+async fn mse(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ws: std::result::Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response> {
+    if let Err(e) = may_watch(&st, &caller, id).await {
+        return match ws {
+            Ok(ws) => Ok(ws.on_upgrade(move |s| refuse(s, e)).into_response()),
+            Err(_) => Err(e),
+        };
+    }
+    let Ok(ws) = ws else {
+        bail!(InvalidArgument, "open this address as a WebSocket");
+    };
+    let feed = match start_mse(&st, &caller, id).await {
+        Ok(feed) => feed,
+        Err(e) => return Ok(ws.on_upgrade(move |s| refuse(s, e)).into_response()),
+    };
+    let started_ms = st.now_ms();
+    Ok(ws
+        .on_upgrade(move |socket| async move {
+            let now = {
+                let st = st.clone();
+                move || st.now_ms()
+            };
+            let s = crate::mse::run(socket, feed, now).await;
+            let mut ev = caller.event("live.end");
+            ev.camera_id = Some(id);
+            ev.detail = Some(serde_json::json!({
+                "transport": "mse",
+                "bytes_sent": s.bytes_sent,
+                "seconds": (st.now_ms() - started_ms) as f64 / 1000.0,
+                "reason": s.reason,
+            }));
+            if let Err(e) = st.audit(ev).await {
+                tracing::error!(error = %e, "cannot audit the end of an MSE session");
+            }
+        })
+        .into_response())
+}
+
+async fn start_mse(st: &AppState, caller: &Caller, id: i64) -> Result<crate::live::MseFeed> {
+    let Some(live) = st.live.clone() else {
+        bail!(Unavailable, "live view is not running on this server");
+    };
+    let feed = match live.watch_mse(id) {
+        Ok(f) => f,
+        Err(_) => bail!(Unavailable, "the camera is not streaming right now"),
+    };
+    let mut ev = caller.event("live.start");
+    ev.camera_id = Some(id);
+    ev.detail = Some(serde_json::json!({ "transport": "mse" }));
+    st.audit(ev).await?;
+    Ok(feed)
+}
+
+async fn refuse(mut socket: WebSocket, e: crate::error::Error) {
+    let status = e.kind().status().as_u16();
+    let message = e.public_message();
+    let text = serde_json::json!({
+        "type": "error", "status": status, "code": e.kind().code(), "message": message,
+    });
+    let _ = socket.send(Message::Text(text.to_string().into())).await;
+    // A close reason holds 123 bytes at most.
+    let mut reason = String::new();
+    for c in message.chars() {
+        if reason.len() + c.len_utf8() > 120 {
+            break;
+        }
+        reason.push(c);
+    }
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: 4000 + status,
+            reason: reason.into(),
+        })))
+        .await;
 }
 
 /// The session, if it exists, is for this camera and belongs to the caller (or the caller

@@ -1,6 +1,6 @@
 // Headless Chromium plays live cameras over WebRTC (WHEP) from the real server, fed by real
 // RTSP cameras (GStreamer's RTSP server, tests/support/rtsp_camera.py), not xaso's own
-// simulator.
+// simulator; and, in a Chromium whose WebRTC may not use UDP, over the MSE fallback.
 //
 //   node tests/browser/live.test.mjs
 //
@@ -8,7 +8,7 @@
 // Output (screenshots, logs, measured times) goes to tests/output/browser/.
 // Ends with "N passed, M failed"; exits non-zero on any failure.
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { createWriteStream } from 'node:fs';
 import os from 'node:os';
@@ -46,11 +46,31 @@ async function startCamera(args) {
   });
 }
 
+// An nftables table of this run's own, dropping UDP to one port (needs root; scripts/test
+// installs nftables). Removed after the test and at exit.
+const NFT_TABLE = `xaso_live_test_${process.pid}`;
+
+function blockUdp(port) {
+  execFileSync('nft', ['-f', '-'], {
+    input: `table inet ${NFT_TABLE} {\n chain input {\n  type filter hook input priority 0; policy accept;\n  udp dport ${port} drop\n }\n}\n`,
+  });
+}
+
+function unblockUdp() {
+  try {
+    execFileSync('nft', ['delete', 'table', 'inet', NFT_TABLE], { stdio: 'ignore' });
+  } catch {
+    // not there
+  }
+}
+process.on('exit', unblockUdp);
+
 async function startServer(cameras) {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'xaso-live-'));
   const port = await freePort();
+  const udpPort = await freePort();
   const cfg = path.join(dataDir, 'xaso.toml');
-  let toml = '[recording]\nsimulated_camera = false\n';
+  let toml = `[recording]\nsimulated_camera = false\n\n[webrtc]\nudp_port = ${udpPort}\n`;
   for (const c of cameras) toml += `\n[[camera]]\nname = "${c.name}"\nurl = "${c.url}"\n`;
   await writeFile(cfg, toml);
   const child = spawn(BIN, ['--config', cfg, 'serve', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`], {
@@ -70,6 +90,7 @@ async function startServer(cameras) {
   }
   return {
     base,
+    udpPort,
     async stop() {
       child.kill('SIGTERM');
       await new Promise((r) => { child.on('exit', r); setTimeout(r, 5_000); });
@@ -235,6 +256,65 @@ async function main() {
         if (tiles.length === 2 && tiles.every((t) => t.framesDecoded > 0)) break;
         if (Date.now() - t0 > 5_000) throw new Error(`no playback after bad requests: ${JSON.stringify(tiles)}`);
         await sleep(50);
+      }
+    });
+
+    await test('with UDP blocked, every tile falls back to MP4 over WebSocket and plays', async () => {
+      await page.goto('/#/recordings'); // the first page's WebRTC sessions end first
+      // The firewall drops every datagram to the server's WebRTC port, as on a network that
+      // lets only HTTPS through: ICE cannot connect.
+      blockUdp(server.udpPort);
+      let ctx = null;
+      try {
+        ctx = await browser.newContext({ baseURL: server.base, locale: 'vi-VN', viewport: { width: 1280, height: 860 } });
+        const p = await ctx.newPage();
+        setPage(p);
+        p.setDefaultTimeout(10_000);
+        await p.goto('/');
+        await p.getByTestId('login-username').fill(ADMIN.username);
+        await p.getByTestId('login-password').fill(ADMIN.password);
+        await p.getByTestId('login-submit').click();
+        await p.getByTestId('nav-live').waitFor();
+        const t0 = Date.now();
+        await p.goto('/#/live');
+        let tiles = [];
+        for (;;) {
+          tiles = await p.evaluate(() => (window.xasoLive ? window.xasoLive.tiles() : []));
+          if (tiles.length === 2 && tiles.every((t) => t.transport === 'mse' && t.framesDecoded > 0)) break;
+          if (Date.now() - t0 > 12_000) throw new Error(`no fallback playback within 12 s: ${JSON.stringify(tiles)}`);
+          await sleep(100);
+        }
+        timings.mse_fallback_first_frame_ms = Date.now() - t0;
+        const before = tiles.map((t) => t.framesDecoded);
+        await sleep(3_000);
+        const after = await p.evaluate(() => window.xasoLive.tiles().map((t) => t.framesDecoded));
+        assert.ok(after.every((n, i) => n > before[i] + 40), `frames grow: ${before} -> ${after}`);
+        // Near the live edge: less than a second behind what is buffered.
+        const lag = await p.evaluate(() => [...document.querySelectorAll('video')].map((v) => {
+          const b = v.buffered;
+          return b.length ? b.end(b.length - 1) - v.currentTime : null;
+        }));
+        assert.ok(lag.every((l) => l !== null && l < 1.0), `behind the live edge: ${lag}`);
+        assert.equal(await p.getByTestId('tile-state-1').getAttribute('data-state'), 'live');
+        assert.equal(await p.getByTestId('tile-transport-1').isVisible(), true);
+        assert.equal(await p.getByTestId('tile-transport-1').textContent(), 'Dự phòng');
+        await p.screenshot({ path: path.join(OUT, 'live-fallback.png') });
+        await p.goto('/#/recordings');
+        const deadline = Date.now() + 10_000;
+        for (;;) {
+          const ends = (await (await api('/api/audit?action=live.end')).json()).entries
+            .filter((e) => e.detail.transport === 'mse');
+          if (ends.length >= 2) {
+            assert.ok(ends.every((e) => e.detail.bytes_sent > 10_000), JSON.stringify(ends.map((e) => e.detail)));
+            break;
+          }
+          if (Date.now() > deadline) throw new Error(`MSE live.end entries: ${JSON.stringify(ends)}`);
+          await sleep(300);
+        }
+      } finally {
+        setPage(page);
+        unblockUdp();
+        if (ctx) await ctx.close();
       }
     });
   } finally {

@@ -6,14 +6,18 @@
 // - A tile whose stream breaks (connection 'failed', or 'disconnected' for 3 s, or no new
 //   decoded frame for 5 s) DELETEs its session and reconnects after 1, 2, 4, 8, 10, 10… s.
 // - A refused stream shows the server's reason in the tile: never a black tile without one.
+// - Where WebRTC cannot pass (no RTCPeerConnection, the connection fails, or no picture and
+//   no connection after FALLBACK_MS), the page falls back to fragmented MP4 over a
+//   WebSocket (mse.js) for that tile and every tile opened after it; the tile says so.
 // - Leaving the page (router, language switch, logout, closing the tab) ends every session.
 //
-// For tests: window.xasoLive.tiles() -> [{cameraId, state, framesDecoded}] of the grid.
+// For tests: window.xasoLive.tiles() -> [{cameraId, state, transport, framesDecoded}].
 import { h, fill } from '../dom.js';
 import { t } from '../i18n.js';
 import { api } from '../api.js';
 import { page, errorText, statusView, statusPoller } from '../components.js';
 import { whepConnect, whepSupported, framesDecoded } from '../whep.js';
+import { mseConnect, mseSupported } from '../mse.js';
 
 const LAYOUTS = [1, 4, 9, 16];
 const LAYOUT_KEY = 'xaso.live.layout';
@@ -21,6 +25,7 @@ const TICK_MS = 1000; // getStats poll and stall check, per tile
 const LOSS_MS = 3000; // 'disconnected' this long: reconnect
 const STALL_MS = 5000; // no new decoded frame this long: reconnect
 const FIRST_FRAME_MS = 10_000; // a new session may take this long for its first frame (key frame)
+const FALLBACK_MS = 4000; // WebRTC neither connected nor showing a picture by then: use MSE
 const BACKOFF_MS = [1000, 2000, 4000, 8000, 10_000];
 const MAX_RETRY_AFTER_MS = 30_000;
 // refusals that another try will not change: the tile waits for the user's "retry"
@@ -54,9 +59,14 @@ function whepUrl(id, stream) {
   return `/api/cameras/${encodeURIComponent(id)}/whep?stream=${stream}`;
 }
 
-/** Whether trying again may help after `err` (a WHEP refusal or failure). */
+function mseUrl(id, stream) {
+  return `/api/cameras/${encodeURIComponent(id)}/mse?stream=${stream}`;
+}
+
+/** Whether trying again may help after `err` (a WHEP or MSE refusal or failure). */
 function retryable(err) {
   if (err.code === 'webrtc' && !whepSupported()) return false;
+  if (err.code === 'codec' || (err.code === 'mse' && !mseSupported())) return false;
   return !FINAL_STATUSES.includes(err.status);
 }
 
@@ -65,13 +75,16 @@ function retryable(err) {
  * `streamWanted()` says which stream ('main' or 'sub') the tile should play now;
  * `onFullscreen()` is called on a double-click (or Enter).
  */
-function liveTile(camera, { streamWanted, onFullscreen }) {
+function liveTile(camera, { streamWanted, onFullscreen, transport }) {
   const id = camera.id;
   const video = h('video', {
     class: 'live-video', testid: `video-${id}`, muted: true, autoplay: true, playsinline: true,
   });
   video.muted = true; // the attribute alone does not mute an element made by script
   const stateEl = h('span', { class: 'live-state', testid: `tile-state-${id}` });
+  const transportEl = h('span', {
+    class: 'live-transport', testid: `tile-transport-${id}`, hidden: true, title: t('live.transport.mseHint'),
+  }, t('live.transport.mse'));
   const message = h('p', { class: 'live-message', testid: `tile-message-${id}` });
   const errorEl = h('p', { class: 'live-error', testid: `tile-error-${id}`, hidden: true });
   const retryButton = h('button', {
@@ -92,11 +105,11 @@ function liveTile(camera, { streamWanted, onFullscreen }) {
   h('div', { class: 'live-overlay' }, errorEl, message, retryButton),
   // "camera-row-<id>": name and status, as in the camera list this page used to show
   h('div', { class: 'live-top', testid: `camera-row-${id}` },
-    h('span', { class: 'live-name', title: camera.name }, camera.name), stateEl, status.badge),
+    h('span', { class: 'live-name', title: camera.name }, camera.name), stateEl, transportEl, status.badge),
   h('div', { class: 'live-bottom' }, status.details));
 
   let state = null; // connecting | live | reconnecting | error
-  let session = null; // the WHEP session {pc, stream, close}
+  let session = null; // {transport, framesDecoded(), close()} (+ pc for WebRTC)
   let stream = null; // 'main' or 'sub': what the session plays (or is asked for)
   let gen = 0; // bumped by every (re)connect, loss and destroy: stale async results are dropped
   let failures = 0; // tries in a row that failed: the backoff step
@@ -158,13 +171,27 @@ function liveTile(camera, { streamWanted, onFullscreen }) {
     const my = gen;
     stream = streamWanted(); // at once: a second switchStream() in this task must not connect again
     el.dataset.stream = stream;
+    const via = transport.get();
+    el.dataset.transport = via;
+    transportEl.hidden = via !== 'mse';
     await closing;
     if (my !== gen || destroyed) return;
     let s;
     try {
-      s = await whepConnect(whepUrl(id, stream), { onState: (st) => onConnectionState(my, st) });
+      if (via === 'mse') {
+        s = await mseConnect(mseUrl(id, stream), video, { onState: (st, err) => onMseState(my, st, err) });
+      } else {
+        s = await whepConnect(whepUrl(id, stream), { onState: (st) => onConnectionState(my, st) });
+        s.transport = 'webrtc';
+        s.framesDecoded = () => framesDecoded(s.pc);
+      }
     } catch (err) {
-      if (my === gen) failed(err);
+      if (my !== gen) return;
+      if (via === 'webrtc' && err.code === 'webrtc' && mseSupported()) {
+        fallBack(); // this browser cannot set up WebRTC at all
+        return;
+      }
+      failed(err);
       return;
     }
     if (my !== gen) {
@@ -175,7 +202,7 @@ function liveTile(camera, { streamWanted, onFullscreen }) {
     sessionFrames = 0;
     lastProgress = Date.now();
     shown = false;
-    video.srcObject = s.stream;
+    if (s.stream) video.srcObject = s.stream;
     play();
     clearError(); // the server took the offer: whatever failed before is over
     setState(state === 'reconnecting' ? 'reconnecting' : 'connecting', t('live.msg.waiting'));
@@ -216,9 +243,30 @@ function liveTile(camera, { streamWanted, onFullscreen }) {
     return delay;
   }
 
+  /** WebRTC cannot pass here: this tile and the ones opened after it use MSE. */
+  function fallBack() {
+    transport.fallBack();
+    failures = 0;
+    setState(state === 'reconnecting' ? 'reconnecting' : 'connecting', t('live.msg.fallback'));
+    connect();
+  }
+
+  function onMseState(my, st, err) {
+    if (my !== gen) return;
+    if (st !== 'failed') return;
+    if (err && err.status && err.status >= 400) {
+      dropSession();
+      failed(err); // refused (e.g. the camera stopped): say why, retry as usual
+    } else {
+      lost('live.msg.lost');
+    }
+  }
+
   function onConnectionState(my, st) {
     if (my !== gen) return;
-    if (st === 'failed') {
+    if (st === 'failed' && !shown && mseSupported()) {
+      fallBack(); // never connected: UDP is probably blocked on the way
+    } else if (st === 'failed') {
       lost('live.msg.lost');
     } else if (st === 'disconnected') {
       if (lossTimer === null) {
@@ -249,7 +297,7 @@ function liveTile(camera, { streamWanted, onFullscreen }) {
     if (!s) return;
     let n;
     try {
-      n = await framesDecoded(s.pc);
+      n = await s.framesDecoded();
     } catch {
       return; // closed meanwhile
     }
@@ -265,6 +313,11 @@ function liveTile(camera, { streamWanted, onFullscreen }) {
     }
     if (document.hidden) {
       lastProgress = now; // hidden tabs may not decode: judge again once shown
+      return;
+    }
+    if (!shown && s.transport === 'webrtc' && s.pc.connectionState !== 'connected'
+      && now - lastProgress > FALLBACK_MS && mseSupported()) {
+      fallBack();
       return;
     }
     if (now - lastProgress > (shown ? STALL_MS : FIRST_FRAME_MS)) {
@@ -311,10 +364,10 @@ function liveTile(camera, { streamWanted, onFullscreen }) {
     },
     /** After the tile moved in the grid: make sure the video plays. */
     resume() {
-      if (video.srcObject && video.paused) play();
+      if ((video.srcObject || video.src) && video.paused) play();
     },
     tick,
-    info: () => ({ cameraId: id, state, framesDecoded: frames }),
+    info: () => ({ cameraId: id, state, transport: el.dataset.transport, framesDecoded: frames }),
     destroy() {
       destroyed = true;
       const done = dropSession();
@@ -338,6 +391,9 @@ export function render() {
   let first = 0; // index in `cameras` of the first tile shown
   let fullscreenId = null;
   let left = false;
+  // 'webrtc' until WebRTC proves unable to pass here, then 'mse' for the rest of the visit
+  let via = whepSupported() ? 'webrtc' : 'mse';
+  const transport = { get: () => via, fallBack: () => { via = 'mse'; } };
   const tiles = new Map(); // camera id -> tile, for the cameras in the grid
 
   // ---- elements ----------------------------------------------------------------
@@ -388,7 +444,9 @@ export function render() {
     const cells = shown.map((c) => {
       let tile = tiles.get(c.id);
       if (!tile) {
-        tile = liveTile(c, { streamWanted: () => streamFor(c.id), onFullscreen: () => toggleFullscreen(tile) });
+        tile = liveTile(c, {
+          streamWanted: () => streamFor(c.id), onFullscreen: () => toggleFullscreen(tile), transport,
+        });
         tiles.set(c.id, tile);
         poller.watch(c.id, tile.statusView);
         tile.start();

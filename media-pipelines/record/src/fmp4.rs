@@ -235,6 +235,12 @@ impl SegmentWriter {
         out
     }
 
+    /// The samples whose durations are known, as a fragment now (live streaming: a fragment
+    /// per frame, one frame late, rather than per `fragment_ms`).
+    pub fn take_fragment(&mut self) -> Option<Fragment> {
+        self.flush()
+    }
+
     /// Decode time just past the last sample of the primary track that has a known duration.
     pub fn held_primary_dts(&self) -> Option<u64> {
         self.pending[self.primary].as_ref().map(|s| s.dts)
@@ -382,6 +388,50 @@ fn write_trak(o: &mut Vec<u8>, id: u32, t: &TrackConfig) {
     });
 }
 
+/// The RFC 6381 `codecs` value of a video sample entry (`avc1.64001f`, `hvc1.1.6.L93.B0`),
+/// as Media Source Extensions want it; `None` for other entries or a malformed one.
+pub fn rfc6381_codec(entry: &[u8]) -> Option<String> {
+    // box header (8) + SampleEntry (8) + VisualSampleEntry fields (70), then child boxes.
+    let fourcc: [u8; 4] = entry.get(4..8)?.try_into().ok()?;
+    let mut children = entry.get(86..)?;
+    let want = match &fourcc {
+        b"avc1" | b"avc3" => b"avcC",
+        b"hvc1" | b"hev1" => b"hvcC",
+        _ => return None,
+    };
+    let config = loop {
+        let size = u32::from_be_bytes(children.get(..4)?.try_into().ok()?) as usize;
+        if size < 8 || size > children.len() {
+            return None;
+        }
+        if &children[4..8] == want {
+            break &children[8..size];
+        }
+        children = &children[size..];
+    };
+    let name = std::str::from_utf8(&fourcc).ok()?;
+    if want == b"avcC" {
+        let c = config.get(1..4)?;
+        return Some(format!("{name}.{:02x}{:02x}{:02x}", c[0], c[1], c[2]));
+    }
+    // ISO/IEC 14496-15 annex E: profile space and idc, compatibility flags (bit-reversed),
+    // tier and level, then the constraint bytes without trailing zeros.
+    let c = config.get(..13)?;
+    let space = ["", "A", "B", "C"][usize::from(c[1] >> 6)];
+    let tier = if c[1] & 0x20 != 0 { 'H' } else { 'L' };
+    let compat = u32::from_be_bytes(c[2..6].try_into().ok()?).reverse_bits();
+    let mut s = format!("{name}.{space}{}.{compat:x}.{tier}{}", c[1] & 0x1f, c[12]);
+    let constraints = &c[6..12];
+    let used = constraints
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |i| i + 1);
+    for b in &constraints[..used] {
+        s.push_str(&format!(".{b:X}"));
+    }
+    Some(s)
+}
+
 /// Seconds from 1900 (NTP) to 1970 (Unix).
 const NTP_UNIX_OFFSET_SECS: u64 = 2_208_988_800;
 
@@ -414,6 +464,37 @@ mod tests {
             width: 640,
             height: 360,
         }
+    }
+
+    fn entry(fourcc: &[u8; 4], config_fourcc: &[u8; 4], config: &[u8]) -> Vec<u8> {
+        let mut entry = Vec::new();
+        write_box(&mut entry, fourcc, |o| {
+            o.extend_from_slice(&[0; 78]);
+            write_box(o, config_fourcc, |o| o.extend_from_slice(config));
+        });
+        entry
+    }
+
+    #[test]
+    fn codec_strings_for_media_source() {
+        let avc = entry(b"avc1", b"avcC", &[1, 0x64, 0x00, 0x1f, 0xff]);
+        assert_eq!(rfc6381_codec(&avc).as_deref(), Some("avc1.64001f"));
+        // Main profile, compatibility flags 0x60000000 (reversed: 6), level 3.1 (93),
+        // constraint byte 0xb0: the string browsers document as "hvc1.1.6.L93.B0".
+        let mut hvcc = vec![1, 0x01, 0x60, 0, 0, 0, 0xb0, 0, 0, 0, 0, 0, 93];
+        hvcc.extend_from_slice(&[0xf0, 0, 0xfc]);
+        let hevc = entry(b"hvc1", b"hvcC", &hvcc);
+        assert_eq!(rfc6381_codec(&hevc).as_deref(), Some("hvc1.1.6.L93.B0"));
+        // Not video, truncated, or a child box overrunning its parent: no string.
+        assert_eq!(
+            rfc6381_codec(&g711_sample_entry(Codec::Pcmu, 8000, 1)),
+            None
+        );
+        assert_eq!(rfc6381_codec(&avc[..90]), None);
+        let mut bad = avc.clone();
+        bad[89] = 0xff;
+        assert_eq!(rfc6381_codec(&bad), None);
+        assert_eq!(rfc6381_codec(&[]), None);
     }
 
     #[test]
