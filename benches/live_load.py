@@ -1,26 +1,37 @@
 #!/usr/bin/env python3
-"""Live-view load benchmark: CPU per viewer-stream and forwarding latency of xaso.
+"""Live-view load benchmark: CPU per viewer-stream and forwarding latency of xaso, side by
+side in the same run with Janus 1.1.2's streaming plugin (with --janus).
 
 One camera (xaso's Rust RTSP simulator looping its built-in 640x360 H.264 clip, the size of
-a grid tile's sub-stream; its AAC audio is not forwarded) is recorded by `xaso serve`, and
-N WHEP viewers (examples/whep_load.rs: str0m receivers, each checking order and payloads)
-watch it for SECONDS, for each N in --viewers. For each N the script reports xaso's CPU (user
-+ system from /proc over the middle of the run, minus the same window with no viewer), per
-viewer-stream, and the server-added latency from xaso's /metrics histogram
-`xaso_live_forward_seconds` (a camera frame handed to live view -> its last datagram sent
-to every viewer): the bucket bounds under which 50 % and 99 % of frames fell.
+a grid tile's sub-stream; its AAC audio is forwarded by neither) is pulled by `xaso serve`
+(which also records it) and, with --janus, by Janus (benches/janus/env.sh: Janus in a network
+namespace of its own, the camera and the viewers on 127.0.0.3). For each N in --viewers, N
+viewers watch it for SECONDS, first from xaso (examples/whep_load.rs), then from Janus
+(examples/janus_load.rs): the same str0m receiver and checks (order, payloads) for both.
+Each server's CPU (user + system from /proc over the middle of the run) minus its CPU with
+no viewer, divided by N, is its cost per viewer-stream. For xaso the script also reports the
+server-added latency from the /metrics histogram `xaso_live_forward_seconds` (a camera frame
+handed to live view -> its last datagram sent to every viewer): the bucket bounds under
+which 50 % and 99 % of frames fell.
 
-Usage: benches/live_load.py [--viewers 1,10,50,100] [--seconds 30]
-Needs: cargo build --release --bin xaso --example whep_load -p xaso
+The servers run pinned to CPU 0, the camera and the load client to CPU 1 (--no-pin: not),
+so that the load client does not take the server's core.
+
+Usage: benches/live_load.py [--viewers 1,10,50,100,200] [--seconds 20] [--janus]
+Needs: cargo build --release --bin xaso --example whep_load --example janus_load -p xaso
        cargo build --release -p xaso-simcam --example simcam
-Everything runs on 127.0.0.1. Prints a Markdown table.
+       --janus: root (network namespace), Debian's janus (env.sh installs it)
+Prints a Markdown table.
 """
 import argparse, json, os, re, signal, subprocess, sys, tempfile, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 XASO = os.path.join(ROOT, "target/release/xaso")
 LOAD = os.path.join(ROOT, "target/release/examples/whep_load")
+JLOAD = os.path.join(ROOT, "target/release/examples/janus_load")
 SIMCAM = os.path.join(ROOT, "target/release/examples/simcam")
+JANUS_ENV = os.path.join(ROOT, "benches/janus/env.sh")
+JANUS_API = "http://127.0.0.2:8088"
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from record_load import cpu_seconds, start_xaso  # noqa: E402
 
@@ -48,54 +59,110 @@ def fmt_ms(s):
     return "n/a" if s is None else ("> 50 ms" if s == float("inf") else f"≤ {s * 1000:g} ms")
 
 
+def pin(pid, cpu):
+    subprocess.run(["taskset", "-a", "-pc", str(cpu), str(pid)], check=True, stdout=subprocess.DEVNULL)
+
+
+def idle_cpu(pid, seconds):
+    c0 = cpu_seconds(pid)
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - c0) / seconds
+
+
+def load_run(pid, cmd, n, seconds, base=None, prefix=()):
+    """Runs one load of n viewers; returns the server's busy cores and the load's summary
+    (and, with base, the latency histogram before and after)."""
+    load = subprocess.Popen([*prefix, *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(min(8, seconds / 3))
+    h0 = histogram(base) if base else None
+    c0, t0 = cpu_seconds(pid), time.time()
+    time.sleep(seconds - min(8, seconds / 3) - 3)
+    h1 = histogram(base) if base else None
+    c1, t1 = cpu_seconds(pid), time.time()
+    out, err = load.communicate(timeout=seconds + 90)
+    lines = out.strip().splitlines()
+    if not lines:
+        raise SystemExit(f"load client printed nothing: {err[-2000:]}")
+    summary = json.loads(lines[-1])
+    return (c1 - c0) / (t1 - t0), summary, h0, h1
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--viewers", default="1,10,50,100")
-    ap.add_argument("--seconds", type=int, default=30)
+    ap.add_argument("--viewers", default="1,10,50,100,200")
+    ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--janus", action="store_true", help="measure Janus 1.1.2 side by side")
+    ap.add_argument("--no-pin", action="store_true")
     a = ap.parse_args()
-    for exe in (XASO, LOAD, SIMCAM):
+    for exe in (XASO, LOAD, SIMCAM) + ((JLOAD,) if a.janus else ()):
         if not os.path.exists(exe):
             raise SystemExit(f"missing {exe}: build the release binaries first (see the docstring)")
+    pin_load = () if a.no_pin else ("taskset", "-c", "1")
     work = tempfile.mkdtemp(prefix="xaso-live-bench-")
-    sim = subprocess.Popen([SIMCAM, "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    cam_ip = "127.0.0.1"
+    if a.janus:
+        subprocess.run(["bash", JANUS_ENV, "up"], check=True)
+        cam_ip = "127.0.0.3"  # reachable from Janus's namespace and from xaso
+    sim = subprocess.Popen([*pin_load, SIMCAM, f"{cam_ip}:0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     url = sim.stdout.readline().split()[1]
     cfg = os.path.join(work, "xaso.toml")
     with open(cfg, "w") as f:
         f.write(f'[recording]\nsimulated_camera = false\n\n[[camera]]\nname = "cam"\nurl = "{url}"\n')
     x, base, op = start_xaso(cfg, os.path.join(work, "data"))
-    token = json.loads(op.open(urllib.request.Request(
-        base + "/api/tokens", data=json.dumps({"user_id": 1, "name": "bench"}).encode(),
-        headers={"content-type": "application/json"})).read())["token"]
-    while json.loads(op.open(base + "/api/cameras/1/status").read())["state"] != "streaming":
-        time.sleep(0.3)
-    time.sleep(3)
+    janus_pid = None
     rows = []
     try:
-        window = a.seconds - 6
-        c0 = cpu_seconds(x.pid)
-        time.sleep(window)
-        idle = (cpu_seconds(x.pid) - c0) / window  # cores used with no viewer (recording)
+        if not a.no_pin:
+            pin(x.pid, 0)
+        token = json.loads(op.open(urllib.request.Request(
+            base + "/api/tokens", data=json.dumps({"user_id": 1, "name": "bench"}).encode(),
+            headers={"content-type": "application/json"})).read())["token"]
+        while json.loads(op.open(base + "/api/cameras/1/status").read())["state"] != "streaming":
+            time.sleep(0.3)
+        if a.janus:
+            subprocess.run(["bash", JANUS_ENV, "start", url], check=True, stdout=subprocess.DEVNULL)
+            with open("/tmp/xaso-janus/janus.pid") as f:
+                janus_pid = int(f.read())
+            if not a.no_pin:
+                pin(janus_pid, 0)
+        time.sleep(3)
+        window = max(10, a.seconds - 6)
+        idle = idle_cpu(x.pid, window)  # cores used with no viewer (recording)
+        jidle = idle_cpu(janus_pid, window) if janus_pid else None
         for n in [int(v) for v in a.viewers.split(",")]:
-            load = subprocess.Popen([LOAD, base + "/api/cameras/1/whep", token, str(n), str(a.seconds)],
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            time.sleep(4)
-            h0, c0, t0 = histogram(base), cpu_seconds(x.pid), time.time()
-            time.sleep(window)
-            h1, c1, t1 = histogram(base), cpu_seconds(x.pid), time.time()
-            out, err = load.communicate(timeout=a.seconds + 60)
-            summary = json.loads(out.strip().splitlines()[-1])
-            busy = (c1 - c0) / (t1 - t0)
-            rows.append(dict(n=n, busy=busy, per=(busy - idle) / n, failed=summary["failed"],
-                             p50=quantile(h0, h1, 0.5), p99=quantile(h0, h1, 0.99),
-                             ttff=summary.get("first_frame_ms_p50")))
+            busy, summary, h0, h1 = load_run(
+                x.pid, [LOAD, base + "/api/cameras/1/whep", token, str(n), str(a.seconds)], n, a.seconds, base, pin_load)
+            row = dict(n=n, busy=busy, per=(busy - idle) / n, failed=summary["failed"],
+                       p50=quantile(h0, h1, 0.5), p99=quantile(h0, h1, 0.99),
+                       ttff=summary.get("first_frame_ms_p50"))
             time.sleep(2)
+            if janus_pid:
+                jbusy, jsum, _, _ = load_run(
+                    janus_pid, [JLOAD, JANUS_API, "1", cam_ip, str(n), str(a.seconds)], n, a.seconds, None, pin_load)
+                row.update(jbusy=jbusy, jper=(jbusy - jidle) / n, jfailed=jsum["failed"])
+                time.sleep(2)
+            rows.append(row)
+            print(json.dumps(row, default=str), file=sys.stderr)
     finally:
         x.send_signal(signal.SIGTERM)
         x.wait(timeout=60)
+        if a.janus:
+            subprocess.run(["bash", JANUS_ENV, "stop"])
         sim.send_signal(signal.SIGTERM)
         sim.wait(timeout=30)
-    print(f"\none 640x360 H.264 camera (~0.7 Mbit/s), N viewers, {a.seconds} s each; xaso with no viewer: "
-          f"{100 * idle:.2f} % of one core\n")
+    print(f"\none 640x360 H.264 camera (~0.7 Mbit/s), N viewers, {a.seconds} s each; with no viewer: "
+          f"xaso {100 * idle:.2f} % of one core (it also records)"
+          + (f", Janus {100 * jidle:.2f} %" if jidle is not None else "") + "\n")
+    if a.janus:
+        print("| viewers | xaso % of one core | per viewer-stream | Janus % of one core | per viewer-stream "
+              "| xaso / Janus per viewer | forwarding p50 | p99 | viewers failed (xaso, Janus) |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for r in rows:
+            ratio = r["per"] / r["jper"] if r["jper"] > 0 else float("nan")
+            print(f"| {r['n']} | {100 * r['busy']:.1f} % | {100 * r['per']:.3f} % | {100 * r['jbusy']:.1f} % "
+                  f"| {100 * r['jper']:.3f} % | {ratio:.2f} | {fmt_ms(r['p50'])} | {fmt_ms(r['p99'])} "
+                  f"| {r['failed']}, {r['jfailed']} |")
+        return
     print("| viewers | xaso % of one core | per viewer-stream | forwarding p50 | p99 | viewers failed | first frame p50 |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:

@@ -23,6 +23,17 @@ pub struct Report {
 }
 
 impl Report {
+    /// Ends the viewer and counts what it is still missing.
+    pub fn end(mut v: Viewer, first_frame: Option<Duration>, deleted: bool) -> Report {
+        v.disconnect();
+        v.finish();
+        Report {
+            stats: v.stats,
+            first_frame,
+            deleted,
+        }
+    }
+
     pub fn ok(&self) -> bool {
         self.stats.connected
             && !self.stats.disconnected
@@ -65,32 +76,7 @@ pub async fn viewer(url: String, token: String, secs: u64) -> Result<Report, Str
         .to_string();
     let answer = res.text().await.map_err(|e| e.to_string())?;
     v.answer(&answer)?;
-    let end = t0 + Duration::from_secs(secs);
-    let mut buf = vec![0u8; 2048];
-    let mut out = Vec::new();
-    let mut first_frame = None;
-    v.handle_timeout(Instant::now(), &mut out);
-    loop {
-        for t in out.drain(..) {
-            let _ = sock.send_to(&t.contents, t.destination).await;
-        }
-        if first_frame.is_none() && v.stats.frames > 0 {
-            first_frame = Some(t0.elapsed());
-        }
-        let now = Instant::now();
-        if now >= end || v.stats.disconnected {
-            break;
-        }
-        let wake = v.timeout().min(end);
-        tokio::select! {
-            r = sock.recv_from(&mut buf) => {
-                if let Ok((n, from)) = r {
-                    v.handle_receive(Instant::now(), from, local, &buf[..n], &mut out);
-                }
-            }
-            _ = tokio::time::sleep_until(wake.into()) => v.handle_timeout(Instant::now(), &mut out),
-        }
-    }
+    let first_frame = receive(&mut v, &sock, t0, t0 + Duration::from_secs(secs)).await;
     let base: SocketAddr = {
         let u = reqwest::Url::parse(&url).map_err(|e| e.to_string())?;
         u.socket_addrs(|| None)
@@ -105,13 +91,43 @@ pub async fn viewer(url: String, token: String, secs: u64) -> Result<Report, Str
         .send()
         .await
         .is_ok_and(|r| r.status().as_u16() == 204);
-    v.disconnect();
-    v.finish();
-    Ok(Report {
-        stats: v.stats.clone(),
-        first_frame,
-        deleted,
-    })
+    Ok(Report::end(v, first_frame, deleted))
+}
+
+/// Moves `v`'s datagrams and time on `sock` until `end` or a disconnection; returns when
+/// (after `t0`) the first whole video frame arrived.
+pub async fn receive(
+    v: &mut Viewer,
+    sock: &UdpSocket,
+    t0: Instant,
+    end: Instant,
+) -> Option<Duration> {
+    let local = sock.local_addr().ok()?;
+    let mut buf = vec![0u8; 2048];
+    let mut out = Vec::new();
+    let mut first_frame = None;
+    v.handle_timeout(Instant::now(), &mut out);
+    loop {
+        for t in out.drain(..) {
+            let _ = sock.send_to(&t.contents, t.destination).await;
+        }
+        if first_frame.is_none() && v.stats.frames > 0 {
+            first_frame = Some(t0.elapsed());
+        }
+        let now = Instant::now();
+        if now >= end || v.stats.disconnected {
+            return first_frame;
+        }
+        let wake = v.timeout().min(end);
+        tokio::select! {
+            r = sock.recv_from(&mut buf) => {
+                if let Ok((n, from)) = r {
+                    v.handle_receive(Instant::now(), from, local, &buf[..n], &mut out);
+                }
+            }
+            _ = tokio::time::sleep_until(wake.into()) => v.handle_timeout(Instant::now(), &mut out),
+        }
+    }
 }
 
 /// `n` viewers at once; their reports in order.
@@ -138,6 +154,11 @@ async fn main() {
     let secs: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(60);
     xaso_sfu::init_crypto();
     let reports = run(&args[0], &args[1], n, secs).await;
+    std::process::exit(summarize(n, secs, &reports));
+}
+
+/// Prints a line per viewer and the JSON summary; the exit code (1 if any viewer failed).
+pub fn summarize(n: usize, secs: u64, reports: &[Result<Report, String>]) -> i32 {
     let mut failed = 0;
     let mut first: Vec<f64> = Vec::new();
     for (i, r) in reports.iter().enumerate() {
@@ -179,5 +200,5 @@ async fn main() {
         json(pct(0.5)),
         json(first.last().copied())
     );
-    std::process::exit(if failed > 0 { 1 } else { 0 });
+    i32::from(failed > 0)
 }

@@ -17,7 +17,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use xaso_base::Codec;
 use xaso_sfu::h264::{self, ParameterSets};
-use xaso_sfu::{Core, Input, Kind, MediaFrame, Output, SessionError, SessionId};
+use xaso_sfu::{Core, Input, Kind, MediaFrame, Output, SessionError, SessionId, Transmit};
 
 /// Frames of a GOP kept per camera at most (a camera with a huge GOP is not cached whole).
 const GOP_MAX_BYTES: usize = 8 << 20;
@@ -148,7 +148,10 @@ impl Tap {
                 at: None,
             }));
         }
-        if t.watched {
+        // Only G.711 audio is forwarded: other audio would wake the live task for nothing.
+        let forwarded =
+            kind == Kind::Video || matches!(t.tracks.audio, Some(Codec::Pcmu | Codec::Pcma));
+        if t.watched && forwarded {
             self.send(Cmd::Frame(
                 self.camera,
                 TapFrame {
@@ -330,12 +333,17 @@ impl Live {
             let s = UdpSocket::bind(SocketAddr::new(*ip, port)).await?;
             let local = s.local_addr()?;
             port = local.port();
-            sockets.push((local, Arc::new(s)));
+            let gso = quinn_udp::UdpSocketState::new((&s).into())?;
+            sockets.push(LiveSocket {
+                local,
+                sock: Arc::new(s),
+                gso,
+            });
         }
-        let candidates: Vec<SocketAddr> = sockets.iter().map(|(a, _)| *a).collect();
+        let candidates: Vec<SocketAddr> = sockets.iter().map(|s| s.local).collect();
         let (tx, rx) = mpsc::channel(8192);
-        for (local, s) in &sockets {
-            tokio::spawn(read_socket(*local, s.clone(), tx.clone()));
+        for s in &sockets {
+            tokio::spawn(read_socket(s.local, s.sock.clone(), tx.clone()));
         }
         let live = Arc::new(Live {
             cmd: tx,
@@ -480,6 +488,99 @@ async fn read_socket(destination: SocketAddr, s: Arc<UdpSocket>, tx: mpsc::Sende
     }
 }
 
+/// A UDP socket of the live task, with what the kernel offers for sending in batches.
+struct LiveSocket {
+    local: SocketAddr,
+    sock: Arc<UdpSocket>,
+    /// Segmentation offload (GSO): several datagrams to one address in one `sendmsg`.
+    gso: quinn_udp::UdpSocketState,
+}
+
+/// Splits `t` into runs that one GSO send can carry: consecutive datagrams from one socket to
+/// one address, all of the first one's size but the last, which may be shorter (the kernel
+/// cuts the buffer into datagrams of the first one's size), `max` at most.
+fn gso_runs(t: &[Transmit], max: usize) -> Vec<std::ops::Range<usize>> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    while start < t.len() {
+        let (first, size) = (&t[start], t[start].contents.len());
+        let mut end = start + 1;
+        while end < t.len()
+            && end - start < max
+            && t[end].source == first.source
+            && t[end].destination == first.destination
+            && t[end].contents.len() <= size
+        {
+            end += 1;
+            if t[end - 1].contents.len() < size {
+                break; // a shorter one ends the run
+            }
+        }
+        runs.push(start..end);
+        start = end;
+    }
+    runs
+}
+
+/// Sends what the core put out, batching each viewer's datagrams with GSO where it can.
+async fn send_all(sockets: &[LiveSocket], out: &mut Vec<Transmit>, scratch: &mut Vec<u8>) {
+    let max = sockets.first().map_or(1, |s| s.gso.max_gso_segments());
+    for run in gso_runs(out, max) {
+        let batch = &out[run];
+        let first = &batch[0];
+        let Some(s) = sockets
+            .iter()
+            .find(|s| s.local == first.source)
+            .or(sockets.first())
+        else {
+            return;
+        };
+        let sent = if batch.len() > 1 {
+            scratch.clear();
+            for t in batch {
+                scratch.extend_from_slice(&t.contents);
+            }
+            let t = quinn_udp::Transmit {
+                destination: first.destination,
+                ecn: None,
+                contents: scratch,
+                segment_size: Some(first.contents.len()),
+                src_ip: None,
+            };
+            send_one(s, &t).await
+        } else {
+            Err(std::io::Error::other("single"))
+        };
+        // One at a time: a single datagram, or GSO refused (the state then stops using it).
+        if sent.is_err() {
+            for t in batch {
+                let t = quinn_udp::Transmit {
+                    destination: t.destination,
+                    ecn: None,
+                    contents: &t.contents,
+                    segment_size: None,
+                    src_ip: None,
+                };
+                if let Err(e) = send_one(s, &t).await {
+                    tracing::debug!(error = %e, to = %t.destination, "UDP send");
+                }
+            }
+        }
+    }
+    out.clear();
+}
+
+async fn send_one(s: &LiveSocket, t: &quinn_udp::Transmit<'_>) -> std::io::Result<()> {
+    loop {
+        match s.sock.try_io(tokio::io::Interest::WRITABLE, || {
+            s.gso.try_send((&*s.sock).into(), t)
+        }) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => s.sock.writable().await?,
+            r => return r,
+        }
+    }
+}
+
 fn media_frame(f: &TapFrame) -> MediaFrame<'_> {
     MediaFrame {
         kind: f.kind,
@@ -499,7 +600,7 @@ fn set_tracks(core: &mut Core, camera: i64, t: &TapTracks) {
 
 async fn run(
     mut core: Core,
-    sockets: Vec<(SocketAddr, Arc<UdpSocket>)>,
+    sockets: Vec<LiveSocket>,
     mut rx: mpsc::Receiver<Cmd>,
     live: std::sync::Weak<Live>,
     ended: mpsc::UnboundedSender<Ended>,
@@ -508,22 +609,13 @@ async fn run(
     let mut viewers: HashMap<i64, usize> = HashMap::new();
     // The frame whose datagrams are being sent, for the latency histogram.
     let mut forwarding: Option<Instant> = None;
+    let mut out = Vec::new();
+    let mut scratch = Vec::new();
     loop {
         // Everything the core wants done, then wait for the next input or its timeout.
         while let Some(o) = core.poll_output() {
             match o {
-                Output::Transmit(t) => {
-                    let s = sockets
-                        .iter()
-                        .find(|(a, _)| *a == t.source)
-                        .or(sockets.first())
-                        .map(|(_, s)| s);
-                    if let Some(s) = s
-                        && let Err(e) = s.send_to(&t.contents, t.destination).await
-                    {
-                        tracing::debug!(error = %e, to = %t.destination, "UDP send");
-                    }
-                }
+                Output::Transmit(t) => out.push(t),
                 Output::Closed(c) => {
                     let Some(live) = live.upgrade() else { return };
                     let info = live
@@ -551,6 +643,7 @@ async fn run(
                 Output::Timeout(t) => deadline = Some(t),
             }
         }
+        send_all(&sockets, &mut out, &mut scratch).await;
         if let Some(at) = forwarding.take()
             && let Some(live) = live.upgrade()
         {
@@ -626,5 +719,43 @@ async fn run(
                 let _ = reply.send(core.close(session, "ended by the viewer"));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(to: u16, len: usize) -> Transmit {
+        Transmit {
+            source: "127.0.0.1:9000".parse().unwrap(),
+            destination: SocketAddr::from(([127, 0, 0, 1], to)),
+            contents: vec![0; len],
+        }
+    }
+
+    #[test]
+    fn gso_runs_follow_the_kernels_rule() {
+        // A frame to viewer 1 (three full packets, a short last one), then its audio, then
+        // the same frame to viewer 2.
+        let out = [
+            t(1, 1216),
+            t(1, 1216),
+            t(1, 1216),
+            t(1, 300),
+            t(1, 172),
+            t(2, 1216),
+            t(2, 1216),
+            t(2, 300),
+        ];
+        assert_eq!(gso_runs(&out, 64), vec![0..4, 4..5, 5..8]);
+        // A bigger datagram after a smaller one starts a new run (SPS/PPS before an IDR).
+        let out = [t(1, 40), t(1, 1216), t(1, 1216)];
+        assert_eq!(gso_runs(&out, 64), vec![0..1, 1..3]);
+        // The socket's segment limit; without GSO, every datagram alone.
+        let out = [t(1, 1216), t(1, 1216), t(1, 1216)];
+        assert_eq!(gso_runs(&out, 2), vec![0..2, 2..3]);
+        assert_eq!(gso_runs(&out, 1), vec![0..1, 1..2, 2..3]);
+        assert_eq!(gso_runs(&[], 64), Vec::<std::ops::Range<usize>>::new());
     }
 }

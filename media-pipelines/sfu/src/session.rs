@@ -107,6 +107,12 @@ impl Session {
             .set_rtp_mode(true)
             .set_ice_lite(true)
             .clear_codecs()
+            // Only the MID header extension: without transport-wide sequence numbers the
+            // viewer sends no transport-cc feedback (10-20 datagrams a second per viewer),
+            // which a camera feed, whose bitrate nobody adapts, has no use for. Losses are
+            // still repaired (NACK) and reported (receiver reports).
+            .clear_extension_map()
+            .set_extension(4, str0m::rtp::Extension::RtpMid)
             .set_stats_interval(None);
         if video_codec == Some(Codec::H264) {
             cfg = cfg.enable_h264(true);

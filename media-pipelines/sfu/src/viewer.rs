@@ -9,7 +9,7 @@ use crate::session::Transmit;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant;
-use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
@@ -52,7 +52,42 @@ impl Viewer {
     /// A viewer whose socket is `local`; returns it and its SDP offer (video and, with
     /// `audio`, audio, both recvonly).
     pub fn offer(now: Instant, local: SocketAddr, audio: bool) -> (Viewer, String) {
-        // As a browser does: G.711 offered besides Opus.
+        let mut rtc = Self::rtc(now, local);
+        let mut api = rtc.sdp_api();
+        let video_mid = api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        if audio {
+            api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+        }
+        let (offer, pending) = api.apply().expect("a fresh offer");
+        let mut v = Self::new(now, rtc, Some(video_mid));
+        v.pending = Some(pending);
+        (v, offer.to_sdp_string())
+    }
+
+    /// A viewer answering a server's offer (servers that offer first, as Janus does, with
+    /// full ICE): returns it and its SDP answer, with `local` as its host candidate.
+    pub fn accept_offer(
+        now: Instant,
+        local: SocketAddr,
+        sdp: &str,
+    ) -> Result<(Viewer, String), String> {
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| e.to_string())?;
+        let mut rtc = Self::rtc(now, local);
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| e.to_string())?;
+        // The video mid: the a=mid of the offer's first m=video section.
+        let video_mid = sdp
+            .lines()
+            .skip_while(|l| !l.starts_with("m=video"))
+            .find_map(|l| l.trim().strip_prefix("a=mid:"))
+            .map(str0m::media::Mid::from);
+        Ok((Self::new(now, rtc, video_mid), answer.to_sdp_string()))
+    }
+
+    /// A receiving `Rtc` on `local`; G.711 offered besides Opus, as a browser does.
+    fn rtc(now: Instant, local: SocketAddr) -> Rtc {
         let mut rtc = Rtc::builder()
             .set_rtp_mode(true)
             .enable_pcmu(true, false)
@@ -61,23 +96,20 @@ impl Viewer {
         if let Ok(c) = Candidate::host(local, "udp") {
             rtc.add_local_candidate(c);
         }
-        let mut api = rtc.sdp_api();
-        let video_mid = api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
-        if audio {
-            api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
-        }
-        let (offer, pending) = api.apply().expect("a fresh offer");
-        let v = Viewer {
+        rtc
+    }
+
+    fn new(now: Instant, rtc: Rtc, video_mid: Option<str0m::media::Mid>) -> Viewer {
+        Viewer {
             rtc,
-            pending: Some(pending),
+            pending: None,
             stats: ViewerStats::default(),
-            video_mid: Some(video_mid),
+            video_mid,
             buf: BTreeMap::new(),
             next: None,
             max_seq: 0,
             timeout: now,
-        };
-        (v, offer.to_sdp_string())
+        }
     }
 
     /// Takes the server's SDP answer.
