@@ -61,7 +61,7 @@ pub struct RecordingConfig {
 }
 
 /// Live view over WebRTC (`[webrtc]`).
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebrtcConfig {
     /// The one UDP port every WebRTC session uses; 0 picks a free port at start (it is
@@ -71,6 +71,39 @@ pub struct WebrtcConfig {
     /// listen address when it is a specific one, else 127.0.0.1 and the address of the
     /// default route. No STUN server is ever contacted.
     pub addresses: Vec<std::net::IpAddr>,
+    /// ICE-TCP: also offer a passive TCP candidate on each address, for networks that let
+    /// no UDP through (RFC 6544; datagrams framed as RFC 4571 says).
+    pub ice_tcp: bool,
+    /// The TCP port for ICE-TCP; 0 picks a free port at start.
+    pub tcp_port: u16,
+    /// STUN/TURN servers handed to browsers (the Live page, and `Link` headers of WHEP
+    /// answers), e.g. a TURN server for viewers behind a strict NAT. None by default:
+    /// nothing outside the box is contacted unless listed here.
+    pub ice_servers: Vec<IceServer>,
+}
+
+impl Default for WebrtcConfig {
+    fn default() -> Self {
+        WebrtcConfig {
+            udp_port: 0,
+            addresses: Vec::new(),
+            ice_tcp: true,
+            tcp_port: 0,
+            ice_servers: Vec::new(),
+        }
+    }
+}
+
+/// One `[[webrtc.ice_servers]]` entry, as `RTCIceServer` in browsers.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IceServer {
+    /// `stun:host:port`, `turn:host:port?transport=udp|tcp` or `turns:host:port`.
+    pub urls: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -303,6 +336,18 @@ impl Config {
         if !(1..=24 * 31).contains(&self.playback.max_export_hours) {
             return Err("playback.max_export_hours must be between 1 and 744".into());
         }
+        for s in &self.webrtc.ice_servers {
+            let ok = |u: &String| {
+                ["stun:", "turn:", "turns:"]
+                    .iter()
+                    .any(|p| u.starts_with(p))
+            };
+            if s.urls.is_empty() || !s.urls.iter().all(ok) {
+                return Err(
+                    "webrtc.ice_servers: each needs urls starting stun:, turn: or turns:".into(),
+                );
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for c in &self.cameras {
             if !names.insert(c.name.as_str()) {
@@ -399,6 +444,20 @@ mod tests {
         .unwrap_err();
         assert!(e.contains("line 4"), "{e}");
         assert!(e.contains("session_ttl"), "{e}");
+    }
+
+    #[test]
+    fn ice_servers_are_read_and_checked() {
+        let c = load_str(
+            "[[webrtc.ice_servers]]\nurls = [\"turn:127.0.0.1:3478\"]\nusername = \"u\"\ncredential = \"p\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.webrtc.ice_servers[0].urls, ["turn:127.0.0.1:3478"]);
+        assert!(c.webrtc.ice_tcp, "ICE-TCP is on by default");
+        let e = load_str("[[webrtc.ice_servers]]\nurls = [\"http://x\"]\n", &[]).unwrap_err();
+        assert!(e.contains("ice_servers"), "{e}");
+        assert!(load_str("[[webrtc.ice_servers]]\nurls = []\n", &[]).is_err());
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //!   unwatched camera costs a lock and a refcount per frame.
 //! - One task owns the [`Core`] and the UDP sockets (one port; a socket per offered
 //!   address), fed by a bounded command queue: frames, datagrams, WHEP offers, closings.
+//!   ICE-TCP connections (a listener per address) feed the same queue; the task writes
+//!   back to them through each connection's own writer task.
 //! - The HTTP handlers (`api::live`) talk to it through [`Live`].
 
 use bytes::Bytes;
@@ -13,11 +15,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tokio::net::UdpSocket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use xaso_base::Codec;
 use xaso_sfu::h264::{self, ParameterSets};
-use xaso_sfu::{Core, Input, Kind, MediaFrame, Output, SessionError, SessionId, Transmit};
+use xaso_sfu::{Core, Input, Kind, MediaFrame, Output, Proto, SessionError, SessionId, Transmit};
 
 /// Frames of a GOP kept per camera at most (a camera with a huge GOP is not cached whole).
 const GOP_MAX_BYTES: usize = 8 << 20;
@@ -192,6 +195,7 @@ enum Cmd {
     Restart(i64),
     Tracks(i64, TapTracks),
     Datagram {
+        proto: Proto,
         source: SocketAddr,
         destination: SocketAddr,
         data: Vec<u8>,
@@ -245,8 +249,8 @@ pub struct Live {
     cmd: mpsc::Sender<Cmd>,
     taps: Mutex<HashMap<i64, Arc<Tap>>>,
     sessions: Mutex<HashMap<SessionId, SessionInfo>>,
-    /// The host candidates offered to every viewer.
-    pub candidates: Vec<SocketAddr>,
+    /// The host candidates offered to every viewer (UDP, then ICE-TCP).
+    pub candidates: Vec<(Proto, SocketAddr)>,
     pub dropped: Arc<AtomicU64>,
     /// Frame handed over by the camera task → its last datagram sent to every viewer.
     pub latency: Histogram,
@@ -318,11 +322,12 @@ pub fn candidate_ips(configured: &[IpAddr], listen: IpAddr) -> Vec<IpAddr> {
 }
 
 impl Live {
-    /// Binds the UDP port on every address and starts the task. `ended` receives each
-    /// finished session (the caller audits it).
+    /// Binds the UDP port (and, with `tcp_port`, the ICE-TCP port) on every address and
+    /// starts the task. `ended` receives each finished session (the caller audits it).
     pub async fn start(
         ips: &[IpAddr],
         port: u16,
+        tcp_port: Option<u16>,
         ended: mpsc::UnboundedSender<Ended>,
     ) -> std::io::Result<Arc<Live>> {
         xaso_sfu::init_crypto();
@@ -340,10 +345,21 @@ impl Live {
                 gso,
             });
         }
-        let candidates: Vec<SocketAddr> = sockets.iter().map(|s| s.local).collect();
+        let mut candidates: Vec<(Proto, SocketAddr)> =
+            sockets.iter().map(|s| (Proto::Udp, s.local)).collect();
         let (tx, rx) = mpsc::channel(8192);
         for s in &sockets {
             tokio::spawn(read_socket(s.local, s.sock.clone(), tx.clone()));
+        }
+        let tcp = TcpConns::default();
+        if let Some(mut port) = tcp_port {
+            for ip in ips {
+                let l = TcpListener::bind(SocketAddr::new(*ip, port)).await?;
+                let local = l.local_addr()?;
+                port = local.port();
+                candidates.push((Proto::Tcp, local));
+                tokio::spawn(accept_tcp(local, l, tx.clone(), tcp.clone()));
+            }
         }
         let live = Arc::new(Live {
             cmd: tx,
@@ -358,6 +374,7 @@ impl Live {
         tokio::spawn(run(
             Core::new(seed),
             sockets,
+            tcp,
             rx,
             Arc::downgrade(&live),
             ended,
@@ -474,6 +491,7 @@ async fn read_socket(destination: SocketAddr, s: Arc<UdpSocket>, tx: mpsc::Sende
         match s.recv_from(&mut buf).await {
             Ok((n, source)) => {
                 let c = Cmd::Datagram {
+                    proto: Proto::Udp,
                     source,
                     destination,
                     data: buf[..n].to_vec(),
@@ -486,6 +504,93 @@ async fn read_socket(destination: SocketAddr, s: Arc<UdpSocket>, tx: mpsc::Sende
             Err(e) => tracing::debug!(error = %e, "UDP receive"),
         }
     }
+}
+
+/// ICE-TCP connections by the viewer's address: where to write its framed datagrams.
+type TcpConns = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>;
+
+/// Open ICE-TCP connections at most (each costs two small tasks and a queue).
+const MAX_TCP_CONNECTIONS: usize = 1024;
+/// Largest datagram accepted over ICE-TCP (browsers send well under 1500 bytes).
+const MAX_TCP_DATAGRAM: usize = 4096;
+/// A connection silent this long is closed (ICE consent checks come every few seconds).
+const TCP_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn accept_tcp(
+    local: SocketAddr,
+    listener: TcpListener,
+    tx: mpsc::Sender<Cmd>,
+    conns: TcpConns,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                if conns.lock().expect("tcp lock").len() >= MAX_TCP_CONNECTIONS {
+                    tracing::warn!(%peer, "too many ICE-TCP connections: refused");
+                    continue;
+                }
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(tcp_connection(
+                    local,
+                    peer,
+                    stream,
+                    tx.clone(),
+                    conns.clone(),
+                ));
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "ICE-TCP accept");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// One ICE-TCP connection: RFC 4571 frames (a 16-bit length, then a datagram) both ways.
+async fn tcp_connection(
+    local: SocketAddr,
+    peer: SocketAddr,
+    stream: TcpStream,
+    tx: mpsc::Sender<Cmd>,
+    conns: TcpConns,
+) {
+    let (mut rd, mut wr) = stream.into_split();
+    // Media a slow connection cannot take is dropped here (NACK repairs what it can).
+    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(512);
+    conns.lock().expect("tcp lock").insert(peer, out_tx);
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = out_rx.recv().await {
+            if wr.write_all(&frame).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut buf = vec![0u8; MAX_TCP_DATAGRAM];
+    loop {
+        let mut len = [0u8; 2];
+        let Ok(Ok(_)) = tokio::time::timeout(TCP_IDLE, rd.read_exact(&mut len)).await else {
+            break;
+        };
+        let n = usize::from(u16::from_be_bytes(len));
+        if n == 0 || n > MAX_TCP_DATAGRAM {
+            tracing::debug!(%peer, n, "ICE-TCP: bad frame length, closing");
+            break;
+        }
+        let Ok(Ok(_)) = tokio::time::timeout(TCP_IDLE, rd.read_exact(&mut buf[..n])).await else {
+            break;
+        };
+        let c = Cmd::Datagram {
+            proto: Proto::Tcp,
+            source: peer,
+            destination: local,
+            data: buf[..n].to_vec(),
+        };
+        if tx.send(c).await.is_err() {
+            break;
+        }
+    }
+    conns.lock().expect("tcp lock").remove(&peer);
+    writer.abort();
 }
 
 /// A UDP socket of the live task, with what the kernel offers for sending in batches.
@@ -522,8 +627,31 @@ fn gso_runs(t: &[Transmit], max: usize) -> Vec<std::ops::Range<usize>> {
     runs
 }
 
-/// Sends what the core put out, batching each viewer's datagrams with GSO where it can.
-async fn send_all(sockets: &[LiveSocket], out: &mut Vec<Transmit>, scratch: &mut Vec<u8>) {
+/// Sends what the core put out: ICE-TCP datagrams to their connection's writer, UDP ones
+/// batched per viewer with GSO where the kernel can.
+async fn send_all(
+    sockets: &[LiveSocket],
+    tcp: &TcpConns,
+    out: &mut Vec<Transmit>,
+    scratch: &mut Vec<u8>,
+) {
+    if out.iter().any(|t| t.proto == Proto::Tcp) {
+        let conns = tcp.lock().expect("tcp lock");
+        out.retain(|t| {
+            if t.proto == Proto::Udp {
+                return true;
+            }
+            if let Some(c) = conns.get(&t.destination)
+                && let Ok(len) = u16::try_from(t.contents.len())
+            {
+                let mut frame = Vec::with_capacity(t.contents.len() + 2);
+                frame.extend_from_slice(&len.to_be_bytes());
+                frame.extend_from_slice(&t.contents);
+                let _ = c.try_send(frame);
+            }
+            false
+        });
+    }
     let max = sockets.first().map_or(1, |s| s.gso.max_gso_segments());
     for run in gso_runs(out, max) {
         let batch = &out[run];
@@ -601,6 +729,7 @@ fn set_tracks(core: &mut Core, camera: i64, t: &TapTracks) {
 async fn run(
     mut core: Core,
     sockets: Vec<LiveSocket>,
+    tcp: TcpConns,
     mut rx: mpsc::Receiver<Cmd>,
     live: std::sync::Weak<Live>,
     ended: mpsc::UnboundedSender<Ended>,
@@ -643,7 +772,7 @@ async fn run(
                 Output::Timeout(t) => deadline = Some(t),
             }
         }
-        send_all(&sockets, &mut out, &mut scratch).await;
+        send_all(&sockets, &tcp, &mut out, &mut scratch).await;
         if let Some(at) = forwarding.take()
             && let Some(live) = live.upgrade()
         {
@@ -672,12 +801,14 @@ async fn run(
             Cmd::Tracks(camera, t) => set_tracks(&mut core, camera, &t),
             Cmd::Restart(camera) => core.restart_source(camera),
             Cmd::Datagram {
+                proto,
                 source,
                 destination,
                 data,
             } => core.handle_input(
                 now,
                 Input::Datagram {
+                    proto,
                     source,
                     destination,
                     data: &data,
@@ -728,6 +859,7 @@ mod tests {
 
     fn t(to: u16, len: usize) -> Transmit {
         Transmit {
+            proto: Proto::Udp,
             source: "127.0.0.1:9000".parse().unwrap(),
             destination: SocketAddr::from(([127, 0, 0, 1], to)),
             contents: vec![0; len],

@@ -102,12 +102,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     state.recorder = Some(recorder.clone());
     let (ended_tx, ended_rx) = tokio::sync::mpsc::unbounded_channel();
     let ips = crate::live::candidate_ips(&cfg.webrtc.addresses, cfg.listen.ip());
-    let live = crate::live::Live::start(&ips, cfg.webrtc.udp_port, ended_tx)
+    let w = &cfg.webrtc;
+    let tcp_port = w.ice_tcp.then_some(w.tcp_port);
+    let live = crate::live::Live::start(&ips, w.udp_port, tcp_port, ended_tx)
         .await
         .with_context(|| {
             format!(
-                "cannot bind the WebRTC UDP port {} on {ips:?} ([webrtc] in the config)",
-                cfg.webrtc.udp_port
+                "cannot bind the WebRTC UDP port {} (ICE-TCP port {:?}) on {ips:?} ([webrtc] in the config)",
+                w.udp_port, tcp_port
             )
         })?;
     tokio::spawn(audit_live_sessions(state.clone(), ended_rx));

@@ -191,6 +191,12 @@ async fn every_route_denies_and_allows_by_role() {
             None,
             [401, 403, 403, 403, 404],
         ),
+        (
+            Method::GET,
+            "/api/live/ice-servers".into(),
+            None,
+            [401, 200, 200, 200, 200],
+        ),
         // The MSE fallback is a WebSocket: a plain GET is refused after authorisation.
         (
             Method::GET,

@@ -15,6 +15,8 @@ use serde_json::Value;
 use std::time::Duration;
 
 const ADMIN_PW: &str = "admin-password-1";
+/// A TURN server in the configuration (none runs: only handed to viewers).
+const TURN: &str = "[[webrtc.ice_servers]]\nurls = [\"turn:127.0.0.1:3478?transport=udp\"]\nusername = \"xaso\"\ncredential = \"turn-secret\"\n";
 
 /// A GStreamer camera (H.264 + PCMU, a keyframe every 2 s) recorded by `xaso serve`, the
 /// admin logged in, once the camera streams.
@@ -25,7 +27,7 @@ async fn serve_one_camera() -> (TestCamera, tempfile::TempDir, Server, reqwest::
     std::fs::write(
         &cfg,
         format!(
-            "[recording]\nsimulated_camera = false\n\n[[camera]]\nname = \"Cổng\"\nurl = \"{}\"\n",
+            "[recording]\nsimulated_camera = false\n\n{TURN}\n[[camera]]\nname = \"Cổng\"\nurl = \"{}\"\n",
             cam.url
         ),
     )
@@ -262,5 +264,45 @@ async fn mse_fallback_streams_fragmented_mp4_that_decodes() {
     assert_eq!(denied["entries"].as_array().unwrap().len(), 1, "{denied}");
     let m = get_text(&c, &format!("{}/metrics", s.url)).await;
     assert!(m.contains("xaso_live_mse_sessions 0"), "{m}");
+
+    // The configured TURN server is handed to viewers: to the Live page as JSON, to WHEP
+    // clients as a Link header of the answer.
+    let ice: Value = get_json(&c, &format!("{}/api/live/ice-servers", s.url)).await;
+    assert_eq!(
+        ice["ice_servers"][0]["urls"][0], "turn:127.0.0.1:3478?transport=udp",
+        "{ice}"
+    );
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (_v, offer) = xaso_sfu::viewer::Viewer::offer(
+        std::time::Instant::now(),
+        sock.local_addr().unwrap(),
+        true,
+    );
+    let r = c
+        .post(format!("{}/api/cameras/1/whep", s.url))
+        .header("content-type", "application/sdp")
+        .body(offer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let link = r.headers()["link"].to_str().unwrap().to_string();
+    assert_eq!(
+        link,
+        "<turn:127.0.0.1:3478?transport=udp>; rel=\"ice-server\"; username=\"xaso\"; credential=\"turn-secret\"; credential-type=\"password\""
+    );
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let answer = r.text().await.unwrap();
+    // ICE-TCP: a passive TCP candidate besides the UDP one.
+    assert!(
+        answer.contains(" tcp ") && answer.contains("tcptype passive"),
+        "{answer}"
+    );
+    let del = c
+        .delete(format!("{}{location}", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 204);
     assert!(stop(s).success());
 }

@@ -22,12 +22,15 @@ export function whepSupported() {
 /**
  * Start a receive-only session at `url` (POST of the SDP offer).
  * `onState(connectionState)` is called on every peer connection state change.
- * `video`/`audio`: which kinds to ask for (both by default).
+ * `video`/`audio`: which kinds to ask for (both by default); `iceServers`: RTCIceServer list.
  * Resolves to {pc, stream, location, close()}; `close()` may be called any number of times.
  */
-export async function whepConnect(url, { onState = null, video = true, audio = true, gatherCapMs = GATHER_CAP_MS } = {}) {
+export async function whepConnect(url, {
+  onState = null, video = true, audio = true, gatherCapMs = GATHER_CAP_MS, iceServers = [],
+} = {}) {
   if (!whepSupported()) throw new ApiError(null, 'webrtc', 'RTCPeerConnection is not available');
-  const pc = new RTCPeerConnection({ iceServers: [] });
+  // no STUN/TURN server unless the server's configuration lists some (GET /api/live/ice-servers)
+  const pc = new RTCPeerConnection({ iceServers });
   const stream = new MediaStream();
   pc.addEventListener('track', (e) => stream.addTrack(e.track));
   if (onState) pc.addEventListener('connectionstatechange', () => onState(pc.connectionState));
@@ -102,6 +105,22 @@ export async function framesDecoded(pc) {
     }
   }
   return frames;
+}
+
+/** The transport of the connection in use: 'udp' or 'tcp' (ICE-TCP), null before one is chosen. */
+export async function iceProtocol(pc) {
+  const report = await pc.getStats();
+  let pair = null;
+  for (const r of report.values()) {
+    if (r.type === 'transport' && r.selectedCandidatePairId) pair = report.get(r.selectedCandidatePairId);
+  }
+  if (!pair) {
+    for (const r of report.values()) {
+      if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') pair = r;
+    }
+  }
+  const local = pair && report.get(pair.localCandidateId);
+  return (local && local.protocol) || null;
 }
 
 /** Resolves once ICE gathering is complete, or after `capMs`. */

@@ -24,6 +24,7 @@ use xaso_sfu::SessionError;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/live/ice-servers", get(ice_servers))
         .route("/cameras/{id}/mse", get(mse))
         .route("/cameras/{id}/whep", post(offer))
         .route("/cameras/{id}/whep/{session}", patch(trickle).delete(end))
@@ -95,7 +96,7 @@ async fn offer(
     ev.camera_id = Some(id);
     ev.detail = Some(serde_json::json!({ "session": session }));
     st.audit(ev).await?;
-    Ok((
+    let mut res = (
         StatusCode::CREATED,
         [
             (header::CONTENT_TYPE, "application/sdp".to_string()),
@@ -107,7 +108,49 @@ async fn offer(
         ],
         answer,
     )
-        .into_response())
+        .into_response();
+    // The configured STUN/TURN servers, as WHEP clients expect them (RFC 9725, 4.6).
+    for link in ice_server_links(&st.cfg.webrtc.ice_servers) {
+        if let Ok(v) = http::HeaderValue::from_str(&link) {
+            res.headers_mut().append(header::LINK, v);
+        }
+    }
+    Ok(res)
+}
+
+/// `Link` header values for ICE servers: one per URL.
+fn ice_server_links(servers: &[crate::config::IceServer]) -> Vec<String> {
+    let quote = |s: &str| s.replace(['"', '\\'], "");
+    let mut out = Vec::new();
+    for s in servers {
+        for url in &s.urls {
+            let mut l = format!("<{url}>; rel=\"ice-server\"");
+            if let (Some(u), Some(c)) = (&s.username, &s.credential) {
+                l.push_str(&format!(
+                    "; username=\"{}\"; credential=\"{}\"; credential-type=\"password\"",
+                    quote(u),
+                    quote(c)
+                ));
+            }
+            out.push(l);
+        }
+    }
+    out
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct IceServers {
+    ice_servers: Vec<crate::config::IceServer>,
+}
+
+/// The STUN/TURN servers a viewer should use (`[webrtc] ice_servers`; empty unless
+/// configured), for the browser's `RTCPeerConnection`. Any signed-in user.
+#[utoipa::path(get, path = "/api/live/ice-servers", tag = "live",
+    responses((status = 200, body = IceServers), (status = 401)))]
+async fn ice_servers(State(st): State<AppState>, _caller: Caller) -> axum::Json<IceServers> {
+    axum::Json(IceServers {
+        ice_servers: st.cfg.webrtc.ice_servers.clone(),
+    })
 }
 
 /// The caller may watch this camera live (a refusal is audited), and it exists.

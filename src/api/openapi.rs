@@ -34,6 +34,7 @@ use utoipa::OpenApi;
         super::recordings::export,
         super::recordings::playback,
         super::recordings::snapshot,
+        super::live::ice_servers,
         super::live::mse,
         super::live::offer,
         super::live::end,

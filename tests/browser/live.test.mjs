@@ -46,31 +46,35 @@ async function startCamera(args) {
   });
 }
 
-// An nftables table of this run's own, dropping UDP to one port (needs root; scripts/test
-// installs nftables). Removed after the test and at exit.
+// An nftables table of this run's own, dropping what goes to some of the server's ports
+// (`rules`: e.g. ['udp dport 40000']; needs root, scripts/test installs nftables). Removed
+// after each test and at exit.
 const NFT_TABLE = `xaso_live_test_${process.pid}`;
 
-function blockUdp(port) {
+function block(rules) {
+  unblock();
+  const lines = rules.map((r) => `  ${r} drop\n`).join('');
   execFileSync('nft', ['-f', '-'], {
-    input: `table inet ${NFT_TABLE} {\n chain input {\n  type filter hook input priority 0; policy accept;\n  udp dport ${port} drop\n }\n}\n`,
+    input: `table inet ${NFT_TABLE} {\n chain input {\n  type filter hook input priority 0; policy accept;\n${lines} }\n}\n`,
   });
 }
 
-function unblockUdp() {
+function unblock() {
   try {
     execFileSync('nft', ['delete', 'table', 'inet', NFT_TABLE], { stdio: 'ignore' });
   } catch {
     // not there
   }
 }
-process.on('exit', unblockUdp);
+process.on('exit', unblock);
 
 async function startServer(cameras) {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'xaso-live-'));
   const port = await freePort();
   const udpPort = await freePort();
+  const tcpPort = await freePort();
   const cfg = path.join(dataDir, 'xaso.toml');
-  let toml = `[recording]\nsimulated_camera = false\n\n[webrtc]\nudp_port = ${udpPort}\n`;
+  let toml = `[recording]\nsimulated_camera = false\n\n[webrtc]\nudp_port = ${udpPort}\ntcp_port = ${tcpPort}\n`;
   for (const c of cameras) toml += `\n[[camera]]\nname = "${c.name}"\nurl = "${c.url}"\n`;
   await writeFile(cfg, toml);
   const child = spawn(BIN, ['--config', cfg, 'serve', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`], {
@@ -91,6 +95,7 @@ async function startServer(cameras) {
   return {
     base,
     udpPort,
+    tcpPort,
     async stop() {
       child.kill('SIGTERM');
       await new Promise((r) => { child.on('exit', r); setTimeout(r, 5_000); });
@@ -117,6 +122,18 @@ async function waitStreaming(api, ids) {
     if (Date.now() > deadline) throw new Error(`cameras not streaming: ${st}`);
     await sleep(300);
   }
+}
+
+/** Signs in as the admin and opens the Live page; returns when it was opened. */
+async function openLive(page) {
+  await page.goto('/');
+  await page.getByTestId('login-username').fill(ADMIN.username);
+  await page.getByTestId('login-password').fill(ADMIN.password);
+  await page.getByTestId('login-submit').click();
+  await page.getByTestId('nav-live').waitFor();
+  const t0 = Date.now();
+  await page.goto('/#/live');
+  return t0;
 }
 
 // A WHEP player that is not xaso's UI: plain WebRTC and fetch, a Bearer token, no cookies.
@@ -167,13 +184,7 @@ async function main() {
     page.setDefaultTimeout(10_000);
 
     await test('the Live page plays every camera within 3 s', async () => {
-      await page.goto('/');
-      await page.getByTestId('login-username').fill(ADMIN.username);
-      await page.getByTestId('login-password').fill(ADMIN.password);
-      await page.getByTestId('login-submit').click();
-      await page.getByTestId('nav-live').waitFor();
-      const t0 = Date.now();
-      await page.goto('/#/live');
+      const t0 = await openLive(page);
       const first = {};
       for (;;) {
         const tiles = await page.evaluate(() => (window.xasoLive ? window.xasoLive.tiles() : []));
@@ -189,6 +200,8 @@ async function main() {
       const after = await page.evaluate(() => window.xasoLive.tiles().map((t) => t.framesDecoded));
       assert.ok(after.every((n, i) => n > before[i] + 20), `frames grow: ${before} -> ${after}`);
       assert.equal(await page.getByTestId('tile-state-1').getAttribute('data-state'), 'live');
+      const tiles = await page.evaluate(() => window.xasoLive.tiles());
+      assert.ok(tiles.every((t) => t.transport === 'webrtc' && t.ice === 'udp'), JSON.stringify(tiles));
       await page.screenshot({ path: path.join(OUT, 'live-grid.png') });
     });
 
@@ -259,36 +272,59 @@ async function main() {
       }
     });
 
-    await test('with UDP blocked, every tile falls back to MP4 over WebSocket and plays', async () => {
+    /** Logs in a new browser context and opens the Live page; returns the page and when it opened. */
+    async function freshLivePage() {
+      const ctx = await browser.newContext({ baseURL: server.base, locale: 'vi-VN', viewport: { width: 1280, height: 860 } });
+      const p = await ctx.newPage();
+      setPage(p);
+      p.setDefaultTimeout(10_000);
+      return { ctx, p, t0: await openLive(p) };
+    }
+
+    /** Waits until both tiles play as `want(tile)` says; then checks frames keep coming. */
+    async function bothTilesPlay(p, t0, want, limitMs) {
+      let tiles = [];
+      for (;;) {
+        tiles = await p.evaluate(() => (window.xasoLive ? window.xasoLive.tiles() : []));
+        if (tiles.length === 2 && tiles.every((t) => want(t) && t.framesDecoded > 0)) break;
+        if (Date.now() - t0 > limitMs) throw new Error(`not playing as wanted within ${limitMs} ms: ${JSON.stringify(tiles)}`);
+        await sleep(100);
+      }
+      const firstFrameMs = Date.now() - t0;
+      const before = tiles.map((t) => t.framesDecoded);
+      await sleep(3_000);
+      const after = await p.evaluate(() => window.xasoLive.tiles().map((t) => t.framesDecoded));
+      assert.ok(after.every((n, i) => n > before[i] + 40), `frames grow: ${before} -> ${after}`);
+      return firstFrameMs;
+    }
+
+    await test('with UDP blocked, WebRTC goes over TCP (ICE-TCP) and plays', async () => {
       await page.goto('/#/recordings'); // the first page's WebRTC sessions end first
-      // The firewall drops every datagram to the server's WebRTC port, as on a network that
-      // lets only HTTPS through: ICE cannot connect.
-      blockUdp(server.udpPort);
+      // The firewall drops every datagram to the server's WebRTC port: ICE must use TCP.
+      block([`udp dport ${server.udpPort}`]);
       let ctx = null;
       try {
-        ctx = await browser.newContext({ baseURL: server.base, locale: 'vi-VN', viewport: { width: 1280, height: 860 } });
-        const p = await ctx.newPage();
-        setPage(p);
-        p.setDefaultTimeout(10_000);
-        await p.goto('/');
-        await p.getByTestId('login-username').fill(ADMIN.username);
-        await p.getByTestId('login-password').fill(ADMIN.password);
-        await p.getByTestId('login-submit').click();
-        await p.getByTestId('nav-live').waitFor();
-        const t0 = Date.now();
-        await p.goto('/#/live');
-        let tiles = [];
-        for (;;) {
-          tiles = await p.evaluate(() => (window.xasoLive ? window.xasoLive.tiles() : []));
-          if (tiles.length === 2 && tiles.every((t) => t.transport === 'mse' && t.framesDecoded > 0)) break;
-          if (Date.now() - t0 > 12_000) throw new Error(`no fallback playback within 12 s: ${JSON.stringify(tiles)}`);
-          await sleep(100);
-        }
-        timings.mse_fallback_first_frame_ms = Date.now() - t0;
-        const before = tiles.map((t) => t.framesDecoded);
-        await sleep(3_000);
-        const after = await p.evaluate(() => window.xasoLive.tiles().map((t) => t.framesDecoded));
-        assert.ok(after.every((n, i) => n > before[i] + 40), `frames grow: ${before} -> ${after}`);
+        const open = await freshLivePage();
+        ctx = open.ctx;
+        timings.ice_tcp_first_frame_ms = await bothTilesPlay(open.p, open.t0,
+          (t) => t.transport === 'webrtc' && t.ice === 'tcp', 8_000);
+        assert.equal(await open.p.getByTestId('tile-transport-1').isVisible(), false);
+      } finally {
+        setPage(page);
+        unblock();
+        if (ctx) await ctx.close();
+      }
+    });
+
+    await test('with UDP and ICE-TCP blocked, every tile falls back to MP4 over WebSocket and plays', async () => {
+      // As on a network that lets only the web port through.
+      block([`udp dport ${server.udpPort}`, `tcp dport ${server.tcpPort}`]);
+      let ctx = null;
+      try {
+        const open = await freshLivePage();
+        ctx = open.ctx;
+        const p = open.p;
+        timings.mse_fallback_first_frame_ms = await bothTilesPlay(p, open.t0, (t) => t.transport === 'mse', 12_000);
         // Near the live edge: less than a second behind what is buffered.
         const lag = await p.evaluate(() => [...document.querySelectorAll('video')].map((v) => {
           const b = v.buffered;
@@ -313,7 +349,7 @@ async function main() {
         }
       } finally {
         setPage(page);
-        unblockUdp();
+        unblock();
         if (ctx) await ctx.close();
       }
     });

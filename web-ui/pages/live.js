@@ -11,12 +11,13 @@
 //   WebSocket (mse.js) for that tile and every tile opened after it; the tile says so.
 // - Leaving the page (router, language switch, logout, closing the tab) ends every session.
 //
-// For tests: window.xasoLive.tiles() -> [{cameraId, state, transport, framesDecoded}].
+// For tests: window.xasoLive.tiles() -> [{cameraId, state, transport, ice, framesDecoded}]
+// (ice: 'udp' or 'tcp' once a WebRTC tile is live).
 import { h, fill } from '../dom.js';
 import { t } from '../i18n.js';
 import { api } from '../api.js';
 import { page, errorText, statusView, statusPoller } from '../components.js';
-import { whepConnect, whepSupported, framesDecoded } from '../whep.js';
+import { whepConnect, whepSupported, framesDecoded, iceProtocol } from '../whep.js';
 import { mseConnect, mseSupported } from '../mse.js';
 
 const LAYOUTS = [1, 4, 9, 16];
@@ -75,7 +76,7 @@ function retryable(err) {
  * `streamWanted()` says which stream ('main' or 'sub') the tile should play now;
  * `onFullscreen()` is called on a double-click (or Enter).
  */
-function liveTile(camera, { streamWanted, onFullscreen, transport }) {
+function liveTile(camera, { streamWanted, onFullscreen, transport, iceServers }) {
   const id = camera.id;
   const video = h('video', {
     class: 'live-video', testid: `video-${id}`, muted: true, autoplay: true, playsinline: true,
@@ -181,7 +182,9 @@ function liveTile(camera, { streamWanted, onFullscreen, transport }) {
       if (via === 'mse') {
         s = await mseConnect(mseUrl(id, stream), video, { onState: (st, err) => onMseState(my, st, err) });
       } else {
-        s = await whepConnect(whepUrl(id, stream), { onState: (st) => onConnectionState(my, st) });
+        s = await whepConnect(whepUrl(id, stream), {
+          onState: (st) => onConnectionState(my, st), iceServers: iceServers(),
+        });
         s.transport = 'webrtc';
         s.framesDecoded = () => framesDecoded(s.pc);
       }
@@ -283,6 +286,7 @@ function liveTile(camera, { streamWanted, onFullscreen, transport }) {
   }
 
   function becameLive() {
+    delete el.dataset.ice;
     shown = true;
     failures = 0;
     waitingForCamera = false;
@@ -302,6 +306,11 @@ function liveTile(camera, { streamWanted, onFullscreen, transport }) {
       return; // closed meanwhile
     }
     if (my !== gen) return;
+    if (s.pc && shown && !el.dataset.ice) {
+      const p = await iceProtocol(s.pc).catch(() => null);
+      if (my !== gen) return;
+      if (p) el.dataset.ice = p;
+    }
     const now = Date.now();
     if (n !== null) {
       frames = n;
@@ -367,7 +376,9 @@ function liveTile(camera, { streamWanted, onFullscreen, transport }) {
       if ((video.srcObject || video.src) && video.paused) play();
     },
     tick,
-    info: () => ({ cameraId: id, state, transport: el.dataset.transport, framesDecoded: frames }),
+    info: () => ({
+      cameraId: id, state, transport: el.dataset.transport, ice: el.dataset.ice || null, framesDecoded: frames,
+    }),
     destroy() {
       destroyed = true;
       const done = dropSession();
@@ -394,6 +405,7 @@ export function render() {
   // 'webrtc' until WebRTC proves unable to pass here, then 'mse' for the rest of the visit
   let via = whepSupported() ? 'webrtc' : 'mse';
   const transport = { get: () => via, fallBack: () => { via = 'mse'; } };
+  let iceServers = []; // [webrtc] ice_servers of the server's configuration (none by default)
   const tiles = new Map(); // camera id -> tile, for the cameras in the grid
 
   // ---- elements ----------------------------------------------------------------
@@ -446,6 +458,7 @@ export function render() {
       if (!tile) {
         tile = liveTile(c, {
           streamWanted: () => streamFor(c.id), onFullscreen: () => toggleFullscreen(tile), transport,
+          iceServers: () => iceServers,
         });
         tiles.set(c.id, tile);
         poller.watch(c.id, tile.statusView);
@@ -558,8 +571,12 @@ export function render() {
   window.xasoLive = exposed;
 
   // ---- start -------------------------------------------------------------------
-  api.get('/api/cameras').then(
-    (list) => {
+  Promise.all([
+    api.get('/api/cameras'),
+    api.get('/api/live/ice-servers').then((r) => r.ice_servers || [], () => []),
+  ]).then(
+    ([list, servers]) => {
+      iceServers = servers;
       if (left || !root.isConnected) {
         leave();
         return;

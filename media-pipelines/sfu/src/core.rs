@@ -8,7 +8,7 @@
 //! their remote address once known; a datagram from a new address goes to the session
 //! that accepts it (ICE ufrag), which teaches the core that address.
 
-use crate::session::{CONNECT_TIMEOUT, Session, SessionError, Transmit};
+use crate::session::{CONNECT_TIMEOUT, Proto, Session, SessionError, Transmit};
 use crate::source::{MediaFrame, Source};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -23,6 +23,7 @@ pub enum Input<'a> {
     Frame(SourceId, MediaFrame<'a>),
     /// A datagram that arrived on the shared UDP socket.
     Datagram {
+        proto: Proto,
         source: SocketAddr,
         destination: SocketAddr,
         data: &'a [u8],
@@ -127,7 +128,7 @@ impl Core {
         now: Instant,
         source: SourceId,
         offer: &str,
-        candidates: &[SocketAddr],
+        candidates: &[(Proto, SocketAddr)],
     ) -> Result<(SessionId, String), SessionError> {
         let tracks = self.source(source).tracks().clone();
         let id = self.next_id;
@@ -193,6 +194,7 @@ impl Core {
                 self.flush_scratch();
             }
             Input::Datagram {
+                proto,
                 source,
                 destination,
                 data,
@@ -205,7 +207,7 @@ impl Core {
                 let id = known.or_else(|| {
                     self.sessions
                         .iter()
-                        .find(|(_, e)| e.session.accepts(now, source, destination, data))
+                        .find(|(_, e)| e.session.accepts(now, proto, source, destination, data))
                         .map(|(id, _)| *id)
                 });
                 let Some(id) = id else {
@@ -215,7 +217,7 @@ impl Core {
                 self.remotes.insert(source, id);
                 let e = self.sessions.get_mut(&id).expect("found above");
                 e.session
-                    .handle_receive(now, source, destination, data, &mut self.scratch);
+                    .handle_receive(now, proto, source, destination, data, &mut self.scratch);
                 self.flush_scratch();
             }
             Input::Timeout => {

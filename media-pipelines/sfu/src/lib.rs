@@ -18,7 +18,7 @@ pub mod source;
 pub mod viewer;
 
 pub use crate::core::{Closed, Core, Input, Output, SessionId, SourceId};
-pub use session::{SessionError, Transmit};
+pub use session::{Proto, SessionError, Transmit};
 pub use source::{Kind, MediaFrame, Tracks};
 
 /// Installs the process-wide crypto provider str0m uses (AWS-LC: AES-GCM and DTLS).

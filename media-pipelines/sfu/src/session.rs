@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use str0m::change::SdpOffer;
 use str0m::format::Codec as RtcCodec;
 use str0m::media::{MediaKind, Mid, Pt};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::rtp::RtpWrite;
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use xaso_base::Codec;
@@ -40,9 +40,27 @@ impl std::fmt::Display for SessionError {
 
 impl std::error::Error for SessionError {}
 
+/// How a datagram travels: UDP, or a TCP connection framed as RFC 4571 says (ICE-TCP,
+/// for networks that let no UDP through).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Proto {
+    Udp,
+    Tcp,
+}
+
+impl Proto {
+    fn str0m(self) -> Protocol {
+        match self {
+            Proto::Udp => Protocol::Udp,
+            Proto::Tcp => Protocol::Tcp,
+        }
+    }
+}
+
 /// A datagram to send.
 #[derive(Debug)]
 pub struct Transmit {
+    pub proto: Proto,
     pub source: SocketAddr,
     pub destination: SocketAddr,
     pub contents: Vec<u8>,
@@ -87,12 +105,13 @@ fn guard<T>(f: impl FnOnce() -> T) -> Result<T, String> {
 
 impl Session {
     /// Answers a WHEP offer for a source with `tracks`, offering `candidates` (host
-    /// candidates on the shared UDP port). Returns the session and the SDP answer.
+    /// candidates on the shared UDP port, and passive TCP ones for ICE-TCP). Returns the
+    /// session and the SDP answer.
     pub fn answer(
         now: Instant,
         offer: &str,
         tracks: &Tracks,
-        candidates: &[SocketAddr],
+        candidates: &[(Proto, SocketAddr)],
         seed: u64,
     ) -> Result<(Session, String), SessionError> {
         let offer =
@@ -124,8 +143,16 @@ impl Session {
         }
         let (mut rtc, answer) = guard(move || {
             let mut rtc = cfg.build(now);
-            for c in candidates {
-                if let Ok(c) = Candidate::host(*c, "udp") {
+            for &(proto, addr) in candidates {
+                let c = match proto {
+                    Proto::Udp => Candidate::host(addr, "udp"),
+                    Proto::Tcp => Candidate::builder()
+                        .tcp()
+                        .host(addr)
+                        .tcptype(TcpType::Passive)
+                        .build(),
+                };
+                if let Ok(c) = c {
                     rtc.add_local_candidate(c);
                 }
             }
@@ -265,6 +292,7 @@ impl Session {
     pub fn accepts(
         &self,
         now: Instant,
+        proto: Proto,
         source: SocketAddr,
         destination: SocketAddr,
         data: &[u8],
@@ -272,7 +300,7 @@ impl Session {
         if self.ended.is_some() {
             return false;
         }
-        let Some(input) = receive(now, source, destination, data) else {
+        let Some(input) = receive(now, proto, source, destination, data) else {
             return false;
         };
         guard(|| self.rtc.accepts(&input)).unwrap_or(false)
@@ -282,12 +310,13 @@ impl Session {
     pub fn handle_receive(
         &mut self,
         now: Instant,
+        proto: Proto,
         source: SocketAddr,
         destination: SocketAddr,
         data: &[u8],
         out: &mut Vec<Transmit>,
     ) {
-        if let Some(input) = receive(now, source, destination, data) {
+        if let Some(input) = receive(now, proto, source, destination, data) {
             self.input(input, out);
         }
     }
@@ -336,6 +365,11 @@ impl Session {
                     Ok(Output::Transmit(t)) => {
                         self.bytes_sent += t.contents.len() as u64;
                         out.push(Transmit {
+                            proto: if t.proto == Protocol::Udp {
+                                Proto::Udp
+                            } else {
+                                Proto::Tcp
+                            },
                             source: t.source,
                             destination: t.destination,
                             contents: t.contents.into(),
@@ -515,6 +549,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// A received datagram as str0m takes it (`None` if it cannot be one).
 pub(crate) fn receive(
     now: Instant,
+    proto: Proto,
     source: SocketAddr,
     destination: SocketAddr,
     data: &[u8],
@@ -523,7 +558,7 @@ pub(crate) fn receive(
     Some(Input::Receive(
         now,
         Receive {
-            proto: Protocol::Udp,
+            proto: proto.str0m(),
             source,
             destination,
             contents,

@@ -134,7 +134,9 @@ impl Viewer {
         data: &[u8],
         out: &mut Vec<Transmit>,
     ) {
-        let Some(input) = crate::session::receive(now, source, destination, data) else {
+        let Some(input) =
+            crate::session::receive(now, crate::Proto::Udp, source, destination, data)
+        else {
             return;
         };
         if self.rtc.accepts(&input) && self.rtc.handle_input(input).is_ok() {
@@ -161,6 +163,7 @@ impl Viewer {
                     return;
                 }
                 Ok(Output::Transmit(t)) => out.push(Transmit {
+                    proto: crate::Proto::Udp,
                     source: t.source,
                     destination: t.destination,
                     contents: t.contents.into(),

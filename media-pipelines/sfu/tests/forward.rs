@@ -10,7 +10,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input as RtcInput, Output as RtcOutput, Rtc};
 use xaso_base::Codec;
 use xaso_sfu::h264::{self, ParameterSets};
-use xaso_sfu::{Core, Input, Kind, MediaFrame, Output};
+use xaso_sfu::{Core, Input, Kind, MediaFrame, Output, Proto};
 
 // Loopback addresses only, though nothing here touches a socket.
 const SERVER: &str = "127.0.0.2:5000";
@@ -127,9 +127,12 @@ impl Net {
     fn join(&mut self) -> Result<usize, xaso_sfu::SessionError> {
         let addr = SocketAddr::from(([127, 0, 0, 1], 40000 + self.viewers.len() as u16));
         let (mut v, offer, pending) = Viewer::offer(self.now, addr, false);
-        let (_, answer) = self
-            .core
-            .subscribe(self.now, 1, &offer, &[SERVER.parse().unwrap()])?;
+        let (_, answer) = self.core.subscribe(
+            self.now,
+            1,
+            &offer,
+            &[(Proto::Udp, SERVER.parse().unwrap())],
+        )?;
         let answer = SdpAnswer::from_sdp_string(&answer).unwrap();
         v.rtc.sdp_api().accept_answer(pending, answer).unwrap();
         self.viewers.push(v);
@@ -151,6 +154,7 @@ impl Net {
                 self.core.handle_input(
                     self.now,
                     Input::Datagram {
+                        proto: Proto::Udp,
                         source,
                         destination,
                         data: &data,
@@ -336,7 +340,7 @@ fn fifty_viewers_of_one_camera_all_receive() {
 fn bad_offers_are_refused_cleanly() {
     let mut net = Net::new();
     let now = net.now;
-    let c = [SERVER.parse().unwrap()];
+    let c = [(Proto::Udp, SERVER.parse().unwrap())];
     assert!(matches!(
         net.core.subscribe(now, 1, "this is not SDP", &c),
         Err(xaso_sfu::SessionError::BadSdp(_))
