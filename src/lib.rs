@@ -15,6 +15,7 @@ pub mod db;
 pub mod error;
 pub mod footage;
 pub mod live;
+pub mod live_sources;
 pub mod metrics;
 pub(crate) mod mse;
 pub mod recorder;

@@ -65,6 +65,8 @@ struct TapInner {
     watched: bool,
     /// MSE viewers (WebSocket fallback) of this camera.
     mse_viewers: usize,
+    /// When someone last watched (or asked to): live-only pulls stop after a while without.
+    last_watched: Option<Instant>,
 }
 
 /// Where a camera task puts its frames for live view.
@@ -168,6 +170,20 @@ impl Tap {
         }
     }
 
+    /// A frame as the ingest crate gives it, of a stream whose tracks have `codecs`.
+    pub fn ingest_frame(&self, codecs: &[Codec], frame: &xaso_ingest::Frame) {
+        let Some(&codec) = codecs.get(frame.track) else {
+            return;
+        };
+        let kind = if codec.is_video() {
+            Kind::Video
+        } else {
+            Kind::Audio
+        };
+        let params = frame.params.as_ref().map(|p| p.sample_entry.as_deref());
+        self.frame(kind, codec, frame.ts, frame.is_sync, &frame.data, params);
+    }
+
     /// The camera's connection ended: nothing to show until it is back, and then its
     /// timestamps start anew (viewers stay, and go on from the next keyframe).
     pub fn stopped(&self) {
@@ -181,6 +197,27 @@ impl Tap {
         if t.watched {
             self.send(Cmd::Restart(self.camera));
         }
+    }
+
+    /// Someone is about to watch: counts as watched now.
+    pub fn touch(&self) {
+        self.inner.lock().expect("tap lock").last_watched = Some(Instant::now());
+    }
+
+    /// How long nobody has watched (zero while someone does).
+    pub fn idle_for(&self) -> std::time::Duration {
+        let t = self.inner.lock().expect("tap lock");
+        if t.watched || t.mse_viewers > 0 {
+            return std::time::Duration::ZERO;
+        }
+        t.last_watched
+            .map_or(std::time::Duration::MAX, |at| at.elapsed())
+    }
+
+    /// Streaming, with a keyframe in hand: a new viewer gets a picture at once.
+    pub fn has_keyframe(&self) -> bool {
+        let t = self.inner.lock().expect("tap lock");
+        t.streaming && !t.gop.is_empty()
     }
 
     fn send(&self, c: Cmd) {
@@ -255,6 +292,8 @@ pub struct Live {
     /// Frame handed over by the camera task → its last datagram sent to every viewer.
     pub latency: Histogram,
     mse_sessions: std::sync::atomic::AtomicUsize,
+    /// Streams pulled for live view alone (set once at start; see `live_sources`).
+    pub sources: std::sync::OnceLock<Arc<crate::live_sources::LiveSources>>,
 }
 
 /// An MSE viewer's start (see [`Live::watch_mse`]).
@@ -270,6 +309,7 @@ impl Drop for MseFeed {
     fn drop(&mut self) {
         let mut t = self.tap.inner.lock().expect("tap lock");
         t.mse_viewers = t.mse_viewers.saturating_sub(1);
+        t.last_watched = Some(Instant::now());
         self.live.mse_sessions.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -369,6 +409,7 @@ impl Live {
             dropped: Arc::new(AtomicU64::new(0)),
             latency: Histogram::default(),
             mse_sessions: Default::default(),
+            sources: std::sync::OnceLock::new(),
         });
         let seed = rand::random::<u64>();
         tokio::spawn(run(
@@ -409,10 +450,11 @@ impl Live {
             .is_some_and(|t| t.inner.lock().expect("tap lock").streaming)
     }
 
-    /// Starts an MSE viewer of a camera: the current GOP and tracks, then every event, with
-    /// no frame missed or repeated between the two. Dropping the feed ends the viewer.
-    pub(crate) fn watch_mse(self: &Arc<Self>, camera: i64) -> Result<MseFeed, LiveError> {
-        let tap = self.tap(camera);
+    /// Starts an MSE viewer of a camera's stream (`source`: the tap id): the current GOP
+    /// and tracks, then every event, with no frame missed or repeated between the two.
+    /// Dropping the feed ends the viewer.
+    pub(crate) fn watch_mse(self: &Arc<Self>, source: i64) -> Result<MseFeed, LiveError> {
+        let tap = self.tap(source);
         let mut t = tap.inner.lock().expect("tap lock");
         if !t.streaming {
             return Err(LiveError::NotStreaming);
@@ -433,20 +475,21 @@ impl Live {
         self.mse_sessions.load(Ordering::Relaxed)
     }
 
-    /// Answers a WHEP offer for a camera.
+    /// Answers a WHEP offer for one of a camera's streams (`source`: the tap id, see
+    /// `live_sources::Stream::tap_id`).
     pub async fn subscribe(
         &self,
-        camera: i64,
+        source: i64,
         offer: String,
         info: SessionInfo,
     ) -> Result<(SessionId, String), LiveError> {
-        if !self.is_streaming(camera) {
+        if !self.is_streaming(source) {
             return Err(LiveError::NotStreaming);
         }
         let (reply, rx) = oneshot::channel();
         self.cmd
             .send(Cmd::Subscribe {
-                camera,
+                camera: source,
                 offer,
                 reply,
             })
@@ -757,7 +800,9 @@ async fn run(
                     if *n == 0 {
                         viewers.remove(&c.source);
                         if let Some(tap) = live.taps.lock().expect("taps lock").get(&c.source) {
-                            tap.inner.lock().expect("tap lock").watched = false;
+                            let mut t = tap.inner.lock().expect("tap lock");
+                            t.watched = false;
+                            t.last_watched = Some(Instant::now());
                         }
                     }
                     if let Some(info) = info {

@@ -158,6 +158,11 @@ fn render_live(out: &mut String, l: &crate::live::Live) {
                 l.session_count() as u64,
             ),
             (
+                "xaso_live_pulled_streams",
+                "Camera streams pulled for live view alone now (sub-streams, cameras not recorded).",
+                l.sources.get().map_or(0, |s| s.count()) as u64,
+            ),
+            (
                 "xaso_live_mse_sessions",
                 "Viewers on the MSE fallback (fragmented MP4 over WebSocket) now.",
                 l.mse_session_count() as u64,

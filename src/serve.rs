@@ -112,6 +112,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 w.udp_port, tcp_port
             )
         })?;
+    let _ = live.sources.set(crate::live_sources::LiveSources::new(
+        Arc::new(RetinaOpener::default()),
+        &live,
+    ));
     tokio::spawn(audit_live_sessions(state.clone(), ended_rx));
     recorder.set_live(live.clone());
     state.live = Some(live);

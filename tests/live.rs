@@ -22,14 +22,22 @@ const TURN: &str = "[[webrtc.ice_servers]]\nurls = [\"turn:127.0.0.1:3478?transp
 /// admin logged in, once the camera streams.
 async fn serve_one_camera() -> (TestCamera, tempfile::TempDir, Server, reqwest::Client) {
     let cam = TestCamera::start(&["--video", "h264", "--audio", "pcmu", "--gop", "50"]);
+    let cameras = format!(
+        "{TURN}\n[[camera]]\nname = \"Cổng\"\nurl = \"{}\"\n",
+        cam.url
+    );
+    let (dir, s, c) = serve(&cameras).await;
+    (cam, dir, s, c)
+}
+
+/// `xaso serve` with `config` (after `[recording] simulated_camera = false`), the admin
+/// logged in, once camera 1 streams.
+async fn serve(config: &str) -> (tempfile::TempDir, Server, reqwest::Client) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("xaso.toml");
     std::fs::write(
         &cfg,
-        format!(
-            "[recording]\nsimulated_camera = false\n\n{TURN}\n[[camera]]\nname = \"Cổng\"\nurl = \"{}\"\n",
-            cam.url
-        ),
+        format!("[recording]\nsimulated_camera = false\n\n{config}"),
     )
     .unwrap();
     let s = start(
@@ -51,7 +59,7 @@ async fn serve_one_camera() -> (TestCamera, tempfile::TempDir, Server, reqwest::
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    (cam, dir, s, c)
+    (dir, s, c)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -184,23 +192,8 @@ async fn mse_fallback_streams_fragmented_mp4_that_decodes() {
     assert!(fragments >= 6 * 25 - 10, "{fragments} fragments");
     let path = dir.path().join("mse.mp4");
     std::fs::write(&path, &file).unwrap();
-    let probe = std::process::Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-        .args([
-            "-show_entries",
-            "stream=codec_name,width,height,nb_read_frames",
-        ])
-        .args(["-of", "json"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        probe.status.success(),
-        "{}",
-        String::from_utf8_lossy(&probe.stderr)
-    );
-    let p: Value = serde_json::from_slice(&probe.stdout).unwrap();
-    let st = &p["streams"][0];
+    let st = probe_video(&path, "codec_name,width,height,nb_read_frames", true);
+    let p = &st;
     assert_eq!(st["codec_name"], "h264", "{p}");
     assert_eq!(
         (st["width"].as_i64(), st["height"].as_i64()),
@@ -304,5 +297,123 @@ async fn mse_fallback_streams_fragmented_mp4_that_decodes() {
         .await
         .unwrap();
     assert_eq!(del.status(), 204);
+    assert!(stop(s).success());
+}
+
+/// Collects an MSE stream for `secs` seconds; returns its mime type and the bytes (init
+/// segment and fragments), a playable fragmented MP4.
+async fn mse_capture(url: &str, token: &str, secs: u64) -> (String, Vec<u8>) {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let mut ws = ws_connect(url, token).await;
+    let Some(Ok(Message::Text(init))) = ws.next().await else {
+        panic!("no init message from {url}");
+    };
+    let init: Value = serde_json::from_str(&init).unwrap();
+    let mut file = Vec::new();
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(secs) {
+        match ws.next().await {
+            Some(Ok(Message::Binary(b))) => file.extend_from_slice(&b),
+            other => panic!("unexpected message: {other:?}"),
+        }
+    }
+    ws.send(Message::Close(None)).await.unwrap();
+    (init["mime"].as_str().unwrap().to_string(), file)
+}
+
+/// The first video stream's `entries` (ffprobe `-show_entries stream=…`) of an MP4 file.
+fn probe_video(path: &std::path::Path, entries: &str, count_frames: bool) -> Value {
+    let mut cmd = std::process::Command::new("ffprobe");
+    cmd.args(["-v", "error", "-select_streams", "v:0"]);
+    if count_frames {
+        cmd.arg("-count_frames");
+    }
+    let out = cmd
+        .args(["-show_entries", &format!("stream={entries}"), "-of", "json"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p: Value = serde_json::from_slice(&out.stdout).unwrap();
+    p["streams"][0].clone()
+}
+
+/// Width and height of the video in an MP4 file, by ffprobe.
+fn probe_size(path: &std::path::Path) -> (i64, i64) {
+    let s = probe_video(path, "width,height", false);
+    (s["width"].as_i64().unwrap(), s["height"].as_i64().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sub_streams_and_unrecorded_cameras_are_pulled_on_demand() {
+    xaso_sfu::init_crypto();
+    let main = TestCamera::start(&["--video", "h264", "--gop", "50"]);
+    let sub = TestCamera::start(&["--video", "h264", "--gop", "50", "--size", "320x180"]);
+    let unrecorded = TestCamera::start(&["--video", "h264", "--gop", "50", "--size", "480x270"]);
+    let (dir, s, c) = serve(&format!(
+        "[[camera]]\nname = \"Cổng\"\nurl = \"{}\"\nsubstream_url = \"{}\"\n\n\
+         [[camera]]\nname = \"Sân\"\nurl = \"{}\"\nrecord = false\n",
+        main.url, sub.url, unrecorded.url
+    ))
+    .await;
+    let tok = post_json(
+        &c,
+        &format!("{}/api/tokens", s.url),
+        &serde_json::json!({"user_id": 1, "name": "pull"}),
+    )
+    .await;
+    let token = tok["token"].as_str().unwrap().to_string();
+    let ws = s.url.replacen("http://", "ws://", 1);
+    let metric = |name: &'static str| {
+        let (c, url) = (c.clone(), s.url.clone());
+        async move {
+            let m = get_text(&c, &format!("{url}/metrics")).await;
+            m.lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+                .unwrap()
+        }
+    };
+    assert_eq!(metric("xaso_live_pulled_streams").await, 0);
+
+    // Each stream as asked: the sub-stream (pulled on demand), the recorded main stream,
+    // the main stream of the camera that is not recorded (pulled on demand).
+    for (path, want) in [
+        ("cameras/1/mse?stream=sub", (320, 180)),
+        ("cameras/1/mse?stream=main", (640, 360)),
+        ("cameras/2/mse", (480, 270)),
+        ("cameras/2/mse?stream=sub", (480, 270)), // no sub-stream: the main one
+    ] {
+        let (mime, file) = mse_capture(&format!("{ws}/api/{path}"), &token, 3).await;
+        assert!(mime.starts_with("video/mp4"), "{mime}");
+        let f = dir.path().join("pulled.mp4");
+        std::fs::write(&f, &file).unwrap();
+        assert_eq!(probe_size(&f), want, "{path}");
+    }
+    assert_eq!(metric("xaso_live_pulled_streams").await, 2);
+    // WebRTC takes the same sub-stream.
+    let reports = whep_load::run(
+        &format!("{}/api/cameras/1/whep?stream=sub", s.url),
+        &token,
+        2,
+        4,
+    )
+    .await;
+    for r in &reports {
+        let r = r.as_ref().unwrap();
+        assert!(r.ok() && r.stats.frames >= 50, "{r:?}");
+    }
+    // Nobody watches: the pulls end after the linger time, and come back when asked.
+    let deadline = std::time::Instant::now() + xaso::live_sources::LINGER + Duration::from_secs(10);
+    while metric("xaso_live_pulled_streams").await != 0 {
+        assert!(std::time::Instant::now() < deadline, "pulls still running");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (_, file) = mse_capture(&format!("{ws}/api/cameras/2/mse"), &token, 2).await;
+    assert!(file.len() > 10_000);
     assert!(stop(s).success());
 }

@@ -10,9 +10,11 @@ use super::caller::Caller;
 use super::extract::ApiPath;
 use crate::auth::CameraUse;
 use crate::error::Result;
-use crate::live::{LiveError, SessionInfo, Viewer};
+use crate::live::{Live, LiveError, SessionInfo, Viewer};
+use crate::live_sources::Stream;
 use crate::{bail, err, store};
 use axum::Router;
+use axum::extract::Query;
 use axum::extract::State;
 use axum::extract::ws::{
     CloseFrame, Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
@@ -20,6 +22,7 @@ use axum::extract::ws::{
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use http::{HeaderMap, StatusCode, header};
+use std::sync::Arc;
 use xaso_sfu::SessionError;
 
 pub fn router() -> Router<AppState> {
@@ -40,7 +43,7 @@ fn content_type_is(h: &HeaderMap, want: &str) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case(want))
 }
 
-#[utoipa::path(post, path = "/api/cameras/{id}/whep", tag = "live", params(("id" = i64, Path)),
+#[utoipa::path(post, path = "/api/cameras/{id}/whep", tag = "live", params(("id" = i64, Path), StreamQuery),
     request_body(content = String, content_type = "application/sdp", description = "SDP offer"),
     responses((status = 201, description = "SDP answer; Location names the session"), (status = 400), (status = 401),
               (status = 403), (status = 404), (status = 415), (status = 503, description = "the camera is not streaming")))]
@@ -48,10 +51,11 @@ async fn offer(
     State(st): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
+    Query(q): Query<StreamQuery>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response> {
-    may_watch(&st, &caller, id).await?;
+    let cam = may_watch(&st, &caller, id).await?;
     if !content_type_is(&headers, "application/sdp") {
         bail!(
             UnsupportedMediaType,
@@ -79,7 +83,8 @@ async fn offer(
         },
         started_ms: st.now_ms(),
     };
-    let (session, answer) = match live.subscribe(id, offer, info).await {
+    let source = prepare_source(&live, &cam, q.stream()).await;
+    let (session, answer) = match live.subscribe(source, offer, info).await {
         Ok(x) => x,
         Err(LiveError::NotStreaming) => {
             bail!(Unavailable, "the camera is not streaming right now")
@@ -153,8 +158,24 @@ async fn ice_servers(State(st): State<AppState>, _caller: Caller) -> axum::Json<
     })
 }
 
+/// `?stream=main|sub`: which of the camera's streams a viewer wants (main by default).
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+struct StreamQuery {
+    /// `sub`: the camera's sub-stream, when one is configured (else the main stream).
+    stream: Option<String>,
+}
+
+impl StreamQuery {
+    fn stream(&self) -> Stream {
+        match self.stream.as_deref() {
+            Some("sub") => Stream::Sub,
+            _ => Stream::Main,
+        }
+    }
+}
+
 /// The caller may watch this camera live (a refusal is audited), and it exists.
-async fn may_watch(st: &AppState, caller: &Caller, id: i64) -> Result<()> {
+async fn may_watch(st: &AppState, caller: &Caller, id: i64) -> Result<store::Camera> {
     if let Err(e) = caller.require_camera(st, id, CameraUse::Live).await {
         if e.kind() == crate::error::ErrorKind::PermissionDenied {
             let mut ev = caller.event("live.denied");
@@ -163,8 +184,45 @@ async fn may_watch(st: &AppState, caller: &Caller, id: i64) -> Result<()> {
         }
         return Err(e);
     }
-    store::camera(&st.db, id).await?;
-    Ok(())
+    store::camera(&st.db, id).await
+}
+
+/// How long a viewer's request waits for a stream pulled on demand to show a keyframe.
+const OPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// The tap a viewer of `cam` watches for `want`: the sub-stream when asked for and
+/// configured (pulled on demand; the main stream if it cannot be had); the main stream of
+/// a camera that is not recorded is pulled on demand too. A recorded camera's main stream
+/// is the recorder's.
+async fn prepare_source(live: &Arc<Live>, cam: &store::Camera, want: Stream) -> i64 {
+    let transport = if cam.transport == "udp" {
+        xaso_ingest::Transport::Udp
+    } else {
+        xaso_ingest::Transport::Tcp
+    };
+    let pull = |url: &str, stream: Stream| {
+        let src = xaso_ingest::Source {
+            url: url.to_string(),
+            transport,
+        };
+        let sources = live.sources.get().cloned();
+        async move {
+            match sources {
+                Some(s) => s.ensure(stream.tap_id(cam.id), src, OPEN_WAIT).await,
+                None => false,
+            }
+        }
+    };
+    if want == Stream::Sub
+        && let Some(url) = &cam.substream_url
+        && pull(url, Stream::Sub).await
+    {
+        return Stream::Sub.tap_id(cam.id);
+    }
+    if !cam.record {
+        pull(&cam.url, Stream::Main).await;
+    }
+    Stream::Main.tap_id(cam.id)
 }
 
 /// The MSE fallback: the camera as fragmented MP4 over a WebSocket (see [`crate::mse`]).
@@ -173,7 +231,7 @@ async fn may_watch(st: &AppState, caller: &Caller, id: i64) -> Result<()> {
 /// scripts a failed handshake's status: a text message
 /// `{"type":"error","status":403,"code":…,"message":…}`, then a close with code
 /// 4000 + status. A request that is not a WebSocket gets the plain HTTP error.
-#[utoipa::path(get, path = "/api/cameras/{id}/mse", tag = "live", params(("id" = i64, Path)),
+#[utoipa::path(get, path = "/api/cameras/{id}/mse", tag = "live", params(("id" = i64, Path), StreamQuery),
     responses((status = 101, description = "WebSocket: {\"type\":\"init\",\"mime\":…} text messages, each followed by an init segment, then one fMP4 fragment per frame"),
               (status = 400, description = "not a WebSocket request"), (status = 401), (status = 403), (status = 404),
               (status = 503, description = "the camera is not streaming")))]
@@ -181,18 +239,22 @@ async fn mse(
     State(st): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
+    Query(q): Query<StreamQuery>,
     ws: std::result::Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response> {
-    if let Err(e) = may_watch(&st, &caller, id).await {
-        return match ws {
-            Ok(ws) => Ok(ws.on_upgrade(move |s| refuse(s, e)).into_response()),
-            Err(_) => Err(e),
-        };
-    }
+    let cam = match may_watch(&st, &caller, id).await {
+        Ok(cam) => cam,
+        Err(e) => {
+            return match ws {
+                Ok(ws) => Ok(ws.on_upgrade(move |s| refuse(s, e)).into_response()),
+                Err(_) => Err(e),
+            };
+        }
+    };
     let Ok(ws) = ws else {
         bail!(InvalidArgument, "open this address as a WebSocket");
     };
-    let feed = match start_mse(&st, &caller, id).await {
+    let feed = match start_mse(&st, &caller, &cam, q.stream()).await {
         Ok(feed) => feed,
         Err(e) => return Ok(ws.on_upgrade(move |s| refuse(s, e)).into_response()),
     };
@@ -219,16 +281,22 @@ async fn mse(
         .into_response())
 }
 
-async fn start_mse(st: &AppState, caller: &Caller, id: i64) -> Result<crate::live::MseFeed> {
+async fn start_mse(
+    st: &AppState,
+    caller: &Caller,
+    cam: &store::Camera,
+    want: Stream,
+) -> Result<crate::live::MseFeed> {
     let Some(live) = st.live.clone() else {
         bail!(Unavailable, "live view is not running on this server");
     };
-    let feed = match live.watch_mse(id) {
+    let source = prepare_source(&live, cam, want).await;
+    let feed = match live.watch_mse(source) {
         Ok(f) => f,
         Err(_) => bail!(Unavailable, "the camera is not streaming right now"),
     };
     let mut ev = caller.event("live.start");
-    ev.camera_id = Some(id);
+    ev.camera_id = Some(cam.id);
     ev.detail = Some(serde_json::json!({ "transport": "mse" }));
     st.audit(ev).await?;
     Ok(feed)

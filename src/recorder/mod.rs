@@ -142,6 +142,11 @@ impl Recorder {
             if tasks.contains_key(&id) {
                 continue;
             }
+            // A camera just switched to recording may still be pulled for live view alone:
+            // the tap must have one feed.
+            if let Some(sources) = self.live.get().and_then(|l| l.sources.get()) {
+                sources.stop(id);
+            }
             let (stop, rx) = watch::channel(false);
             let me = self.clone();
             let c = cam.clone();
@@ -330,16 +335,8 @@ impl Recorder {
                     }
                 });
             }
-            if let Some(tap) = &tap
-                && let Some(&codec) = codecs.get(frame.track)
-            {
-                let kind = if codec.is_video() {
-                    xaso_sfu::Kind::Video
-                } else {
-                    xaso_sfu::Kind::Audio
-                };
-                let params = frame.params.as_ref().map(|p| p.sample_entry.as_deref());
-                tap.frame(kind, codec, frame.ts, frame.is_sync, &frame.data, params);
+            if let Some(tap) = &tap {
+                tap.ingest_frame(&codecs, &frame);
             }
             if failed.swap(false, Ordering::Relaxed) {
                 rs.abandon_segment();
@@ -418,7 +415,7 @@ impl Recorder {
 /// packets are then handled in long runs on one thread, instead of waking the shared
 /// runtime's workers one after the other (see docs/benchmarks.md for what it saves).
 /// HTTP, the index and live view stay on the main runtime.
-fn ingest_runtime(camera_id: i64) -> tokio::runtime::Handle {
+pub(crate) fn ingest_runtime(camera_id: i64) -> tokio::runtime::Handle {
     static POOL: std::sync::OnceLock<Vec<tokio::runtime::Handle>> = std::sync::OnceLock::new();
     let pool = POOL.get_or_init(|| {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
