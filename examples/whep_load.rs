@@ -44,14 +44,24 @@ impl Report {
     }
 }
 
-/// One viewer for `secs` seconds.
+/// One viewer for `secs` seconds (offering H.265 besides H.264).
 pub async fn viewer(url: String, token: String, secs: u64) -> Result<Report, String> {
+    viewer_with(url, token, secs, true).await
+}
+
+/// One viewer; `h265: false` offers H.264 alone (a browser without H.265).
+pub async fn viewer_with(
+    url: String,
+    token: String,
+    secs: u64,
+    h265: bool,
+) -> Result<Report, String> {
     let sock = UdpSocket::bind("127.0.0.1:0")
         .await
         .map_err(|e| e.to_string())?;
     let local = sock.local_addr().map_err(|e| e.to_string())?;
     let t0 = Instant::now();
-    let (mut v, offer) = Viewer::offer(t0, local, true);
+    let (mut v, offer) = Viewer::offer_codecs(t0, local, true, h265);
     let http = reqwest::Client::new();
     let res = http
         .post(&url)

@@ -417,3 +417,49 @@ async fn sub_streams_and_unrecorded_cameras_are_pulled_on_demand() {
     assert!(file.len() > 10_000);
     assert!(stop(s).success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn h265_goes_to_viewers_that_take_it_and_the_others_get_the_h264_sub_stream() {
+    xaso_sfu::init_crypto();
+    let main = TestCamera::start(&["--video", "h265", "--gop", "50"]);
+    let sub = TestCamera::start(&["--video", "h264", "--gop", "50", "--size", "320x180"]);
+    let lone = TestCamera::start(&["--video", "h265", "--gop", "50"]);
+    let (_dir, s, c) = serve(&format!(
+        "[[camera]]\nname = \"Cổng\"\nurl = \"{}\"\nsubstream_url = \"{}\"\n\n\
+         [[camera]]\nname = \"Kho\"\nurl = \"{}\"\n",
+        main.url, sub.url, lone.url
+    ))
+    .await;
+    let tok = post_json(
+        &c,
+        &format!("{}/api/tokens", s.url),
+        &serde_json::json!({"user_id": 1, "name": "h265"}),
+    )
+    .await;
+    let token = tok["token"].as_str().unwrap().to_string();
+    let url = format!("{}/api/cameras/1/whep", s.url);
+    let (with, without) = tokio::join!(
+        whep_load::viewer_with(url.clone(), token.clone(), 4, true),
+        whep_load::viewer_with(url, token.clone(), 4, false),
+    );
+    let with = with.unwrap();
+    assert!(with.ok() && with.stats.frames >= 50, "{with:?}");
+    assert_eq!(with.stats.video_codec.as_deref(), Some("H265"));
+    let without = without.unwrap();
+    assert!(without.ok() && without.stats.frames >= 50, "{without:?}");
+    assert_eq!(without.stats.video_codec.as_deref(), Some("H264"));
+    // No sub-stream to fall back on: a clear refusal, not a black picture.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while get_json(&c, &format!("{}/api/cameras/2/status", s.url)).await["state"] != "streaming" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "camera 2 not streaming"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let err = whep_load::viewer_with(format!("{}/api/cameras/2/whep", s.url), token, 2, false)
+        .await
+        .unwrap_err();
+    assert!(err.contains("400") && err.contains("H.265"), "{err}");
+    assert!(stop(s).success());
+}

@@ -84,7 +84,20 @@ async fn offer(
         started_ms: st.now_ms(),
     };
     let source = prepare_source(&live, &cam, q.stream()).await;
-    let (session, answer) = match live.subscribe(source, offer, info).await {
+    let mut res = live.subscribe(source, offer.clone(), info.clone()).await;
+    // A browser that cannot take the main stream's codec (H.265) gets the sub-stream.
+    if matches!(
+        &res,
+        Err(LiveError::Session(SessionError::NoCompatibleCodec(_)))
+    ) && cam.substream_url.is_some()
+        && source == Stream::Main.tap_id(id)
+    {
+        let sub = prepare_source(&live, &cam, Stream::Sub).await;
+        if sub != source {
+            res = live.subscribe(sub, offer, info).await;
+        }
+    }
+    let (session, answer) = match res {
         Ok(x) => x,
         Err(LiveError::NotStreaming) => {
             bail!(Unavailable, "the camera is not streaming right now")

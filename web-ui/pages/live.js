@@ -216,6 +216,7 @@ function liveTile(camera, { streamWanted, onFullscreen, transport, iceServers })
     waitingForCamera = err.status === 503;
     video.srcObject = null; // no stale picture under an error
     if (waitingForCamera) showError(t('live.notStreaming'), err.message);
+    else if (err.status === 400 && /H\.265/.test(err.message || '')) showError(t('live.h265'), err.message);
     else if (err.code === 'webrtc') showError(t('error.code.webrtc'), err.message); // browser detail: hover
     else showError(errorText(err));
     if (!retryable(err)) {

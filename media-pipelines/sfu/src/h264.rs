@@ -21,9 +21,10 @@ const NAL_FILLER: u8 = 12;
 const STAP_A: u8 = 24;
 const FU_A: u8 = 28;
 
-/// The sequence and picture parameter sets of a stream.
+/// The parameter sets of a stream (H.265 also has video parameter sets).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ParameterSets {
+    pub vps: Vec<Vec<u8>>,
     pub sps: Vec<Vec<u8>>,
     pub pps: Vec<Vec<u8>>,
 }
@@ -41,10 +42,13 @@ impl ParameterSets {
 }
 
 /// Reads the parameter sets from an ISO BMFF `avc1` sample entry (or a bare `avcC` box, or
-/// anything that holds one). `None` if no well-formed `avcC` record is found.
+/// anything that holds one), or an H.265 one (`hvcC`, see [`crate::h265`]). `None` if no
+/// well-formed record is found.
 pub fn parameter_sets_from_sample_entry(entry: &[u8]) -> Option<ParameterSets> {
-    let at = entry.windows(4).position(|w| w == b"avcC")?;
-    parse_avcc(&entry[at + 4..])
+    match entry.windows(4).position(|w| w == b"avcC") {
+        Some(at) => parse_avcc(&entry[at + 4..]),
+        None => crate::h265::parameter_sets_from_sample_entry(entry),
+    }
 }
 
 /// Parses an AVCDecoderConfigurationRecord (ISO/IEC 14496-15 5.3.3.1).
@@ -117,7 +121,7 @@ pub fn packetize(
     au: &[u8],
     params: Option<&ParameterSets>,
     max_payload: usize,
-    mut emit: impl FnMut(Vec<u8>, bool),
+    emit: impl FnMut(Vec<u8>, bool),
 ) -> usize {
     let max_payload = max_payload.max(16);
     let nals: Vec<&[u8]> = nal_units(au)
@@ -125,30 +129,53 @@ pub fn packetize(
         .collect();
     let has_idr = nals.iter().any(|n| n[0] & 0x1f == NAL_IDR);
     let has_sps = nals.iter().any(|n| n[0] & 0x1f == NAL_SPS);
-    let mut payloads: Vec<Vec<u8>> = Vec::new();
+    let mut sets: Vec<&[u8]> = Vec::new();
     if has_idr
         && !has_sps
         && let Some(p) = params.filter(|p| !p.is_empty())
     {
-        let sets: Vec<&[u8]> = p.sps.iter().chain(&p.pps).map(Vec::as_slice).collect();
-        let stap_len = 1 + sets.iter().map(|s| 2 + s.len()).sum::<usize>();
-        if stap_len <= max_payload && sets.iter().all(|s| !s.is_empty()) {
-            let nri = sets.iter().map(|s| s[0] & 0x60).max().unwrap_or(0x60);
-            let mut stap = Vec::with_capacity(stap_len);
-            stap.push(nri | STAP_A);
-            for s in &sets {
-                stap.extend_from_slice(&(s.len() as u16).to_be_bytes());
-                stap.extend_from_slice(s);
-            }
-            payloads.push(stap);
-        } else {
-            for s in sets {
-                single_or_fu(s, max_payload, &mut payloads);
-            }
+        sets = p.sps.iter().chain(&p.pps).map(Vec::as_slice).collect();
+        sets.retain(|s| !s.is_empty());
+    }
+    let nri = sets.iter().map(|s| s[0] & 0x60).max().unwrap_or(0x60);
+    // In-band SPS/PPS are sent as they come (they may differ from the SDP's).
+    emit_units(
+        &sets,
+        &[nri | STAP_A],
+        &nals,
+        max_payload,
+        single_or_fu,
+        emit,
+    )
+}
+
+/// Emits an access unit's payloads: the parameter sets `sets` first (together in one
+/// aggregation packet behind `aggregate_header` when more than one fits, else each alone),
+/// then each NAL unit through `single_or_fu`; the last payload marked. Returns the count.
+pub(crate) fn emit_units(
+    sets: &[&[u8]],
+    aggregate_header: &[u8],
+    nals: &[&[u8]],
+    max_payload: usize,
+    single_or_fu: fn(&[u8], usize, &mut Vec<Vec<u8>>),
+    mut emit: impl FnMut(Vec<u8>, bool),
+) -> usize {
+    let mut payloads: Vec<Vec<u8>> = Vec::new();
+    let aggregate_len = aggregate_header.len() + sets.iter().map(|s| 2 + s.len()).sum::<usize>();
+    if sets.len() > 1 && aggregate_len <= max_payload {
+        let mut p = Vec::with_capacity(aggregate_len);
+        p.extend_from_slice(aggregate_header);
+        for s in sets {
+            p.extend_from_slice(&(s.len() as u16).to_be_bytes());
+            p.extend_from_slice(s);
+        }
+        payloads.push(p);
+    } else {
+        for s in sets {
+            single_or_fu(s, max_payload, &mut payloads);
         }
     }
-    for nal in &nals {
-        // In-band SPS/PPS are sent as they come (they may differ from the SDP's).
+    for nal in nals {
         single_or_fu(nal, max_payload, &mut payloads);
     }
     let n = payloads.len();
@@ -165,9 +192,19 @@ fn single_or_fu(nal: &[u8], max_payload: usize, out: &mut Vec<Vec<u8>>) {
     }
     let header = nal[0];
     let indicator = (header & 0xe0) | FU_A;
-    let kind = header & 0x1f;
-    let body = &nal[1..];
-    let chunk = max_payload - 2;
+    fragment(&[indicator], header & 0x1f, &nal[1..], max_payload, out);
+}
+
+/// Fragmentation units (H.264 FU-A, H.265 FU): `body` in pieces, each behind `prefix` and a
+/// header of `kind` with the start and end bits, `max_payload` bytes at most.
+pub(crate) fn fragment(
+    prefix: &[u8],
+    kind: u8,
+    body: &[u8],
+    max_payload: usize,
+    out: &mut Vec<Vec<u8>>,
+) {
+    let chunk = max_payload - prefix.len() - 1;
     let n = body.len().div_ceil(chunk);
     for (i, part) in body.chunks(chunk).enumerate() {
         let mut fu_header = kind;
@@ -177,12 +214,45 @@ fn single_or_fu(nal: &[u8], max_payload: usize, out: &mut Vec<Vec<u8>>) {
         if i + 1 == n {
             fu_header |= 0x40;
         }
-        let mut p = Vec::with_capacity(2 + part.len());
-        p.push(indicator);
+        let mut p = Vec::with_capacity(prefix.len() + 1 + part.len());
+        p.extend_from_slice(prefix);
         p.push(fu_header);
         p.extend_from_slice(part);
         out.push(p);
     }
+}
+
+/// One fragmentation unit back: starts (with `header()`, the rebuilt NAL header), continues
+/// or ends the unit in `fu`; a whole unit goes to `out`. `None` on a unit out of sequence.
+pub(crate) fn unfragment(
+    fu: &mut Option<Vec<u8>>,
+    fu_header: u8,
+    header: impl FnOnce() -> Vec<u8>,
+    body: &[u8],
+    out: &mut Vec<Vec<u8>>,
+) -> Option<()> {
+    if fu_header & 0x80 != 0 {
+        let mut v = header();
+        v.extend_from_slice(body);
+        *fu = Some(v);
+    } else {
+        fu.as_mut()?.extend_from_slice(body);
+    }
+    if fu_header & 0x40 != 0 {
+        out.push(fu.take()?);
+    }
+    Some(())
+}
+
+/// An access unit of `nals` with 4-byte length prefixes (tests).
+#[cfg(test)]
+pub(crate) fn test_au(nals: &[&[u8]]) -> Vec<u8> {
+    let mut v = Vec::new();
+    for n in nals {
+        v.extend_from_slice(&(n.len() as u32).to_be_bytes());
+        v.extend_from_slice(n);
+    }
+    v
 }
 
 /// Reassembles RTP payloads into NAL units (the inverse of [`packetize`], for tests and the
@@ -202,16 +272,13 @@ pub fn depacketize<'a>(payloads: impl IntoIterator<Item = &'a [u8]>) -> Option<V
             }
             FU_A => {
                 let (&h, body) = rest.split_first()?;
-                if h & 0x80 != 0 {
-                    let mut v = vec![(first & 0xe0) | (h & 0x1f)];
-                    v.extend_from_slice(body);
-                    fu = Some(v);
-                } else {
-                    fu.as_mut()?.extend_from_slice(body);
-                }
-                if h & 0x40 != 0 {
-                    out.push(fu.take()?);
-                }
+                unfragment(
+                    &mut fu,
+                    h,
+                    || vec![(first & 0xe0) | (h & 0x1f)],
+                    body,
+                    &mut out,
+                )?;
             }
             1..=23 => out.push(p.to_vec()),
             _ => return None,
@@ -224,19 +291,13 @@ pub fn depacketize<'a>(payloads: impl IntoIterator<Item = &'a [u8]>) -> Option<V
 mod tests {
     use super::*;
 
-    fn au(nals: &[&[u8]]) -> Vec<u8> {
-        let mut v = Vec::new();
-        for n in nals {
-            v.extend_from_slice(&(n.len() as u32).to_be_bytes());
-            v.extend_from_slice(n);
-        }
-        v
-    }
+    use crate::h264::test_au as au;
 
     fn params() -> ParameterSets {
         ParameterSets {
             sps: vec![vec![0x67, 0x64, 0x00, 0x28, 0xac]],
             pps: vec![vec![0x68, 0xee, 0x3c, 0x80]],
+            ..Default::default()
         }
     }
 

@@ -13,6 +13,7 @@
 
 pub mod core;
 pub mod h264;
+pub mod h265;
 pub mod session;
 pub mod source;
 pub mod viewer;

@@ -117,11 +117,11 @@ impl Session {
         let offer =
             SdpOffer::from_sdp_string(offer).map_err(|e| SessionError::BadSdp(e.to_string()))?;
         let video_codec = tracks.video.as_ref().map(|v| v.codec);
-        if video_codec.is_some_and(|c| c != Codec::H264) && tracks.audio.is_none() {
-            return Err(SessionError::NoCompatibleCodec(
-                "the camera sends H.265, which this server does not forward to browsers yet".into(),
-            ));
-        }
+        let want_video = match video_codec {
+            Some(Codec::H264) => Some(RtcCodec::H264),
+            Some(Codec::H265) => Some(RtcCodec::H265),
+            _ => None,
+        };
         let mut cfg = Rtc::builder()
             .set_rtp_mode(true)
             .set_ice_lite(true)
@@ -133,8 +133,10 @@ impl Session {
             .clear_extension_map()
             .set_extension(4, str0m::rtp::Extension::RtpMid)
             .set_stats_interval(None);
-        if video_codec == Some(Codec::H264) {
-            cfg = cfg.enable_h264(true);
+        match video_codec {
+            Some(Codec::H264) => cfg = cfg.enable_h264(true),
+            Some(Codec::H265) => cfg = cfg.enable_h265(true),
+            _ => {}
         }
         match tracks.audio {
             Some(Codec::Pcmu) => cfg = cfg.enable_pcmu(true, false),
@@ -215,8 +217,8 @@ impl Session {
         let mut audio = None;
         for (mid, kind) in added {
             match kind {
-                MediaKind::Video if video.is_none() && video_codec == Some(Codec::H264) => {
-                    if let Some(pt) = pick(&rtc, mid, RtcCodec::H264) {
+                MediaKind::Video if video.is_none() => {
+                    if let Some(pt) = want_video.and_then(|w| pick(&rtc, mid, w)) {
                         video = Some((mid, pt));
                     }
                 }
@@ -233,10 +235,15 @@ impl Session {
                 _ => {}
             }
         }
-        if video.is_none() && audio.is_none() {
+        // A camera's picture is what a viewer comes for: no session without it (a caller
+        // may then try the camera's other stream).
+        if video.is_none() && (video_codec.is_some() || audio.is_none()) {
             let what = match video_codec {
                 Some(Codec::H264) => "the offer has no H.264 (packetization-mode 1) video",
-                Some(_) => "the camera sends H.265, which this server does not forward yet",
+                Some(Codec::H265) => {
+                    "the camera sends H.265 and this browser does not take H.265 over WebRTC"
+                }
+                Some(_) => "the camera's video codec cannot be sent to browsers",
                 None => "the camera has sent no video yet",
             };
             return Err(SessionError::NoCompatibleCodec(what.into()));

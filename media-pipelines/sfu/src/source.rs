@@ -109,20 +109,22 @@ impl Source {
     }
 
     /// Packetizes a frame. `None` for a track the source does not forward (no video track
-    /// set, H.265 for now, AAC: browsers cannot take it without transcoding).
+    /// set, AAC: browsers cannot take it without transcoding).
     pub fn push(&mut self, f: MediaFrame<'_>) -> Option<Arc<Frame>> {
         let (codec, packets) = match f.kind {
             Kind::Video => {
                 let v = self.tracks.video.as_ref()?;
-                if v.codec != Codec::H264 {
-                    return None;
-                }
+                let packetize = match v.codec {
+                    Codec::H264 => h264::packetize,
+                    Codec::H265 => crate::h265::packetize,
+                    _ => return None,
+                };
                 let mut packets = Vec::new();
-                h264::packetize(
+                packetize(
                     f.data,
                     Some(&v.params),
                     h264::MAX_PAYLOAD,
-                    |payload, marker| {
+                    |payload: Vec<u8>, marker| {
                         packets.push(Packet {
                             payload: payload.into(),
                             marker,
@@ -216,6 +218,7 @@ mod tests {
             ParameterSets {
                 sps: vec![vec![0x67]],
                 pps: vec![vec![0x68]],
+                ..Default::default()
             },
         );
         assert!(s.gop().is_empty());

@@ -29,6 +29,8 @@ pub struct ViewerStats {
     /// Video packets that came after a later one (retransmissions that filled a hole).
     pub reordered: u64,
     pub disconnected: bool,
+    /// The negotiated video codec (`H264`, `H265`), once video arrives.
+    pub video_codec: Option<String>,
 }
 
 pub struct Viewer {
@@ -52,7 +54,17 @@ impl Viewer {
     /// A viewer whose socket is `local`; returns it and its SDP offer (video and, with
     /// `audio`, audio, both recvonly).
     pub fn offer(now: Instant, local: SocketAddr, audio: bool) -> (Viewer, String) {
-        let mut rtc = Self::rtc(now, local);
+        Self::offer_codecs(now, local, audio, true)
+    }
+
+    /// As [`Viewer::offer`]; `h265: false` offers H.264 alone (a browser without H.265).
+    pub fn offer_codecs(
+        now: Instant,
+        local: SocketAddr,
+        audio: bool,
+        h265: bool,
+    ) -> (Viewer, String) {
+        let mut rtc = Self::rtc(now, local, h265);
         let mut api = rtc.sdp_api();
         let video_mid = api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
         if audio {
@@ -72,7 +84,7 @@ impl Viewer {
         sdp: &str,
     ) -> Result<(Viewer, String), String> {
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| e.to_string())?;
-        let mut rtc = Self::rtc(now, local);
+        let mut rtc = Self::rtc(now, local, true);
         let answer = rtc
             .sdp_api()
             .accept_offer(offer)
@@ -87,11 +99,12 @@ impl Viewer {
     }
 
     /// A receiving `Rtc` on `local`; G.711 offered besides Opus, as a browser does.
-    fn rtc(now: Instant, local: SocketAddr) -> Rtc {
+    fn rtc(now: Instant, local: SocketAddr, h265: bool) -> Rtc {
         let mut rtc = Rtc::builder()
             .set_rtp_mode(true)
             .enable_pcmu(true, false)
             .enable_pcma(true, false)
+            .enable_h265(h265)
             .build(now);
         if let Ok(c) = Candidate::host(local, "udp") {
             rtc.add_local_candidate(c);
@@ -195,6 +208,16 @@ impl Viewer {
                     return;
                 }
                 self.stats.video_packets += 1;
+                if self.stats.video_codec.is_none() {
+                    let pt = p.header.payload_type;
+                    self.stats.video_codec = self
+                        .rtc
+                        .codec_config()
+                        .params()
+                        .iter()
+                        .find(|c| c.pt() == pt)
+                        .map(|c| c.spec().codec.to_string());
+                }
                 self.video_packet(*p.seq_no, p.header.marker, p.payload.to_vec());
             }
             _ => {}
@@ -234,7 +257,12 @@ impl Viewer {
                     .filter_map(|s| self.buf.remove(&s))
                     .map(|p| p.1)
                     .collect();
-                match h264::depacketize(parts.iter().map(Vec::as_slice)) {
+                let depacketize = if self.stats.video_codec.as_deref() == Some("H265") {
+                    crate::h265::depacketize
+                } else {
+                    h264::depacketize
+                };
+                match depacketize(parts.iter().map(Vec::as_slice)) {
                     Some(nals) if !nals.is_empty() => self.stats.frames += 1,
                     _ => self.stats.bad_frames += 1,
                 }

@@ -19,6 +19,7 @@ fn params() -> ParameterSets {
     ParameterSets {
         sps: vec![vec![0x67, 0x42, 0xe0, 0x1f, 0xaa]],
         pps: vec![vec![0x68, 0xce, 0x3c, 0x80]],
+        ..Default::default()
     }
 }
 
@@ -54,7 +55,10 @@ impl Viewer {
         addr: SocketAddr,
         audio: bool,
     ) -> (Viewer, String, str0m::change::SdpPendingOffer) {
-        let mut rtc = Rtc::builder().set_rtp_mode(true).build(now);
+        let mut rtc = Rtc::builder()
+            .set_rtp_mode(true)
+            .enable_h265(true)
+            .build(now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         let mut api = rtc.sdp_api();
         api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
@@ -202,6 +206,10 @@ impl Net {
     /// Frame `i` with the source timestamp `ts`.
     fn push_at(&mut self, i: u32, gop: u32, ts: i64) {
         let (key, au) = frame(i, gop);
+        self.push_au(key, &au, ts);
+    }
+
+    fn push_au(&mut self, key: bool, au: &[u8], ts: i64) {
         self.core.handle_input(
             self.now,
             Input::Frame(
@@ -210,7 +218,7 @@ impl Net {
                     kind: Kind::Video,
                     ts,
                     keyframe: key,
-                    data: &au,
+                    data: au,
                 },
             ),
         );
@@ -220,6 +228,13 @@ impl Net {
 
 /// The frames a viewer got: depacketized access units, in order, with their RTP times.
 fn frames_of(packets: &[(u64, u32, bool, Vec<u8>)]) -> Vec<(u32, Vec<Vec<u8>>)> {
+    frames_with(packets, |p| h264::depacketize(p.iter().map(Vec::as_slice)))
+}
+
+fn frames_with(
+    packets: &[(u64, u32, bool, Vec<u8>)],
+    depacketize: impl Fn(&[Vec<u8>]) -> Option<Vec<Vec<u8>>>,
+) -> Vec<(u32, Vec<Vec<u8>>)> {
     let mut sorted = packets.to_vec();
     sorted.sort_by_key(|p| p.0);
     sorted.dedup_by_key(|p| p.0);
@@ -228,7 +243,7 @@ fn frames_of(packets: &[(u64, u32, bool, Vec<u8>)]) -> Vec<(u32, Vec<Vec<u8>>)> 
     for (_, ts, marker, payload) in sorted {
         cur.push(payload);
         if marker {
-            let nals = h264::depacketize(cur.iter().map(Vec::as_slice)).unwrap_or_else(|| {
+            let nals = depacketize(&cur).unwrap_or_else(|| {
                 panic!(
                     "malformed frame: {:?}",
                     cur.iter()
@@ -410,4 +425,69 @@ fn after_the_camera_reconnects_a_viewer_goes_on_from_the_next_keyframe() {
         }),
         "{ts:?}"
     );
+}
+
+#[test]
+fn h265_goes_to_viewers_that_take_it_and_is_refused_to_the_others() {
+    let mut net = Net::new();
+    let params = ParameterSets {
+        vps: vec![vec![0x40, 0x01, 0x0c, 0x01]],
+        sps: vec![vec![0x42, 0x01, 0x01, 0x01, 0x60]],
+        pps: vec![vec![0x44, 0x01, 0xc1, 0x72]],
+    };
+    net.core.source(1).set_video(Codec::H265, params.clone());
+    // Frame i: an IDR_W_RADL picture every 25 frames, else TRAIL_R, carrying i; large
+    // enough for fragmentation units.
+    let au = |i: u32| {
+        let key = i.is_multiple_of(25);
+        let mut nal = vec![if key { 19 << 1 } else { 1 << 1 }, 0x01];
+        nal.extend_from_slice(&i.to_be_bytes());
+        nal.extend((0..if key { 5000 } else { 900 }).map(|k| (k as u32 ^ i) as u8));
+        let mut au = (nal.len() as u32).to_be_bytes().to_vec();
+        au.extend_from_slice(&nal);
+        (key, au, nal)
+    };
+    // A browser that offers no H.265 is refused, with the reason.
+    let mut rtc = Rtc::builder()
+        .set_rtp_mode(true)
+        .clear_codecs()
+        .enable_h264(true)
+        .build(net.now);
+    rtc.add_local_candidate(Candidate::host("127.0.0.1:39999".parse().unwrap(), "udp").unwrap());
+    let mut api = rtc.sdp_api();
+    api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    let (offer, _) = api.apply().unwrap();
+    let c = [(Proto::Udp, SERVER.parse().unwrap())];
+    match net.core.subscribe(net.now, 1, &offer.to_sdp_string(), &c) {
+        Err(xaso_sfu::SessionError::NoCompatibleCodec(m)) => assert!(m.contains("H.265"), "{m}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // One that offers it gets every frame from the cached keyframe, parameter sets first.
+    for i in 0..3 {
+        let (key, a, _) = au(i);
+        net.push_au(key, &a, i as i64 * 3600);
+    }
+    net.join().unwrap();
+    net.run(Duration::from_secs(2));
+    assert!(net.viewers[0].connected);
+    for i in 3..60 {
+        let (key, a, _) = au(i);
+        net.push_au(key, &a, i as i64 * 3600);
+        net.run(Duration::from_millis(40));
+    }
+    let got = frames_with(&net.viewers[0].packets, |p| {
+        xaso_sfu::h265::depacketize(p.iter().map(Vec::as_slice))
+    });
+    assert_eq!(got.len(), 60);
+    assert_eq!(
+        got[0].1[..3],
+        [
+            params.vps[0].clone(),
+            params.sps[0].clone(),
+            params.pps[0].clone()
+        ]
+    );
+    for (i, (_, nals)) in got.iter().enumerate() {
+        assert_eq!(nals.last().unwrap(), &au(i as u32).2, "frame {i}");
+    }
 }
