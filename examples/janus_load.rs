@@ -16,9 +16,8 @@
 mod whep_load;
 
 use serde_json::{Value, json};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
-use tokio::net::UdpSocket;
 use whep_load::{Report, receive, summarize};
 use xaso_sfu::viewer::Viewer;
 
@@ -93,7 +92,7 @@ async fn viewer(base: String, mount: u64, ip: IpAddr, secs: u64) -> Result<Repor
             return Err("no offer from Janus in 15 s".into());
         }
     };
-    let sock = UdpSocket::bind((ip, 0)).await.map_err(|e| e.to_string())?;
+    let sock = whep_load::bind(SocketAddr::new(ip, 0)).await?;
     let local = sock.local_addr().map_err(|e| e.to_string())?;
     let (mut v, answer) = Viewer::accept_offer(Instant::now(), local, &offer)?;
     post(

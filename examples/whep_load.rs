@@ -56,9 +56,7 @@ pub async fn viewer_with(
     secs: u64,
     h265: bool,
 ) -> Result<Report, String> {
-    let sock = UdpSocket::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
+    let sock = bind("127.0.0.1:0".parse().expect("an address")).await?;
     let local = sock.local_addr().map_err(|e| e.to_string())?;
     let t0 = Instant::now();
     let (mut v, offer) = Viewer::offer_codecs(t0, local, true, h265);
@@ -102,6 +100,16 @@ pub async fn viewer_with(
         .await
         .is_ok_and(|r| r.status().as_u16() == 204);
     Ok(Report::end(v, first_frame, deleted))
+}
+
+/// A viewer's UDP socket, with a 1 MB receive buffer as browsers set (a keyframe arrives
+/// as a burst of datagrams; the kernel's default buffer holds about 90 of them).
+pub async fn bind(addr: SocketAddr) -> Result<UdpSocket, String> {
+    let sock = UdpSocket::bind(addr).await.map_err(|e| e.to_string())?;
+    socket2::SockRef::from(&sock)
+        .set_recv_buffer_size(1 << 20)
+        .map_err(|e| e.to_string())?;
+    Ok(sock)
 }
 
 /// Moves `v`'s datagrams and time on `sock` until `end` or a disconnection; returns when

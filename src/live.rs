@@ -67,6 +67,10 @@ struct TapInner {
     mse_viewers: usize,
     /// When someone last watched (or asked to): live-only pulls stop after a while without.
     last_watched: Option<Instant>,
+    /// The camera's AAC configuration, when its audio is AAC.
+    aac: Option<xaso_simcam::mp4::AacConfig>,
+    /// AAC → Opus while someone watches over WebRTC (`gstreamer` builds).
+    opus: Option<xaso_pipelines::AacToOpus>,
 }
 
 /// Where a camera task puts its frames for live view.
@@ -109,7 +113,14 @@ impl Tap {
                     tracks.video = Some((codec, ps));
                     tracks.video_entry = entry.map(Arc::from);
                 }
-                Kind::Audio => tracks.audio = Some(codec),
+                Kind::Audio => {
+                    // AAC reaches browsers as Opus where this build can transcode.
+                    t.aac = entry.and_then(xaso_simcam::mp4::aac_config_of_sample_entry);
+                    t.opus = None;
+                    let opus =
+                        codec == Codec::Aac && t.aac.is_some() && xaso_pipelines::available();
+                    tracks.audio = Some(if opus { Codec::Opus } else { codec });
+                }
             }
             if tracks != t.tracks {
                 if kind == Kind::Video {
@@ -153,9 +164,13 @@ impl Tap {
                 at: None,
             }));
         }
-        // Only G.711 audio is forwarded: other audio would wake the live task for nothing.
-        let forwarded =
-            kind == Kind::Video || matches!(t.tracks.audio, Some(Codec::Pcmu | Codec::Pcma));
+        if kind == Kind::Audio && codec == Codec::Aac && t.watched {
+            self.transcode(&mut t, ts, data);
+        }
+        // Only G.711 audio is forwarded as it comes: other audio would wake the live task
+        // for nothing.
+        let forwarded = kind == Kind::Video
+            || (codec != Codec::Aac && matches!(t.tracks.audio, Some(Codec::Pcmu | Codec::Pcma)));
         if t.watched && forwarded {
             self.send(Cmd::Frame(
                 self.camera,
@@ -184,6 +199,44 @@ impl Tap {
         self.frame(kind, codec, frame.ts, frame.is_sync, &frame.data, params);
     }
 
+    /// Hands an AAC frame to the camera's transcoder (started on the first frame someone
+    /// watches); its Opus packets go to the live task as audio frames.
+    fn transcode(&self, t: &mut TapInner, ts: i64, data: &Bytes) {
+        let Some(aac) = t.aac.clone() else { return };
+        if t.opus.is_none() {
+            let (cmd, camera, dropped) = (self.cmd.clone(), self.camera, self.dropped.clone());
+            let out = Box::new(move |data: Vec<u8>, ticks: u64| {
+                let f = TapFrame {
+                    kind: Kind::Audio,
+                    ts: ticks as i64,
+                    key: false,
+                    data: Bytes::from(data),
+                    at: None,
+                };
+                if cmd.try_send(Cmd::Frame(camera, f)).is_err() {
+                    dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            match xaso_pipelines::AacToOpus::new(
+                &aac.audio_specific_config,
+                aac.sample_rate,
+                aac.channels,
+                out,
+            ) {
+                Ok(p) => t.opus = Some(p),
+                Err(e) => {
+                    tracing::warn!(camera = self.camera, error = %e, "no AAC to Opus: video only");
+                    t.aac = None;
+                    return;
+                }
+            }
+        }
+        if let Some(p) = &t.opus {
+            let rate = u64::from(aac.sample_rate.max(1));
+            p.push(data, u64::try_from(ts).unwrap_or(0) * 1_000_000_000 / rate);
+        }
+    }
+
     /// The camera's connection ended: nothing to show until it is back, and then its
     /// timestamps start anew (viewers stay, and go on from the next keyframe).
     pub fn stopped(&self) {
@@ -191,6 +244,7 @@ impl Tap {
         t.streaming = false;
         t.gop.clear();
         t.gop_bytes = 0;
+        t.opus = None;
         if t.mse_viewers > 0 {
             let _ = self.mse.send(MseEvent::Restart);
         }
@@ -803,6 +857,7 @@ async fn run(
                             let mut t = tap.inner.lock().expect("tap lock");
                             t.watched = false;
                             t.last_watched = Some(Instant::now());
+                            t.opus = None; // nobody listens: no transcoding
                         }
                     }
                     if let Some(info) = info {

@@ -193,7 +193,7 @@ async fn every_route_denies_and_allows_by_role() {
         ),
         (
             Method::GET,
-            "/api/live/ice-servers".into(),
+            "/api/live/config".into(),
             None,
             [401, 200, 200, 200, 200],
         ),

@@ -30,6 +30,17 @@ async fn serve_one_camera() -> (TestCamera, tempfile::TempDir, Server, reqwest::
     (cam, dir, s, c)
 }
 
+/// A new API token of the admin (user 1).
+async fn admin_token(c: &reqwest::Client, url: &str, name: &str) -> String {
+    let t = post_json(
+        c,
+        &format!("{url}/api/tokens"),
+        &serde_json::json!({"user_id": 1, "name": name}),
+    )
+    .await;
+    t["token"].as_str().unwrap().to_string()
+}
+
 /// `xaso serve` with `config` (after `[recording] simulated_camera = false`), the admin
 /// logged in, once camera 1 streams.
 async fn serve(config: &str) -> (tempfile::TempDir, Server, reqwest::Client) {
@@ -66,13 +77,7 @@ async fn serve(config: &str) -> (tempfile::TempDir, Server, reqwest::Client) {
 async fn fifty_viewers_receive_one_camera_for_a_minute() {
     xaso_sfu::init_crypto();
     let (_cam, _dir, s, c) = serve_one_camera().await;
-    let tok = post_json(
-        &c,
-        &format!("{}/api/tokens", s.url),
-        &serde_json::json!({"user_id": 1, "name": "load"}),
-    )
-    .await;
-    let token = tok["token"].as_str().unwrap().to_string();
+    let token = admin_token(&c, &s.url, "load").await;
     let url = format!("{}/api/cameras/1/whep", s.url);
     let reports = whep_load::run(&url, &token, 50, 60).await;
     let mut failures = Vec::new();
@@ -260,7 +265,8 @@ async fn mse_fallback_streams_fragmented_mp4_that_decodes() {
 
     // The configured TURN server is handed to viewers: to the Live page as JSON, to WHEP
     // clients as a Link header of the answer.
-    let ice: Value = get_json(&c, &format!("{}/api/live/ice-servers", s.url)).await;
+    let ice: Value = get_json(&c, &format!("{}/api/live/config", s.url)).await;
+    assert_eq!(ice["aac_to_opus"], cfg!(feature = "gstreamer"), "{ice}");
     assert_eq!(
         ice["ice_servers"][0]["urls"][0], "turn:127.0.0.1:3478?transport=udp",
         "{ice}"
@@ -361,13 +367,7 @@ async fn sub_streams_and_unrecorded_cameras_are_pulled_on_demand() {
         main.url, sub.url, unrecorded.url
     ))
     .await;
-    let tok = post_json(
-        &c,
-        &format!("{}/api/tokens", s.url),
-        &serde_json::json!({"user_id": 1, "name": "pull"}),
-    )
-    .await;
-    let token = tok["token"].as_str().unwrap().to_string();
+    let token = admin_token(&c, &s.url, "pull").await;
     let ws = s.url.replacen("http://", "ws://", 1);
     let metric = |name: &'static str| {
         let (c, url) = (c.clone(), s.url.clone());
@@ -430,13 +430,7 @@ async fn h265_goes_to_viewers_that_take_it_and_the_others_get_the_h264_sub_strea
         main.url, sub.url, lone.url
     ))
     .await;
-    let tok = post_json(
-        &c,
-        &format!("{}/api/tokens", s.url),
-        &serde_json::json!({"user_id": 1, "name": "h265"}),
-    )
-    .await;
-    let token = tok["token"].as_str().unwrap().to_string();
+    let token = admin_token(&c, &s.url, "h265").await;
     let url = format!("{}/api/cameras/1/whep", s.url);
     let (with, without) = tokio::join!(
         whep_load::viewer_with(url.clone(), token.clone(), 4, true),
@@ -461,5 +455,30 @@ async fn h265_goes_to_viewers_that_take_it_and_the_others_get_the_h264_sub_strea
         .await
         .unwrap_err();
     assert!(err.contains("400") && err.contains("H.265"), "{err}");
+    assert!(stop(s).success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aac_is_heard_as_opus_where_the_server_transcodes() {
+    xaso_sfu::init_crypto();
+    let cam = TestCamera::start(&["--video", "h264", "--audio", "aac", "--gop", "50"]);
+    let (_dir, s, c) = serve(&format!(
+        "[[camera]]\nname = \"Cổng\"\nurl = \"{}\"\n",
+        cam.url
+    ))
+    .await;
+    let token = admin_token(&c, &s.url, "aac").await;
+    let reports = whep_load::run(&format!("{}/api/cameras/1/whep", s.url), &token, 2, 5).await;
+    for r in &reports {
+        let r = r.as_ref().unwrap();
+        assert!(r.ok() && r.stats.frames >= 100, "{r:?}");
+        if cfg!(feature = "gstreamer") {
+            // 20 ms Opus packets: about 50 a second once the transcoder runs.
+            assert_eq!(r.stats.audio_codec.as_deref(), Some("opus"), "{r:?}");
+            assert!(r.stats.audio_packets >= 150, "{r:?}");
+        } else {
+            assert_eq!(r.stats.audio_packets, 0, "{r:?}");
+        }
+    }
     assert!(stop(s).success());
 }

@@ -29,7 +29,7 @@ export async function whepConnect(url, {
   onState = null, video = true, audio = true, gatherCapMs = GATHER_CAP_MS, iceServers = [],
 } = {}) {
   if (!whepSupported()) throw new ApiError(null, 'webrtc', 'RTCPeerConnection is not available');
-  // no STUN/TURN server unless the server's configuration lists some (GET /api/live/ice-servers)
+  // no STUN/TURN server unless the server's configuration lists some (GET /api/live/config)
   const pc = new RTCPeerConnection({ iceServers });
   const stream = new MediaStream();
   pc.addEventListener('track', (e) => stream.addTrack(e.track));

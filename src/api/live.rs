@@ -27,7 +27,7 @@ use xaso_sfu::SessionError;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/live/ice-servers", get(ice_servers))
+        .route("/live/config", get(live_config))
         .route("/cameras/{id}/mse", get(mse))
         .route("/cameras/{id}/whep", post(offer))
         .route("/cameras/{id}/whep/{session}", patch(trickle).delete(end))
@@ -157,17 +157,21 @@ fn ice_server_links(servers: &[crate::config::IceServer]) -> Vec<String> {
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
-struct IceServers {
+struct LiveConfig {
+    /// The STUN/TURN servers a viewer should use (`[webrtc] ice_servers`; empty unless
+    /// configured), for the browser's `RTCPeerConnection`.
     ice_servers: Vec<crate::config::IceServer>,
+    /// Whether AAC audio reaches browsers (as Opus); without, AAC cameras play video only.
+    aac_to_opus: bool,
 }
 
-/// The STUN/TURN servers a viewer should use (`[webrtc] ice_servers`; empty unless
-/// configured), for the browser's `RTCPeerConnection`. Any signed-in user.
-#[utoipa::path(get, path = "/api/live/ice-servers", tag = "live",
-    responses((status = 200, body = IceServers), (status = 401)))]
-async fn ice_servers(State(st): State<AppState>, _caller: Caller) -> axum::Json<IceServers> {
-    axum::Json(IceServers {
+/// What the Live page needs to know of the server. Any signed-in user.
+#[utoipa::path(get, path = "/api/live/config", tag = "live",
+    responses((status = 200, body = LiveConfig), (status = 401)))]
+async fn live_config(State(st): State<AppState>, _caller: Caller) -> axum::Json<LiveConfig> {
+    axum::Json(LiveConfig {
         ice_servers: st.cfg.webrtc.ice_servers.clone(),
+        aac_to_opus: xaso_pipelines::available(),
     })
 }
 

@@ -34,7 +34,7 @@ use utoipa::OpenApi;
         super::recordings::export,
         super::recordings::playback,
         super::recordings::snapshot,
-        super::live::ice_servers,
+        super::live::live_config,
         super::live::mse,
         super::live::offer,
         super::live::end,

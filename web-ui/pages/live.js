@@ -76,13 +76,17 @@ function retryable(err) {
  * `streamWanted()` says which stream ('main' or 'sub') the tile should play now;
  * `onFullscreen()` is called on a double-click (or Enter).
  */
-function liveTile(camera, { streamWanted, onFullscreen, transport, iceServers }) {
+function liveTile(camera, { streamWanted, onFullscreen, transport, iceServers, aacToOpus }) {
   const id = camera.id;
   const video = h('video', {
     class: 'live-video', testid: `video-${id}`, muted: true, autoplay: true, playsinline: true,
   });
   video.muted = true; // the attribute alone does not mute an element made by script
   const stateEl = h('span', { class: 'live-state', testid: `tile-state-${id}` });
+  // AAC cameras are heard only where the server transcodes (and never on the MSE fallback)
+  const noAudioEl = h('span', {
+    class: 'live-transport', testid: `tile-noaudio-${id}`, hidden: true, title: t('live.noAudioHint'),
+  }, t('live.noAudio'));
   const transportEl = h('span', {
     class: 'live-transport', testid: `tile-transport-${id}`, hidden: true, title: t('live.transport.mseHint'),
   }, t('live.transport.mse'));
@@ -106,7 +110,7 @@ function liveTile(camera, { streamWanted, onFullscreen, transport, iceServers })
   h('div', { class: 'live-overlay' }, errorEl, message, retryButton),
   // "camera-row-<id>": name and status, as in the camera list this page used to show
   h('div', { class: 'live-top', testid: `camera-row-${id}` },
-    h('span', { class: 'live-name', title: camera.name }, camera.name), stateEl, transportEl, status.badge),
+    h('span', { class: 'live-name', title: camera.name }, camera.name), stateEl, transportEl, noAudioEl, status.badge),
   h('div', { class: 'live-bottom' }, status.details));
 
   let state = null; // connecting | live | reconnecting | error
@@ -352,6 +356,8 @@ function liveTile(camera, { streamWanted, onFullscreen, transport, iceServers })
     statusView: {
       update(s) {
         status.update(s);
+        const aac = !!s && s.audio_codec === 'aac';
+        noAudioEl.hidden = !(aac && (!aacToOpus() || el.dataset.transport === 'mse'));
         if (s && s.state === 'streaming' && waitingForCamera && retryTimer !== null) {
           waitingForCamera = false;
           clearTimeout(retryTimer);
@@ -407,6 +413,7 @@ export function render() {
   let via = whepSupported() ? 'webrtc' : 'mse';
   const transport = { get: () => via, fallBack: () => { via = 'mse'; } };
   let iceServers = []; // [webrtc] ice_servers of the server's configuration (none by default)
+  let aacToOpus = false; // whether AAC cameras are heard (the server transcodes to Opus)
   const tiles = new Map(); // camera id -> tile, for the cameras in the grid
 
   // ---- elements ----------------------------------------------------------------
@@ -460,6 +467,7 @@ export function render() {
         tile = liveTile(c, {
           streamWanted: () => streamFor(c.id), onFullscreen: () => toggleFullscreen(tile), transport,
           iceServers: () => iceServers,
+          aacToOpus: () => aacToOpus,
         });
         tiles.set(c.id, tile);
         poller.watch(c.id, tile.statusView);
@@ -574,10 +582,11 @@ export function render() {
   // ---- start -------------------------------------------------------------------
   Promise.all([
     api.get('/api/cameras'),
-    api.get('/api/live/ice-servers').then((r) => r.ice_servers || [], () => []),
+    api.get('/api/live/config').catch(() => ({})),
   ]).then(
-    ([list, servers]) => {
-      iceServers = servers;
+    ([list, config]) => {
+      iceServers = config.ice_servers || [];
+      aacToOpus = config.aac_to_opus === true;
       if (left || !root.isConnected) {
         leave();
         return;

@@ -11,6 +11,8 @@ pub enum Codec {
     Pcmu,
     /// G.711 A-law.
     Pcma,
+    /// Opus: only made by xaso itself (AAC transcoded for live view), never recorded.
+    Opus,
 }
 
 impl Codec {
@@ -25,6 +27,7 @@ impl Codec {
             Codec::Aac => "aac",
             Codec::Pcmu => "pcmu",
             Codec::Pcma => "pcma",
+            Codec::Opus => "opus",
         }
     }
 

@@ -12,6 +12,23 @@ fn init() -> Result<(), PipelineError> {
         .map_err(PipelineError::Setup)
 }
 
+/// A pipeline from its description, with its `appsrc` named `src` and `appsink` named `sink`.
+fn launch(desc: &str) -> Result<(gst::Pipeline, gst_app::AppSrc, gst_app::AppSink), PipelineError> {
+    let pipeline = gst::parse::launch(desc)
+        .map_err(|e| PipelineError::Setup(e.to_string()))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| PipelineError::Setup("not a pipeline".into()))?;
+    let src = pipeline
+        .by_name("src")
+        .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+        .ok_or_else(|| PipelineError::Setup("no appsrc".into()))?;
+    let sink = pipeline
+        .by_name("sink")
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or_else(|| PipelineError::Setup("no appsink".into()))?;
+    Ok((pipeline, src, sink))
+}
+
 pub fn last_frame_jpeg(mp4: &[u8], width: Option<u32>) -> Result<Vec<u8>, PipelineError> {
     init()?;
     let scale = match width {
@@ -25,18 +42,7 @@ pub fn last_frame_jpeg(mp4: &[u8], width: Option<u32>) -> Result<Vec<u8>, Pipeli
         "appsrc name=src caps=video/quicktime format=bytes ! qtdemux ! decodebin ! videoconvert ! {scale}\
          jpegenc quality=85 ! appsink name=sink sync=false max-buffers=1 drop=true"
     );
-    let pipeline = gst::parse::launch(&desc)
-        .map_err(|e| PipelineError::Setup(e.to_string()))?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| PipelineError::Setup("not a pipeline".into()))?;
-    let src = pipeline
-        .by_name("src")
-        .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-        .ok_or_else(|| PipelineError::Setup("no appsrc".into()))?;
-    let sink = pipeline
-        .by_name("sink")
-        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-        .ok_or_else(|| PipelineError::Setup("no appsink".into()))?;
+    let (pipeline, src, sink) = launch(&desc)?;
     let stop = |p: &gst::Pipeline| {
         let _ = p.set_state(gst::State::Null);
     };
@@ -71,4 +77,65 @@ pub fn last_frame_jpeg(mp4: &[u8], width: Option<u32>) -> Result<Vec<u8>, Pipeli
     }
     stop(&pipeline);
     last.ok_or_else(|| PipelineError::Decode("no video frame".into()))
+}
+
+/// See [`crate::AacToOpus`].
+pub struct AacToOpus {
+    pipeline: gst::Pipeline,
+    src: gst_app::AppSrc,
+}
+
+impl AacToOpus {
+    pub fn new(
+        asc: &[u8],
+        sample_rate: u32,
+        channels: u16,
+        out: crate::OpusSink,
+    ) -> Result<Self, PipelineError> {
+        init()?;
+        let hex: String = asc.iter().map(|b| format!("{b:02x}")).collect();
+        // A leaky queue: a transcoder that falls behind drops input rather than the
+        // camera's ingest thread waiting for it.
+        let desc = format!(
+            "appsrc name=src is-live=true format=time \
+             caps=audio/mpeg,mpegversion=4,stream-format=raw,rate={sample_rate},channels={channels},codec_data=(buffer){hex} ! \
+             queue leaky=downstream max-size-buffers=50 ! avdec_aac ! audioconvert ! audioresample ! \
+             audio/x-raw,rate=48000 ! opusenc bitrate=48000 frame-size=20 ! \
+             appsink name=sink sync=false max-buffers=100 drop=true"
+        );
+        let (pipeline, src, sink) = launch(&desc)?;
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    if let Some(buf) = sample.buffer()
+                        && let Ok(map) = buf.map_readable()
+                    {
+                        let pts = buf.pts().map_or(0, |t| t.nseconds());
+                        let ticks = (u128::from(pts) * 48_000 / 1_000_000_000) as u64;
+                        out(map.as_slice().to_vec(), ticks);
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| PipelineError::Setup(e.to_string()))?;
+        Ok(AacToOpus { pipeline, src })
+    }
+
+    pub fn push(&self, frame: &[u8], pts_ns: u64) {
+        let mut b = gst::Buffer::from_slice(frame.to_vec());
+        if let Some(b) = b.get_mut() {
+            b.set_pts(gst::ClockTime::from_nseconds(pts_ns));
+        }
+        let _ = self.src.push_buffer(b);
+    }
+}
+
+impl Drop for AacToOpus {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
 }

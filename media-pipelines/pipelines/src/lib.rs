@@ -39,6 +39,49 @@ pub fn available() -> bool {
     cfg!(feature = "gstreamer")
 }
 
+/// Where [`AacToOpus`] hands each Opus packet: its bytes and its time in 48 kHz ticks
+/// (called on a GStreamer thread).
+pub type OpusSink = Box<dyn Fn(Vec<u8>, u64) + Send + Sync>;
+
+/// AAC to Opus for live view (browsers' WebRTC has no AAC): a running pipeline that takes
+/// raw AAC frames and hands out 20 ms Opus packets. Stopped when dropped.
+pub struct AacToOpus {
+    #[cfg(feature = "gstreamer")]
+    inner: gst_impl::AacToOpus,
+}
+
+impl AacToOpus {
+    /// A transcoder for AAC described by its AudioSpecificConfig `asc`, at `sample_rate`
+    /// with `channels`; `out` receives the Opus packets.
+    pub fn new(
+        asc: &[u8],
+        sample_rate: u32,
+        channels: u16,
+        out: OpusSink,
+    ) -> Result<AacToOpus, PipelineError> {
+        #[cfg(feature = "gstreamer")]
+        {
+            Ok(AacToOpus {
+                inner: gst_impl::AacToOpus::new(asc, sample_rate, channels, out)?,
+            })
+        }
+        #[cfg(not(feature = "gstreamer"))]
+        {
+            let _ = (asc, sample_rate, channels, out);
+            Err(PipelineError::NotBuilt)
+        }
+    }
+
+    /// One raw AAC frame, with its time in nanoseconds. Never blocks for long: the
+    /// pipeline queues, and drops what it cannot keep up with.
+    pub fn push(&self, frame: &[u8], pts_ns: u64) {
+        #[cfg(feature = "gstreamer")]
+        self.inner.push(frame, pts_ns);
+        #[cfg(not(feature = "gstreamer"))]
+        let _ = (frame, pts_ns);
+    }
+}
+
 /// Decodes a small MP4 (one GOP up to the wanted frame) and returns its **last** video frame
 /// as a JPEG, scaled to `width` pixels wide (keeping the aspect ratio) when given.
 /// Blocking: call it off the async workers.

@@ -141,6 +141,7 @@ impl Session {
         match tracks.audio {
             Some(Codec::Pcmu) => cfg = cfg.enable_pcmu(true, false),
             Some(Codec::Pcma) => cfg = cfg.enable_pcma(true, false),
+            Some(Codec::Opus) => cfg = cfg.enable_opus(true, false),
             _ => {}
         }
         let (mut rtc, answer) = guard(move || {
@@ -226,6 +227,7 @@ impl Session {
                     let want = match tracks.audio {
                         Some(Codec::Pcmu) => Some(RtcCodec::PCMU),
                         Some(Codec::Pcma) => Some(RtcCodec::PCMA),
+                        Some(Codec::Opus) => Some(RtcCodec::Opus),
                         _ => None,
                     };
                     if let Some(pt) = want.and_then(|w| pick(&rtc, mid, w)) {

@@ -135,7 +135,8 @@ impl Source {
             }
             Kind::Audio => {
                 let c = self.tracks.audio?;
-                if !matches!(c, Codec::Pcmu | Codec::Pcma) || f.data.is_empty() {
+                // G.711 as the camera sends it; Opus made from AAC by the binary's pipeline.
+                if !matches!(c, Codec::Pcmu | Codec::Pcma | Codec::Opus) || f.data.is_empty() {
                     return None;
                 }
                 let p = Packet {
@@ -225,7 +226,7 @@ mod tests {
     }
 
     #[test]
-    fn audio_passes_g711_only() {
+    fn audio_passes_g711_and_opus_only() {
         let mut s = Source::default();
         s.set_audio(Some(Codec::Aac));
         let f = |s: &mut Source| {
@@ -241,6 +242,8 @@ mod tests {
         let a = f(&mut s).unwrap();
         assert_eq!((a.packets.len(), a.bytes, a.keyframe), (1, 160, false));
         assert!(s.gop().is_empty(), "audio is not cached");
+        s.set_audio(Some(Codec::Opus));
+        assert!(f(&mut s).is_some(), "Opus (transcoded from AAC) passes");
     }
 
     #[test]

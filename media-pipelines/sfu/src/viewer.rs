@@ -31,6 +31,8 @@ pub struct ViewerStats {
     pub disconnected: bool,
     /// The negotiated video codec (`H264`, `H265`), once video arrives.
     pub video_codec: Option<String>,
+    /// The audio codec (`PCMU`, `PCMA`, `opus`), once audio arrives.
+    pub audio_codec: Option<String>,
 }
 
 pub struct Viewer {
@@ -203,20 +205,24 @@ impl Viewer {
                     .direct_api()
                     .stream_rx(&p.header.ssrc)
                     .is_some_and(|s| Some(s.mid()) == self.video_mid);
+                let pt = p.header.payload_type;
+                let codec = |rtc: &Rtc| {
+                    rtc.codec_config()
+                        .params()
+                        .iter()
+                        .find(|c| c.pt() == pt)
+                        .map(|c| c.spec().codec.to_string())
+                };
                 if !video {
                     self.stats.audio_packets += 1;
+                    if self.stats.audio_codec.is_none() {
+                        self.stats.audio_codec = codec(&self.rtc);
+                    }
                     return;
                 }
                 self.stats.video_packets += 1;
                 if self.stats.video_codec.is_none() {
-                    let pt = p.header.payload_type;
-                    self.stats.video_codec = self
-                        .rtc
-                        .codec_config()
-                        .params()
-                        .iter()
-                        .find(|c| c.pt() == pt)
-                        .map(|c| c.spec().codec.to_string());
+                    self.stats.video_codec = codec(&self.rtc);
                 }
                 self.video_packet(*p.seq_no, p.header.marker, p.payload.to_vec());
             }

@@ -399,6 +399,18 @@ fn parse_avc1(body: &[u8]) -> Result<AvcConfig, Error> {
     })
 }
 
+/// The AAC configuration of an `mp4a` sample entry (the whole box, as the ingest gives it):
+/// its AudioSpecificConfig, sample rate and channels. `None` for anything else.
+pub fn aac_config_of_sample_entry(entry: &[u8]) -> Option<AacConfig> {
+    if entry.get(4..8)? != b"mp4a" {
+        return None;
+    }
+    match parse_mp4a(entry.get(8..)?).ok()? {
+        Codec::Aac(c) => Some(c),
+        _ => None,
+    }
+}
+
 fn parse_mp4a(body: &[u8]) -> Result<Codec, Error> {
     let mut r = Reader::new(body);
     r.skip(6 + 2)?; // reserved, data_reference_index
