@@ -69,7 +69,8 @@ pub struct WebrtcConfig {
     pub udp_port: u16,
     /// Addresses offered to browsers as host candidates (and bound). Empty: the HTTP
     /// listen address when it is a specific one, else 127.0.0.1 and the address of the
-    /// default route. No STUN server is ever contacted.
+    /// default route. No STUN server is ever contacted. (`public_ips` is read as a synonym.)
+    #[serde(alias = "public_ips")]
     pub addresses: Vec<std::net::IpAddr>,
     /// ICE-TCP: also offer a passive TCP candidate on each address, for networks that let
     /// no UDP through (RFC 6544; datagrams framed as RFC 4571 says).
@@ -455,6 +456,11 @@ mod tests {
         .unwrap();
         assert_eq!(c.webrtc.ice_servers[0].urls, ["turn:127.0.0.1:3478"]);
         assert!(c.webrtc.ice_tcp, "ICE-TCP is on by default");
+        let c = load_str("[webrtc]\npublic_ips = [\"127.0.0.9\"]\n", &[]).unwrap();
+        assert_eq!(
+            c.webrtc.addresses,
+            ["127.0.0.9".parse::<std::net::IpAddr>().unwrap()]
+        );
         let e = load_str("[[webrtc.ice_servers]]\nurls = [\"http://x\"]\n", &[]).unwrap_err();
         assert!(e.contains("ice_servers"), "{e}");
         assert!(load_str("[[webrtc.ice_servers]]\nurls = []\n", &[]).is_err());

@@ -71,6 +71,8 @@ struct TapInner {
     aac: Option<xaso_simcam::mp4::AacConfig>,
     /// AAC → Opus while someone watches over WebRTC (`gstreamer` builds).
     opus: Option<xaso_pipelines::AacToOpus>,
+    /// H.265 → H.264 into another tap, while that one is watched (`Live::transcoded`).
+    transcoder: Option<xaso_pipelines::H265ToH264>,
 }
 
 /// Where a camera task puts its frames for live view.
@@ -167,6 +169,11 @@ impl Tap {
         if kind == Kind::Audio && codec == Codec::Aac && t.watched {
             self.transcode(&mut t, ts, data);
         }
+        if kind == Kind::Video
+            && let Some(tr) = &t.transcoder
+        {
+            tr.push(data, u64::try_from(ts).unwrap_or(0), key);
+        }
         // Only G.711 audio is forwarded as it comes: other audio would wake the live task
         // for nothing.
         let forwarded = kind == Kind::Video
@@ -245,6 +252,7 @@ impl Tap {
         t.gop.clear();
         t.gop_bytes = 0;
         t.opus = None;
+        t.transcoder = None; // started again on the camera's next frames, if still watched
         if t.mse_viewers > 0 {
             let _ = self.mse.send(MseEvent::Restart);
         }
@@ -348,6 +356,52 @@ pub struct Live {
     mse_sessions: std::sync::atomic::AtomicUsize,
     /// Streams pulled for live view alone (set once at start; see `live_sources`).
     pub sources: std::sync::OnceLock<Arc<crate::live_sources::LiveSources>>,
+}
+
+/// Gives `main` (an H.265 stream) a transcoder into `derived` unless it has one. `None`
+/// when it cannot (not H.265, no `hvcC`, no pipeline); else whether one was started.
+fn start_transcoder(main: &Arc<Tap>, derived: &Arc<Tap>) -> Option<bool> {
+    let mut t = main.inner.lock().expect("tap lock");
+    if t.transcoder.is_some() {
+        return Some(false);
+    }
+    let Some((Codec::H265, _)) = t.tracks.video else {
+        return None;
+    };
+    let entry = t.tracks.video_entry.clone()?;
+    let at = entry.windows(4).position(|w| w == b"hvcC")?;
+    let size = u32::from_be_bytes(entry.get(at - 4..at)?.try_into().ok()?) as usize;
+    let hvcc = entry.get(at + 4..(at - 4 + size).min(entry.len()))?;
+    let d = derived.clone();
+    let sink = Box::new(move |f: xaso_pipelines::H264Frame| {
+        let entry = f
+            .keyframe
+            .then(|| xaso_record::fmp4::avc1_sample_entry(f.width, f.height, &f.avcc));
+        d.frame(
+            Kind::Video,
+            Codec::H264,
+            f.ts as i64,
+            f.keyframe,
+            &Bytes::from(f.data),
+            entry.as_deref().map(Some),
+        );
+    });
+    let tr = match xaso_pipelines::H265ToH264::new(hvcc, sink) {
+        Ok(tr) => tr,
+        Err(e) => {
+            tracing::warn!(camera = main.camera, error = %e, "no H.265 to H.264 transcode");
+            return None;
+        }
+    };
+    for f in &t.gop {
+        tr.push(&f.data, u64::try_from(f.ts).unwrap_or(0), f.key);
+    }
+    t.transcoder = Some(tr);
+    tracing::info!(
+        camera = main.camera,
+        "transcoding H.265 to H.264 for live view"
+    );
+    Some(true)
 }
 
 /// An MSE viewer's start (see [`Live::watch_mse`]).
@@ -522,6 +576,50 @@ impl Live {
             tap: tap.clone(),
             live: self.clone(),
         })
+    }
+
+    /// The H.264 transcode of a camera's H.265 main stream, for browsers that take no H.265
+    /// when the camera has no H.264 sub-stream: started if needed (from the cached GOP, so
+    /// the decoder starts at a keyframe), stopped once nobody has watched it for
+    /// `live_sources::LINGER`. Waits up to `wait` for its first keyframe; the tap id, or
+    /// `None` in builds without pipelines or when the camera is not H.265.
+    pub async fn transcoded(
+        self: &Arc<Self>,
+        camera: i64,
+        wait: std::time::Duration,
+    ) -> Option<i64> {
+        if !xaso_pipelines::available() {
+            return None;
+        }
+        let id = crate::live_sources::transcoded_tap_id(camera);
+        let (main, derived) = (self.tap(camera), self.tap(id));
+        derived.touch();
+        let started = start_transcoder(&main, &derived)?;
+        if started {
+            // Restarted after a camera reconnect while watched; stopped when nobody watches.
+            let (main, derived) = (main.clone(), derived.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    if derived.idle_for() >= crate::live_sources::LINGER {
+                        main.inner.lock().expect("tap lock").transcoder = None;
+                        derived.stopped();
+                        return;
+                    }
+                    if main.inner.lock().expect("tap lock").streaming {
+                        let _ = start_transcoder(&main, &derived);
+                    }
+                }
+            });
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        while !derived.has_keyframe() {
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Some(id)
     }
 
     /// MSE (WebSocket) viewers now.

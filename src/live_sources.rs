@@ -35,6 +35,12 @@ impl Stream {
     }
 }
 
+/// The tap id of the H.264 transcode of `camera`'s H.265 main stream (see
+/// `Live::transcoded`).
+pub fn transcoded_tap_id(camera: i64) -> i64 {
+    camera + (1 << 40)
+}
+
 pub struct LiveSources {
     opener: Arc<dyn Opener>,
     live: Weak<Live>,

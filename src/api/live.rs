@@ -94,8 +94,16 @@ async fn offer(
     {
         let sub = prepare_source(&live, &cam, Stream::Sub).await;
         if sub != source {
-            res = live.subscribe(sub, offer, info).await;
+            res = live.subscribe(sub, offer.clone(), info.clone()).await;
         }
+    }
+    // No sub-stream either: an H.264 transcode, where this build has pipelines.
+    if matches!(
+        &res,
+        Err(LiveError::Session(SessionError::NoCompatibleCodec(_)))
+    ) && let Some(tid) = live.transcoded(id, OPEN_WAIT).await
+    {
+        res = live.subscribe(tid, offer, info).await;
     }
     let (session, answer) = match res {
         Ok(x) => x,

@@ -139,3 +139,78 @@ impl Drop for AacToOpus {
         let _ = self.pipeline.set_state(gst::State::Null);
     }
 }
+
+/// See [`crate::H265ToH264`].
+pub struct H265ToH264 {
+    pipeline: gst::Pipeline,
+    src: gst_app::AppSrc,
+}
+
+const NS_PER_TICK: u64 = 1_000_000_000 / 90_000;
+
+impl H265ToH264 {
+    pub fn new(hvcc: &[u8], out: crate::H264Sink) -> Result<Self, PipelineError> {
+        init()?;
+        let hex: String = hvcc.iter().map(|b| format!("{b:02x}")).collect();
+        let desc = format!(
+            "appsrc name=src is-live=true format=time \
+             caps=video/x-h265,stream-format=hvc1,alignment=au,codec_data=(buffer){hex} ! \
+             queue leaky=downstream max-size-buffers=60 ! h265parse ! avdec_h265 ! videoconvert ! \
+             x264enc tune=zerolatency speed-preset=ultrafast key-int-max=50 bitrate=1500 ! \
+             video/x-h264,profile=constrained-baseline,stream-format=avc,alignment=au ! \
+             appsink name=sink sync=false max-buffers=60 drop=true"
+        );
+        let (pipeline, src, sink) = launch(&desc)?;
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let (Some(buf), Some(caps)) = (sample.buffer(), sample.caps()) else {
+                        return Ok(gst::FlowSuccess::Ok);
+                    };
+                    let Some(st) = caps.structure(0) else {
+                        return Ok(gst::FlowSuccess::Ok);
+                    };
+                    let avcc = st
+                        .get::<gst::Buffer>("codec_data")
+                        .ok()
+                        .and_then(|b| b.map_readable().ok().map(|m| m.as_slice().to_vec()));
+                    let (Some(avcc), Ok(map)) = (avcc, buf.map_readable()) else {
+                        return Ok(gst::FlowSuccess::Ok);
+                    };
+                    let dim = |k: &str| st.get::<i32>(k).ok().and_then(|v| u16::try_from(v).ok());
+                    out(crate::H264Frame {
+                        data: map.as_slice().to_vec(),
+                        ts: buf.pts().map_or(0, |t| t.nseconds() / NS_PER_TICK),
+                        keyframe: !buf.flags().contains(gst::BufferFlags::DELTA_UNIT),
+                        avcc,
+                        width: dim("width").unwrap_or(0),
+                        height: dim("height").unwrap_or(0),
+                    });
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| PipelineError::Setup(e.to_string()))?;
+        Ok(H265ToH264 { pipeline, src })
+    }
+
+    pub fn push(&self, au: &[u8], ts: u64, keyframe: bool) {
+        let mut b = gst::Buffer::from_slice(au.to_vec());
+        if let Some(b) = b.get_mut() {
+            b.set_pts(gst::ClockTime::from_nseconds(ts * NS_PER_TICK));
+            if !keyframe {
+                b.set_flags(gst::BufferFlags::DELTA_UNIT);
+            }
+        }
+        let _ = self.src.push_buffer(b);
+    }
+}
+
+impl Drop for H265ToH264 {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}

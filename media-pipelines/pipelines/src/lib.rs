@@ -39,6 +39,56 @@ pub fn available() -> bool {
     cfg!(feature = "gstreamer")
 }
 
+/// An H.264 access unit out of [`H265ToH264`].
+#[derive(Clone, Debug)]
+pub struct H264Frame {
+    /// NAL units with 4-byte length prefixes.
+    pub data: Vec<u8>,
+    /// Time in 90 kHz ticks, as given with the input.
+    pub ts: u64,
+    pub keyframe: bool,
+    /// The stream's `avcC` record, its width and height.
+    pub avcc: Vec<u8>,
+    pub width: u16,
+    pub height: u16,
+}
+
+/// Where [`H265ToH264`] hands each access unit (called on a GStreamer thread).
+pub type H264Sink = Box<dyn Fn(H264Frame) + Send + Sync>;
+
+/// H.265 to H.264 for browsers that cannot decode H.265 and cameras with no H.264
+/// sub-stream: decode and re-encode (x264, zero latency, a keyframe every 2 s). The costly
+/// last resort; stopped when dropped.
+pub struct H265ToH264 {
+    #[cfg(feature = "gstreamer")]
+    inner: gst_impl::H265ToH264,
+}
+
+impl H265ToH264 {
+    /// A transcoder for H.265 described by its `hvcC` record.
+    pub fn new(hvcc: &[u8], out: H264Sink) -> Result<H265ToH264, PipelineError> {
+        #[cfg(feature = "gstreamer")]
+        {
+            Ok(H265ToH264 {
+                inner: gst_impl::H265ToH264::new(hvcc, out)?,
+            })
+        }
+        #[cfg(not(feature = "gstreamer"))]
+        {
+            let _ = (hvcc, out);
+            Err(PipelineError::NotBuilt)
+        }
+    }
+
+    /// One H.265 access unit (4-byte length prefixes) with its time in 90 kHz ticks.
+    pub fn push(&self, au: &[u8], ts: u64, keyframe: bool) {
+        #[cfg(feature = "gstreamer")]
+        self.inner.push(au, ts, keyframe);
+        #[cfg(not(feature = "gstreamer"))]
+        let _ = (au, ts, keyframe);
+    }
+}
+
 /// Where [`AacToOpus`] hands each Opus packet: its bytes and its time in 48 kHz ticks
 /// (called on a GStreamer thread).
 pub type OpusSink = Box<dyn Fn(Vec<u8>, u64) + Send + Sync>;

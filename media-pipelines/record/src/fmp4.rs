@@ -47,6 +47,27 @@ pub fn g711_sample_entry(codec: Codec, sample_rate: u32, channels: u16) -> Vec<u
     out
 }
 
+/// An `avc1` sample entry (ISO/IEC 14496-15 VisualSampleEntry) around an `avcC` record.
+pub fn avc1_sample_entry(width: u16, height: u16, avcc: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_box(&mut out, b"avc1", |o| {
+        o.extend_from_slice(&[0; 6]);
+        u16be(o, 1); // data_reference_index
+        o.extend_from_slice(&[0; 16]); // pre_defined, reserved
+        u16be(o, width);
+        u16be(o, height);
+        u32be(o, 0x0048_0000); // 72 dpi
+        u32be(o, 0x0048_0000);
+        u32be(o, 0);
+        u16be(o, 1); // frame_count
+        o.extend_from_slice(&[0; 32]); // compressorname
+        u16be(o, 0x0018); // depth
+        u16be(o, 0xffff); // pre_defined = -1
+        write_box(o, b"avcC", |o| o.extend_from_slice(avcc));
+    });
+    out
+}
+
 /// A sample (an access unit of video, a frame of audio) to record.
 #[derive(Clone, Debug)]
 pub struct Sample {
@@ -473,6 +494,18 @@ mod tests {
             write_box(o, config_fourcc, |o| o.extend_from_slice(config));
         });
         entry
+    }
+
+    #[test]
+    fn avc1_entries_describe_their_stream() {
+        let e = avc1_sample_entry(640, 360, &[1, 0x42, 0xc0, 0x1e, 0xff]);
+        assert_eq!(&e[4..8], b"avc1");
+        assert_eq!(
+            &e[32..36],
+            &[2, 128, 1, 104],
+            "640x360 where MSE readers look"
+        );
+        assert_eq!(rfc6381_codec(&e).as_deref(), Some("avc1.42c01e"));
     }
 
     #[test]
