@@ -353,6 +353,9 @@ pub struct Live {
     pub dropped: Arc<AtomicU64>,
     /// Frame handed over by the camera task → its last datagram sent to every viewer.
     pub latency: Histogram,
+    /// Times the live task woke for the forwarding core's timers, and datagrams it got.
+    pub timer_wakeups: AtomicU64,
+    pub datagrams_in: AtomicU64,
     mse_sessions: std::sync::atomic::AtomicUsize,
     /// Streams pulled for live view alone (set once at start; see `live_sources`).
     pub sources: std::sync::OnceLock<Arc<crate::live_sources::LiveSources>>,
@@ -479,55 +482,76 @@ impl Live {
         ended: mpsc::UnboundedSender<Ended>,
     ) -> std::io::Result<Arc<Live>> {
         xaso_sfu::init_crypto();
-        // Each socket with its local address (the candidate it serves).
-        let mut sockets = Vec::new();
+        // Bound here (errors go to the caller), then handed to the live thread, whose
+        // reactor polls them: a datagram or a frame wakes that one thread, not the shared
+        // runtime's workers one after the other.
+        let mut udp = Vec::new();
         let mut port = port;
         for ip in ips {
-            let s = UdpSocket::bind(SocketAddr::new(*ip, port)).await?;
+            let s = std::net::UdpSocket::bind(SocketAddr::new(*ip, port))?;
+            s.set_nonblocking(true)?;
             let local = s.local_addr()?;
             port = local.port();
             let gso = quinn_udp::UdpSocketState::new((&s).into())?;
-            sockets.push(LiveSocket {
-                local,
-                sock: Arc::new(s),
-                gso,
-            });
+            udp.push((local, s, gso));
         }
         let mut candidates: Vec<(Proto, SocketAddr)> =
-            sockets.iter().map(|s| (Proto::Udp, s.local)).collect();
-        let (tx, rx) = mpsc::channel(8192);
-        for s in &sockets {
-            tokio::spawn(read_socket(s.local, s.sock.clone(), tx.clone()));
-        }
-        let tcp = TcpConns::default();
+            udp.iter().map(|(a, _, _)| (Proto::Udp, *a)).collect();
+        let mut tcp_listeners = Vec::new();
         if let Some(mut port) = tcp_port {
             for ip in ips {
-                let l = TcpListener::bind(SocketAddr::new(*ip, port)).await?;
+                let l = std::net::TcpListener::bind(SocketAddr::new(*ip, port))?;
+                l.set_nonblocking(true)?;
                 let local = l.local_addr()?;
                 port = local.port();
                 candidates.push((Proto::Tcp, local));
-                tokio::spawn(accept_tcp(local, l, tx.clone(), tcp.clone()));
+                tcp_listeners.push((local, l));
             }
         }
+        let (tx, rx) = mpsc::channel(8192);
         let live = Arc::new(Live {
-            cmd: tx,
+            cmd: tx.clone(),
             taps: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             candidates,
             dropped: Arc::new(AtomicU64::new(0)),
             latency: Histogram::default(),
+            timer_wakeups: AtomicU64::new(0),
+            datagrams_in: AtomicU64::new(0),
             mse_sessions: Default::default(),
             sources: std::sync::OnceLock::new(),
         });
         let seed = rand::random::<u64>();
-        tokio::spawn(run(
-            Core::new(seed),
-            sockets,
-            tcp,
-            rx,
-            Arc::downgrade(&live),
-            ended,
-        ));
+        let weak = Arc::downgrade(&live);
+        let (ready_tx, ready_rx) = oneshot::channel();
+        live_runtime().spawn(async move {
+            let started = (|| {
+                let mut sockets = Vec::new();
+                for (local, s, gso) in udp {
+                    let sock = Arc::new(UdpSocket::from_std(s)?);
+                    tokio::spawn(read_socket(local, sock.clone(), tx.clone()));
+                    sockets.push(LiveSocket { local, sock, gso });
+                }
+                let tcp = TcpConns::default();
+                for (local, l) in tcp_listeners {
+                    let l = TcpListener::from_std(l)?;
+                    tokio::spawn(accept_tcp(local, l, tx.clone(), tcp.clone()));
+                }
+                std::io::Result::Ok((sockets, tcp))
+            })();
+            match started {
+                Ok((sockets, tcp)) => {
+                    let _ = ready_tx.send(Ok(()));
+                    run(Core::new(seed), sockets, tcp, rx, weak, ended).await;
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            }
+        });
+        ready_rx
+            .await
+            .map_err(|_| std::io::Error::other("the live thread did not start"))??;
         tracing::info!(candidates = ?live.candidates, "live view (WebRTC) listening");
         Ok(live)
     }
@@ -788,6 +812,25 @@ async fn tcp_connection(
     writer.abort();
 }
 
+/// The live thread: one current-thread runtime for the forwarding core, its sockets and
+/// its connections.
+fn live_runtime() -> tokio::runtime::Handle {
+    static RT: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("building the live runtime");
+        let handle = rt.handle().clone();
+        std::thread::Builder::new()
+            .name("xaso-live".into())
+            .spawn(move || rt.block_on(std::future::pending::<()>()))
+            .expect("spawning the live thread");
+        handle
+    })
+    .clone()
+}
+
 /// A UDP socket of the live task, with what the kernel offers for sending in batches.
 struct LiveSocket {
     local: SocketAddr,
@@ -981,6 +1024,9 @@ async fn run(
                 c = rx.recv() => c,
                 _ = tokio::time::sleep_until(d.into()) => {
                     deadline = None;
+                    if let Some(live) = live.upgrade() {
+                        live.timer_wakeups.fetch_add(1, Ordering::Relaxed);
+                    }
                     core.handle_input(Instant::now(), Input::Timeout);
                     continue;
                 }
@@ -1003,15 +1049,20 @@ async fn run(
                 source,
                 destination,
                 data,
-            } => core.handle_input(
-                now,
-                Input::Datagram {
-                    proto,
-                    source,
-                    destination,
-                    data: &data,
-                },
-            ),
+            } => {
+                if let Some(live) = live.upgrade() {
+                    live.datagrams_in.fetch_add(1, Ordering::Relaxed);
+                }
+                core.handle_input(
+                    now,
+                    Input::Datagram {
+                        proto,
+                        source,
+                        destination,
+                        data: &data,
+                    },
+                );
+            }
             Cmd::Subscribe {
                 camera,
                 offer,

@@ -172,11 +172,23 @@ fn render_live(out: &mut String, l: &crate::live::Live) {
     scalars(
         out,
         "counter",
-        &[(
-            "xaso_live_frames_dropped_total",
-            "Frames not forwarded because the live queue was full.",
-            l.dropped.load(Relaxed),
-        )],
+        &[
+            (
+                "xaso_live_frames_dropped_total",
+                "Frames not forwarded because the live queue was full.",
+                l.dropped.load(Relaxed),
+            ),
+            (
+                "xaso_live_timer_wakeups_total",
+                "Times the live task woke for the forwarding core's timers.",
+                l.timer_wakeups.load(Relaxed),
+            ),
+            (
+                "xaso_live_datagrams_received_total",
+                "Datagrams received from viewers (UDP and ICE-TCP).",
+                l.datagrams_in.load(Relaxed),
+            ),
+        ],
     );
     let name = "xaso_live_forward_seconds";
     let _ = writeln!(
