@@ -17,7 +17,7 @@ which 50 % and 99 % of frames fell.
 The servers run pinned to CPU 0, the camera and the load client to CPU 1 (--no-pin: not),
 so that the load client does not take the server's core.
 
-Usage: benches/live_load.py [--viewers 1,10,50,100,200] [--seconds 20] [--janus]
+Usage: benches/live_load.py [--viewers 1,10,50,100,200] [--seconds 20] [--janus] [--rounds R]
 Needs: cargo build --release --bin xaso --example whep_load --example janus_load -p xaso
        cargo build --release -p xaso-simcam --example simcam
        --janus: root (network namespace), Debian's janus (env.sh installs it)
@@ -93,6 +93,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--janus", action="store_true", help="measure Janus 1.1.2 side by side")
     ap.add_argument("--no-pin", action="store_true")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="measure every N this many times (xaso and Janus in turn) and report medians")
     a = ap.parse_args()
     for exe in (XASO, LOAD, SIMCAM) + ((JLOAD,) if a.janus else ()):
         if not os.path.exists(exe):
@@ -129,20 +131,35 @@ def main():
         window = max(10, a.seconds - 6)
         idle = idle_cpu(x.pid, window)  # cores used with no viewer (recording)
         jidle = idle_cpu(janus_pid, window) if janus_pid else None
-        for n in [int(v) for v in a.viewers.split(",")]:
-            busy, summary, h0, h1 = load_run(
-                x.pid, [LOAD, base + "/api/cameras/1/whep", token, str(n), str(a.seconds)], n, a.seconds, base, pin_load)
-            row = dict(n=n, busy=busy, per=(busy - idle) / n, failed=summary["failed"],
-                       p50=quantile(h0, h1, 0.5), p99=quantile(h0, h1, 0.99),
-                       ttff=summary.get("first_frame_ms_p50"))
-            time.sleep(2)
-            if janus_pid:
-                jbusy, jsum, _, _ = load_run(
-                    janus_pid, [JLOAD, JANUS_API, "1", cam_ip, str(n), str(a.seconds)], n, a.seconds, None, pin_load)
-                row.update(jbusy=jbusy, jper=(jbusy - jidle) / n, jfailed=jsum["failed"])
+        samples = {}
+        for r in range(a.rounds):
+            for n in [int(v) for v in a.viewers.split(",")]:
+                busy, summary, h0, h1 = load_run(
+                    x.pid, [LOAD, base + "/api/cameras/1/whep", token, str(n), str(a.seconds)], n, a.seconds, base, pin_load)
+                row = dict(n=n, busy=busy, per=(busy - idle) / n, failed=summary["failed"],
+                           p50=quantile(h0, h1, 0.5), p99=quantile(h0, h1, 0.99),
+                           ttff=summary.get("first_frame_ms_p50"))
                 time.sleep(2)
+                if janus_pid:
+                    jbusy, jsum, _, _ = load_run(
+                        janus_pid, [JLOAD, JANUS_API, "1", cam_ip, str(n), str(a.seconds)], n, a.seconds, None, pin_load)
+                    row.update(jbusy=jbusy, jper=(jbusy - jidle) / n, jfailed=jsum["failed"])
+                    row["ratio"] = row["per"] / row["jper"] if row["jper"] > 0 else float("nan")
+                    time.sleep(2)
+                samples.setdefault(n, []).append(row)
+                print(f"round {r + 1}: " + json.dumps(row, default=str), file=sys.stderr)
+        for n, rs in samples.items():
+            # The median round by xaso's cost (its latency and failures with it); for Janus
+            # its own median; the ratio is the median of the rounds' ratios.
+            rs_sorted = sorted(rs, key=lambda r: r["per"])
+            row = dict(rs_sorted[len(rs) // 2])
+            if janus_pid:
+                for k in ("jbusy", "jper", "ratio"):
+                    row[k] = sorted(r[k] for r in rs)[len(rs) // 2]
+                row["jfailed"] = max(r["jfailed"] for r in rs)
+                row["ratios"] = [round(r["ratio"], 2) for r in rs]
+            row["failed"] = max(r["failed"] for r in rs)
             rows.append(row)
-            print(json.dumps(row, default=str), file=sys.stderr)
     finally:
         x.send_signal(signal.SIGTERM)
         x.wait(timeout=60)
@@ -150,17 +167,17 @@ def main():
             subprocess.run(["bash", JANUS_ENV, "stop"])
         sim.send_signal(signal.SIGTERM)
         sim.wait(timeout=30)
-    print(f"\none 640x360 H.264 camera (~0.7 Mbit/s), N viewers, {a.seconds} s each; with no viewer: "
+    print(f"\none 640x360 H.264 camera (~0.7 Mbit/s), N viewers, {a.seconds} s each, {a.rounds} round(s) (medians); with no viewer: "
           f"xaso {100 * idle:.2f} % of one core (it also records)"
           + (f", Janus {100 * jidle:.2f} %" if jidle is not None else "") + "\n")
     if a.janus:
         print("| viewers | xaso % of one core | per viewer-stream | Janus % of one core | per viewer-stream "
-              "| xaso / Janus per viewer | forwarding p50 | p99 | viewers failed (xaso, Janus) |")
+              "| xaso / Janus per viewer (rounds) | forwarding p50 | p99 | viewers failed (xaso, Janus) |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for r in rows:
-            ratio = r["per"] / r["jper"] if r["jper"] > 0 else float("nan")
+            rounds = ", ".join(f"{v:.2f}" for v in r["ratios"])
             print(f"| {r['n']} | {100 * r['busy']:.1f} % | {100 * r['per']:.3f} % | {100 * r['jbusy']:.1f} % "
-                  f"| {100 * r['jper']:.3f} % | {ratio:.2f} | {fmt_ms(r['p50'])} | {fmt_ms(r['p99'])} "
+                  f"| {100 * r['jper']:.3f} % | {r['ratio']:.2f} ({rounds}) | {fmt_ms(r['p50'])} | {fmt_ms(r['p99'])} "
                   f"| {r['failed']}, {r['jfailed']} |")
         return
     print("| viewers | xaso % of one core | per viewer-stream | forwarding p50 | p99 | viewers failed | first frame p50 |")
