@@ -115,7 +115,8 @@ impl Muxer {
             self.restart();
             return None;
         }
-        w.take_fragment().map(|frag| Out::Fragment(frag.bytes))
+        w.take_fragment()
+            .map(|frag| Out::Fragment(frag.bytes.to_vec()))
     }
 
     /// The camera reconnected or the viewer fell behind: a new timeline from the next

@@ -26,7 +26,7 @@ pub enum DiskCmd {
     },
     Append {
         path: String,
-        bytes: Vec<u8>,
+        bytes: xaso_record::fmp4::FragmentBytes,
         frag: FragMeta,
     },
     Close {
@@ -257,7 +257,7 @@ fn handle(
             if f.broken {
                 return;
             }
-            match f.file.write_all(&bytes) {
+            match bytes.write_to(&mut f.file) {
                 Ok(()) => {
                     f.len += bytes.len() as u64;
                     f.dirty = true;

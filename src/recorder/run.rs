@@ -50,7 +50,7 @@ pub enum Out {
     },
     Append {
         path: String,
-        bytes: Vec<u8>,
+        bytes: xaso_record::fmp4::FragmentBytes,
         frag: FragMeta,
     },
     Close {

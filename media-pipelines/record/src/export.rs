@@ -533,7 +533,7 @@ mod tests {
                 wall_ms: start + i as i64 * 40,
             };
             if let Some(f) = w.push(v).unwrap() {
-                file.extend_from_slice(&f.bytes);
+                file.extend_from_slice(&f.bytes.to_vec());
             }
             for j in 0..2 {
                 let a = Sample {
@@ -544,12 +544,12 @@ mod tests {
                     wall_ms: 0,
                 };
                 if let Some(f) = w.push(a).unwrap() {
-                    file.extend_from_slice(&f.bytes);
+                    file.extend_from_slice(&f.bytes.to_vec());
                 }
             }
         }
         for f in w.finish() {
-            file.extend_from_slice(&f.bytes);
+            file.extend_from_slice(&f.bytes.to_vec());
         }
         file
     }

@@ -82,11 +82,60 @@ pub struct Sample {
     pub wall_ms: i64,
 }
 
+/// A fragment's bytes: the boxes written here, then the samples as they came (shared with
+/// the caller's buffers, not copied; the disk writer hands them to one vectored write).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FragmentBytes {
+    /// `prft` + `moof` + the `mdat` header.
+    pub head: Vec<u8>,
+    /// The `mdat` payload, sample by sample.
+    pub data: Vec<Bytes>,
+}
+
+impl FragmentBytes {
+    pub fn len(&self) -> usize {
+        self.head.len() + self.data.iter().map(Bytes::len).sum::<usize>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The whole fragment in one buffer.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.len());
+        v.extend_from_slice(&self.head);
+        for d in &self.data {
+            v.extend_from_slice(d);
+        }
+        v
+    }
+
+    /// Writes it all, in as few `writev` calls as the kernel allows.
+    pub fn write_to(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        let mut slices: Vec<std::io::IoSlice<'_>> = std::iter::once(self.head.as_slice())
+            .chain(self.data.iter().map(|d| d.as_ref()))
+            .filter(|s| !s.is_empty())
+            .map(std::io::IoSlice::new)
+            .collect();
+        let mut rest = slices.as_mut_slice();
+        while !rest.is_empty() {
+            match w.write_vectored(rest) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => std::io::IoSlice::advance_slices(&mut rest, n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What a completed fragment holds, for the index.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fragment {
     /// `prft` + `moof` + `mdat`, to append to the file.
-    pub bytes: Vec<u8>,
+    pub bytes: FragmentBytes,
     /// Decode time of the primary track's first sample and the fragment's duration, both in
     /// the primary track's timescale.
     pub start_dts: u64,
@@ -342,19 +391,17 @@ impl SegmentWriter {
             out[at..at + 4].copy_from_slice(&(data_offset as u32).to_be_bytes());
             data_offset += samples.iter().map(|s| s.data.len()).sum::<usize>();
         }
-        out.reserve(8 + data_len);
         u32be(&mut out, (8 + data_len) as u32);
         out.extend_from_slice(b"mdat");
-        for s in self.frag.iter().flatten() {
-            out.extend_from_slice(&s.data);
-        }
         let duration = self.frag[p].iter().map(|s| u64::from(s.duration)).sum();
         let samples = self.frag.iter().map(|f| f.len() as u32).collect();
-        for f in &mut self.frag {
-            f.clear();
-        }
+        let data = self
+            .frag
+            .iter_mut()
+            .flat_map(|f| f.drain(..).map(|s| s.data))
+            .collect();
         Some(Fragment {
-            bytes: out,
+            bytes: FragmentBytes { head: out, data },
             start_dts,
             duration,
             wall_ms,

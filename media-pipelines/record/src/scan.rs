@@ -465,7 +465,7 @@ mod tests {
                 wall_ms: 1_795_000_000_000 + (i as i64) * 40,
             };
             if let Some(f) = w.push(v).unwrap() {
-                file.extend_from_slice(&f.bytes);
+                file.extend_from_slice(&f.bytes.to_vec());
                 ends.push(file.len() as u64);
             }
             let a = Sample {
@@ -476,12 +476,12 @@ mod tests {
                 wall_ms: 0,
             };
             if let Some(f) = w.push(a).unwrap() {
-                file.extend_from_slice(&f.bytes);
+                file.extend_from_slice(&f.bytes.to_vec());
                 ends.push(file.len() as u64);
             }
         }
         for f in w.finish() {
-            file.extend_from_slice(&f.bytes);
+            file.extend_from_slice(&f.bytes.to_vec());
             ends.push(file.len() as u64);
         }
         (file, ends)
