@@ -282,6 +282,18 @@ impl Tap {
         t.streaming && !t.gop.is_empty()
     }
 
+    /// Waits up to `wait` for [`Tap::has_keyframe`] (a stream just opened); whether it came.
+    pub async fn wait_keyframe(&self, wait: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        while !self.has_keyframe() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        true
+    }
+
     fn send(&self, c: Cmd) {
         if self.cmd.try_send(c).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -636,14 +648,7 @@ impl Live {
                 }
             });
         }
-        let deadline = tokio::time::Instant::now() + wait;
-        while !derived.has_keyframe() {
-            if tokio::time::Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        Some(id)
+        derived.wait_keyframe(wait).await.then_some(id)
     }
 
     /// MSE (WebSocket) viewers now.

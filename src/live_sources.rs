@@ -93,16 +93,7 @@ impl LiveSources {
                 running.insert(tap_id, (src, h));
             }
         }
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            if tap.has_keyframe() {
-                return true;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        tap.wait_keyframe(wait).await
     }
 
     /// Stops pulling `tap_id` (its camera is now recorded: the recorder feeds the tap).

@@ -7,14 +7,13 @@
 
 use super::AppState;
 use super::caller::Caller;
-use super::extract::ApiPath;
+use super::extract::{ApiPath, ApiQuery};
 use crate::auth::CameraUse;
 use crate::error::Result;
 use crate::live::{Live, LiveError, SessionInfo, Viewer};
 use crate::live_sources::Stream;
 use crate::{bail, err, store};
 use axum::Router;
-use axum::extract::Query;
 use axum::extract::State;
 use axum::extract::ws::{
     CloseFrame, Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
@@ -51,7 +50,7 @@ async fn offer(
     State(st): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
-    Query(q): Query<StreamQuery>,
+    ApiQuery(q): ApiQuery<StreamQuery>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response> {
@@ -264,7 +263,7 @@ async fn mse(
     State(st): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
-    Query(q): Query<StreamQuery>,
+    ApiQuery(q): ApiQuery<StreamQuery>,
     ws: std::result::Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response> {
     let cam = match may_watch(&st, &caller, id).await {
