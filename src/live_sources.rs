@@ -46,24 +46,14 @@ pub struct LiveSources {
     live: Weak<Live>,
     /// Running pulls by tap id, with the source they pull (a changed URL restarts it).
     running: Mutex<HashMap<i64, (Source, tokio::task::AbortHandle)>>,
-    linger: Duration,
 }
 
 impl LiveSources {
     pub fn new(opener: Arc<dyn Opener>, live: &Arc<Live>) -> Arc<LiveSources> {
-        Self::with_linger(opener, live, LINGER)
-    }
-
-    pub fn with_linger(
-        opener: Arc<dyn Opener>,
-        live: &Arc<Live>,
-        linger: Duration,
-    ) -> Arc<LiveSources> {
         Arc::new(LiveSources {
             opener,
             live: Arc::downgrade(live),
             running: Mutex::new(HashMap::new()),
-            linger,
         })
     }
 
@@ -123,7 +113,7 @@ impl LiveSources {
                 Ok(()) => break, // nobody watches
                 Err(e) => {
                     tracing::info!(tap = tap_id, error = %e, "live-only stream ended");
-                    if tap.idle_for() >= self.linger {
+                    if tap.idle_for() >= LINGER {
                         break;
                     }
                     tokio::time::sleep(backoff).await;
@@ -149,7 +139,7 @@ impl LiveSources {
             let next = tokio::select! {
                 r = tokio::time::timeout(STALL, stream.next()) => r,
                 _ = check.tick() => {
-                    if tap.idle_for() >= self.linger {
+                    if tap.idle_for() >= LINGER {
                         return Ok(());
                     }
                     continue;
