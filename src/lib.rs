@@ -16,6 +16,7 @@ pub mod error;
 pub mod footage;
 pub mod live;
 pub mod live_sources;
+pub mod meetings;
 pub mod metrics;
 pub(crate) mod mse;
 pub mod recorder;

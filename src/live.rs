@@ -20,7 +20,10 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use xaso_base::Codec;
 use xaso_sfu::h264::{self, ParameterSets};
-use xaso_sfu::{Core, Input, Kind, MediaFrame, Output, Proto, SessionError, SessionId, Transmit};
+use xaso_sfu::{
+    Core, Input, Kind, MediaFrame, Output, Proto, SessionError, SessionId, SlotsUpdate, TrackKind,
+    Transmit,
+};
 
 /// Frames of a GOP kept per camera at most (a camera with a huge GOP is not cached whole).
 const GOP_MAX_BYTES: usize = 8 << 20;
@@ -320,6 +323,39 @@ enum Cmd {
         session: SessionId,
         reply: oneshot::Sender<bool>,
     },
+    Join {
+        room: i64,
+        offer: String,
+        tracks: Vec<(String, TrackKind)>,
+        reply: oneshot::Sender<Result<(SessionId, String), SessionError>>,
+    },
+    Renegotiate {
+        peer: SessionId,
+        offer: String,
+        tracks: Vec<(String, TrackKind)>,
+        reply: oneshot::Sender<Result<String, SessionError>>,
+    },
+    Block {
+        peer: SessionId,
+        track: TrackKind,
+        blocked: bool,
+    },
+}
+
+/// What the forwarding core tells the meetings hub (`crate::meetings`).
+#[derive(Debug)]
+pub enum MeetingMedia {
+    Slots(SlotsUpdate),
+    Speaker {
+        room: i64,
+        peer: SessionId,
+    },
+    /// A participant's connection ended (ICE gone, error, never connected).
+    Left {
+        room: i64,
+        peer: SessionId,
+        reason: String,
+    },
 }
 
 /// Who holds a session, for the audit log and for DELETE.
@@ -371,6 +407,8 @@ pub struct Live {
     mse_sessions: std::sync::atomic::AtomicUsize,
     /// Streams pulled for live view alone (set once at start; see `live_sources`).
     pub sources: std::sync::OnceLock<Arc<crate::live_sources::LiveSources>>,
+    /// Where meeting media events go (set once by the meetings hub).
+    pub meeting_events: std::sync::OnceLock<mpsc::UnboundedSender<MeetingMedia>>,
 }
 
 /// Gives `main` (an H.265 stream) a transcoder into `derived` unless it has one. `None`
@@ -532,6 +570,7 @@ impl Live {
             datagrams_in: AtomicU64::new(0),
             mse_sessions: Default::default(),
             sources: std::sync::OnceLock::new(),
+            meeting_events: std::sync::OnceLock::new(),
         });
         let seed = rand::random::<u64>();
         let weak = Arc::downgrade(&live);
@@ -697,6 +736,62 @@ impl Live {
 
     pub fn session_count(&self) -> usize {
         self.sessions.lock().expect("sessions lock").len()
+    }
+
+    /// A meeting participant's first offer: joins room `room` (the meeting id).
+    pub async fn join_meeting(
+        &self,
+        room: i64,
+        offer: String,
+        tracks: Vec<(String, TrackKind)>,
+    ) -> Result<(SessionId, String), LiveError> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Cmd::Join {
+                room,
+                offer,
+                tracks,
+                reply,
+            })
+            .await
+            .map_err(|_| LiveError::Stopped)?;
+        rx.await
+            .map_err(|_| LiveError::Stopped)?
+            .map_err(LiveError::Session)
+    }
+
+    /// A participant's later offer.
+    pub async fn renegotiate(
+        &self,
+        peer: SessionId,
+        offer: String,
+        tracks: Vec<(String, TrackKind)>,
+    ) -> Result<String, LiveError> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Cmd::Renegotiate {
+                peer,
+                offer,
+                tracks,
+                reply,
+            })
+            .await
+            .map_err(|_| LiveError::Stopped)?;
+        rx.await
+            .map_err(|_| LiveError::Stopped)?
+            .map_err(LiveError::Session)
+    }
+
+    /// Stops or resumes forwarding a participant's track (the chair's mute).
+    pub async fn block(&self, peer: SessionId, track: TrackKind, blocked: bool) {
+        let _ = self
+            .cmd
+            .send(Cmd::Block {
+                peer,
+                track,
+                blocked,
+            })
+            .await;
     }
 
     /// Ends a session; `false` if there was none.
@@ -988,6 +1083,25 @@ async fn run(
         while let Some(o) = core.poll_output() {
             match o {
                 Output::Transmit(t) => out.push(t),
+                Output::Slots(u) => {
+                    if let Some(tx) = live.upgrade().and_then(|l| l.meeting_events.get().cloned()) {
+                        let _ = tx.send(MeetingMedia::Slots(u));
+                    }
+                }
+                Output::Speaker { room, peer } => {
+                    if let Some(tx) = live.upgrade().and_then(|l| l.meeting_events.get().cloned()) {
+                        let _ = tx.send(MeetingMedia::Speaker { room, peer });
+                    }
+                }
+                Output::Closed(c) if c.peer => {
+                    if let Some(tx) = live.upgrade().and_then(|l| l.meeting_events.get().cloned()) {
+                        let _ = tx.send(MeetingMedia::Left {
+                            room: c.source,
+                            peer: c.session,
+                            reason: c.reason,
+                        });
+                    }
+                }
                 Output::Closed(c) => {
                     let Some(live) = live.upgrade() else { return };
                     let info = live
@@ -1103,6 +1217,30 @@ async fn run(
             Cmd::Close { session, reply } => {
                 let _ = reply.send(core.close(session, "ended by the viewer"));
             }
+            Cmd::Join {
+                room,
+                offer,
+                tracks,
+                reply,
+            } => {
+                let Some(live) = live.upgrade() else { return };
+                let _ = reply.send(core.join(now, room, &offer, &tracks, &live.candidates));
+                deadline = None;
+            }
+            Cmd::Renegotiate {
+                peer,
+                offer,
+                tracks,
+                reply,
+            } => {
+                let _ = reply.send(core.renegotiate(now, peer, &offer, &tracks));
+                deadline = None;
+            }
+            Cmd::Block {
+                peer,
+                track,
+                blocked,
+            } => core.set_blocked(peer, track, blocked),
         }
     }
 }

@@ -118,6 +118,18 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     ));
     tokio::spawn(audit_live_sessions(state.clone(), ended_rx));
     recorder.set_live(live.clone());
+    let closed = crate::meetings::store::close_open_attendance(&pool, clocks.realtime_ms()).await?;
+    if closed > 0 {
+        tracing::info!(
+            closed,
+            "closed the attendance of meetings left open by the last run"
+        );
+    }
+    state.meetings = Some(crate::meetings::Meetings::start(
+        pool.clone(),
+        clocks.clone(),
+        Some(live.clone()),
+    ));
     state.live = Some(live);
     recorder.sync().await?;
     crate::recorder::retention::spawn(

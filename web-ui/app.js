@@ -10,6 +10,7 @@ import * as meetings from './pages/meetings.js';
 import * as admin from './pages/admin.js';
 import * as audit from './pages/audit.js';
 import * as account from './pages/account.js';
+import * as meetingRoom from './meeting-room.js';
 
 // route -> page module, label key, whether only admins may open it
 const ROUTES = {
@@ -19,6 +20,8 @@ const ROUTES = {
   admin: { page: admin, label: 'nav.admin', adminOnly: true },
   audit: { page: audit, label: 'nav.audit', adminOnly: true },
   account: { page: account, label: null, adminOnly: false },
+  // the meeting room, #/meet/{id}: not in the navigation; with ?t=TOKEN also for guests
+  meet: { page: meetingRoom, label: null, adminOnly: false },
 };
 const DEFAULT_ROUTE = 'live';
 
@@ -82,7 +85,22 @@ function navBar(active) {
       langSwitch()));
 }
 
+/** The top bar of a guest in a meeting room (no account: no navigation). */
+function guestBar() {
+  return h('header', { class: 'topbar' },
+    h('span', { class: 'brand' }, 'xaso'),
+    h('div', { class: 'nav' }),
+    h('div', { class: 'user-box' }, langSwitch()));
+}
+
 function render() {
+  // a guest's link (#/meet/{id}?t=TOKEN) opens the room without a login
+  if (!me && currentRoute() === 'meet' && meetingRoom.parseMeetHash().token) {
+    fill(root,
+      guestBar(),
+      h('main', { class: 'content meet-content' }, meetingRoom.render({ me: null })));
+    return;
+  }
   if (!me) {
     fill(root, login.render({
       langSwitch: langSwitch(),
@@ -98,9 +116,10 @@ function render() {
     route = DEFAULT_ROUTE;
     history.replaceState(null, '', `#/${route}`);
   }
+  const inRoom = route === 'meet';
   fill(root,
-    navBar(route),
-    h('main', { class: 'content' }, ROUTES[route].page.render({ me })));
+    navBar(inRoom ? 'meetings' : route),
+    h('main', { class: inRoom ? 'content meet-content' : 'content' }, ROUTES[route].page.render({ me })));
 }
 
 function fatal(err) {

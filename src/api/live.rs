@@ -326,7 +326,7 @@ async fn start_mse(
     Ok(feed)
 }
 
-async fn refuse(mut socket: WebSocket, e: crate::error::Error) {
+pub(crate) async fn refuse(mut socket: WebSocket, e: crate::error::Error) {
     let status = e.kind().status().as_u16();
     let message = e.public_message();
     let text = serde_json::json!({

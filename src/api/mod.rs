@@ -7,6 +7,7 @@ pub mod caller;
 pub mod cameras;
 pub mod extract;
 pub mod live;
+pub mod meetings;
 pub mod openapi;
 pub mod recordings;
 pub mod session;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub recorder: Option<Arc<crate::recorder::Recorder>>,
     /// None in tests that run without live view.
     pub live: Option<Arc<crate::live::Live>>,
+    /// The meetings hub (None in tests that run without it).
+    pub meetings: Option<Arc<crate::meetings::Meetings>>,
 }
 
 impl AppState {
@@ -56,6 +59,7 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             recorder: None,
             live: None,
+            meetings: None,
         }
     }
 
@@ -89,6 +93,7 @@ pub fn app(state: AppState) -> Router {
         .merge(cameras::router())
         .merge(recordings::router())
         .merge(live::router())
+        .merge(meetings::router())
         .merge(tokens::router())
         .merge(audit::router())
         .merge(openapi::router())

@@ -1,8 +1,259 @@
-import { h } from '../dom.js';
-import { t } from '../i18n.js';
-import { page } from '../components.js';
+// Meetings ("Cuộc họp"): the signed-in user's meetings (GET /api/meetings: those they chair
+// or are invited to; admins see all) in three sections by phase (now, upcoming, past), a
+// form to schedule one (POST /api/meetings: the caller becomes its chair), each meeting's
+// guest link (join_url, shown to its chair and admins) with a copy button, and a link into
+// the room (#/meet/{id}, meeting-room.js). Contract: docs/design/meetings.md.
+import { h, fill } from '../dom.js';
+import { t, has, lang } from '../i18n.js';
+import { api } from '../api.js';
+import { page, errorText, statusLine, field } from '../components.js';
+
+const SECTIONS = [
+  { key: 'now', phases: ['now'], label: 'meetings.now', order: 1 },
+  { key: 'upcoming', phases: ['upcoming'], label: 'meetings.upcoming', order: 1 },
+  { key: 'past', phases: ['past', 'ended'], label: 'meetings.past', order: -1 },
+];
+const DEFAULT_LENGTH_MS = 60 * 60 * 1000;
+
+const pad = (n) => String(n).padStart(2, '0');
+
+/** A `datetime-local` input value ("YYYY-MM-DDTHH:MM", local time) for `d`. */
+function localInputValue(d) {
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+/** RFC 3339 with the local offset ("2025-03-04T09:00:00+07:00") for a `datetime-local` value; null if invalid. */
+export function rfc3339FromLocal(value) {
+  if (!value) return null;
+  const d = new Date(value); // a date-time without an offset is local time
+  if (Number.isNaN(d.getTime())) return null;
+  const off = -d.getTimezoneOffset();
+  const sign = off >= 0 ? '+' : '-';
+  const a = Math.abs(off);
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`
+    + `${sign}${pad(Math.floor(a / 60))}:${pad(a % 60)}`;
+}
+
+/** "alice, bob;carol" -> ["alice", "bob", "carol"] (trimmed, no empties, no repeats). */
+function splitList(text) {
+  return [...new Set(text.split(/[,;\n]/).map((s) => s.trim()).filter(Boolean))];
+}
+
+function when(rfc3339) {
+  const d = new Date(rfc3339);
+  if (Number.isNaN(d.getTime())) return rfc3339 || '';
+  return d.toLocaleString(lang() === 'vi' ? 'vi-VN' : 'en-GB', {
+    weekday: 'short', day: '2-digit', month: '2-digit', year: 'numeric', hour: '2-digit', minute: '2-digit',
+  });
+}
+
+function timeOnly(rfc3339) {
+  const d = new Date(rfc3339);
+  if (Number.isNaN(d.getTime())) return rfc3339 || '';
+  return d.toLocaleTimeString(lang() === 'vi' ? 'vi-VN' : 'en-GB', { hour: '2-digit', minute: '2-digit' });
+}
+
+function sameDay(a, b) {
+  const x = new Date(a);
+  const y = new Date(b);
+  return x.toDateString() === y.toDateString();
+}
+
+/** The full address of a join link ("/#/meet/1?t=…" -> "http://box/#/meet/1?t=…"). */
+function absoluteUrl(url) {
+  try {
+    return new URL(url, location.origin).href;
+  } catch {
+    return url;
+  }
+}
+
+async function copyText(input) {
+  const text = input.value;
+  if (navigator.clipboard && window.isSecureContext) {
+    try {
+      await navigator.clipboard.writeText(text);
+      return true;
+    } catch {
+      // fall back below
+    }
+  }
+  input.focus();
+  input.select();
+  try {
+    return document.execCommand('copy');
+  } catch {
+    return false;
+  }
+}
+
+function meetingCard(m, status) {
+  const phase = m.phase || 'upcoming';
+  const range = sameDay(m.start, m.end) ? `${when(m.start)} – ${timeOnly(m.end)}` : `${when(m.start)} – ${when(m.end)}`;
+  const people = [];
+  if (m.chair && m.chair.username) people.push(h('div', {}, t('meetings.chair', { name: m.chair.username })));
+  if (m.invitees && m.invitees.length) people.push(h('div', {}, t('meetings.invitees', { names: m.invitees.join(', ') })));
+  if (m.guests && m.guests.length) people.push(h('div', {}, t('meetings.guests', { names: m.guests.join(', ') })));
+
+  let link = null;
+  if (m.join_url) {
+    const inputId = `meeting-link-${m.id}`;
+    const input = h('input', {
+      id: inputId, testid: `meeting-link-${m.id}`, readonly: true, value: absoluteUrl(m.join_url),
+      class: 'mono', onfocus: () => input.select(),
+    });
+    const copy = h('button', {
+      type: 'button', class: 'small', testid: `meeting-copy-${m.id}`,
+      onclick: async () => {
+        if (await copyText(input)) status.ok(t('meetings.copied', { title: m.title }));
+        else status.error(t('meetings.copyFailed'));
+      },
+    }, t('meetings.copy'));
+    link = h('div', { class: 'meeting-link' },
+      h('label', { for: inputId }, t('meetings.joinLink')),
+      h('div', { class: 'meeting-link-row' }, input, copy));
+  }
+
+  const join = phase === 'ended' ? null : h('a', {
+    class: `button-link${phase === 'now' ? ' primary' : ''}`, href: `#/meet/${encodeURIComponent(m.id)}`,
+    testid: `meeting-join-${m.id}`,
+  }, t('meetings.join'));
+
+  return h('li', { class: `card meeting-card phase-${phase}`, testid: `meeting-${m.id}`, 'data-phase': phase },
+    h('div', { class: 'meeting-head' },
+      h('span', { class: 'meeting-title' }, m.title),
+      h('span', { class: `badge meeting-phase ${phase}`, testid: `meeting-phase-${m.id}` }, has(`meetings.phase.${phase}`) ? t(`meetings.phase.${phase}`) : phase),
+      m.locked ? h('span', { class: 'badge off' }, t('meetings.locked')) : null,
+      h('span', { class: 'meeting-actions' }, join)),
+    h('div', { class: 'muted small meeting-when' }, range),
+    h('div', { class: 'small meeting-people' }, people),
+    link);
+}
 
 export function render() {
-  return page('meetings.title',
-    h('p', { class: 'note', testid: 'meetings-note' }, t('meetings.note')));
+  const status = statusLine('meetings-status');
+  const listBox = h('div', { class: 'meetings-box', testid: 'meetings-list' }, h('p', { class: 'muted' }, t('common.loading')));
+
+  // ---- the form ---------------------------------------------------------------------
+  const start = new Date(Math.ceil(Date.now() / (15 * 60 * 1000)) * 15 * 60 * 1000); // next quarter hour
+  const titleInput = h('input', { id: 'meetings-form-title', testid: 'meetings-form-title', required: true, maxlength: '200' });
+  const startInput = h('input', {
+    id: 'meetings-form-start', testid: 'meetings-form-start', type: 'datetime-local', required: true,
+    value: localInputValue(start),
+  });
+  const endInput = h('input', {
+    id: 'meetings-form-end', testid: 'meetings-form-end', type: 'datetime-local', required: true,
+    value: localInputValue(new Date(start.getTime() + DEFAULT_LENGTH_MS)),
+  });
+  const inviteesInput = h('input', {
+    id: 'meetings-form-invitees', testid: 'meetings-form-invitees', placeholder: t('meetings.form.inviteesHint'),
+  });
+  const guestsInput = h('input', {
+    id: 'meetings-form-guests', testid: 'meetings-form-guests', placeholder: t('meetings.form.guestsHint'),
+  });
+  const submit = h('button', { type: 'submit', class: 'primary', testid: 'meetings-form-submit' }, t('meetings.form.submit'));
+  const formStatus = statusLine('meetings-form-status');
+  // keep the length when the start moves
+  let lastStart = startInput.value;
+  startInput.addEventListener('change', () => {
+    const before = new Date(lastStart).getTime();
+    const end = new Date(endInput.value).getTime();
+    const now = new Date(startInput.value).getTime();
+    if (!Number.isNaN(before) && !Number.isNaN(end) && !Number.isNaN(now) && end > before) {
+      endInput.value = localInputValue(new Date(now + (end - before)));
+    }
+    lastStart = startInput.value;
+  });
+
+  async function onSubmit(event) {
+    event.preventDefault();
+    formStatus.clear();
+    const title = titleInput.value.trim();
+    const startAt = rfc3339FromLocal(startInput.value);
+    const endAt = rfc3339FromLocal(endInput.value);
+    if (!title) {
+      formStatus.error(t('meetings.needTitle'));
+      return;
+    }
+    if (!startAt || !endAt) {
+      formStatus.error(t('meetings.needTimes'));
+      return;
+    }
+    if (new Date(endAt) <= new Date(startAt)) {
+      formStatus.error(t('meetings.badOrder'));
+      return;
+    }
+    submit.disabled = true;
+    try {
+      const m = await api.post('/api/meetings', {
+        title, start: startAt, end: endAt,
+        invitees: splitList(inviteesInput.value),
+        guests: splitList(guestsInput.value),
+      });
+      formStatus.ok(t('meetings.created', { title: (m && m.title) || title }));
+      titleInput.value = '';
+      inviteesInput.value = '';
+      guestsInput.value = '';
+      await load(m && m.id);
+    } catch (err) {
+      formStatus.error(err);
+    } finally {
+      submit.disabled = false;
+    }
+  }
+
+  const form = h('form', { class: 'card meetings-form', testid: 'meetings-form', onsubmit: onSubmit },
+    h('h2', {}, t('meetings.schedule')),
+    h('div', { class: 'form-row' },
+      field('meetings-form-title', t('meetings.form.title'), titleInput),
+      field('meetings-form-start', t('meetings.form.start'), startInput),
+      field('meetings-form-end', t('meetings.form.end'), endInput)),
+    h('div', { class: 'form-row' },
+      field('meetings-form-invitees', t('meetings.form.invitees'), inviteesInput),
+      field('meetings-form-guests', t('meetings.form.guests'), guestsInput),
+      submit),
+    formStatus.el);
+
+  // ---- the list ---------------------------------------------------------------------
+  async function load(highlightId = null) {
+    let data;
+    try {
+      data = await api.get('/api/meetings');
+    } catch (err) {
+      if (err.status === 403) fill(listBox, h('p', { class: 'notice', testid: 'no-access' }, t('common.noAccess')));
+      else fill(listBox, h('p', { class: 'status error', testid: 'page-error' }, errorText(err)));
+      return;
+    }
+    const meetings = (data && data.meetings) || [];
+    if (!meetings.length) {
+      fill(listBox, h('p', { class: 'muted', testid: 'meetings-empty' }, t('meetings.none')));
+      return;
+    }
+    const sections = SECTIONS.map((s) => {
+      const items = meetings.filter((m) => s.phases.includes(m.phase))
+        .sort((a, b) => s.order * (new Date(a.start).getTime() - new Date(b.start).getTime()));
+      if (!items.length) return null;
+      return h('section', { class: 'meetings-section', testid: `meetings-${s.key}` },
+        h('h2', {}, t(s.label), h('span', { class: 'muted small' }, ` (${items.length})`)),
+        h('ul', { class: 'meeting-list' }, items.map((m) => meetingCard(m, status))));
+    });
+    // a phase this page does not know yet: listed with the past ones rather than lost
+    const known = SECTIONS.flatMap((s) => s.phases);
+    const others = meetings.filter((m) => !known.includes(m.phase));
+    if (others.length) {
+      sections.push(h('section', { class: 'meetings-section', testid: 'meetings-other' },
+        h('ul', { class: 'meeting-list' }, others.map((m) => meetingCard(m, status)))));
+    }
+    fill(listBox, sections);
+    if (highlightId !== null && highlightId !== undefined) {
+      const card = listBox.querySelector(`[data-testid="meeting-${CSS.escape(String(highlightId))}"]`);
+      if (card) {
+        card.classList.add('highlight');
+        card.scrollIntoView({ block: 'nearest' });
+      }
+    }
+  }
+
+  load();
+  return page('meetings.title', form, status.el, listBox);
 }

@@ -7,12 +7,19 @@
 //! its own sequence numbers and timestamps. Datagrams are demultiplexed to sessions by
 //! their remote address once known; a datagram from a new address goes to the session
 //! that accepts it (ICE ufrag), which teaches the core that address.
+//!
+//! Meeting rooms live here too: each participant is a [`Peer`] that publishes tracks and
+//! receives through slots. The core decides what each slot carries ([`choose`]: screen
+//! shares, then the most recent speakers, "last N" for video, every microphone for audio),
+//! picks the active speaker from the microphones' audio levels, and forwards each packet a
+//! participant publishes to the slots that carry it (docs/design/meetings.md).
 
+use crate::peer::{Feed, PEER_CONNECT_TIMEOUT, Peer, PeerEvent, TrackKind};
 use crate::session::{CONNECT_TIMEOUT, Proto, Session, SessionError, Transmit};
 use crate::source::{MediaFrame, Source};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub type SourceId = i64;
 pub type SessionId = u64;
@@ -41,6 +48,61 @@ pub enum Output {
     /// Call [`Core::handle_input`] with [`Input::Timeout`] at this time if nothing else
     /// comes first.
     Timeout(Instant),
+    /// What a participant's slots carry changed: tell the page.
+    Slots(SlotsUpdate),
+    /// A room's active speaker changed.
+    Speaker {
+        room: RoomId,
+        peer: SessionId,
+    },
+}
+
+pub type RoomId = i64;
+
+/// What each slot of a participant carries (by the page's mid), and how many slots of each
+/// kind it should have (more than it offered: the page adds transceivers and offers again).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotsUpdate {
+    pub peer: SessionId,
+    pub video: Vec<(String, Option<Feed>)>,
+    pub audio: Vec<(String, Option<Feed>)>,
+    pub need_video: usize,
+    pub need_audio: usize,
+}
+
+/// Video tracks a participant receives at most ("last N").
+pub const LAST_N: usize = 9;
+
+/// Loudness (127 - dBov) a microphone must pass to be the speaker, and for how many room
+/// ticks in a row it must be the loudest.
+const SPEAKER_LOUDNESS: f32 = 40.0;
+const SPEAKER_TICKS: u32 = 3;
+const ROOM_TICK: Duration = Duration::from_millis(200);
+
+#[derive(Default)]
+struct Room {
+    peers: Vec<SessionId>,
+    speaker: Option<SessionId>,
+    candidate: Option<(SessionId, u32)>,
+}
+
+/// The feeds a slot set should carry: the first `cap` of `ranked` (best first), each kept
+/// in the slot it already has, the others in the free slots in rank order.
+pub fn choose(current: &[Option<Feed>], ranked: &[Feed], cap: usize) -> Vec<Option<Feed>> {
+    let chosen = &ranked[..ranked.len().min(cap).min(current.len())];
+    let mut out: Vec<Option<Feed>> = current
+        .iter()
+        .map(|f| f.filter(|f| chosen.contains(f)))
+        .collect();
+    let placed = out.clone();
+    let mut rest = chosen.iter().filter(|f| !placed.contains(&Some(**f)));
+    for slot in out.iter_mut().filter(|s| s.is_none()) {
+        match rest.next() {
+            Some(f) => *slot = Some(*f),
+            None => break,
+        }
+    }
+    out
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +111,8 @@ pub struct Closed {
     pub source: SourceId,
     pub bytes_sent: u64,
     pub reason: String,
+    /// A meeting participant (then `source` is the room), not a camera viewer.
+    pub peer: bool,
 }
 
 struct Entry {
@@ -65,6 +129,12 @@ pub struct Core {
     /// Remote address → session, learned from the datagrams each session accepted.
     remotes: HashMap<SocketAddr, SessionId>,
     next_id: SessionId,
+    peers: HashMap<SessionId, Peer>,
+    rooms: HashMap<RoomId, Room>,
+    reported: HashMap<SessionId, SlotsUpdate>,
+    room_tick: Option<Instant>,
+    /// The time of the last input (keyframe requests made outside one are stamped there).
+    now: Option<Instant>,
     out: VecDeque<Output>,
     scratch: Vec<Transmit>,
     /// Set after [`Core::poll_output`] has returned everything but the timeout.
@@ -150,6 +220,31 @@ impl Core {
 
     /// Ends a session (a DELETE). `false` if there is no such session.
     pub fn close(&mut self, id: SessionId, reason: &str) -> bool {
+        if let Some(mut p) = self.peers.remove(&id) {
+            self.timeout_due = false;
+            self.remotes.retain(|_, s| *s != id);
+            self.reported.remove(&id);
+            p.close(reason);
+            let room = p.room;
+            if let Some(r) = self.rooms.get_mut(&room) {
+                r.peers.retain(|s| *s != id);
+                if r.speaker == Some(id) {
+                    r.speaker = None;
+                }
+                if r.peers.is_empty() {
+                    self.rooms.remove(&room);
+                }
+            }
+            self.out.push_back(Output::Closed(Closed {
+                session: id,
+                source: room,
+                bytes_sent: p.bytes_sent,
+                reason: p.ended.clone().unwrap_or_else(|| reason.into()),
+                peer: true,
+            }));
+            self.assign_room(room);
+            return true;
+        }
         let Some(mut e) = self.sessions.remove(&id) else {
             return false;
         };
@@ -164,12 +259,17 @@ impl Core {
             source: e.source,
             bytes_sent: e.session.bytes_sent,
             reason: e.session.ended.clone().unwrap_or_else(|| reason.into()),
+            peer: false,
         }));
         true
     }
 
     pub fn handle_input(&mut self, now: Instant, input: Input<'_>) {
         self.timeout_due = false;
+        self.now = Some(now);
+        if !self.rooms.is_empty() && self.room_tick.is_none() {
+            self.room_tick = Some(now + ROOM_TICK);
+        }
         match input {
             Input::Frame(id, f) => {
                 let source = self.sources.entry(id).or_default();
@@ -203,21 +303,38 @@ impl Core {
                     .remotes
                     .get(&source)
                     .copied()
-                    .filter(|id| self.sessions.contains_key(id));
-                let id = known.or_else(|| {
-                    self.sessions
-                        .iter()
-                        .find(|(_, e)| e.session.accepts(now, proto, source, destination, data))
-                        .map(|(id, _)| *id)
-                });
+                    .filter(|id| self.sessions.contains_key(id) || self.peers.contains_key(id));
+                let id = known
+                    .or_else(|| {
+                        self.sessions
+                            .iter()
+                            .find(|(_, e)| e.session.accepts(now, proto, source, destination, data))
+                            .map(|(id, _)| *id)
+                    })
+                    .or_else(|| {
+                        self.peers
+                            .iter()
+                            .find(|(_, p)| p.accepts(now, proto, source, destination, data))
+                            .map(|(id, _)| *id)
+                    });
                 let Some(id) = id else {
                     tracing::trace!(%source, "datagram for no session");
                     return;
                 };
                 self.remotes.insert(source, id);
-                let e = self.sessions.get_mut(&id).expect("found above");
-                e.session
-                    .handle_receive(now, proto, source, destination, data, &mut self.scratch);
+                if let Some(e) = self.sessions.get_mut(&id) {
+                    e.session.handle_receive(
+                        now,
+                        proto,
+                        source,
+                        destination,
+                        data,
+                        &mut self.scratch,
+                    );
+                } else if let Some(p) = self.peers.get_mut(&id) {
+                    p.handle_receive(now, proto, source, destination, data, &mut self.scratch);
+                    self.peer_events(now, id);
+                }
                 self.flush_scratch();
             }
             Input::Timeout => {
@@ -232,10 +349,320 @@ impl Core {
                         e.session.close("the viewer never connected");
                     }
                 }
+                let due: Vec<SessionId> = self
+                    .peers
+                    .iter_mut()
+                    .filter_map(|(id, p)| {
+                        if !p.is_connected()
+                            && p.ended.is_none()
+                            && now.duration_since(p.joined) > PEER_CONNECT_TIMEOUT
+                        {
+                            p.close("the participant's browser never connected");
+                        }
+                        (p.timeout() <= now).then_some(*id)
+                    })
+                    .collect();
+                for id in due {
+                    if let Some(p) = self.peers.get_mut(&id) {
+                        p.handle_timeout(now, &mut self.scratch);
+                    }
+                    self.peer_events(now, id);
+                }
+                if self.room_tick.is_some_and(|t| t <= now) {
+                    self.room_tick = None;
+                    self.tick_rooms(now);
+                }
                 self.flush_scratch();
             }
         }
         self.reap();
+    }
+
+    /// A participant joins room `room` with its first SDP offer (`tracks` labels the page's
+    /// sendonly transceivers by mid). Returns the participant's id and the SDP answer.
+    pub fn join(
+        &mut self,
+        now: Instant,
+        room: RoomId,
+        offer: &str,
+        tracks: &[(String, TrackKind)],
+        candidates: &[(Proto, SocketAddr)],
+    ) -> Result<(SessionId, String), SessionError> {
+        self.now = Some(now);
+        let id = self.next_id;
+        self.next_id += 1;
+        let seed = (id.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ self.seed) | 1;
+        let (peer, answer) = Peer::join(now, room, offer, tracks, candidates, seed)?;
+        self.peers.insert(id, peer);
+        self.rooms.entry(room).or_default().peers.push(id);
+        self.timeout_due = false;
+        self.assign_room(room);
+        Ok((id, answer))
+    }
+
+    /// A later offer of a participant (slots added, a screen share started or stopped).
+    pub fn renegotiate(
+        &mut self,
+        now: Instant,
+        id: SessionId,
+        offer: &str,
+        tracks: &[(String, TrackKind)],
+    ) -> Result<String, SessionError> {
+        self.now = Some(now);
+        let p = self
+            .peers
+            .get_mut(&id)
+            .ok_or_else(|| SessionError::BadSdp("no such participant".into()))?;
+        let room = p.room;
+        let answer = p.renegotiate(now, offer, tracks)?;
+        p.flush(now, &mut self.scratch);
+        self.flush_scratch();
+        self.timeout_due = false;
+        self.assign_room(room);
+        Ok(answer)
+    }
+
+    pub fn is_peer(&self, id: SessionId) -> bool {
+        self.peers.contains_key(&id)
+    }
+
+    /// Stops (or resumes) forwarding a participant's track: the chair muted it.
+    pub fn set_blocked(&mut self, id: SessionId, track: TrackKind, blocked: bool) {
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.blocked.retain(|t| *t != track);
+            if blocked {
+                p.blocked.push(track);
+            }
+        }
+    }
+
+    /// Acts on what happened on participant `id`: forwards what it published, passes
+    /// keyframe requests of its slots to their publishers.
+    fn peer_events(&mut self, now: Instant, id: SessionId) {
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if p.events.is_empty() {
+            return;
+        }
+        let events = std::mem::take(&mut p.events);
+        let room = p.room;
+        let subs: Vec<SessionId> = self
+            .rooms
+            .get(&room)
+            .map(|r| r.peers.iter().copied().filter(|s| *s != id).collect())
+            .unwrap_or_default();
+        for e in events {
+            match e {
+                PeerEvent::Connected => self.assign_room(room),
+                PeerEvent::KeyframeWanted(mid) => {
+                    let feed = self
+                        .peers
+                        .get(&id)
+                        .and_then(|p| p.slots.iter().find(|s| s.mid == mid))
+                        .and_then(|s| s.feed);
+                    if let Some(f) = feed {
+                        self.ask_keyframe(now, f);
+                    }
+                }
+                PeerEvent::Rtp(r) => {
+                    let Some(p) = self.peers.get_mut(&id) else {
+                        return;
+                    };
+                    let Some(track) = p.track_of(r.mid) else {
+                        continue;
+                    };
+                    if p.blocked.contains(&track) {
+                        continue;
+                    }
+                    if track == TrackKind::Mic {
+                        p.hear(r.at, r.audio_level);
+                    }
+                    let feed = Feed {
+                        publisher: id,
+                        track,
+                    };
+                    let mut want_key = false;
+                    let mut started = Vec::new();
+                    for sid in &subs {
+                        let Some(sub) = self.peers.get_mut(sid) else {
+                            continue;
+                        };
+                        let mut wrote = false;
+                        for i in 0..sub.slots.len() {
+                            if sub.slots[i].feed == Some(feed) {
+                                let waiting = sub.slots[i].waiting();
+                                let w = sub.forward(i, &r);
+                                if w && waiting && track.is_video() {
+                                    started.push((*sid, i));
+                                }
+                                wrote |= w;
+                                want_key |= sub.slots[i].waiting() && sub.is_connected();
+                            }
+                        }
+                        if wrote {
+                            sub.flush(now, &mut self.scratch);
+                        }
+                    }
+                    if want_key {
+                        self.ask_keyframe(now, feed);
+                    }
+                    // A slot that just started on this keyframe also gets the packets of
+                    // the frame that overtook its first one.
+                    if !started.is_empty() {
+                        let later: Vec<_> = self
+                            .peers
+                            .get(&id)
+                            .and_then(|p| p.recent.get(&r.mid))
+                            .map(|q| q.iter().filter(|x| x.seq > r.seq).cloned().collect())
+                            .unwrap_or_default();
+                        for (sid, i) in started {
+                            if let Some(sub) = self.peers.get_mut(&sid) {
+                                for x in &later {
+                                    sub.forward(i, x);
+                                }
+                                sub.flush(now, &mut self.scratch);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asks a publisher for a keyframe of a video track (rate-limited in the peer).
+    fn ask_keyframe(&mut self, now: Instant, f: Feed) {
+        if !f.track.is_video() {
+            return;
+        }
+        if let Some(p) = self.peers.get_mut(&f.publisher)
+            && let Some(mid) = p.mid_of(f.track)
+        {
+            p.request_keyframe(now, mid, &mut self.scratch);
+        }
+    }
+
+    /// Decides what every slot of room `room` carries, and tells the pages that changed.
+    fn assign_room(&mut self, room: RoomId) {
+        let Some(r) = self.rooms.get(&room) else {
+            return;
+        };
+        let ids = r.peers.clone();
+        // Every published track: (feed, rank key) with screens first, then the most recent
+        // speakers, then by join time.
+        let mut feeds: Vec<(Feed, u8, Option<Instant>, Instant)> = Vec::new();
+        for id in &ids {
+            let Some(p) = self.peers.get(id) else {
+                continue;
+            };
+            for t in &p.published {
+                let feed = Feed {
+                    publisher: *id,
+                    track: t.track,
+                };
+                let class = u8::from(t.track != TrackKind::Screen);
+                feeds.push((feed, class, p.last_spoke, p.joined));
+            }
+        }
+        feeds.sort_by(|a, b| {
+            a.1.cmp(&b.1)
+                .then(b.2.cmp(&a.2)) // Some(later) first, None last
+                .then(a.3.cmp(&b.3))
+        });
+        let mut keyframes = Vec::new();
+        for sid in &ids {
+            let Some(sub) = self.peers.get_mut(sid) else {
+                continue;
+            };
+            let others = || feeds.iter().map(|f| f.0).filter(|f| f.publisher != *sid);
+            let video: Vec<Feed> = others().filter(|f| f.track.is_video()).collect();
+            let audio: Vec<Feed> = others().filter(|f| !f.track.is_video()).collect();
+            let mut update = SlotsUpdate {
+                peer: *sid,
+                video: Vec::new(),
+                audio: Vec::new(),
+                need_video: video.len().min(LAST_N),
+                need_audio: audio.len(),
+            };
+            for (is_video, ranked, cap) in [(true, &video, LAST_N), (false, &audio, usize::MAX)] {
+                let current: Vec<Option<Feed>> = sub
+                    .slots
+                    .iter()
+                    .filter(|s| s.video == is_video)
+                    .map(|s| s.feed)
+                    .collect();
+                let mut next = choose(&current, ranked, cap).into_iter();
+                for s in sub.slots.iter_mut().filter(|s| s.video == is_video) {
+                    let f = next.next().flatten();
+                    s.set_feed(f);
+                    if let Some(f) = f.filter(|_| s.waiting()) {
+                        keyframes.push(f);
+                    }
+                    let entry = (s.mid.to_string(), f);
+                    if is_video {
+                        update.video.push(entry);
+                    } else {
+                        update.audio.push(entry);
+                    }
+                }
+            }
+            if self.reported.get(sid) != Some(&update) {
+                self.reported.insert(*sid, update.clone());
+                self.out.push_back(Output::Slots(update));
+            }
+        }
+        if let Some(now) = self.now {
+            for f in keyframes {
+                self.ask_keyframe(now, f);
+            }
+        }
+    }
+
+    /// Every [`ROOM_TICK`]: the active speaker of each room (the loudest microphone, loud
+    /// enough, for [`SPEAKER_TICKS`] ticks in a row).
+    fn tick_rooms(&mut self, now: Instant) {
+        let rooms: Vec<RoomId> = self.rooms.keys().copied().collect();
+        for room in rooms {
+            let Some(r) = self.rooms.get(&room) else {
+                continue;
+            };
+            let loudest = r
+                .peers
+                .iter()
+                .filter_map(|id| self.peers.get(id).map(|p| (*id, p.loudness_at(now))))
+                .filter(|(_, l)| *l >= SPEAKER_LOUDNESS)
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .map(|(id, _)| id);
+            let r = self.rooms.get_mut(&room).expect("listed above");
+            let Some(loudest) = loudest else {
+                r.candidate = None;
+                continue;
+            };
+            if r.speaker == Some(loudest) {
+                r.candidate = None;
+                if let Some(p) = self.peers.get_mut(&loudest) {
+                    p.last_spoke = Some(now);
+                }
+                continue;
+            }
+            let n = match r.candidate {
+                Some((c, n)) if c == loudest => n + 1,
+                _ => 1,
+            };
+            r.candidate = Some((loudest, n));
+            if n >= SPEAKER_TICKS {
+                r.speaker = Some(loudest);
+                r.candidate = None;
+                if let Some(p) = self.peers.get_mut(&loudest) {
+                    p.last_spoke = Some(now);
+                }
+                self.out.push_back(Output::Speaker {
+                    room,
+                    peer: loudest,
+                });
+                self.assign_room(room);
+            }
+        }
     }
 
     fn flush_scratch(&mut self) {
@@ -250,6 +677,12 @@ impl Core {
             .iter()
             .filter(|(_, e)| e.session.ended.is_some())
             .map(|(id, _)| *id)
+            .chain(
+                self.peers
+                    .iter()
+                    .filter(|(_, p)| p.ended.is_some())
+                    .map(|(id, _)| *id),
+            )
             .collect();
         for id in ended {
             self.close(id, "ended");
@@ -269,7 +702,45 @@ impl Core {
         self.sessions
             .values()
             .map(|e| e.session.timeout())
+            .chain(self.peers.values().map(|p| p.timeout()))
+            .chain(self.room_tick)
             .min()
             .map(Output::Timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(p: u64) -> Feed {
+        Feed {
+            publisher: p,
+            track: TrackKind::Camera,
+        }
+    }
+
+    #[test]
+    fn choose_keeps_slots_stable_and_fills_in_rank_order() {
+        // Empty slots take the best feeds in order.
+        assert_eq!(
+            choose(&[None, None, None], &[f(1), f(2)], 9),
+            vec![Some(f(1)), Some(f(2)), None]
+        );
+        // A feed still chosen keeps its slot; the one that fell out is replaced in place.
+        assert_eq!(
+            choose(&[Some(f(2)), Some(f(3))], &[f(4), f(2), f(3)], 2),
+            vec![Some(f(2)), Some(f(4))]
+        );
+        // Fewer slots than feeds: the best ones only.
+        assert_eq!(choose(&[None], &[f(5), f(6)], 9), vec![Some(f(5))]);
+        // The cap ("last N") holds even with more slots.
+        assert_eq!(
+            choose(&[Some(f(1)), Some(f(2)), None], &[f(2), f(1), f(3)], 2),
+            vec![Some(f(1)), Some(f(2)), None]
+        );
+        // A publisher that left is cleared.
+        assert_eq!(choose(&[Some(f(9))], &[], 9), vec![None]);
+        assert_eq!(choose(&[], &[f(1)], 9), Vec::<Option<Feed>>::new());
     }
 }

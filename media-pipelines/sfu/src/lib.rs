@@ -6,19 +6,26 @@
 //! - [`h264`]: access units to RTP payloads (once per source), parameter sets.
 //! - [`source`]: a publisher's tracks, packetized frames and current GOP.
 //! - [`session`]: one subscriber, a str0m `Rtc` kept behind our own types.
-//! - [`core`]: sources, sessions, demultiplexing, timeouts.
+//! - [`peer`]: one meeting participant (publishes and receives through slots).
+//! - [`core`]: sources, sessions, meeting rooms (which track each slot carries, the active
+//!   speaker), demultiplexing, timeouts.
 //! - [`viewer`]: a receive-only peer that checks what arrives (load client, tests).
+//! - [`participant`]: a meeting participant that publishes and checks what its slots get
+//!   (tests, the meeting load client).
 //!
 //! Why str0m, and how the choice is contained: docs/design/sfu.md.
 
 pub mod core;
 pub mod h264;
 pub mod h265;
+pub mod participant;
+pub mod peer;
 pub mod session;
 pub mod source;
 pub mod viewer;
 
-pub use crate::core::{Closed, Core, Input, Output, SessionId, SourceId};
+pub use crate::core::{Closed, Core, Input, Output, SessionId, SlotsUpdate, SourceId};
+pub use peer::{Feed, TrackKind};
 pub use session::{Proto, SessionError, Transmit};
 pub use source::{Kind, MediaFrame, Tracks};
 

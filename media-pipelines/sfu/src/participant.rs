@@ -1,0 +1,354 @@
+//! A meeting participant on the same library as the server, for the tests and the load
+//! client: publishes a microphone (Opus-sized packets with an audio level) and a camera
+//! (VP8-shaped frames, a keyframe every `gop` frames), receives through video and audio
+//! slots as the page does, and checks what arrives on each slot: from whom, whether it
+//! began at a keyframe, and whether any packet is missing. Every payload ends with its
+//! publisher's tag byte, so the receiver can tell publishers apart. Sans-IO: the caller
+//! moves datagrams and time.
+
+use crate::session::Transmit;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::time::Instant;
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::format::Codec as RtcCodec;
+use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::rtp::{ExtensionValues, RtpWrite};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+
+/// What arrived on one slot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SlotStats {
+    pub packets: u64,
+    /// Video frames completed (marker bits).
+    pub frames: u64,
+    /// Publisher tags seen, in order of first appearance.
+    pub publishers: Vec<u8>,
+    /// Sequence numbers received (to count holes at the end), with the publisher's tag
+    /// and whether the packet starts a keyframe.
+    seqs: BTreeMap<u64, (u8, bool)>,
+    /// When the latest packet arrived, and the sum of (arrival - send) in microseconds,
+    /// for the added latency (payload bytes 0..8 before the tag carry the send time).
+    pub latency_us: Vec<u64>,
+}
+
+impl SlotStats {
+    /// Sequence numbers never received between the first and the last.
+    pub fn holes(&self) -> u64 {
+        match (self.seqs.first_key_value(), self.seqs.last_key_value()) {
+            (Some(a), Some(b)) => b.0 - a.0 + 1 - self.seqs.len() as u64,
+            _ => 0,
+        }
+    }
+
+    /// In sequence order, each run of one publisher's packets: whether it began with a
+    /// keyframe's first packet (video slots; a slot switches publishers on a keyframe).
+    pub fn runs_started_on_keyframe(&self) -> Vec<bool> {
+        let mut out = Vec::new();
+        let mut last = None;
+        for (tag, key) in self.seqs.values() {
+            if last != Some(*tag) {
+                last = Some(*tag);
+                out.push(*key);
+            }
+        }
+        out
+    }
+}
+
+pub struct Participant {
+    rtc: Rtc,
+    pending: Option<SdpPendingOffer>,
+    pub tag: u8,
+    pub mic: Mid,
+    pub camera: Mid,
+    pub video_slots: Vec<Mid>,
+    pub audio_slots: Vec<Mid>,
+    pub slots: HashMap<Mid, SlotStats>,
+    pub connected: bool,
+    pub disconnected: bool,
+    pub keyframe_requests: u64,
+    timeout: Instant,
+    frame: u64,
+    audio_frame: u64,
+    vseq: u64,
+    aseq: u64,
+    /// The audio level this participant "speaks" at (RFC 6464: 0 loudest, 127 silence).
+    pub level: u8,
+    /// Keyframe wanted by the server (sent with the next frame).
+    force_key: bool,
+    epoch: Instant,
+}
+
+fn tx(t: str0m::net::Transmit) -> Transmit {
+    Transmit {
+        proto: crate::Proto::Udp,
+        source: t.source,
+        destination: t.destination,
+        contents: t.contents.into(),
+    }
+}
+
+impl Participant {
+    /// A participant on `local` with `video_slots` and `audio_slots`; returns it, its SDP
+    /// offer and the track labels for the signalling (`mid` → `mic`/`camera`).
+    pub fn offer(
+        now: Instant,
+        local: SocketAddr,
+        tag: u8,
+        video_slots: usize,
+        audio_slots: usize,
+    ) -> (Participant, String, Vec<(String, crate::TrackKind)>) {
+        let mut rtc = Rtc::builder()
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .build(now);
+        if let Ok(c) = Candidate::host(local, "udp") {
+            rtc.add_local_candidate(c);
+        }
+        let mut api = rtc.sdp_api();
+        let mic = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let camera = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let video: Vec<Mid> = (0..video_slots)
+            .map(|_| api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None))
+            .collect();
+        let audio: Vec<Mid> = (0..audio_slots)
+            .map(|_| api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None))
+            .collect();
+        let (offer, pending) = api.apply().expect("a fresh offer");
+        let labels = vec![
+            (mic.to_string(), crate::TrackKind::Mic),
+            (camera.to_string(), crate::TrackKind::Camera),
+        ];
+        let p = Participant {
+            rtc,
+            pending: Some(pending),
+            tag,
+            mic,
+            camera,
+            slots: video
+                .iter()
+                .chain(&audio)
+                .map(|m| (*m, SlotStats::default()))
+                .collect(),
+            video_slots: video,
+            audio_slots: audio,
+            connected: false,
+            disconnected: false,
+            keyframe_requests: 0,
+            timeout: now,
+            frame: 0,
+            audio_frame: 0,
+            vseq: 1000 + u64::from(tag) * 7,
+            aseq: 2000 + u64::from(tag) * 11,
+            level: 127,
+            force_key: false,
+            epoch: now,
+        };
+        (p, offer.to_sdp_string(), labels)
+    }
+
+    pub fn answer(&mut self, sdp: &str) -> Result<(), String> {
+        let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| e.to_string())?;
+        let pending = self.pending.take().ok_or("answer already taken")?;
+        self.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn timeout(&self) -> Instant {
+        self.timeout
+    }
+
+    pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+        out: &mut Vec<Transmit>,
+    ) {
+        let Some(input) =
+            crate::session::receive(now, crate::Proto::Udp, source, destination, data)
+        else {
+            return;
+        };
+        if self.rtc.accepts(&input) && self.rtc.handle_input(input).is_ok() {
+            self.drain(now, out);
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Transmit>) {
+        if self.rtc.handle_input(Input::Timeout(now)).is_ok() {
+            self.drain(now, out);
+        }
+    }
+
+    pub fn disconnect(&mut self) {
+        self.rtc.disconnect();
+    }
+
+    fn pt(&self, mid: Mid, codec: RtcCodec) -> Option<Pt> {
+        let media = self.rtc.media(mid)?;
+        let params = self.rtc.codec_config().params();
+        media.remote_pts().iter().copied().find(|pt| {
+            params
+                .iter()
+                .any(|p| p.pt() == *pt && p.spec().codec == codec)
+        })
+    }
+
+    /// Sends the next camera frame (40 ms of a 25 fps stream; a keyframe every `gop`
+    /// frames or when the server asked): `size` bytes in packets of at most 1100.
+    pub fn send_video(&mut self, now: Instant, gop: u64, size: usize, out: &mut Vec<Transmit>) {
+        if !self.connected {
+            return;
+        }
+        let Some(pt) = self.pt(self.camera, RtcCodec::Vp8) else {
+            return;
+        };
+        let key = self.frame.is_multiple_of(gop) || std::mem::take(&mut self.force_key);
+        let ts = (self.frame * 3600) as u32;
+        self.frame += 1;
+        let sent_us = now.duration_since(self.epoch).as_micros() as u64;
+        let n = size.div_ceil(1100).max(1);
+        let mut api = self.rtc.direct_api();
+        let Some(stream) = api.stream_tx_by_mid(self.camera, None) else {
+            return;
+        };
+        for i in 0..n {
+            // VP8 payload descriptor: S on the first packet; then the frame header's P bit.
+            let mut p = vec![if i == 0 { 0x10 } else { 0x00 }];
+            if i == 0 {
+                p.push(if key { 0x00 } else { 0x01 });
+            }
+            p.extend_from_slice(&sent_us.to_be_bytes());
+            p.resize(size / n, 0x55);
+            p.push(self.tag);
+            stream.write_rtp(
+                RtpWrite::new(pt, self.vseq.into(), ts, now, p)
+                    .marker(i == n - 1)
+                    .nackable(true),
+            );
+            self.vseq += 1;
+        }
+        self.handle_timeout(now, out);
+    }
+
+    /// Sends the next 20 ms of microphone audio, with this participant's audio level.
+    pub fn send_audio(&mut self, now: Instant, out: &mut Vec<Transmit>) {
+        if !self.connected {
+            return;
+        }
+        let Some(pt) = self.pt(self.mic, RtcCodec::Opus) else {
+            return;
+        };
+        let ts = (self.audio_frame * 960) as u32;
+        self.audio_frame += 1;
+        let sent_us = now.duration_since(self.epoch).as_micros() as u64;
+        let mut p = vec![0x78];
+        p.extend_from_slice(&sent_us.to_be_bytes());
+        p.resize(80, 0x33);
+        p.push(self.tag);
+        let ext = ExtensionValues {
+            audio_level: Some(-(self.level as i8)),
+            voice_activity: Some(self.level < 60),
+            ..Default::default()
+        };
+        let mut api = self.rtc.direct_api();
+        let Some(stream) = api.stream_tx_by_mid(self.mic, None) else {
+            return;
+        };
+        stream.write_rtp(RtpWrite::new(pt, self.aseq.into(), ts, now, p).ext_vals(ext));
+        self.aseq += 1;
+        self.handle_timeout(now, out);
+    }
+
+    fn drain(&mut self, now: Instant, out: &mut Vec<Transmit>) {
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => {
+                    self.timeout = t;
+                    return;
+                }
+                Ok(Output::Transmit(t)) => out.push(tx(t)),
+                Ok(Output::Event(e)) => self.event(now, e),
+                Err(_) => {
+                    self.disconnected = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn event(&mut self, now: Instant, e: Event) {
+        match e {
+            Event::Connected => self.connected = true,
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                self.disconnected = true
+            }
+            Event::KeyframeRequest(_) => {
+                self.keyframe_requests += 1;
+                self.force_key = true;
+            }
+            Event::RtpPacket(p) => {
+                let Some(mid) = self
+                    .rtc
+                    .direct_api()
+                    .stream_rx(&p.header.ssrc)
+                    .map(|s| s.mid())
+                else {
+                    return;
+                };
+                let video = self.video_slots.contains(&mid);
+                let Some(s) = self.slots.get_mut(&mid) else {
+                    return;
+                };
+                let Some(&tag) = p.payload.last() else { return };
+                s.packets += 1;
+                let key = video && crate::peer::keyframe_start(RtcCodec::Vp8, &p.payload);
+                s.seqs.insert(*p.seq_no, (tag, key));
+                if !s.publishers.contains(&tag) {
+                    s.publishers.push(tag);
+                }
+                if video && p.header.marker {
+                    s.frames += 1;
+                }
+                // The send time (same epoch only in one process: the tests and load client).
+                let at = if video && p.payload.first() == Some(&0x10) {
+                    2
+                } else {
+                    1
+                };
+                if let Some(b) = p.payload.get(at..at + 8) {
+                    let sent = u64::from_be_bytes(b.try_into().expect("8 bytes"));
+                    let now_us = now.duration_since(self.epoch).as_micros() as u64;
+                    if s.latency_us.len() < 100_000 {
+                        s.latency_us.push(now_us.saturating_sub(sent));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl SlotStats {
+    /// The missing sequence numbers (debugging aid).
+    pub fn missing(&self) -> Vec<(u64, Option<u8>)> {
+        let mut out = Vec::new();
+        let mut prev: Option<(u64, u8)> = None;
+        for (s, (tag, _)) in &self.seqs {
+            if let Some((p, t)) = prev {
+                for m in p + 1..*s {
+                    out.push((m, if t == *tag { Some(t) } else { None }));
+                }
+            }
+            prev = Some((*s, *tag));
+        }
+        out
+    }
+}

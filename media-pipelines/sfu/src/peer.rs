@@ -1,0 +1,788 @@
+//! One meeting participant: a str0m `Rtc` in RTP mode (ICE-lite) that both publishes (the
+//! page's sendonly microphone, camera and screen tracks) and receives through *slots* (the
+//! page's recvonly transceivers), each slot carrying one other participant's track at a
+//! time. The room logic that decides which track a slot carries is in [`crate::core`];
+//! here are the per-peer mechanics: negotiation, what arrived, and writing a forwarded
+//! packet under the slot's own sequence numbers and timestamps (docs/design/meetings.md).
+//!
+//! str0m stays behind this type as it does behind [`crate::session`]; every call into it
+//! runs under `catch_unwind`.
+
+use crate::session::{Proto, SessionError, Transmit, guard, receive};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use str0m::change::SdpOffer;
+use str0m::format::Codec as RtcCodec;
+use str0m::media::{KeyframeRequestKind, Mid, Pt, Rid};
+use str0m::net::{Protocol, TcpType};
+use str0m::rtp::{ExtensionValues, RtpWrite};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+
+/// What a published track is, as the page labels it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TrackKind {
+    Mic,
+    Camera,
+    Screen,
+}
+
+impl TrackKind {
+    pub fn parse(s: &str) -> Option<TrackKind> {
+        match s {
+            "mic" => Some(TrackKind::Mic),
+            "camera" => Some(TrackKind::Camera),
+            "screen" => Some(TrackKind::Screen),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrackKind::Mic => "mic",
+            TrackKind::Camera => "camera",
+            TrackKind::Screen => "screen",
+        }
+    }
+
+    pub fn is_video(self) -> bool {
+        self != TrackKind::Mic
+    }
+}
+
+/// A track the participant publishes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Published {
+    pub mid: Mid,
+    pub track: TrackKind,
+}
+
+/// Which publisher's track a slot carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Feed {
+    pub publisher: u64,
+    pub track: TrackKind,
+}
+
+/// A recvonly transceiver of the page: one other participant's track at a time.
+pub struct Slot {
+    pub mid: Mid,
+    pub video: bool,
+    pub feed: Option<Feed>,
+    /// Publisher payload type → ours for the same codec (`None`: this slot cannot take it).
+    pt_map: Vec<(Pt, Option<Pt>)>,
+    /// Next outgoing sequence number (extended; below 2^16 at start, RFC 3711 ROC 0).
+    next_seq: u64,
+    /// Set at the first packet forwarded from the current feed (a keyframe's first, for
+    /// video): outgoing = incoming + offset; packets older than `first_in` are dropped.
+    seq_offset: Option<i64>,
+    first_in: u64,
+    ts_offset: u32,
+    last_ts: Option<u32>,
+    pub packets_sent: u64,
+}
+
+impl Slot {
+    fn new(mid: Mid, video: bool, seq: u64) -> Slot {
+        Slot {
+            mid,
+            video,
+            feed: None,
+            pt_map: Vec::new(),
+            next_seq: seq,
+            seq_offset: None,
+            first_in: 0,
+            ts_offset: 0,
+            last_ts: None,
+            packets_sent: 0,
+        }
+    }
+
+    /// Points the slot at another feed (or none): the next packet that may start it (any
+    /// for audio, a keyframe's first for video) re-bases its numbering.
+    pub fn set_feed(&mut self, feed: Option<Feed>) {
+        if self.feed != feed {
+            self.feed = feed;
+            self.seq_offset = None;
+            self.pt_map.clear();
+        }
+    }
+
+    /// Whether the slot waits for a keyframe of its feed.
+    pub fn waiting(&self) -> bool {
+        self.feed.is_some() && self.seq_offset.is_none()
+    }
+}
+
+/// A packet the participant published.
+#[derive(Clone, Debug)]
+pub struct RtpIn {
+    pub mid: Mid,
+    pub rid: Option<Rid>,
+    pub pt: Pt,
+    pub codec: RtcCodec,
+    /// Extended sequence number.
+    pub seq: u64,
+    pub ts: u32,
+    pub marker: bool,
+    /// The first packet of a keyframe (video), or any packet (audio).
+    pub starts: bool,
+    /// RFC 6464 level, 0 (loudest) to 127 dBov below; `None` when the packet had none.
+    pub audio_level: Option<u8>,
+    pub payload: Arc<[u8]>,
+    pub at: Instant,
+}
+
+/// What happened on a peer that the room has to act on.
+#[derive(Debug)]
+pub enum PeerEvent {
+    Rtp(RtpIn),
+    /// The page asked for a keyframe on one of its slots.
+    KeyframeWanted(Mid),
+    Connected,
+}
+
+pub struct Peer {
+    rtc: Rtc,
+    pub room: i64,
+    pub published: Vec<Published>,
+    pub slots: Vec<Slot>,
+    connected: bool,
+    pub ended: Option<String>,
+    timeout: Instant,
+    pub bytes_sent: u64,
+    pub joined: Instant,
+    /// Tracks the chair stopped: not forwarded.
+    pub blocked: Vec<TrackKind>,
+    /// Smoothed loudness of the microphone (0-127, louder higher) and when last updated.
+    pub loudness: f32,
+    pub loud_at: Option<Instant>,
+    /// When the participant was last the active speaker (for "last N").
+    pub last_spoke: Option<Instant>,
+    /// Keyframe requests sent to the page, per track (at most one each 500 ms).
+    last_pli: HashMap<Mid, Instant>,
+    pub events: Vec<PeerEvent>,
+    /// The latest video packets of each published track, in arrival order: a slot that
+    /// starts on a keyframe's first packet also gets those of its frame that arrived
+    /// before it (reordered on the way in).
+    pub recent: HashMap<Mid, std::collections::VecDeque<RtpIn>>,
+    rnd: u64,
+}
+
+/// Video packets kept per published track for [`Peer::recent`].
+const RECENT: usize = 128;
+
+/// How long a peer may stay unconnected after its offer.
+pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The media sections of an SDP: `(mid, video?, direction in it)`, rejected ones left out.
+fn sections(sdp: &str) -> Vec<(Mid, bool, &str)> {
+    let mut out = Vec::new();
+    for section in sdp.split("\nm=").skip(1) {
+        let mut words = section.split_whitespace();
+        let video = match words.next() {
+            Some("video") => true,
+            Some("audio") => false,
+            _ => continue,
+        };
+        if words.next() == Some("0") {
+            continue;
+        }
+        let lines = || section.lines().map(str::trim);
+        let dir = lines()
+            .find_map(|l| {
+                ["sendrecv", "sendonly", "recvonly", "inactive"]
+                    .into_iter()
+                    .find(|d| l.strip_prefix("a=") == Some(*d))
+            })
+            .unwrap_or("sendrecv");
+        if let Some(mid) = lines().find_map(|l| l.strip_prefix("a=mid:")) {
+            out.push((Mid::from(mid), video, dir));
+        }
+    }
+    out
+}
+
+/// Whether an RTP payload is the first packet of a keyframe.
+pub fn keyframe_start(codec: RtcCodec, p: &[u8]) -> bool {
+    match codec {
+        RtcCodec::Vp8 => vp8_keyframe_start(p),
+        RtcCodec::H264 => h264_keyframe_start(p),
+        _ => false,
+    }
+}
+
+/// VP8 (RFC 7741): the start of partition 0 whose frame header says "key frame".
+fn vp8_keyframe_start(p: &[u8]) -> bool {
+    let Some(&b0) = p.first() else { return false };
+    let (x, s, pid) = (b0 & 0x80 != 0, b0 & 0x10 != 0, b0 & 0x07);
+    if !s || pid != 0 {
+        return false;
+    }
+    let mut i = 1;
+    if x {
+        let Some(&b1) = p.get(1) else { return false };
+        i = 2;
+        if b1 & 0x80 != 0 {
+            // Picture ID: 7 or 15 bits.
+            let Some(&pic) = p.get(i) else { return false };
+            i += if pic & 0x80 != 0 { 2 } else { 1 };
+        }
+        if b1 & 0x40 != 0 {
+            i += 1; // TL0PICIDX
+        }
+        if b1 & 0x30 != 0 {
+            i += 1; // TID/Y/KEYIDX
+        }
+    }
+    p.get(i).is_some_and(|h| h & 0x01 == 0)
+}
+
+/// H.264 (RFC 6184): a packet holding an SPS or an IDR slice, or the first fragment of one.
+fn h264_keyframe_start(p: &[u8]) -> bool {
+    let Some(&b0) = p.first() else { return false };
+    let key = |t: u8| t == 5 || t == 7;
+    match b0 & 0x1f {
+        24 => {
+            // STAP-A: 16-bit sizes, then NAL units.
+            let mut i = 1;
+            while i + 2 < p.len() {
+                let n = u16::from_be_bytes([p[i], p[i + 1]]) as usize;
+                if n > 0 && key(p[i + 2] & 0x1f) {
+                    return true;
+                }
+                i += 2 + n;
+            }
+            false
+        }
+        28 => p.get(1).is_some_and(|h| h & 0x80 != 0 && key(h & 0x1f)),
+        t => key(t),
+    }
+}
+
+impl Peer {
+    /// Answers the participant's first offer. `tracks` labels the page's sendonly
+    /// transceivers by mid.
+    pub fn join(
+        now: Instant,
+        room: i64,
+        offer: &str,
+        tracks: &[(String, TrackKind)],
+        candidates: &[(Proto, SocketAddr)],
+        seed: u64,
+    ) -> Result<(Peer, String), SessionError> {
+        let cfg = Rtc::builder()
+            .set_rtp_mode(true)
+            .set_ice_lite(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .enable_h264(true)
+            .set_stats_interval(None);
+        let mut rtc = guard(move || {
+            let mut rtc = cfg.build(now);
+            for &(proto, addr) in candidates {
+                let c = match proto {
+                    Proto::Udp => Candidate::host(addr, "udp"),
+                    Proto::Tcp => Candidate::builder()
+                        .tcp()
+                        .host(addr)
+                        .tcptype(TcpType::Passive)
+                        .build(),
+                };
+                if let Ok(c) = c {
+                    rtc.add_local_candidate(c);
+                }
+            }
+            rtc
+        })
+        .map_err(|p| SessionError::BadSdp(format!("internal error ({p})")))?;
+        let _ = &mut rtc;
+        let mut peer = Peer {
+            rtc,
+            room,
+            published: Vec::new(),
+            slots: Vec::new(),
+            connected: false,
+            ended: None,
+            timeout: now,
+            bytes_sent: 0,
+            joined: now,
+            blocked: Vec::new(),
+            loudness: 0.0,
+            loud_at: None,
+            last_spoke: None,
+            last_pli: HashMap::new(),
+            events: Vec::new(),
+            recent: HashMap::new(),
+            rnd: seed | 1,
+        };
+        let answer = peer.renegotiate(now, offer, tracks)?;
+        Ok((peer, answer))
+    }
+
+    fn rand(&mut self) -> u64 {
+        let mut r = self.rnd;
+        r ^= r << 13;
+        r ^= r >> 7;
+        r ^= r << 17;
+        self.rnd = r;
+        r
+    }
+
+    /// Answers a later offer of the page (more slots, a screen share added or removed).
+    /// Slots and published tracks follow the answer; existing slots keep their state.
+    pub fn renegotiate(
+        &mut self,
+        now: Instant,
+        offer: &str,
+        tracks: &[(String, TrackKind)],
+    ) -> Result<String, SessionError> {
+        if self.ended.is_some() {
+            return Err(SessionError::BadSdp("the participant has left".into()));
+        }
+        let parsed =
+            SdpOffer::from_sdp_string(offer).map_err(|e| SessionError::BadSdp(e.to_string()))?;
+        let answer = guard(|| self.rtc.sdp_api().accept_offer(parsed))
+            .map_err(|p| SessionError::BadSdp(format!("the offer could not be handled ({p})")))?
+            .map_err(|e| SessionError::BadSdp(e.to_string()))?
+            .to_sdp_string();
+        let mut published = Vec::new();
+        let mut slots = Vec::new();
+        for (mid, video, dir) in sections(&answer) {
+            match dir {
+                // We receive: a track the page publishes.
+                "recvonly" | "sendrecv" => {
+                    let label = tracks.iter().find(|(m, _)| m.as_str() == &*mid);
+                    let track = match label {
+                        Some((_, t)) if t.is_video() == video => *t,
+                        Some((_, t)) => {
+                            return Err(SessionError::BadSdp(format!(
+                                "track {} is labelled {} but its m-line is {}",
+                                &*mid,
+                                t.as_str(),
+                                if video { "video" } else { "audio" }
+                            )));
+                        }
+                        None if video => TrackKind::Camera,
+                        None => TrackKind::Mic,
+                    };
+                    if dir == "recvonly" {
+                        published.push(Published { mid, track });
+                    }
+                }
+                // We send: a slot.
+                "sendonly" => {
+                    let old = self
+                        .slots
+                        .iter()
+                        .position(|s| s.mid == mid)
+                        .map(|i| self.slots.swap_remove(i));
+                    let seq = self.rand() & 0x7fff;
+                    slots.push(old.unwrap_or_else(|| Slot::new(mid, video, seq)));
+                }
+                _ => {}
+            }
+        }
+        // At most one published track of each kind counts (the first).
+        let mut seen = Vec::new();
+        published.retain(|p| {
+            let fresh = !seen.contains(&p.track);
+            seen.push(p.track);
+            fresh
+        });
+        self.published = published;
+        self.slots = slots;
+        let mut sink = Vec::new();
+        self.settle(now, &mut sink);
+        if let Some(e) = &self.ended {
+            return Err(SessionError::BadSdp(e.clone()));
+        }
+        Ok(answer)
+    }
+
+    fn settle(&mut self, now: Instant, out: &mut Vec<Transmit>) {
+        self.input(Input::Timeout(now), out);
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    pub fn timeout(&self) -> Instant {
+        self.timeout
+    }
+
+    /// The track published on `mid`.
+    pub fn track_of(&self, mid: Mid) -> Option<TrackKind> {
+        self.published
+            .iter()
+            .find(|p| p.mid == mid)
+            .map(|p| p.track)
+    }
+
+    pub fn mid_of(&self, track: TrackKind) -> Option<Mid> {
+        self.published
+            .iter()
+            .find(|p| p.track == track)
+            .map(|p| p.mid)
+    }
+
+    pub fn accepts(
+        &self,
+        now: Instant,
+        proto: Proto,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) -> bool {
+        if self.ended.is_some() {
+            return false;
+        }
+        let Some(input) = receive(now, proto, source, destination, data) else {
+            return false;
+        };
+        guard(|| self.rtc.accepts(&input)).unwrap_or(false)
+    }
+
+    pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        proto: Proto,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+        out: &mut Vec<Transmit>,
+    ) {
+        if let Some(input) = receive(now, proto, source, destination, data) {
+            self.input(input, out);
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Transmit>) {
+        self.input(Input::Timeout(now), out);
+    }
+
+    pub fn close(&mut self, reason: &str) {
+        if self.ended.is_none() {
+            let _ = guard(|| self.rtc.disconnect());
+            self.ended = Some(reason.to_string());
+        }
+    }
+
+    fn input(&mut self, input: Input<'_>, out: &mut Vec<Transmit>) {
+        if self.ended.is_some() {
+            return;
+        }
+        match guard(|| self.rtc.handle_input(input)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => self.close(&format!("WebRTC error: {e}")),
+            Err(p) => self.close(&format!("internal error in the WebRTC stack: {p}")),
+        }
+        self.drain(out);
+    }
+
+    fn drain(&mut self, out: &mut Vec<Transmit>) {
+        if self.ended.is_some() {
+            return;
+        }
+        let mut raw = Vec::new();
+        let res = guard(|| {
+            for _ in 0..100_000 {
+                match self.rtc.poll_output() {
+                    Ok(Output::Timeout(t)) => return Ok(t),
+                    Ok(Output::Transmit(t)) => {
+                        self.bytes_sent += t.contents.len() as u64;
+                        out.push(Transmit {
+                            proto: if t.proto == Protocol::Udp {
+                                Proto::Udp
+                            } else {
+                                Proto::Tcp
+                            },
+                            source: t.source,
+                            destination: t.destination,
+                            contents: t.contents.into(),
+                        });
+                    }
+                    Ok(Output::Event(e)) => raw.push(e),
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            Err("str0m did not settle".to_string())
+        });
+        match res {
+            Ok(Ok(t)) => self.timeout = t,
+            Ok(Err(e)) => return self.close(&format!("WebRTC error: {e}")),
+            Err(p) => return self.close(&format!("internal error in the WebRTC stack: {p}")),
+        }
+        for e in raw {
+            match e {
+                Event::Connected => {
+                    self.connected = true;
+                    self.events.push(PeerEvent::Connected);
+                }
+                Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                    self.close("the participant's connection is gone")
+                }
+                Event::KeyframeRequest(k) => self.events.push(PeerEvent::KeyframeWanted(k.mid)),
+                Event::RtpPacket(p) => {
+                    let ssrc = p.header.ssrc;
+                    let Some((mid, rid)) = guard(|| {
+                        self.rtc
+                            .direct_api()
+                            .stream_rx(&ssrc)
+                            .map(|s| (s.mid(), s.rid()))
+                    })
+                    .ok()
+                    .flatten() else {
+                        continue;
+                    };
+                    let pt = p.header.payload_type;
+                    let codec = self
+                        .rtc
+                        .codec_config()
+                        .params()
+                        .iter()
+                        .find(|c| c.pt() == pt)
+                        .map(|c| c.spec().codec);
+                    let Some(codec) = codec else { continue };
+                    let video = codec != RtcCodec::Opus;
+                    let r = RtpIn {
+                        mid,
+                        rid,
+                        pt,
+                        codec,
+                        seq: *p.seq_no,
+                        ts: p.header.timestamp,
+                        marker: p.header.marker,
+                        starts: !video || keyframe_start(codec, &p.payload),
+                        audio_level: p.header.ext_vals.audio_level.map(|l| l.unsigned_abs()),
+                        payload: p.payload,
+                        at: p.timestamp,
+                    };
+                    if video {
+                        let q = self.recent.entry(mid).or_default();
+                        if q.len() == RECENT {
+                            q.pop_front();
+                        }
+                        q.push_back(r.clone());
+                    }
+                    self.events.push(PeerEvent::Rtp(r));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Asks the page for a keyframe of its track `mid` (at most one each 500 ms).
+    pub fn request_keyframe(&mut self, now: Instant, mid: Mid, out: &mut Vec<Transmit>) {
+        if self
+            .last_pli
+            .get(&mid)
+            .is_some_and(|t| now.duration_since(*t) < Duration::from_millis(500))
+        {
+            return;
+        }
+        self.last_pli.insert(mid, now);
+        let asked = guard(|| {
+            let mut api = self.rtc.direct_api();
+            let mut any = false;
+            // Every layer of the track (one, without simulcast).
+            for rid in [None, Some("h"), Some("m"), Some("l")] {
+                if let Some(s) = api.stream_rx_by_mid(mid, rid.map(Rid::from)) {
+                    s.request_keyframe(KeyframeRequestKind::Pli);
+                    any = true;
+                }
+            }
+            any
+        })
+        .unwrap_or(false);
+        if asked {
+            self.input(Input::Timeout(now), out);
+        }
+    }
+
+    /// Our payload type for `codec` on slot `i` (the page's first that fits).
+    fn our_pt(&self, i: usize, codec: RtcCodec) -> Option<Pt> {
+        let media = self.rtc.media(self.slots[i].mid)?;
+        let params = self.rtc.codec_config().params();
+        media.remote_pts().iter().copied().find(|pt| {
+            params.iter().any(|p| {
+                p.pt() == *pt
+                    && p.spec().codec == codec
+                    && (codec != RtcCodec::H264 || p.spec().format.packetization_mode == Some(1))
+            })
+        })
+    }
+
+    /// Forwards a packet of the slot's feed. Returns whether it was written (str0m then
+    /// needs a [`Peer::flush`] before its datagrams come out).
+    pub fn forward(&mut self, i: usize, p: &RtpIn) -> bool {
+        if !self.connected || self.ended.is_some() || i >= self.slots.len() {
+            return false;
+        }
+        let pt = match self.slots[i].pt_map.iter().find(|(a, _)| *a == p.pt) {
+            Some((_, b)) => *b,
+            None => {
+                let b = self.our_pt(i, p.codec);
+                self.slots[i].pt_map.push((p.pt, b));
+                b
+            }
+        };
+        let Some(pt) = pt else { return false };
+        let step = if self.slots[i].video { 3000 } else { 960 };
+        let seed = self.rand() as u32;
+        let s = &mut self.slots[i];
+        let offset = match s.seq_offset {
+            Some(o) => o,
+            None if p.starts => {
+                let o = s.next_seq as i64 - p.seq as i64;
+                s.seq_offset = Some(o);
+                s.first_in = p.seq;
+                let start = s.last_ts.map_or(seed, |t| t.wrapping_add(step));
+                s.ts_offset = start.wrapping_sub(p.ts);
+                o
+            }
+            None => return false,
+        };
+        if p.seq < s.first_in {
+            return false; // from before the switch
+        }
+        let seq = (p.seq as i64 + offset) as u64;
+        let ts = p.ts.wrapping_add(s.ts_offset);
+        let (mid, video) = (s.mid, s.video);
+        let mut ext = ExtensionValues::default();
+        if let Some(l) = p.audio_level {
+            ext.audio_level = Some(-(l.min(127) as i8));
+        }
+        let payload = p.payload.clone();
+        let written = guard(|| {
+            let mut api = self.rtc.direct_api();
+            let Some(stream) = api.stream_tx_by_mid(mid, None) else {
+                return false;
+            };
+            stream.write_rtp(
+                RtpWrite::new(pt, seq.into(), ts, p.at, payload)
+                    .marker(p.marker)
+                    .ext_vals(ext)
+                    .nackable(video),
+            );
+            true
+        });
+        match written {
+            Ok(true) => {
+                let s = &mut self.slots[i];
+                s.next_seq = s.next_seq.max(seq + 1);
+                s.last_ts = Some(ts);
+                s.packets_sent += 1;
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                self.close(&format!("internal error in the WebRTC stack: {e}"));
+                false
+            }
+        }
+    }
+
+    /// Lets str0m send what [`Peer::forward`] queued.
+    pub fn flush(&mut self, now: Instant, out: &mut Vec<Transmit>) {
+        self.input(Input::Timeout(now), out);
+    }
+
+    /// Feeds the microphone's loudness from a packet's audio level.
+    pub fn hear(&mut self, at: Instant, level: Option<u8>) {
+        let Some(level) = level else { return };
+        let x = 127.0 - f32::from(level.min(127));
+        self.loudness = match self.loud_at {
+            Some(t) if at.duration_since(t) < Duration::from_millis(300) => {
+                self.loudness * 0.85 + x * 0.15
+            }
+            _ => x,
+        };
+        self.loud_at = Some(at);
+    }
+
+    /// The microphone's loudness now (0 after 300 ms without a packet: DTX silence).
+    pub fn loudness_at(&self, now: Instant) -> f32 {
+        match self.loud_at {
+            Some(t) if now.duration_since(t) < Duration::from_millis(300) => self.loudness,
+            _ => 0.0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vp8_keyframes_are_found_past_the_descriptor() {
+        // S=1, PID=0, no extension; frame header P bit 0: key.
+        assert!(vp8_keyframe_start(&[0x10, 0x00, 0x9d, 0x01, 0x2a]));
+        // P bit 1: interframe.
+        assert!(!vp8_keyframe_start(&[0x10, 0x01]));
+        // Not the start of partition 0.
+        assert!(!vp8_keyframe_start(&[0x00, 0x00]));
+        assert!(!vp8_keyframe_start(&[0x11, 0x00]));
+        // X with a 15-bit picture id, TL0PICIDX and TID: the header is at byte 6.
+        assert!(vp8_keyframe_start(&[
+            0x90, 0xe0, 0x80, 0x01, 0x05, 0x20, 0x00
+        ]));
+        assert!(!vp8_keyframe_start(&[
+            0x90, 0xe0, 0x80, 0x01, 0x05, 0x20, 0x01
+        ]));
+        // Truncated anywhere: never a keyframe, never a panic.
+        let full = [0x90, 0xe0, 0x80, 0x01, 0x05, 0x20, 0x00];
+        for n in 0..full.len() {
+            assert!(!vp8_keyframe_start(&full[..n]));
+        }
+    }
+
+    #[test]
+    fn h264_keyframes_in_single_stap_and_fu() {
+        assert!(h264_keyframe_start(&[0x65, 0x88]));
+        assert!(h264_keyframe_start(&[0x67, 0x42]));
+        assert!(!h264_keyframe_start(&[0x41, 0x9a]));
+        // STAP-A with SPS and PPS.
+        assert!(h264_keyframe_start(&[
+            0x18, 0x00, 0x02, 0x67, 0x42, 0x00, 0x02, 0x68, 0xce
+        ]));
+        // STAP-A of non-IDR units, and a truncated one.
+        assert!(!h264_keyframe_start(&[0x18, 0x00, 0x02, 0x41, 0x9a]));
+        assert!(!h264_keyframe_start(&[0x18, 0x00, 0x09, 0x41]));
+        // FU-A: the start of an IDR, a middle of one, the start of a P slice.
+        assert!(h264_keyframe_start(&[0x7c, 0x85, 0x00]));
+        assert!(!h264_keyframe_start(&[0x7c, 0x05, 0x00]));
+        assert!(!h264_keyframe_start(&[0x7c, 0x81, 0x00]));
+        assert!(!h264_keyframe_start(&[]));
+        // Deterministic garbage never panics.
+        let mut r = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..10_000 {
+            r ^= r << 13;
+            r ^= r >> 7;
+            r ^= r << 17;
+            let n = (r % 12) as usize;
+            let bytes: Vec<u8> = (0..n).map(|i| (r >> (i * 5)) as u8).collect();
+            let _ = h264_keyframe_start(&bytes);
+            let _ = vp8_keyframe_start(&bytes);
+        }
+    }
+
+    #[test]
+    fn sections_give_mids_kinds_and_directions() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=recvonly\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=sendonly\r\n\
+                   m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\na=sendonly\r\n\
+                   m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:3\r\n";
+        let s = sections(sdp);
+        assert_eq!(
+            s,
+            vec![
+                (Mid::from("0"), false, "recvonly"),
+                (Mid::from("1"), true, "sendonly")
+            ]
+        );
+    }
+}

@@ -1,0 +1,525 @@
+//! Meetings over HTTP: schedule, list and read meetings, and the signalling WebSocket that
+//! carries a participant through one (docs/design/meetings.md). The room itself is
+//! `crate::meetings`.
+
+use super::AppState;
+use super::caller::{Caller, ClientAddr};
+use super::extract::{ApiJson, ApiPath};
+use crate::auth::Role;
+use crate::error::{Error, Result};
+use crate::meetings::{Meetings, Out, Who, link, store};
+use crate::{bail, err};
+use axum::Router;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use xaso_sfu::TrackKind;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/meetings", get(list).post(create))
+        .route("/meetings/{id}", get(one))
+        .route("/meetings/{id}/ws", get(socket))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewMeeting {
+    title: String,
+    /// RFC 3339.
+    start: String,
+    end: String,
+    #[serde(default)]
+    invitees: Vec<String>,
+    #[serde(default)]
+    guests: Vec<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UserRef {
+    id: i64,
+    username: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MeetingOut {
+    id: i64,
+    title: String,
+    start: String,
+    end: String,
+    chair: UserRef,
+    invitees: Vec<String>,
+    guests: Vec<String>,
+    /// `upcoming`, `now`, `past` or `ended`.
+    phase: &'static str,
+    locked: bool,
+    /// Participants in the room now.
+    participants: usize,
+    /// The signed guest link (the chair and admins only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    join_url: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MeetingList {
+    meetings: Vec<MeetingOut>,
+}
+
+/// Longest meeting that may be scheduled.
+const MAX_LENGTH_MS: i64 = 24 * 3600 * 1000;
+
+async fn link_key(st: &AppState) -> Result<Vec<u8>> {
+    store::server_key(&st.db, "meeting_links").await
+}
+
+fn phase(m: &store::Meeting, now: i64) -> &'static str {
+    if m.ended_ms.is_some() {
+        "ended"
+    } else if now < m.start_ms {
+        "upcoming"
+    } else if now <= m.end_ms {
+        "now"
+    } else {
+        "past"
+    }
+}
+
+fn may_manage(caller: &Caller, m: &store::Meeting) -> bool {
+    caller.user.role == Role::Admin || caller.user.id == m.chair_id
+}
+
+async fn out(st: &AppState, caller: &Caller, m: store::Meeting) -> Result<MeetingOut> {
+    let join_url = if may_manage(caller, &m) {
+        let key = link_key(st).await?;
+        let token = link::sign(&key, m.id, m.end_ms + link::GRACE_MS);
+        Some(format!("/#/meet/{}?t={token}", m.id))
+    } else {
+        None
+    };
+    let participants = st.meetings.as_ref().map_or(0, |h| h.occupancy(m.id));
+    Ok(MeetingOut {
+        id: m.id,
+        title: m.title.clone(),
+        start: super::rfc3339(m.start_ms),
+        end: super::rfc3339(m.end_ms),
+        chair: UserRef {
+            id: m.chair_id,
+            username: m.chair.clone(),
+        },
+        phase: phase(&m, st.now_ms()),
+        locked: m.locked,
+        participants,
+        invitees: m.invitees,
+        guests: m.guests,
+        join_url,
+    })
+}
+
+/// Whether the caller may see and join meeting `m` as a user (chair, invitee, admin).
+async fn may_attend(st: &AppState, caller: &Caller, m: &store::Meeting) -> Result<bool> {
+    Ok(may_manage(caller, m) || store::is_invited(&st.db, m.id, caller.user.id).await?)
+}
+
+#[utoipa::path(post, path = "/api/meetings", tag = "meetings", request_body = NewMeeting,
+    responses((status = 201, body = MeetingOut), (status = 400), (status = 401)))]
+async fn create(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<NewMeeting>,
+) -> Result<(StatusCode, axum::Json<MeetingOut>)> {
+    let title = req.title.trim();
+    if title.is_empty() || title.chars().count() > 200 {
+        bail!(InvalidArgument, "title: 1 to 200 characters");
+    }
+    let start = super::parse_rfc3339("start", &req.start)?;
+    let end = super::parse_rfc3339("end", &req.end)?;
+    if end <= start {
+        bail!(InvalidArgument, "end must be after start");
+    }
+    if end - start > MAX_LENGTH_MS {
+        bail!(InvalidArgument, "a meeting lasts at most 24 hours");
+    }
+    if req.invitees.len() > 500 || req.guests.len() > 500 {
+        bail!(InvalidArgument, "at most 500 invitees and 500 guests");
+    }
+    let mut ids = Vec::new();
+    for name in &req.invitees {
+        let name = name.trim();
+        match crate::store::user_by_name(&st.db, name).await? {
+            Some((u, _)) if !ids.contains(&u.id) => ids.push(u.id),
+            Some(_) => {}
+            None => bail!(InvalidArgument, "invitees: no user named {name:?}"),
+        }
+    }
+    let guests: Vec<String> = req
+        .guests
+        .iter()
+        .map(|g| g.trim().to_string())
+        .filter(|g| !g.is_empty())
+        .collect();
+    if guests.iter().any(|g| g.chars().count() > 200) {
+        bail!(InvalidArgument, "guests: at most 200 characters each");
+    }
+    let m = store::create(
+        &st.db,
+        &store::NewMeeting {
+            title,
+            start_ms: start,
+            end_ms: end,
+            chair_id: caller.user.id,
+            invitee_ids: &ids,
+            guests: &guests,
+        },
+        st.now_ms(),
+    )
+    .await?;
+    let mut ev = caller.event("meeting.create");
+    ev.detail = Some(json!({"meeting": m.id, "title": m.title}));
+    st.audit(ev).await?;
+    Ok((StatusCode::CREATED, axum::Json(out(&st, &caller, m).await?)))
+}
+
+#[utoipa::path(get, path = "/api/meetings", tag = "meetings",
+    responses((status = 200, body = MeetingList), (status = 401)))]
+async fn list(State(st): State<AppState>, caller: Caller) -> Result<axum::Json<MeetingList>> {
+    let of = (caller.user.role != Role::Admin).then_some(caller.user.id);
+    let mut meetings = Vec::new();
+    for m in store::list(&st.db, of).await? {
+        meetings.push(out(&st, &caller, m).await?);
+    }
+    Ok(axum::Json(MeetingList { meetings }))
+}
+
+#[utoipa::path(get, path = "/api/meetings/{id}", tag = "meetings", params(("id" = i64, Path)),
+    responses((status = 200, body = MeetingOut), (status = 401), (status = 404)))]
+async fn one(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<axum::Json<MeetingOut>> {
+    let m = store::get(&st.db, id).await?;
+    if !may_attend(&st, &caller, &m).await? {
+        // Meetings of others are not probed.
+        bail!(NotFound, "no meeting with id {id}");
+    }
+    Ok(axum::Json(out(&st, &caller, m).await?))
+}
+
+#[derive(Deserialize)]
+struct WsQuery {
+    t: Option<String>,
+}
+
+/// Who the socket belongs to: a user (cookie or token) who may attend, or a guest with a
+/// valid link. `None` for a guest (the name comes in `join`).
+async fn admit(
+    st: &AppState,
+    caller: std::result::Result<Caller, Error>,
+    token: Option<&str>,
+    m: &store::Meeting,
+) -> Result<Option<Caller>> {
+    if let Some(t) = token {
+        let key = link_key(st).await?;
+        link::verify(&key, m.id, t, st.now_ms()).map_err(|e| err!(PermissionDenied, "{e}"))?;
+        // A logged-in user with the link still joins under their account.
+        return Ok(caller.ok());
+    }
+    let caller = caller?;
+    if !may_attend(st, &caller, m).await? {
+        bail!(PermissionDenied, "you are not invited to this meeting");
+    }
+    Ok(Some(caller))
+}
+
+/// The signalling WebSocket of one participant (protocol: docs/design/meetings.md).
+#[utoipa::path(get, path = "/api/meetings/{id}/ws", tag = "meetings", params(("id" = i64, Path), ("t" = Option<String>, Query, description = "guest link token")),
+    responses((status = 101, description = "WebSocket: JSON messages, docs/design/meetings.md"),
+              (status = 400, description = "not a WebSocket request")))]
+async fn socket(
+    State(st): State<AppState>,
+    caller: std::result::Result<Caller, Error>,
+    ClientAddr(address): ClientAddr,
+    ApiPath(id): ApiPath<i64>,
+    Query(q): Query<WsQuery>,
+    ws: std::result::Result<
+        WebSocketUpgrade,
+        axum::extract::ws::rejection::WebSocketUpgradeRejection,
+    >,
+) -> Result<Response> {
+    let Ok(ws) = ws else {
+        if q.t.is_none() {
+            caller?;
+        }
+        bail!(InvalidArgument, "open this address as a WebSocket");
+    };
+    let ws = ws.max_message_size(256 * 1024);
+    let admitted = async {
+        let hub = st
+            .meetings
+            .clone()
+            .ok_or_else(|| err!(Unavailable, "meetings are not running on this server"))?;
+        let m = store::get(&st.db, id).await?;
+        let who = admit(&st, caller, q.t.as_deref(), &m).await?;
+        Ok::<_, Error>((hub, m, who))
+    }
+    .await;
+    match admitted {
+        Err(e) => Ok(ws
+            .on_upgrade(move |s| super::live::refuse(s, e))
+            .into_response()),
+        Ok((hub, m, who)) => Ok(ws
+            .on_upgrade(move |s| run(st, hub, m, who, address, s))
+            .into_response()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum In {
+    Join {
+        #[serde(default)]
+        name: Option<String>,
+    },
+    Offer {
+        sdp: String,
+        #[serde(default)]
+        tracks: std::collections::HashMap<String, String>,
+    },
+    State {
+        #[serde(default)]
+        mic: bool,
+        #[serde(default)]
+        camera: bool,
+        #[serde(default)]
+        screen: bool,
+    },
+    Hand {
+        raised: bool,
+    },
+    Chat {
+        text: String,
+    },
+    View {
+        #[allow(dead_code)]
+        tiles: Value,
+    },
+    Chair {
+        action: String,
+        #[serde(default)]
+        participant: Option<u64>,
+        #[serde(default)]
+        kind: Option<String>,
+    },
+    Leave,
+}
+
+fn error_message(e: &Error) -> String {
+    json!({
+        "type": "error", "status": e.kind().status().as_u16(), "code": e.kind().code(),
+        "message": e.public_message(),
+    })
+    .to_string()
+}
+
+/// A socket that sends nothing and answers no ping this long is gone.
+const SILENCE: Duration = Duration::from_secs(10);
+
+async fn run(
+    st: AppState,
+    hub: Arc<Meetings>,
+    m: store::Meeting,
+    caller: Option<Caller>,
+    address: Option<String>,
+    socket: WebSocket,
+) {
+    use futures::{SinkExt, StreamExt};
+    let (mut sink, mut stream) = socket.split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Out>();
+    // The writer: the hub's messages, and a ping every 3 s.
+    let writer = tokio::spawn(async move {
+        let mut ping = tokio::time::interval(Duration::from_secs(3));
+        loop {
+            tokio::select! {
+                o = rx.recv() => match o {
+                    Some(Out::Text(t)) => {
+                        if sink.send(Message::Text(t.into())).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Out::Close(code, reason)) => {
+                        let _ = sink
+                            .send(Message::Close(Some(CloseFrame { code, reason: reason.into() })))
+                            .await;
+                        return;
+                    }
+                    None => return,
+                },
+                _ = ping.tick() => {
+                    if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let say = |e: &Error| {
+        let _ = tx.send(Out::Text(error_message(e)));
+    };
+    let mut me: Option<u64> = None;
+    loop {
+        let msg = match tokio::time::timeout(SILENCE, stream.next()).await {
+            Ok(Some(Ok(msg))) => msg,
+            Ok(Some(Err(_))) | Ok(None) => break,
+            Err(_) => {
+                tracing::info!(meeting = m.id, "a participant's socket went silent");
+                break;
+            }
+        };
+        let text = match msg {
+            Message::Text(t) => t,
+            Message::Close(_) => break,
+            Message::Binary(_) => {
+                say(&err!(InvalidArgument, "messages are JSON text"));
+                continue;
+            }
+            _ => continue,
+        };
+        let parsed: In = match serde_json::from_str(&text) {
+            Ok(p) => p,
+            Err(e) => {
+                say(&err!(InvalidArgument, "malformed message: {e}"));
+                continue;
+            }
+        };
+        if matches!(parsed, In::Leave) {
+            break;
+        }
+        let res: Result<()> = async {
+            match (parsed, me) {
+                (In::Join { name }, None) => {
+                    let name = name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+                    let name = match (&caller, name) {
+                        (_, Some(n)) if n.chars().count() > 60 => {
+                            bail!(InvalidArgument, "name: at most 60 characters")
+                        }
+                        (_, Some(n)) => n,
+                        (Some(c), None) => c.user.username.clone(),
+                        (None, None) => bail!(InvalidArgument, "a guest must give a name"),
+                    };
+                    let who = Who {
+                        name,
+                        user_id: caller.as_ref().map(|c| c.user.id),
+                        chair: caller.as_ref().is_some_and(|c| c.user.id == m.chair_id),
+                        admin: caller.as_ref().is_some_and(|c| c.user.role == Role::Admin),
+                        address: address.clone(),
+                    };
+                    let extra = json!({"ice_servers": st.cfg.webrtc.ice_servers});
+                    let (pid, welcome) = hub.join(&m, who.clone(), tx.clone(), extra).await?;
+                    me = Some(pid);
+                    let _ = tx.send(Out::Text(welcome.to_string()));
+                    let mut ev = match &caller {
+                        Some(c) => c.event("meeting.join"),
+                        None => crate::audit::Event {
+                            action: "meeting.join",
+                            address: address.clone(),
+                            ..Default::default()
+                        },
+                    };
+                    ev.detail =
+                        Some(json!({"meeting": m.id, "name": who.name, "guest": caller.is_none()}));
+                    st.audit(ev).await
+                }
+                (In::Join { .. }, Some(_)) => bail!(InvalidArgument, "already joined"),
+                (_, None) => bail!(FailedPrecondition, "send \"join\" first"),
+                (In::Offer { sdp, tracks }, Some(pid)) => {
+                    if sdp.len() > 128 * 1024 {
+                        bail!(PayloadTooLarge, "the SDP offer is too large");
+                    }
+                    let mut labelled = Vec::new();
+                    for (mid, t) in tracks {
+                        let t = TrackKind::parse(&t).ok_or_else(|| {
+                            err!(
+                                InvalidArgument,
+                                "tracks: {t:?} is not mic, camera or screen"
+                            )
+                        })?;
+                        labelled.push((mid, t));
+                    }
+                    let answer = hub.offer(m.id, pid, sdp, labelled).await?;
+                    let _ = tx.send(Out::Text(
+                        json!({"type": "answer", "sdp": answer}).to_string(),
+                    ));
+                    Ok(())
+                }
+                (
+                    In::State {
+                        mic,
+                        camera,
+                        screen,
+                    },
+                    Some(pid),
+                ) => hub.state(m.id, pid, mic, camera, screen).await,
+                (In::Hand { raised }, Some(pid)) => hub.hand(m.id, pid, raised),
+                (In::Chat { text }, Some(pid)) => hub.chat(m.id, pid, &text).await,
+                (In::View { .. }, Some(_)) => Ok(()),
+                (
+                    In::Chair {
+                        action,
+                        participant,
+                        kind,
+                    },
+                    Some(pid),
+                ) => {
+                    let kind = match kind.as_deref() {
+                        None => None,
+                        Some(k) => Some(TrackKind::parse(k).ok_or_else(|| {
+                            err!(InvalidArgument, "kind: {k:?} is not mic or camera")
+                        })?),
+                    };
+                    hub.chair(m.id, pid, &action, participant, kind).await
+                }
+                (In::Leave, Some(_)) => Ok(()),
+            }
+        }
+        .await;
+        match res {
+            Ok(()) => {}
+            Err(e) => {
+                say(&e);
+                // Refused at the door: the socket closes.
+                if me.is_none() && e.kind() != crate::error::ErrorKind::InvalidArgument {
+                    let _ = tx.send(Out::Close(
+                        4000 + e.kind().status().as_u16(),
+                        e.public_message(),
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(pid) = me {
+        hub.leave(m.id, pid).await;
+        let ev = match &caller {
+            Some(c) => c.event("meeting.leave"),
+            None => crate::audit::Event {
+                action: "meeting.leave",
+                address: address.clone(),
+                ..Default::default()
+            },
+        };
+        let mut ev = ev;
+        ev.detail = Some(json!({"meeting": m.id}));
+        if let Err(e) = st.audit(ev).await {
+            tracing::error!(error = %e, "cannot audit a meeting leave");
+        }
+    }
+    drop(tx);
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+}

@@ -1,0 +1,689 @@
+//! Meetings: the hub that knows who is in each room (names, roles, switches, hands, what
+//! the chair did), relays the signalling of `api::meetings`' WebSocket to the forwarding
+//! core (`crate::live`), and turns the core's events (what each slot carries, the active
+//! speaker, a connection gone) into messages for the pages. The protocol is in
+//! docs/design/meetings.md.
+//!
+//! - [`store`]: the rows (meetings, invitees, attendance, chat, the link key).
+//! - [`link`]: signed guest links (pure).
+//!
+//! The hub's state is in memory, behind one lock held only for short, non-async steps;
+//! what must last (attendance, chat) is written to the database.
+
+pub mod link;
+pub mod store;
+
+use crate::error::{Error, Result};
+use crate::live::{Live, LiveError, MeetingMedia};
+use crate::{bail, err};
+use serde_json::{Value, json};
+use sqlx::AnyPool;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+use xaso_base::Clocks;
+use xaso_sfu::{Feed, SessionId, SlotsUpdate, TrackKind};
+
+/// What the hub sends down a participant's socket.
+#[derive(Debug)]
+pub enum Out {
+    Text(String),
+    /// Close the socket with this code and reason (after the texts before it).
+    Close(u16, String),
+}
+
+/// Who is joining.
+#[derive(Clone, Debug)]
+pub struct Who {
+    pub name: String,
+    pub user_id: Option<i64>,
+    pub chair: bool,
+    /// Admins enter locked rooms.
+    pub admin: bool,
+    pub address: Option<String>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct PerKind {
+    mic: bool,
+    camera: bool,
+}
+
+impl PerKind {
+    fn get(&self, k: TrackKind) -> bool {
+        match k {
+            TrackKind::Mic => self.mic,
+            _ => self.camera,
+        }
+    }
+
+    fn set(&mut self, k: TrackKind, v: bool) {
+        match k {
+            TrackKind::Mic => self.mic = v,
+            _ => self.camera = v,
+        }
+    }
+}
+
+struct Part {
+    who: Who,
+    tx: mpsc::UnboundedSender<Out>,
+    peer: Option<SessionId>,
+    mic: bool,
+    camera: bool,
+    screen: bool,
+    hand: Option<i64>,
+    /// Tracks the chair muted, and whether the participant may turn them back on.
+    chair_muted: PerKind,
+    may_unmute: PerKind,
+    attendance: i64,
+    connected: bool,
+}
+
+#[derive(Default)]
+struct Room {
+    parts: BTreeMap<u64, Part>,
+    locked: bool,
+    speaker: Option<u64>,
+}
+
+#[derive(Default)]
+struct Inner {
+    rooms: HashMap<i64, Room>,
+    /// Forwarding-core participant → (meeting, participant id).
+    peers: HashMap<SessionId, (i64, u64)>,
+    next_pid: u64,
+}
+
+pub struct Meetings {
+    db: AnyPool,
+    clocks: Arc<dyn Clocks>,
+    live: Option<Arc<Live>>,
+    inner: Mutex<Inner>,
+}
+
+fn send(p: &Part, v: &Value) {
+    let _ = p.tx.send(Out::Text(v.to_string()));
+}
+
+pub fn rfc3339(ms: i64) -> String {
+    crate::api::rfc3339(ms)
+}
+
+impl Room {
+    fn participants(&self) -> Value {
+        let list: Vec<Value> = self
+            .parts
+            .iter()
+            .map(|(id, p)| {
+                json!({
+                    "id": id,
+                    "name": p.who.name,
+                    "role": if p.who.chair { "chair" } else { "participant" },
+                    "guest": p.who.user_id.is_none(),
+                    "mic": p.mic,
+                    "camera": p.camera,
+                    "screen": p.screen,
+                    "hand": p.hand.map(rfc3339),
+                    "muted_by_chair": { "mic": p.chair_muted.mic, "camera": p.chair_muted.camera },
+                    "connected": p.connected,
+                })
+            })
+            .collect();
+        json!({ "type": "participants", "list": list })
+    }
+
+    fn broadcast(&self, v: &Value) {
+        for p in self.parts.values() {
+            send(p, v);
+        }
+    }
+
+    fn broadcast_participants(&self) {
+        self.broadcast(&self.participants());
+    }
+}
+
+impl Meetings {
+    /// The hub; with live view running, it also listens to the forwarding core.
+    pub fn start(db: AnyPool, clocks: Arc<dyn Clocks>, live: Option<Arc<Live>>) -> Arc<Meetings> {
+        let m = Arc::new(Meetings {
+            db,
+            clocks,
+            live: live.clone(),
+            inner: Mutex::new(Inner {
+                next_pid: 1,
+                ..Default::default()
+            }),
+        });
+        if let Some(live) = live {
+            let (tx, mut rx) = mpsc::unbounded_channel();
+            if live.meeting_events.set(tx).is_ok() {
+                let weak = Arc::downgrade(&m);
+                tokio::spawn(async move {
+                    while let Some(ev) = rx.recv().await {
+                        let Some(m) = weak.upgrade() else { return };
+                        m.media_event(ev).await;
+                    }
+                });
+            }
+        }
+        m
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clocks.realtime_ms()
+    }
+
+    /// Whether someone is in meeting `id` now.
+    pub fn occupancy(&self, id: i64) -> usize {
+        let inner = self.inner.lock().expect("meetings lock");
+        inner.rooms.get(&id).map_or(0, |r| r.parts.len())
+    }
+
+    /// Enters the room; returns the participant's id and the `welcome` message.
+    pub async fn join(
+        &self,
+        meeting: &store::Meeting,
+        who: Who,
+        tx: mpsc::UnboundedSender<Out>,
+        extra: Value,
+    ) -> Result<(u64, Value)> {
+        if meeting.ended_ms.is_some() {
+            bail!(FailedPrecondition, "this meeting has ended");
+        }
+        {
+            let inner = self.inner.lock().expect("meetings lock");
+            let locked = inner
+                .rooms
+                .get(&meeting.id)
+                .map_or(meeting.locked, |r| r.locked);
+            if locked && !who.chair && !who.admin {
+                bail!(PermissionDenied, "the chair has locked this meeting");
+            }
+        }
+        let role = if who.chair { "chair" } else { "participant" };
+        let attendance = store::joined(
+            &self.db,
+            meeting.id,
+            &who.name,
+            who.user_id,
+            role,
+            who.address.as_deref(),
+            self.now_ms(),
+        )
+        .await?;
+        let chat = store::chat(&self.db, meeting.id).await?;
+        let mut inner = self.inner.lock().expect("meetings lock");
+        let pid = inner.next_pid;
+        inner.next_pid += 1;
+        let room = inner.rooms.entry(meeting.id).or_insert_with(|| Room {
+            locked: meeting.locked,
+            ..Default::default()
+        });
+        room.parts.insert(
+            pid,
+            Part {
+                who,
+                tx,
+                peer: None,
+                mic: true,
+                camera: true,
+                screen: false,
+                hand: None,
+                chair_muted: PerKind::default(),
+                may_unmute: PerKind::default(),
+                attendance,
+                connected: false,
+            },
+        );
+        let chat: Vec<Value> = chat
+            .iter()
+            .map(|c| json!({"id": c.id, "from": {"name": c.name}, "text": c.text, "at": rfc3339(c.at_ms)}))
+            .collect();
+        let mut welcome = json!({
+            "type": "welcome",
+            "you": pid,
+            "role": role,
+            "meeting": {
+                "id": meeting.id, "title": meeting.title, "start": rfc3339(meeting.start_ms),
+                "end": rfc3339(meeting.end_ms), "locked": room.locked,
+            },
+            "participants": room.participants()["list"],
+            "chat": chat,
+            "simulcast": false,
+        });
+        if let (Value::Object(w), Value::Object(e)) = (&mut welcome, extra) {
+            w.extend(e);
+        }
+        room.broadcast_participants();
+        if let Some(s) = room.speaker {
+            let p = &room.parts[&pid];
+            send(p, &json!({"type": "speaker", "participant": s}));
+        }
+        Ok((pid, welcome))
+    }
+
+    fn part_peer(&self, meeting: i64, pid: u64) -> Result<Option<SessionId>> {
+        let inner = self.inner.lock().expect("meetings lock");
+        let p = inner
+            .rooms
+            .get(&meeting)
+            .and_then(|r| r.parts.get(&pid))
+            .ok_or_else(|| err!(FailedPrecondition, "you are not in this meeting"))?;
+        Ok(p.peer)
+    }
+
+    /// An SDP offer from a participant; returns the answer.
+    pub async fn offer(
+        &self,
+        meeting: i64,
+        pid: u64,
+        sdp: String,
+        tracks: Vec<(String, TrackKind)>,
+    ) -> Result<String> {
+        let Some(live) = self.live.clone() else {
+            bail!(Unavailable, "media is not running on this server");
+        };
+        let live_err = |e: LiveError| -> Error {
+            match e {
+                LiveError::Session(e) => err!(InvalidArgument, "{e}"),
+                _ => err!(Unavailable, "the media server is not running"),
+            }
+        };
+        match self.part_peer(meeting, pid)? {
+            Some(peer) => live.renegotiate(peer, sdp, tracks).await.map_err(live_err),
+            None => {
+                let (peer, answer) = live
+                    .join_meeting(meeting, sdp, tracks)
+                    .await
+                    .map_err(live_err)?;
+                let blocked = {
+                    let mut inner = self.inner.lock().expect("meetings lock");
+                    let part = inner
+                        .rooms
+                        .get_mut(&meeting)
+                        .and_then(|r| r.parts.get_mut(&pid));
+                    match part {
+                        Some(p) => {
+                            p.peer = Some(peer);
+                            p.connected = true;
+                            let b = p.chair_muted;
+                            inner.peers.insert(peer, (meeting, pid));
+                            if let Some(r) = inner.rooms.get(&meeting) {
+                                r.broadcast_participants();
+                            }
+                            Some(b)
+                        }
+                        None => None,
+                    }
+                };
+                match blocked {
+                    // Left while the offer was being answered.
+                    None => {
+                        live.close(peer).await;
+                        bail!(FailedPrecondition, "you are not in this meeting");
+                    }
+                    Some(b) => {
+                        for k in [TrackKind::Mic, TrackKind::Camera] {
+                            if b.get(k) {
+                                live.block(peer, k, true).await;
+                            }
+                        }
+                    }
+                }
+                Ok(answer)
+            }
+        }
+    }
+
+    /// The participant's own switches.
+    pub async fn state(
+        &self,
+        meeting: i64,
+        pid: u64,
+        mic: bool,
+        camera: bool,
+        screen: bool,
+    ) -> Result<()> {
+        let mut unblock = Vec::new();
+        let refused = {
+            let mut inner = self.inner.lock().expect("meetings lock");
+            let room = inner
+                .rooms
+                .get_mut(&meeting)
+                .ok_or_else(|| err!(FailedPrecondition, "you are not in this meeting"))?;
+            let p = room
+                .parts
+                .get_mut(&pid)
+                .ok_or_else(|| err!(FailedPrecondition, "you are not in this meeting"))?;
+            let mut refused = None;
+            for (k, on) in [(TrackKind::Mic, mic), (TrackKind::Camera, camera)] {
+                if on && p.chair_muted.get(k) {
+                    if p.may_unmute.get(k) {
+                        p.chair_muted.set(k, false);
+                        p.may_unmute.set(k, false);
+                        if let Some(peer) = p.peer {
+                            unblock.push((peer, k));
+                        }
+                    } else {
+                        refused = Some(k);
+                        continue;
+                    }
+                }
+                match k {
+                    TrackKind::Mic => p.mic = on,
+                    _ => p.camera = on,
+                }
+            }
+            p.screen = screen;
+            room.broadcast_participants();
+            refused
+        };
+        if let Some(live) = &self.live {
+            for (peer, k) in unblock {
+                live.block(peer, k, false).await;
+            }
+        }
+        if let Some(k) = refused {
+            bail!(
+                PermissionDenied,
+                "the chair muted your {}; you may turn it on when the chair allows",
+                if k == TrackKind::Mic {
+                    "microphone"
+                } else {
+                    "camera"
+                }
+            );
+        }
+        Ok(())
+    }
+
+    pub fn hand(&self, meeting: i64, pid: u64, raised: bool) -> Result<()> {
+        let now = self.now_ms();
+        let mut inner = self.inner.lock().expect("meetings lock");
+        let room = inner
+            .rooms
+            .get_mut(&meeting)
+            .ok_or_else(|| err!(FailedPrecondition, "you are not in this meeting"))?;
+        let p = room
+            .parts
+            .get_mut(&pid)
+            .ok_or_else(|| err!(FailedPrecondition, "you are not in this meeting"))?;
+        p.hand = match (raised, p.hand) {
+            (true, Some(t)) => Some(t),
+            (true, None) => Some(now),
+            (false, _) => None,
+        };
+        room.broadcast_participants();
+        Ok(())
+    }
+
+    pub async fn chat(&self, meeting: i64, pid: u64, text: &str) -> Result<()> {
+        let text = text.trim();
+        if text.is_empty() || text.chars().count() > 2000 {
+            bail!(InvalidArgument, "a chat message has 1 to 2000 characters");
+        }
+        let (name, user_id) = {
+            let inner = self.inner.lock().expect("meetings lock");
+            let p = inner
+                .rooms
+                .get(&meeting)
+                .and_then(|r| r.parts.get(&pid))
+                .ok_or_else(|| err!(FailedPrecondition, "you are not in this meeting"))?;
+            (p.who.name.clone(), p.who.user_id)
+        };
+        let now = self.now_ms();
+        let id = store::add_chat(&self.db, meeting, &name, user_id, text, now).await?;
+        let inner = self.inner.lock().expect("meetings lock");
+        if let Some(r) = inner.rooms.get(&meeting) {
+            r.broadcast(&json!({
+                "type": "chat", "id": id, "from": {"id": pid, "name": name},
+                "text": text, "at": rfc3339(now),
+            }));
+        }
+        Ok(())
+    }
+
+    /// A chair's action. `target` is a participant id where the action needs one.
+    pub async fn chair(
+        &self,
+        meeting: i64,
+        pid: u64,
+        action: &str,
+        target: Option<u64>,
+        kind: Option<TrackKind>,
+    ) -> Result<()> {
+        let mut block = None;
+        let mut close_peers = Vec::new();
+        let mut ended = false;
+        let mut removed = None;
+        {
+            let mut inner = self.inner.lock().expect("meetings lock");
+            let room = inner
+                .rooms
+                .get_mut(&meeting)
+                .ok_or_else(|| err!(FailedPrecondition, "you are not in this meeting"))?;
+            let me = room
+                .parts
+                .get(&pid)
+                .ok_or_else(|| err!(FailedPrecondition, "you are not in this meeting"))?;
+            if !me.who.chair {
+                bail!(PermissionDenied, "only the chair may do this");
+            }
+            let target_part = |room: &mut Room| -> Result<u64> {
+                let t = target.ok_or_else(|| err!(InvalidArgument, "participant is missing"))?;
+                if !room.parts.contains_key(&t) {
+                    bail!(NotFound, "no participant {t} in this meeting");
+                }
+                Ok(t)
+            };
+            match action {
+                "mute" | "allow_unmute" => {
+                    let t = target_part(room)?;
+                    let k = match kind {
+                        Some(TrackKind::Screen) | None => {
+                            bail!(InvalidArgument, "kind must be \"mic\" or \"camera\"")
+                        }
+                        Some(k) => k,
+                    };
+                    let p = room.parts.get_mut(&t).expect("checked");
+                    if action == "mute" {
+                        p.chair_muted.set(k, true);
+                        p.may_unmute.set(k, false);
+                        match k {
+                            TrackKind::Mic => p.mic = false,
+                            _ => p.camera = false,
+                        }
+                        block = p.peer.map(|peer| (peer, k, true));
+                    } else if p.chair_muted.get(k) {
+                        p.may_unmute.set(k, true);
+                    }
+                    send(
+                        p,
+                        &json!({
+                            "type": "chair", "action": action, "kind": k.as_str(),
+                            "may_unmute": action == "allow_unmute",
+                        }),
+                    );
+                    room.broadcast_participants();
+                }
+                "remove" => {
+                    let t = target_part(room)?;
+                    if t == pid {
+                        bail!(
+                            InvalidArgument,
+                            "the chair cannot remove themselves; leave instead"
+                        );
+                    }
+                    removed = Some(t);
+                }
+                "lock" | "unlock" => {
+                    room.locked = action == "lock";
+                    let locked = room.locked;
+                    room.broadcast(&json!({"type": "locked", "locked": locked}));
+                }
+                "end" => {
+                    ended = true;
+                    for p in room.parts.values() {
+                        send(
+                            p,
+                            &json!({"type": "ended", "reason": "the chair ended the meeting"}),
+                        );
+                        let _ = p.tx.send(Out::Close(1000, "meeting ended".into()));
+                        close_peers.extend(p.peer);
+                    }
+                }
+                other => bail!(InvalidArgument, "unknown chair action {other:?}"),
+            }
+        }
+        if let Some(t) = removed {
+            if let Some(p) = self
+                .inner
+                .lock()
+                .expect("meetings lock")
+                .rooms
+                .get(&meeting)
+                .and_then(|r| r.parts.get(&t))
+            {
+                send(
+                    p,
+                    &json!({"type": "removed", "reason": "the chair removed you"}),
+                );
+                let _ = p.tx.send(Out::Close(1000, "removed by the chair".into()));
+            }
+            self.leave(meeting, t).await;
+        }
+        match action {
+            "lock" | "unlock" => store::set_locked(&self.db, meeting, action == "lock").await?,
+            _ => {}
+        }
+        if let (Some(live), Some((peer, k, b))) = (&self.live, block) {
+            live.block(peer, k, b).await;
+        }
+        if ended {
+            store::set_ended(&self.db, meeting, self.now_ms()).await?;
+            let pids: Vec<u64> = {
+                let inner = self.inner.lock().expect("meetings lock");
+                inner
+                    .rooms
+                    .get(&meeting)
+                    .map(|r| r.parts.keys().copied().collect())
+                    .unwrap_or_default()
+            };
+            for p in pids {
+                self.leave(meeting, p).await;
+            }
+            let _ = close_peers;
+        }
+        Ok(())
+    }
+
+    /// The participant left (the socket closed, `leave`, removed, the meeting ended).
+    pub async fn leave(&self, meeting: i64, pid: u64) {
+        let part = {
+            let mut inner = self.inner.lock().expect("meetings lock");
+            let part = inner
+                .rooms
+                .get_mut(&meeting)
+                .and_then(|r| r.parts.remove(&pid));
+            if let Some(peer) = part.as_ref().and_then(|p| p.peer) {
+                inner.peers.remove(&peer);
+            }
+            if let Some(r) = inner.rooms.get_mut(&meeting) {
+                if r.speaker == Some(pid) {
+                    r.speaker = None;
+                }
+                if r.parts.is_empty() {
+                    inner.rooms.remove(&meeting);
+                } else {
+                    r.broadcast_participants();
+                }
+            }
+            part
+        };
+        let Some(part) = part else { return };
+        if let (Some(live), Some(peer)) = (&self.live, part.peer) {
+            live.close(peer).await;
+        }
+        if let Err(e) = store::left(&self.db, part.attendance, self.now_ms()).await {
+            tracing::error!(error = %e, "cannot record a participant leaving");
+        }
+    }
+
+    async fn media_event(&self, ev: MeetingMedia) {
+        match ev {
+            MeetingMedia::Slots(u) => {
+                let inner = self.inner.lock().expect("meetings lock");
+                let Some(&(meeting, pid)) = inner.peers.get(&u.peer) else {
+                    return;
+                };
+                let Some(p) = inner.rooms.get(&meeting).and_then(|r| r.parts.get(&pid)) else {
+                    return;
+                };
+                send(p, &slots_message(&u, &inner.peers));
+            }
+            MeetingMedia::Speaker { room, peer } => {
+                let mut inner = self.inner.lock().expect("meetings lock");
+                let Some(&(meeting, pid)) = inner.peers.get(&peer) else {
+                    return;
+                };
+                if meeting != room {
+                    return;
+                }
+                if let Some(r) = inner.rooms.get_mut(&meeting) {
+                    r.speaker = Some(pid);
+                    r.broadcast(&json!({"type": "speaker", "participant": pid}));
+                }
+            }
+            MeetingMedia::Left { room, peer, reason } => {
+                let found = {
+                    let inner = self.inner.lock().expect("meetings lock");
+                    inner.peers.get(&peer).copied().filter(|(m, _)| *m == room)
+                };
+                let Some((meeting, pid)) = found else { return };
+                tracing::info!(
+                    meeting,
+                    participant = pid,
+                    reason,
+                    "a participant's media ended"
+                );
+                if let Some(p) = self
+                    .inner
+                    .lock()
+                    .expect("meetings lock")
+                    .rooms
+                    .get(&meeting)
+                    .and_then(|r| r.parts.get(&pid))
+                {
+                    send(
+                        p,
+                        &json!({"type": "error", "status": 410, "code": "media_lost",
+                                "message": format!("your connection to the meeting was lost: {reason}")}),
+                    );
+                    let _ = p.tx.send(Out::Close(4410, "connection lost".into()));
+                }
+                self.leave(meeting, pid).await;
+            }
+        }
+    }
+}
+
+/// The `slots` message for one participant, publishers named by participant id.
+fn slots_message(u: &SlotsUpdate, peers: &HashMap<SessionId, (i64, u64)>) -> Value {
+    let feed = |f: &Option<Feed>| -> Value {
+        match f.and_then(|f| peers.get(&f.publisher).map(|(_, pid)| (pid, f.track))) {
+            Some((pid, t)) => json!({"participant": pid, "track": t.as_str()}),
+            None => Value::Null,
+        }
+    };
+    let map = |v: &[(String, Option<Feed>)]| -> Value {
+        Value::Object(v.iter().map(|(mid, f)| (mid.clone(), feed(f))).collect())
+    };
+    json!({
+        "type": "slots",
+        "video": map(&u.video),
+        "audio": map(&u.audio),
+        "need": {"video": u.need_video, "audio": u.need_audio},
+    })
+}

@@ -1,0 +1,318 @@
+//! The meetings' rows: meetings, invitees, attendance (join/leave), chat, and the server's
+//! key for signing guest links. Plain functions over an `AnyPool`, portable SQL (see `db`).
+
+use crate::bail;
+use crate::db::to_bool;
+use crate::error::Result;
+use base64::Engine;
+use rand::RngCore;
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Meeting {
+    pub id: i64,
+    pub title: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub chair_id: i64,
+    pub chair: String,
+    pub guests: Vec<String>,
+    pub locked: bool,
+    pub ended_ms: Option<i64>,
+    pub invitees: Vec<String>,
+}
+
+/// What a new meeting is made of (validated by the caller).
+pub struct NewMeeting<'a> {
+    pub title: &'a str,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub chair_id: i64,
+    pub invitee_ids: &'a [i64],
+    pub guests: &'a [String],
+}
+
+const COLS: &str =
+    "m.id, m.title, m.start_ms, m.end_ms, m.chair_id, u.username, m.guests, m.locked, m.ended_ms";
+
+fn meeting_from(r: &AnyRow) -> Result<Meeting> {
+    let guests: String = r.try_get(6)?;
+    Ok(Meeting {
+        id: r.try_get(0)?,
+        title: r.try_get(1)?,
+        start_ms: r.try_get(2)?,
+        end_ms: r.try_get(3)?,
+        chair_id: r.try_get(4)?,
+        chair: r.try_get(5)?,
+        guests: serde_json::from_str(&guests).unwrap_or_default(),
+        locked: to_bool(r.try_get(7)?),
+        ended_ms: r.try_get(8)?,
+        invitees: Vec::new(),
+    })
+}
+
+async fn with_invitees(db: &AnyPool, mut m: Meeting) -> Result<Meeting> {
+    let rows = sqlx::query(
+        "SELECT u.username FROM meeting_invitees i JOIN users u ON u.id = i.user_id \
+         WHERE i.meeting_id = $1 ORDER BY u.username",
+    )
+    .bind(m.id)
+    .fetch_all(db)
+    .await?;
+    m.invitees = rows
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<std::result::Result<_, _>>()?;
+    Ok(m)
+}
+
+pub async fn create(db: &AnyPool, m: &NewMeeting<'_>, now_ms: i64) -> Result<Meeting> {
+    let mut tx = db.begin().await?;
+    let r = sqlx::query(
+        "INSERT INTO meetings (title, start_ms, end_ms, chair_id, guests, created_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+    )
+    .bind(m.title)
+    .bind(m.start_ms)
+    .bind(m.end_ms)
+    .bind(m.chair_id)
+    .bind(serde_json::to_string(m.guests).expect("strings serialize"))
+    .bind(now_ms)
+    .fetch_one(&mut *tx)
+    .await?;
+    let id: i64 = r.try_get(0)?;
+    for uid in m.invitee_ids {
+        sqlx::query("INSERT INTO meeting_invitees (meeting_id, user_id) VALUES ($1, $2)")
+            .bind(id)
+            .bind(*uid)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    get(db, id).await
+}
+
+pub async fn get(db: &AnyPool, id: i64) -> Result<Meeting> {
+    let r = sqlx::query(&format!(
+        "SELECT {COLS} FROM meetings m JOIN users u ON u.id = m.chair_id WHERE m.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(db)
+    .await?;
+    match r {
+        Some(r) => with_invitees(db, meeting_from(&r)?).await,
+        None => bail!(NotFound, "no meeting with id {id}"),
+    }
+}
+
+/// All meetings (`None`), or those a user chairs or is invited to; newest start first.
+pub async fn list(db: &AnyPool, of_user: Option<i64>) -> Result<Vec<Meeting>> {
+    let rows = match of_user {
+        None => {
+            sqlx::query(&format!(
+                "SELECT {COLS} FROM meetings m JOIN users u ON u.id = m.chair_id \
+                 ORDER BY m.start_ms DESC, m.id DESC LIMIT 500"
+            ))
+            .fetch_all(db)
+            .await?
+        }
+        Some(uid) => {
+            sqlx::query(&format!(
+                "SELECT {COLS} FROM meetings m JOIN users u ON u.id = m.chair_id \
+                 WHERE m.chair_id = $1 OR m.id IN \
+                 (SELECT meeting_id FROM meeting_invitees WHERE user_id = $1) \
+                 ORDER BY m.start_ms DESC, m.id DESC LIMIT 500"
+            ))
+            .bind(uid)
+            .fetch_all(db)
+            .await?
+        }
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        out.push(with_invitees(db, meeting_from(r)?).await?);
+    }
+    Ok(out)
+}
+
+pub async fn is_invited(db: &AnyPool, meeting: i64, user: i64) -> Result<bool> {
+    let r = sqlx::query("SELECT 1 FROM meeting_invitees WHERE meeting_id = $1 AND user_id = $2")
+        .bind(meeting)
+        .bind(user)
+        .fetch_optional(db)
+        .await?;
+    Ok(r.is_some())
+}
+
+pub async fn set_locked(db: &AnyPool, id: i64, locked: bool) -> Result<()> {
+    sqlx::query("UPDATE meetings SET locked = $1 WHERE id = $2")
+        .bind(i64::from(locked))
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_ended(db: &AnyPool, id: i64, now_ms: i64) -> Result<()> {
+    sqlx::query("UPDATE meetings SET ended_ms = $1 WHERE id = $2")
+        .bind(now_ms)
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Someone entered the room; returns the attendance row's id (for [`left`]).
+pub async fn joined(
+    db: &AnyPool,
+    meeting: i64,
+    name: &str,
+    user_id: Option<i64>,
+    role: &str,
+    address: Option<&str>,
+    now_ms: i64,
+) -> Result<i64> {
+    let r = sqlx::query(
+        "INSERT INTO meeting_attendance (meeting_id, name, user_id, guest, role, address, joined_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+    )
+    .bind(meeting)
+    .bind(name)
+    .bind(user_id)
+    .bind(i64::from(user_id.is_none()))
+    .bind(role)
+    .bind(address)
+    .bind(now_ms)
+    .fetch_one(db)
+    .await?;
+    Ok(r.try_get(0)?)
+}
+
+pub async fn left(db: &AnyPool, attendance: i64, now_ms: i64) -> Result<()> {
+    sqlx::query("UPDATE meeting_attendance SET left_ms = $1 WHERE id = $2 AND left_ms IS NULL")
+        .bind(now_ms)
+        .bind(attendance)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Closes attendance rows left open by a crash (at start).
+pub async fn close_open_attendance(db: &AnyPool, now_ms: i64) -> Result<u64> {
+    let r = sqlx::query("UPDATE meeting_attendance SET left_ms = $1 WHERE left_ms IS NULL")
+        .bind(now_ms)
+        .execute(db)
+        .await?;
+    Ok(r.rows_affected())
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attendance {
+    pub name: String,
+    pub user_id: Option<i64>,
+    pub role: String,
+    pub joined_ms: i64,
+    pub left_ms: Option<i64>,
+}
+
+pub async fn attendance(db: &AnyPool, meeting: i64) -> Result<Vec<Attendance>> {
+    let rows = sqlx::query(
+        "SELECT name, user_id, role, joined_ms, left_ms FROM meeting_attendance \
+         WHERE meeting_id = $1 ORDER BY joined_ms, id",
+    )
+    .bind(meeting)
+    .fetch_all(db)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Attendance {
+                name: r.try_get(0)?,
+                user_id: r.try_get(1)?,
+                role: r.try_get(2)?,
+                joined_ms: r.try_get(3)?,
+                left_ms: r.try_get(4)?,
+            })
+        })
+        .collect()
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatMessage {
+    pub id: i64,
+    pub name: String,
+    pub user_id: Option<i64>,
+    pub at_ms: i64,
+    pub text: String,
+}
+
+pub async fn add_chat(
+    db: &AnyPool,
+    meeting: i64,
+    name: &str,
+    user_id: Option<i64>,
+    text: &str,
+    now_ms: i64,
+) -> Result<i64> {
+    let r = sqlx::query(
+        "INSERT INTO meeting_chat (meeting_id, name, user_id, at_ms, text) \
+         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+    )
+    .bind(meeting)
+    .bind(name)
+    .bind(user_id)
+    .bind(now_ms)
+    .bind(text)
+    .fetch_one(db)
+    .await?;
+    Ok(r.try_get(0)?)
+}
+
+pub async fn chat(db: &AnyPool, meeting: i64) -> Result<Vec<ChatMessage>> {
+    let rows = sqlx::query(
+        "SELECT id, name, user_id, at_ms, text FROM meeting_chat WHERE meeting_id = $1 \
+         ORDER BY id",
+    )
+    .bind(meeting)
+    .fetch_all(db)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ChatMessage {
+                id: r.try_get(0)?,
+                name: r.try_get(1)?,
+                user_id: r.try_get(2)?,
+                at_ms: r.try_get(3)?,
+                text: r.try_get(4)?,
+            })
+        })
+        .collect()
+}
+
+/// The server's key named `name`, made (32 random bytes) on first use.
+pub async fn server_key(db: &AnyPool, name: &str) -> Result<Vec<u8>> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let get = || async {
+        let r = sqlx::query("SELECT value FROM server_keys WHERE name = $1")
+            .bind(name)
+            .fetch_optional(db)
+            .await?;
+        Ok::<_, crate::error::Error>(match r {
+            Some(r) => Some(r.try_get::<String, _>(0)?),
+            None => None,
+        })
+    };
+    if let Some(v) = get().await? {
+        return Ok(b64.decode(v).unwrap_or_default());
+    }
+    let mut key = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut key);
+    // Two servers racing on one catalogue: the first insert wins, both read it back.
+    let _ = sqlx::query("INSERT INTO server_keys (name, value) VALUES ($1, $2)")
+        .bind(name)
+        .bind(b64.encode(key))
+        .execute(db)
+        .await;
+    let v = get().await?.unwrap_or_default();
+    Ok(b64.decode(v).unwrap_or_default())
+}
