@@ -328,8 +328,9 @@ fn error_message(e: &Error) -> String {
     .to_string()
 }
 
-/// A socket that sends nothing and answers no ping this long is gone.
-const SILENCE: Duration = Duration::from_secs(10);
+/// A socket that sends nothing and answers no ping (one each 3 s) this long is gone: the
+/// others see the participant leave.
+const SILENCE: Duration = Duration::from_secs(6);
 
 async fn run(
     st: AppState,
@@ -401,6 +402,7 @@ async fn run(
         if matches!(parsed, In::Leave) {
             break;
         }
+        let joining = matches!(parsed, In::Join { .. }) && me.is_none();
         let res: Result<()> = async {
             match (parsed, me) {
                 (In::Join { name }, None) => {
@@ -493,8 +495,8 @@ async fn run(
             Ok(()) => {}
             Err(e) => {
                 say(&e);
-                // Refused at the door: the socket closes.
-                if me.is_none() && e.kind() != crate::error::ErrorKind::InvalidArgument {
+                // Refused at the door (locked, ended): the socket closes.
+                if joining && e.kind() != crate::error::ErrorKind::InvalidArgument {
                     let _ = tx.send(Out::Close(
                         4000 + e.kind().status().as_u16(),
                         e.public_message(),

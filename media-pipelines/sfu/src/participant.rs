@@ -12,7 +12,8 @@ use std::net::SocketAddr;
 use std::time::Instant;
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::format::Codec as RtcCodec;
-use str0m::media::{Direction, MediaKind, Mid, Pt};
+pub use str0m::media::Mid;
+use str0m::media::{Direction, MediaKind, Pt};
 use str0m::rtp::{ExtensionValues, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
@@ -148,6 +149,12 @@ impl Participant {
             epoch: now,
         };
         (p, offer.to_sdp_string(), labels)
+    }
+
+    /// The time that payload send stamps count from (one for all participants of a load
+    /// client, so that a receiver can compute the latency of another's packets).
+    pub fn set_epoch(&mut self, epoch: Instant) {
+        self.epoch = epoch;
     }
 
     pub fn answer(&mut self, sdp: &str) -> Result<(), String> {

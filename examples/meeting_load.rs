@@ -1,0 +1,281 @@
+//! Meeting load client: N participants join one meeting through its guest link, each over
+//! its own UDP socket on 127.0.0.1 and the signalling WebSocket, on the server's own WebRTC
+//! library (`xaso_sfu::participant`). Each publishes a microphone (50 packets a second
+//! with an audio level) and a camera (25 frames a second of `--kbps`), and receives the
+//! others through its slots as the page does; at the end it reports, per participant, the
+//! frames received per slot, packets never received, and the added latency (a packet's
+//! send stamp to its arrival at another participant, all in this one process).
+//!
+//!     cargo run --release --example meeting_load -- WS_URL N SECONDS [KBPS]
+//!
+//! WS_URL is the meeting's socket with its link token:
+//! `ws://127.0.0.1:8080/api/meetings/1/ws?t=TOKEN`. Prints a JSON summary.
+
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio_tungstenite::tungstenite::Message;
+use xaso_sfu::participant::{Mid, Participant, SlotStats};
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub name: String,
+    pub connected: bool,
+    pub disconnected: bool,
+    /// Per video slot: (publisher tags, frames, holes).
+    pub video: Vec<(Vec<u8>, u64, u64)>,
+    /// Per audio slot: (publisher tags, packets, holes).
+    pub audio: Vec<(Vec<u8>, u64, u64)>,
+    /// Added latency samples, microseconds (video and audio).
+    pub latency_us: Vec<u64>,
+    /// The last `slots` message.
+    pub slots: Value,
+    pub first_frame: Option<Duration>,
+    /// Video frames sent.
+    pub frames_sent: u64,
+}
+
+impl Report {
+    pub fn video_frames(&self) -> u64 {
+        self.video.iter().map(|v| v.1).sum()
+    }
+}
+
+fn summary_of(p: &Participant, mids: &[Mid]) -> Vec<(Vec<u8>, u64, u64)> {
+    mids.iter()
+        .map(|m| {
+            let s: &SlotStats = &p.slots[m];
+            let count = if p.video_slots.contains(m) {
+                s.frames
+            } else {
+                s.packets
+            };
+            (s.publishers.clone(), count, s.holes())
+        })
+        .collect()
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn recv_json(ws: &mut Ws, want: &str) -> Result<Value, String> {
+    use futures::StreamExt;
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .map_err(|_| format!("no {want:?} message within 10 s"))?
+            .ok_or("the socket closed")?
+            .map_err(|e| e.to_string())?;
+        if let Message::Text(t) = m {
+            let v: Value = serde_json::from_str(&t).map_err(|e| e.to_string())?;
+            if v["type"] == want {
+                return Ok(v);
+            }
+            if v["type"] == "error" {
+                return Err(format!("server error: {v}"));
+            }
+        }
+    }
+}
+
+/// One participant for `secs` seconds, with `slots` video and audio slots.
+pub async fn participant(
+    ws_url: String,
+    name: String,
+    tag: u8,
+    slots: usize,
+    secs: u64,
+    kbps: u64,
+    epoch: Instant,
+) -> Result<Report, String> {
+    use futures::{SinkExt, StreamExt};
+    let sock = UdpSocket::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let local = sock.local_addr().map_err(|e| e.to_string())?;
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url.as_str())
+        .await
+        .map_err(|e| format!("websocket: {e}"))?;
+    ws.send(Message::Text(
+        json!({"type": "join", "name": name}).to_string().into(),
+    ))
+    .await
+    .map_err(|e| e.to_string())?;
+    recv_json(&mut ws, "welcome").await?;
+    let start = Instant::now();
+    let (mut p, offer, tracks) = Participant::offer(start, local, tag, slots.min(9), slots);
+    p.set_epoch(epoch);
+    let labels: serde_json::Map<String, Value> = tracks
+        .iter()
+        .map(|(m, t)| (m.clone(), Value::from(t.as_str())))
+        .collect();
+    ws.send(Message::Text(
+        json!({"type": "offer", "sdp": offer, "tracks": labels})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .map_err(|e| e.to_string())?;
+    let answer = recv_json(&mut ws, "answer").await?;
+    p.answer(answer["sdp"].as_str().ok_or("answer without sdp")?)?;
+    let end = start + Duration::from_secs(secs);
+    let frame_bytes = (kbps * 1000 / 8 / 25) as usize;
+    let mut buf = vec![0u8; 2048];
+    let mut out = Vec::new();
+    let mut next_audio = start;
+    let mut next_video = start;
+    let mut slots_msg = Value::Null;
+    let mut first_frame = None;
+    let mut frames_sent = 0;
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        if now >= next_audio {
+            p.send_audio(now, &mut out);
+            next_audio += Duration::from_millis(20);
+        }
+        if now >= next_video {
+            if p.connected {
+                frames_sent += 1;
+            }
+            p.send_video(now, 100, frame_bytes, &mut out);
+            next_video += Duration::from_millis(40);
+        }
+        if p.timeout() <= now {
+            p.handle_timeout(now, &mut out);
+        }
+        for t in out.drain(..) {
+            let _ = sock.send_to(&t.contents, t.destination).await;
+        }
+        let wake = p.timeout().min(next_audio).min(next_video).min(end);
+        tokio::select! {
+            r = sock.recv_from(&mut buf) => {
+                if let Ok((n, from)) = r {
+                    p.handle_receive(Instant::now(), from, local, &buf[..n], &mut out);
+                    if first_frame.is_none() && p.slots.values().any(|s| s.frames > 0) {
+                        first_frame = Some(start.elapsed());
+                    }
+                }
+            }
+            m = ws.next() => match m {
+                Some(Ok(Message::Text(t))) => {
+                    if let Ok(v) = serde_json::from_str::<Value>(&t)
+                        && v["type"] == "slots"
+                    {
+                        slots_msg = v;
+                    }
+                }
+                Some(Ok(_)) => {}
+                _ => return Err("the signalling socket closed".into()),
+            },
+            _ = tokio::time::sleep_until(wake.into()) => {}
+        }
+    }
+    let _ = ws
+        .send(Message::Text(json!({"type": "leave"}).to_string().into()))
+        .await;
+    let _ = ws.close(None).await;
+    p.disconnect();
+    let latency_us = p
+        .slots
+        .values()
+        .flat_map(|s| s.latency_us.iter().copied())
+        .collect();
+    Ok(Report {
+        name,
+        connected: p.connected,
+        disconnected: p.disconnected,
+        video: summary_of(&p, &p.video_slots),
+        audio: summary_of(&p, &p.audio_slots),
+        latency_us,
+        slots: slots_msg,
+        first_frame,
+        frames_sent,
+    })
+}
+
+/// `n` participants at once (joining 50 ms apart), each with enough slots for all others.
+pub async fn run(ws_url: &str, n: usize, secs: u64, kbps: u64) -> Vec<Result<Report, String>> {
+    let epoch = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let url = ws_url.to_string();
+        tasks.push(tokio::spawn(participant(
+            url,
+            format!("Đại biểu {}", i + 1),
+            (i % 250) as u8 + 1,
+            n.saturating_sub(1).max(1),
+            secs,
+            kbps,
+            epoch,
+        )));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap_or_else(|e| Err(e.to_string())));
+    }
+    out
+}
+
+fn percentile(v: &mut [u64], p: f64) -> u64 {
+    if v.is_empty() {
+        return 0;
+    }
+    v.sort_unstable();
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+pub fn summarize(reports: &[Result<Report, String>]) -> Value {
+    let mut lat: Vec<u64> = reports
+        .iter()
+        .flatten()
+        .flat_map(|r| r.latency_us.iter().copied())
+        .collect();
+    let failed: Vec<String> = reports
+        .iter()
+        .filter_map(|r| r.as_ref().err().cloned())
+        .collect();
+    json!({
+        "participants": reports.len(),
+        "failed": failed,
+        "connected": reports.iter().flatten().filter(|r| r.connected).count(),
+        "video_frames_received": reports.iter().flatten().map(Report::video_frames).sum::<u64>(),
+        "video_frames_sent": reports.iter().flatten().map(|r| r.frames_sent).sum::<u64>(),
+        "holes": reports.iter().flatten().flat_map(|r| r.video.iter().map(|v| v.2)).sum::<u64>(),
+        "latency_ms": {
+            "p50": percentile(&mut lat, 0.5) as f64 / 1000.0,
+            "p99": percentile(&mut lat, 0.99) as f64 / 1000.0,
+        },
+    })
+}
+
+#[tokio::main]
+#[allow(dead_code)]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() < 4 {
+        eprintln!("usage: meeting_load WS_URL N SECONDS [KBPS]");
+        std::process::exit(2);
+    }
+    xaso_sfu::init_crypto();
+    let n: usize = args[2].parse().expect("N");
+    let secs: u64 = args[3].parse().expect("SECONDS");
+    let kbps: u64 = args.get(4).map_or(500, |k| k.parse().expect("KBPS"));
+    let reports = run(&args[1], n, secs, kbps).await;
+    for r in &reports {
+        match r {
+            Ok(r) => println!(
+                "{}: connected={} frames={} first_frame={:?}",
+                r.name,
+                r.connected,
+                r.video_frames(),
+                r.first_frame
+            ),
+            Err(e) => println!("failed: {e}"),
+        }
+    }
+    println!("{}", summarize(&reports));
+}

@@ -1,0 +1,536 @@
+// Meetings in headless Chromium against the real server (docs/design/meetings.md): four
+// browsers (four Chromium processes with fake camera and microphone) join one meeting, the
+// chair signed in and three guests through the join link; each sees and hears the three
+// others; a screen share reaches everyone; the chair's mute stops that participant's audio at
+// the server; bad links and bad messages are refused cleanly; a participant whose browser
+// dies leaves the others' lists.
+//
+//   node tests/browser/meetings.test.mjs
+//
+// Env: SERVER_BIN (default target/debug/xaso), CHROMIUM (default /usr/bin/chromium).
+// Output (screenshots, server log, measured times) goes to tests/output/browser/.
+// Prints a "measure: NAME VALUE ms" line per measured figure; ends with "N passed, M failed";
+// exits non-zero on any failure.
+
+import { spawn } from 'node:child_process';
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
+import { chromium } from 'playwright-core';
+import { freePort, runner, sleep } from './lib.mjs';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const OUT = path.join(ROOT, 'tests', 'output', 'browser');
+const BIN = path.resolve(ROOT, process.env.SERVER_BIN || 'target/debug/xaso');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const ADMIN = { username: 'admin', password: 'meet-test-Admin-7q2w' };
+const { test, results, setPage } = runner(OUT, ROOT, 'meetings-');
+
+// Every participant is a Chromium process of its own (as four people on four machines):
+// fake camera and microphone (a moving picture and a beep), no permission prompts, audio
+// that plays without a gesture. getDisplayMedia needs nothing more: with the fake UI flag
+// headless Chromium picks a (fake) screen by itself.
+const CHROMIUM_ARGS = ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--disable-background-timer-throttling', '--disable-renderer-backgrounding',
+  '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required',
+  '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'];
+
+const children = [];
+process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')));
+
+const timings = {};
+function measure(name, ms) {
+  timings[name] = ms;
+  console.log(`measure: ${name} ${ms} ms`);
+}
+
+async function startServer() {
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'xaso-meet-'));
+  const port = await freePort();
+  const udpPort = await freePort();
+  const tcpPort = await freePort();
+  const cfg = path.join(dataDir, 'xaso.toml');
+  await writeFile(cfg, `[recording]\nsimulated_camera = false\n\n[webrtc]\nudp_port = ${udpPort}\ntcp_port = ${tcpPort}\n`);
+  const child = spawn(BIN, ['--config', cfg, 'serve', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`], {
+    // the server treats unknown XASO_* variables as configuration errors: pass none through
+    env: { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('XASO_'))), XASO_ADMIN_PASSWORD: ADMIN.password },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(child);
+  let exited = null;
+  child.on('exit', (code, signal) => { exited = { code, signal }; });
+  const log = createWriteStream(path.join(OUT, 'meetings-server.log'));
+  child.stdout.pipe(log);
+  child.stderr.pipe(log);
+  const base = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (exited) throw new Error(`server exited before answering /healthz: ${JSON.stringify(exited)}; see tests/output/browser/meetings-server.log`);
+    try { if ((await fetch(`${base}/healthz`)).status === 200) break; } catch { /* not yet */ }
+    if (Date.now() > deadline) throw new Error('server did not start');
+    await sleep(200);
+  }
+  return {
+    base,
+    async stop() {
+      if (!exited) {
+        child.kill('SIGTERM');
+        await new Promise((r) => { child.on('exit', r); setTimeout(r, 5_000); });
+      }
+      await rm(dataDir, { recursive: true, force: true }).catch(() => {});
+    },
+  };
+}
+
+/** An API client with the admin's cookie (Node's fetch). */
+async function apiLogin(base) {
+  const res = await fetch(`${base}/api/login`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(ADMIN),
+  });
+  assert.equal(res.status, 200);
+  const cookie = res.headers.get('set-cookie').split(';')[0];
+  return (p, init = {}) => fetch(`${base}${p}`, { ...init, headers: { cookie, ...(init.headers || {}) } });
+}
+
+/** Polls `fn` until it returns something truthy; throws with `what` and the last value after `timeout`. */
+async function waitFor(what, fn, timeout = 10_000, step = 100) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    last = await fn();
+    if (last) return last;
+    if (Date.now() > deadline) throw new Error(`${what} (not within ${timeout} ms; last: ${JSON.stringify(last)})`);
+    await sleep(step);
+  }
+}
+
+const state = (p) => p.evaluate(() => (window.xasoMeeting ? window.xasoMeeting.state : null));
+const tilesOf = (p) => p.evaluate(() => (window.xasoMeeting ? window.xasoMeeting.tiles() : []));
+const participantsOf = (p) => p.evaluate(() => (window.xasoMeeting ? window.xasoMeeting.participants() : []));
+
+/** The recvonly slot of `p` carrying `track` of participant `pid` ({mid, framesDecoded, ...}), or undefined. */
+function slotOf(tiles, pid, track) {
+  return tiles.find((x) => x.participant === pid && x.track === track);
+}
+
+async function main() {
+  await mkdir(OUT, { recursive: true });
+  const server = await startServer();
+  const api = await apiLogin(server.base);
+  const browsers = [];
+  // chair, then three guests: {name, browser, page, joinClick, id}
+  const people = [
+    { key: 'chair', name: ADMIN.username },
+    { key: 'guest1', name: 'Nguyễn Văn An' },
+    { key: 'guest2', name: 'Trần Thị Bình' },
+    { key: 'guest3', name: 'Lê Văn Cường' },
+  ];
+  const [chair, guest1, guest2, guest3] = people;
+  let meeting = null;
+  const pageErrors = [];
+  try {
+    await Promise.all(people.map(async (person) => {
+      person.browser = await chromium.launch({ executablePath: CHROMIUM, chromiumSandbox: false, args: CHROMIUM_ARGS });
+      browsers.push(person.browser);
+      const ctx = await person.browser.newContext({ baseURL: server.base, locale: 'vi-VN', viewport: { width: 1280, height: 800 } });
+      person.page = await ctx.newPage();
+      person.page.setDefaultTimeout(10_000);
+      person.page.on('pageerror', (err) => pageErrors.push(`${person.key}: ${err.message}`));
+      person.page.on('dialog', (d) => d.accept());
+    }));
+    setPage(chair.page);
+
+    await test('the admin schedules a meeting through the API; it is on now and has a guest link', async () => {
+      const now = Date.now();
+      const res = await api('/api/meetings', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          title: 'Họp giao ban tuần', start: new Date(now - 5 * 60_000).toISOString(),
+          end: new Date(now + 60 * 60_000).toISOString(), invitees: [], guests: ['Khách mời'],
+        }),
+      });
+      const text = await res.text();
+      assert.equal(res.status, 201, text);
+      meeting = JSON.parse(text);
+      assert.equal(meeting.phase, 'now', text);
+      assert.equal(meeting.chair.username, ADMIN.username, text);
+      assert.match(meeting.join_url, /^\/#\/meet\/[^?]+\?t=\d+\.[A-Za-z0-9_-]+$/, text);
+      const list = await (await api('/api/meetings')).json();
+      assert.ok(list.meetings.some((m) => m.id === meeting.id), JSON.stringify(list));
+    });
+    if (!meeting) throw new Error('no meeting: the other tests cannot run');
+
+    await test('a meeting link asks for the login, then opens the device check', async () => {
+      const p = chair.page;
+      await p.goto(`/#/meet/${meeting.id}`);
+      await p.getByTestId('login-username').fill(ADMIN.username);
+      await p.getByTestId('login-password').fill(ADMIN.password);
+      await p.getByTestId('login-submit').click();
+      await p.getByTestId('meeting-join').waitFor();
+      assert.equal(await p.getByTestId('meeting-name').inputValue(), ADMIN.username);
+      // the preview shows the (fake) camera and the level meter is there
+      await waitFor('the preview plays', () => p.evaluate(() => {
+        const v = document.querySelector('[data-testid="meeting-preview"]');
+        return v && v.srcObject && v.srcObject.getVideoTracks().length > 0 && v.readyState >= 2;
+      }));
+      await p.getByTestId('meeting-level').waitFor();
+    });
+
+    await test('the Meetings page lists the meeting with its guest link and schedules another', async () => {
+      const p = chair.page;
+      await p.goto('/#/meetings');
+      const card = p.getByTestId(`meeting-${meeting.id}`);
+      await card.waitFor();
+      assert.equal(await card.getAttribute('data-phase'), 'now');
+      assert.equal(await p.getByTestId('meetings-now').getByTestId(`meeting-${meeting.id}`).count(), 1);
+      const link = await p.getByTestId(`meeting-link-${meeting.id}`).inputValue();
+      assert.equal(link, `${server.base}${meeting.join_url}`);
+      // the form: a meeting at the next quarter hour (the default times), with an invitee
+      const user = await api('/api/users', {
+        method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ username: 'thanhvien1', password: 'Thành-viên-mật-khẩu-1', role: 'member' }),
+      });
+      assert.ok(user.status === 201 || user.status === 200, await user.text());
+      await p.getByTestId('meetings-form-title').fill('Họp thử lịch');
+      await p.getByTestId('meetings-form-invitees').fill('thanhvien1, ');
+      await p.getByTestId('meetings-form-submit').click();
+      await waitFor('the form says the meeting is scheduled', async () => {
+        const s = p.getByTestId('meetings-form-status');
+        return (await s.isVisible()) && (await s.getAttribute('class')).includes('ok');
+      });
+      const list = await (await api('/api/meetings')).json();
+      const made = list.meetings.find((m) => m.title === 'Họp thử lịch');
+      assert.ok(made, JSON.stringify(list));
+      assert.ok(new Date(made.end) - new Date(made.start) === 60 * 60_000, JSON.stringify(made));
+      assert.deepEqual(made.invitees, ['thanhvien1']);
+      // (starts at the next quarter hour: 'now' only when that came while the test ran)
+      assert.ok(['upcoming', 'now'].includes(made.phase), JSON.stringify(made));
+      await p.getByTestId(`meeting-${made.id}`).waitFor();
+      await p.getByTestId(`meeting-join-${meeting.id}`).click();
+      await p.getByTestId('meeting-join').waitFor();
+    });
+
+    await test('four browsers join: each sees three remote videos playing and hears three others', async () => {
+      // the chair from the device check the previous test left open; guests through the link
+      const joined = people.map(async (person) => {
+        const p = person.page;
+        if (person === chair && !(await p.getByTestId('meeting-join').isVisible())) {
+          await p.goto(`/#/meet/${meeting.id}`); // (the test before did not get there)
+          await p.getByTestId('meeting-join').waitFor();
+        }
+        if (person !== chair) {
+          await p.goto(meeting.join_url);
+          await p.getByTestId('meeting-name').fill(person.name);
+        }
+        person.joinClick = Date.now();
+        await p.getByTestId('meeting-join').click();
+        await waitFor(`${person.key} is in the room`, async () => (await state(p)) === 'joined', 15_000);
+        person.id = await p.evaluate(() => window.xasoMeeting.you);
+        person.role = await p.evaluate(() => window.xasoMeeting.role);
+      });
+      await Promise.all(joined);
+      assert.equal(chair.role, 'chair');
+      assert.ok(people.slice(1).every((x) => x.role === 'participant'), people.map((x) => x.role).join());
+      assert.equal(new Set(people.map((x) => x.id)).size, 4, 'four distinct participant ids');
+
+      await Promise.all(people.map(async (person) => {
+        const others = people.filter((x) => x !== person);
+        const list = await waitFor(`${person.key} lists all four`, async () => {
+          const ps = await participantsOf(person.page);
+          return people.every((x) => ps.some((q) => q.id === x.id)) && ps;
+        }, 15_000);
+        for (const o of others) assert.equal(list.find((q) => q.id === o.id).name, o.name);
+        // first remote frame, then one from each of the three others
+        let firstAny = null;
+        await waitFor(`${person.key} decodes video from all three others`, async () => {
+          const tiles = await tilesOf(person.page);
+          const playing = others.filter((o) => (slotOf(tiles, o.id, 'camera') || {}).framesDecoded > 0);
+          if (playing.length && firstAny === null) firstAny = Date.now() - person.joinClick;
+          return playing.length === 3;
+        }, 20_000, 50);
+        measure(`join_to_first_remote_frame.${person.key}`, firstAny);
+        measure(`join_to_all_remote_frames.${person.key}`, Date.now() - person.joinClick);
+        for (const o of others) await person.page.getByTestId(`tile-${o.id}`).waitFor();
+      }));
+
+      // frames keep coming and sound arrives: two samples ~2 s apart, on every page
+      const before = await Promise.all(people.map((x) => tilesOf(x.page)));
+      await sleep(2_000);
+      const after = await Promise.all(people.map((x) => tilesOf(x.page)));
+      people.forEach((person, i) => {
+        for (const o of people.filter((x) => x !== person)) {
+          const v0 = slotOf(before[i], o.id, 'camera');
+          const v1 = slotOf(after[i], o.id, 'camera');
+          assert.ok(v0 && v1 && v1.mid === v0.mid && v1.framesDecoded > v0.framesDecoded + 5,
+            `${person.key} sees ${o.key}'s video playing: ${JSON.stringify([v0, v1])}`);
+          const a0 = slotOf(before[i], o.id, 'mic');
+          const a1 = slotOf(after[i], o.id, 'mic');
+          assert.ok(a0 && a1, `${person.key} has an audio slot for ${o.key}: ${JSON.stringify(after[i])}`);
+          assert.ok(a1.packetsReceived > a0.packetsReceived, `${person.key} receives ${o.key}'s audio: ${JSON.stringify([a0, a1])}`);
+          assert.ok(a1.audioLevel > 0 || a1.totalAudioEnergy > a0.totalAudioEnergy,
+            `${person.key} hears ${o.key} (audio played, not just received): ${JSON.stringify([a0, a1])}`);
+        }
+      });
+      // audio plays through <audio> elements that are not paused
+      for (const person of people) {
+        const paused = await person.page.evaluate(() => [...document.querySelectorAll('[data-testid^="audio-slot-"]')]
+          .filter((a) => a.srcObject && a.paused).length);
+        assert.equal(paused, 0, `${person.key} has paused audio elements`);
+      }
+      await chair.page.screenshot({ path: path.join(OUT, 'meetings-room.png') });
+    });
+
+    await test('chat and raised hands reach everyone', async () => {
+      await guest1.page.getByTestId('chat').click();
+      await guest1.page.getByTestId('chat-input').fill('Xin chào mọi người');
+      const t0 = Date.now();
+      await guest1.page.getByTestId('chat-send').click();
+      await Promise.all(people.map((person) => waitFor(`${person.key} gets the chat message`, async () => {
+        const chat = await person.page.evaluate(() => window.xasoMeeting.chat());
+        return chat.some((m) => m.text === 'Xin chào mọi người' && m.from && m.from.id === guest1.id);
+      }, 5_000, 50)));
+      measure('chat_to_everyone', Date.now() - t0);
+      await guest1.page.getByTestId('chat-messages').getByText('Xin chào mọi người').waitFor();
+      await guest2.page.getByTestId('raise-hand').click();
+      await chair.page.getByTestId('hands').getByTestId(`hand-${guest2.id}`).waitFor({ timeout: 5_000 });
+      await guest1.page.getByTestId(`tile-hand-${guest2.id}`).waitFor({ timeout: 5_000 });
+      await guest2.page.getByTestId('raise-hand').click();
+      await chair.page.getByTestId('hands').getByTestId(`hand-${guest2.id}`).waitFor({ state: 'detached', timeout: 5_000 });
+    });
+
+    await test('a screen share reaches the others as a large tile', async () => {
+      setPage(guest2.page);
+      const t0 = Date.now();
+      await guest1.page.getByTestId('share-screen').click();
+      await waitFor('the sharer says it shares', async () => (await guest1.page.getByTestId('share-screen').getAttribute('data-state')) === 'on');
+      const viewers = people.filter((x) => x !== guest1);
+      await Promise.all(viewers.map(async (person) => {
+        await person.page.getByTestId(`tile-screen-${guest1.id}`).waitFor({ timeout: 15_000 });
+        await waitFor(`${person.key} decodes the screen`, async () => (slotOf(await tilesOf(person.page), guest1.id, 'screen') || {}).framesDecoded > 0, 15_000, 50);
+        measure(`screen_share_to_first_frame.${person.key}`, Date.now() - t0);
+      }));
+      const before = await Promise.all(viewers.map((x) => tilesOf(x.page)));
+      await sleep(2_000);
+      const after = await Promise.all(viewers.map((x) => tilesOf(x.page)));
+      viewers.forEach((person, i) => {
+        const s0 = slotOf(before[i], guest1.id, 'screen');
+        const s1 = slotOf(after[i], guest1.id, 'screen');
+        assert.ok(s0 && s1 && s1.framesDecoded > s0.framesDecoded, `${person.key} sees the screen move: ${JSON.stringify([s0, s1])}`);
+        // the sharer's camera still plays next to the screen
+        assert.ok((slotOf(after[i], guest1.id, 'camera') || {}).framesDecoded > 0, `${person.key} still has guest1's camera`);
+      });
+      await guest2.page.screenshot({ path: path.join(OUT, 'meetings-screen-share.png') });
+    });
+
+    await test('stopping the share removes the share tile', async () => {
+      const t0 = Date.now();
+      await guest1.page.getByTestId('share-screen').click();
+      await Promise.all(people.filter((x) => x !== guest1).map((person) => person.page
+        .getByTestId(`tile-screen-${guest1.id}`).waitFor({ state: 'detached', timeout: 10_000 })));
+      measure('screen_share_stop_to_tile_gone', Date.now() - t0);
+    });
+
+    await test('the chair mutes a participant: within 3 s nobody receives their audio any more', async () => {
+      setPage(chair.page);
+      const listeners = people.filter((x) => x !== guest2);
+      // guest2's audio slot on every other page, still flowing
+      const mids = await Promise.all(listeners.map(async (person) => {
+        const slot = await waitFor(`${person.key} has guest2's audio`, async () => slotOf(await tilesOf(person.page), guest2.id, 'mic'));
+        return slot.mid;
+      }));
+      const packets = async (person, mid) => ((await tilesOf(person.page)).find((x) => x.kind === 'audio' && x.mid === mid) || {}).packetsReceived || 0;
+      const flowing = await Promise.all(listeners.map((x, i) => packets(x, mids[i])));
+      await sleep(500);
+      const flowing2 = await Promise.all(listeners.map((x, i) => packets(x, mids[i])));
+      assert.ok(flowing2.every((n, i) => n > flowing[i]), `guest2's audio flows before the mute: ${flowing} -> ${flowing2}`);
+
+      const t0 = Date.now();
+      await chair.page.getByTestId(`mute-${guest2.id}`).click();
+      // per listener: when packets last arrived; done once none came for a second
+      const last = listeners.map(() => ({ n: -1, at: t0 }));
+      await waitFor('guest2\'s audio stops everywhere', async () => {
+        const now = Date.now();
+        const counts = await Promise.all(listeners.map((x, i) => packets(x, mids[i])));
+        counts.forEach((n, i) => {
+          if (n !== last[i].n) last[i] = { n, at: now };
+        });
+        return last.every((l) => now - l.at >= 1_000) && counts;
+      }, 8_000, 100);
+      listeners.forEach((person, i) => measure(`chair_mute_to_audio_stopped.${person.key}`, last[i].at - t0));
+      for (const l of last) assert.ok(l.at - t0 <= 3_000, `audio stopped after ${l.at - t0} ms (more than 3 s)`);
+      // the muted participant is told, and cannot unmute
+      await guest2.page.getByTestId('meeting-notice').waitFor({ timeout: 3_000 });
+      assert.equal(await guest2.page.getByTestId('toggle-mic').getAttribute('data-state'), 'off');
+      assert.equal(await guest2.page.getByTestId('toggle-mic').isDisabled(), true);
+      // the others see the muted microphone on guest2's tile
+      for (const person of listeners) {
+        await person.page.getByTestId(`tile-mic-off-${guest2.id}`).waitFor({ timeout: 5_000 });
+      }
+      // everyone else is still heard
+      const still = await tilesOf(guest2.page);
+      assert.ok((slotOf(still, guest1.id, 'mic') || {}).packetsReceived > 0);
+    });
+
+    await test('a tampered guest link is refused on the page and the socket closes with 4403', async () => {
+      const ctx = await chair.browser.newContext({ baseURL: server.base, locale: 'vi-VN' });
+      try {
+        const p = await ctx.newPage();
+        setPage(p);
+        p.on('pageerror', (err) => pageErrors.push(`tampered: ${err.message}`));
+        // change the first character of the signature (its last one may be only padding bits)
+        const dot = meeting.join_url.lastIndexOf('.');
+        const first = meeting.join_url[dot + 1];
+        const bad = `${meeting.join_url.slice(0, dot + 1)}${first === 'A' ? 'B' : 'A'}${meeting.join_url.slice(dot + 2)}`;
+        await p.goto(bad);
+        await p.getByTestId('meeting-name').fill('Kẻ lạ');
+        await p.getByTestId('meeting-join').click();
+        const error = p.getByTestId('meeting-error');
+        await error.waitFor({ timeout: 5_000 });
+        assert.ok((await error.innerText()).trim().length > 10, await error.innerText());
+        assert.equal(await p.evaluate(() => window.xasoMeeting.closeCode), 4403);
+        assert.equal(await state(p), 'error');
+        // the same with a bare socket: an error message (403), then close code 4403
+        const wsBase = server.base.replace(/^http/, 'ws');
+        const badToken = new URLSearchParams(bad.split('?')[1]).get('t');
+        const raw = await p.evaluate(([u]) => new Promise((resolve) => {
+          const ws = new WebSocket(u);
+          const got = [];
+          ws.onopen = () => ws.send(JSON.stringify({ type: 'join', name: 'Kẻ lạ' }));
+          ws.onmessage = (e) => got.push(JSON.parse(e.data));
+          ws.onclose = (e) => resolve({ got, code: e.code });
+          setTimeout(() => resolve({ got, code: null }), 5_000);
+        }), [`${wsBase}/api/meetings/${encodeURIComponent(meeting.id)}/ws?t=${encodeURIComponent(badToken)}`]);
+        assert.equal(raw.code, 4403, JSON.stringify(raw));
+        assert.ok(raw.got.some((m) => m.type === 'error' && m.status === 403), JSON.stringify(raw));
+      } finally {
+        await ctx.close();
+        setPage(chair.page);
+      }
+    });
+
+    await test('malformed messages get an error and the socket stays open', async () => {
+      const ctx = await chair.browser.newContext({ baseURL: server.base });
+      try {
+        const p = await ctx.newPage();
+        setPage(p);
+        await p.goto('/'); // any page of the server: the socket is opened from its origin
+        const token = new URLSearchParams(meeting.join_url.split('?')[1]).get('t');
+        const url = `${server.base.replace(/^http/, 'ws')}/api/meetings/${encodeURIComponent(meeting.id)}/ws?t=${encodeURIComponent(token)}`;
+        const out = await p.evaluate(async ([u]) => {
+          const ws = new WebSocket(u);
+          const queue = [];
+          let waiter = null;
+          ws.onmessage = (e) => {
+            let m;
+            try { m = JSON.parse(e.data); } catch { m = { unparsed: e.data }; }
+            queue.push(m);
+            if (waiter) waiter();
+          };
+          let closed = null;
+          ws.onclose = (e) => { closed = e.code; if (waiter) waiter(); };
+          /** The next message of `type` (others skipped), or null after 5 s. */
+          const next = async (type) => {
+            const deadline = Date.now() + 5_000;
+            for (;;) {
+              const i = queue.findIndex((m) => m.type === type);
+              if (i >= 0) return queue.splice(0, i + 1).pop();
+              if (closed !== null || Date.now() > deadline) return null;
+              await new Promise((r) => { waiter = r; setTimeout(r, 100); });
+            }
+          };
+          await new Promise((r, j) => { ws.onopen = r; ws.onerror = j; });
+          const res = {};
+          ws.send(JSON.stringify({ type: 'join', name: 'Kiểm thử thô' }));
+          res.welcome = await next('welcome');
+          queue.length = 0;
+          ws.send('this is { not json');
+          res.notJson = await next('error');
+          ws.send(JSON.stringify({ type: 'no_such_message' }));
+          res.unknown = await next('error');
+          ws.send(JSON.stringify({ type: 'chat', text: '' }));
+          res.emptyChat = await next('error');
+          ws.send(JSON.stringify({ type: 'chat', text: 'vẫn còn kết nối' }));
+          res.chat = await next('chat');
+          res.open = ws.readyState === WebSocket.OPEN;
+          res.closed = closed;
+          ws.send(JSON.stringify({ type: 'leave' }));
+          ws.close(1000);
+          // a guest that gives no name is answered with an error
+          const ws2 = new WebSocket(u);
+          res.noName = await new Promise((resolve) => {
+            ws2.onopen = () => ws2.send(JSON.stringify({ type: 'join' }));
+            ws2.onmessage = (e) => { const m = JSON.parse(e.data); if (m.type === 'error' || m.type === 'welcome') resolve(m); };
+            ws2.onclose = (e) => resolve({ closed: e.code });
+            setTimeout(() => resolve(null), 5_000);
+          });
+          ws2.close(1000);
+          return res;
+        }, [url]);
+        assert.ok(out.welcome && out.welcome.you !== undefined, JSON.stringify(out));
+        for (const k of ['notJson', 'unknown', 'emptyChat']) {
+          assert.ok(out[k] && out[k].type === 'error' && out[k].status >= 400 && out[k].status < 500 && out[k].code, `${k}: ${JSON.stringify(out[k])}`);
+        }
+        assert.ok(out.chat && out.chat.text === 'vẫn còn kết nối', JSON.stringify(out.chat));
+        assert.equal(out.open, true, `the socket closed (${out.closed})`);
+        assert.ok(out.noName && out.noName.type === 'error', `a guest without a name: ${JSON.stringify(out.noName)}`);
+        // the real participants are still in, and the raw one has left
+        await waitFor('the raw participant left the list', async () => {
+          const ps = await participantsOf(chair.page);
+          return ps.length === 4 && people.every((x) => ps.some((q) => q.id === x.id));
+        }, 10_000);
+      } finally {
+        await ctx.close();
+        setPage(chair.page);
+      }
+    });
+
+    await test('a participant whose browser dies leaves the others\' lists within 10 s', async () => {
+      const t0 = Date.now();
+      guest3.browser.process().kill('SIGKILL');
+      const stay = people.filter((x) => x !== guest3);
+      await Promise.all(stay.map(async (person) => {
+        await waitFor(`${person.key} no longer lists guest3`, async () => !(await participantsOf(person.page)).some((q) => q.id === guest3.id), 10_000, 100);
+        measure(`vanished_participant_gone.${person.key}`, Date.now() - t0);
+        await person.page.getByTestId(`tile-${guest3.id}`).waitFor({ state: 'detached', timeout: 2_000 });
+      }));
+      // the others still play each other
+      const before = await tilesOf(chair.page);
+      await sleep(1_500);
+      const after = await tilesOf(chair.page);
+      for (const o of [guest1, guest2]) {
+        assert.ok((slotOf(after, o.id, 'camera') || {}).framesDecoded > (slotOf(before, o.id, 'camera') || {}).framesDecoded,
+          `the chair still sees ${o.key}`);
+      }
+    });
+
+    await test('the chair ends the meeting for everyone', async () => {
+      const t0 = Date.now();
+      await chair.page.getByTestId('end-meeting').click(); // confirm() is accepted
+      await Promise.all([chair, guest1, guest2].map(async (person) => {
+        await waitFor(`${person.key} sees the end`, async () => (await state(person.page)) === 'ended', 10_000, 100);
+        await person.page.getByTestId('meeting-ended').waitFor();
+      }));
+      measure('end_to_everyone', Date.now() - t0);
+      const m = await (await api(`/api/meetings/${encodeURIComponent(meeting.id)}`)).json();
+      assert.equal(m.phase, 'ended', JSON.stringify(m));
+    });
+
+    await test('no page had a script error', async () => {
+      assert.deepEqual(pageErrors, []);
+    });
+  } finally {
+    await writeFile(path.join(OUT, 'meetings-timings.json'), JSON.stringify(timings, null, 2));
+    await Promise.all(browsers.map((b) => b.close().catch(() => {})));
+    await server.stop();
+    children.forEach((c) => c.kill('SIGTERM'));
+  }
+  console.log(`${results.passed} passed, ${results.failed} failed`);
+  process.exit(results.failed ? 1 : 0);
+}
+
+main().catch((e) => { console.error(e); process.exit(1); });

@@ -1,0 +1,366 @@
+//! Meetings against the real `xaso serve` process: scheduling and who may see a meeting,
+//! guest links (good, tampered, expired), the signalling socket's handling of bad input,
+//! a participant who vanishes, and four participants (the load client,
+//! `examples/meeting_load.rs`, on the server's own WebRTC library over UDP on 127.0.0.1)
+//! publishing audio and video to each other for 10 s.
+
+mod common;
+
+#[allow(dead_code)]
+#[path = "../examples/meeting_load.rs"]
+mod meeting_load;
+
+use common::proc::*;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+const ADMIN_PW: &str = "admin-password-1";
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn serve() -> (tempfile::TempDir, Server, reqwest::Client) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("xaso.toml");
+    std::fs::write(&cfg, "[recording]\nsimulated_camera = false\n").unwrap();
+    let s = start(
+        dir.path(),
+        &[("XASO_ADMIN_PASSWORD", ADMIN_PW)],
+        &["--config", cfg.to_str().unwrap()],
+    );
+    let c = client();
+    assert_eq!(login(&c, &s.url, "admin", ADMIN_PW).await, 200);
+    (dir, s, c)
+}
+
+/// A meeting from now for an hour; returns its JSON.
+async fn schedule(c: &reqwest::Client, url: &str, title: &str, invitees: &[&str]) -> Value {
+    let now = chrono::Utc::now();
+    let r = c
+        .post(format!("{url}/api/meetings"))
+        .json(&json!({
+            "title": title,
+            "start": now.to_rfc3339(),
+            "end": (now + chrono::Duration::hours(1)).to_rfc3339(),
+            "invitees": invitees,
+            "guests": ["Ông Trưởng Công an huyện"],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    r.json().await.unwrap()
+}
+
+fn ws_url(url: &str, path: &str) -> String {
+    format!("{}{path}", url.replacen("http", "ws", 1))
+}
+
+async fn next_json(ws: &mut Ws) -> Option<Value> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => return serde_json::from_str(&t).ok(),
+            Ok(Some(Ok(Message::Close(f)))) => {
+                return Some(json!({"closed": f.map(|f| u16::from(f.code))}));
+            }
+            Ok(Some(Ok(_))) => continue,
+            _ => return None,
+        }
+    }
+}
+
+/// Messages until one of type `want` (or the socket closes).
+async fn until(ws: &mut Ws, want: &str) -> Value {
+    loop {
+        let v = next_json(ws).await.expect("a message");
+        if v["type"] == want || v.get("closed").is_some() {
+            return v;
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn meetings_are_scheduled_and_seen_by_whom_they_concern() {
+    let (_dir, s, c) = serve().await;
+    let url = &s.url;
+    for (name, role) in [("canbo", "member"), ("khac", "member")] {
+        let r = c
+            .post(format!("{url}/api/users"))
+            .json(&json!({"username": name, "password": "member-password-1", "role": role}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    }
+    let m = schedule(&c, url, "Họp giao ban tháng 11", &["canbo"]).await;
+    assert_eq!(m["phase"], "now");
+    assert_eq!(m["chair"]["username"], "admin");
+    assert_eq!(m["invitees"], json!(["canbo"]));
+    let join = m["join_url"].as_str().unwrap();
+    assert!(
+        join.starts_with(&format!("/#/meet/{}?t=", m["id"])),
+        "{join}"
+    );
+    // Bad requests.
+    for (body, why) in [
+        (
+            json!({"title": "", "start": "2026-11-27T08:00:00Z", "end": "2026-11-27T09:00:00Z"}),
+            "title",
+        ),
+        (
+            json!({"title": "x", "start": "2026-11-27T09:00:00Z", "end": "2026-11-27T08:00:00Z"}),
+            "end must be after",
+        ),
+        (
+            json!({"title": "x", "start": "hôm nay", "end": "2026-11-27T08:00:00Z"}),
+            "RFC 3339",
+        ),
+        (
+            json!({"title": "x", "start": "2026-11-27T08:00:00Z", "end": "2026-11-29T08:00:00Z"}),
+            "24 hours",
+        ),
+        (
+            json!({"title": "x", "start": "2026-11-27T08:00:00Z", "end": "2026-11-27T09:00:00Z", "invitees": ["nobody"]}),
+            "no user",
+        ),
+    ] {
+        let r = c
+            .post(format!("{url}/api/meetings"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let t = r.text().await.unwrap();
+        assert!(t.contains(why), "{t}");
+    }
+    // The invitee sees it (without the link); someone else does not (404, not 403).
+    let member = client();
+    assert_eq!(login(&member, url, "canbo", "member-password-1").await, 200);
+    let list: Value = get_json(&member, &format!("{url}/api/meetings")).await;
+    assert_eq!(list["meetings"].as_array().unwrap().len(), 1);
+    assert!(list["meetings"][0].get("join_url").is_none());
+    let other = client();
+    assert_eq!(login(&other, url, "khac", "member-password-1").await, 200);
+    let list: Value = get_json(&other, &format!("{url}/api/meetings")).await;
+    assert_eq!(list["meetings"], json!([]));
+    let r = other
+        .get(format!("{url}/api/meetings/{}", m["id"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // Nor may they open its socket without the link.
+    let (mut ws, _) = {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = ws_url(url, &format!("/api/meetings/{}/ws", m["id"]))
+            .into_client_request()
+            .unwrap();
+        let token = {
+            let t: Value = post_json(
+                &c,
+                &format!("{url}/api/tokens"),
+                &json!({"user_id": 3, "name": "khac"}),
+            )
+            .await;
+            t["token"].as_str().unwrap().to_string()
+        };
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        tokio_tungstenite::connect_async(req).await.unwrap()
+    };
+    let e = next_json(&mut ws).await.unwrap();
+    assert_eq!(e["status"], 403, "{e}");
+    assert_eq!(next_json(&mut ws).await.unwrap()["closed"], 4403);
+    // The audit log has the creation.
+    let a: Value = get_json(&c, &format!("{url}/api/audit?action=meeting.create")).await;
+    assert_eq!(a["entries"].as_array().unwrap().len(), 1);
+    assert!(stop(s).success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guest_links_and_bad_messages_are_handled_cleanly() {
+    let (_dir, s, c) = serve().await;
+    let m = schedule(&c, &s.url, "Họp", &[]).await;
+    let join = m["join_url"].as_str().unwrap();
+    let token = join.split("?t=").nth(1).unwrap();
+    let path = |t: &str| format!("/api/meetings/{}/ws?t={t}", m["id"]);
+    // A tampered signature, a longer expiry under the old signature, garbage: refused in
+    // the socket with 4403, saying why.
+    let (exp, sig) = token.split_once('.').unwrap();
+    let flipped = format!(
+        "{exp}.{}{}",
+        &sig[..sig.len() - 1],
+        if sig.ends_with('A') { "B" } else { "A" }
+    );
+    for (bad, why) in [
+        (flipped, "signature"),
+        (
+            format!("{}.{sig}", exp.parse::<i64>().unwrap() + 1000),
+            "signature",
+        ),
+        ("garbage".to_string(), "malformed"),
+        (format!("1000.{sig}"), "signature"),
+    ] {
+        let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(&s.url, &path(&bad)))
+            .await
+            .unwrap();
+        let e = next_json(&mut ws).await.unwrap();
+        assert_eq!(e["status"], 403, "{e}");
+        assert!(e["message"].as_str().unwrap().contains(why), "{e}");
+        assert_eq!(next_json(&mut ws).await.unwrap()["closed"], 4403);
+    }
+    // The good link: bad messages get an error and the socket stays open.
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(&s.url, &path(token)))
+        .await
+        .unwrap();
+    for bad in [
+        "not json".to_string(),
+        json!({"type": "teleport"}).to_string(),
+        json!({"type": "offer", "sdp": "v=0", "tracks": {}}).to_string(),
+        json!({"type": "join"}).to_string(),
+        json!({"type": "join", "name": "x".repeat(61)}).to_string(),
+    ] {
+        ws.send(Message::Text(bad.clone().into())).await.unwrap();
+        let e = next_json(&mut ws).await.unwrap();
+        assert_eq!(e["type"], "error", "{bad}: {e}");
+        assert!(e["status"] == 400 || e["status"] == 409, "{bad}: {e}");
+    }
+    send(&mut ws, json!({"type": "join", "name": "Chị Lan"})).await;
+    let w = until(&mut ws, "welcome").await;
+    assert_eq!(w["role"], "participant");
+    assert_eq!(w["participants"][0]["name"], "Chị Lan");
+    assert_eq!(w["participants"][0]["guest"], true);
+    // A broken offer, a chair action from a participant, an empty chat: errors, still in.
+    for (bad, status) in [
+        (
+            json!({"type": "offer", "sdp": "v=0\r\nm=video 9 X 96\r\n", "tracks": {}}),
+            400,
+        ),
+        (
+            json!({"type": "offer", "sdp": "v=0", "tracks": {"0": "loudspeaker"}}),
+            400,
+        ),
+        (json!({"type": "chair", "action": "end"}), 403),
+        (json!({"type": "chat", "text": "   "}), 400),
+    ] {
+        send(&mut ws, bad.clone()).await;
+        let e = until(&mut ws, "error").await;
+        assert_eq!(e["status"], status, "{bad}: {e}");
+    }
+    send(&mut ws, json!({"type": "chat", "text": "Xin chào"})).await;
+    let chat = until(&mut ws, "chat").await;
+    assert_eq!(
+        (chat["text"].as_str(), chat["from"]["name"].as_str()),
+        (Some("Xin chào"), Some("Chị Lan"))
+    );
+    // An oversized message closes the socket (256 kB limit) without harming the server.
+    let _ = ws.send(Message::Text("x".repeat(300 * 1024).into())).await;
+    let r = c
+        .get(format!("{}/api/meetings", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(stop(s).success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_participant_who_vanishes_is_seen_leaving() {
+    let (_dir, s, c) = serve().await;
+    let m = schedule(&c, &s.url, "Họp", &[]).await;
+    let token = m["join_url"]
+        .as_str()
+        .unwrap()
+        .split("?t=")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let url = ws_url(&s.url, &format!("/api/meetings/{}/ws?t={token}", m["id"]));
+    let (mut a, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    send(&mut a, json!({"type": "join", "name": "A"})).await;
+    until(&mut a, "welcome").await;
+    // B joins over a raw TCP connection it then stops answering (no close, no FIN): as a
+    // laptop whose network went away. The server's pings go unanswered.
+    let (mut b, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    send(&mut b, json!({"type": "join", "name": "B"})).await;
+    until(&mut b, "welcome").await;
+    loop {
+        let p = until(&mut a, "participants").await;
+        if p["list"].as_array().unwrap().len() == 2 {
+            break;
+        }
+    }
+    let t0 = std::time::Instant::now();
+    std::mem::forget(b); // keeps the socket open, reads nothing, answers no ping
+    let gone = loop {
+        let p = until(&mut a, "participants").await;
+        if p["list"].as_array().unwrap().len() == 1 {
+            break t0.elapsed();
+        }
+    };
+    println!("measure: vanished participant seen leaving after {gone:?}");
+    assert!(gone < Duration::from_secs(10), "{gone:?}");
+    // Its attendance row is closed.
+    assert!(stop(s).success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn four_participants_see_and_hear_each_other() {
+    xaso_sfu::init_crypto();
+    let (_dir, s, c) = serve().await;
+    let m = schedule(&c, &s.url, "Họp bốn người", &[]).await;
+    let token = m["join_url"]
+        .as_str()
+        .unwrap()
+        .split("?t=")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let url = ws_url(&s.url, &format!("/api/meetings/{}/ws?t={token}", m["id"]));
+    let reports = meeting_load::run(&url, 4, 10, 400).await;
+    let summary = meeting_load::summarize(&reports);
+    println!("measure: {summary}");
+    for r in &reports {
+        let r = r.as_ref().expect("participant ran");
+        assert!(r.connected && !r.disconnected, "{r:?}");
+        // Three others, each on its own video and audio slot, most of 10 s of 25 fps.
+        let mut from: Vec<u8> = r.video.iter().flat_map(|v| v.0.clone()).collect();
+        from.sort();
+        from.dedup();
+        assert_eq!(from.len(), 3, "{r:?}");
+        for (tags, frames, holes) in r.video.iter().filter(|v| !v.0.is_empty()) {
+            assert!(*frames >= 200, "{} from {tags:?}: {frames} frames", r.name);
+            assert_eq!(*holes, 0, "{r:?}");
+        }
+        let heard: Vec<u64> = r
+            .audio
+            .iter()
+            .filter(|a| !a.0.is_empty())
+            .map(|a| a.1)
+            .collect();
+        assert_eq!(heard.len(), 3, "{r:?}");
+        assert!(heard.iter().all(|n| *n >= 400), "{heard:?}");
+        assert!(
+            r.first_frame.is_some_and(|t| t < Duration::from_secs(3)),
+            "{r:?}"
+        );
+    }
+    // Everyone has left: the meeting is empty again, and the audit log has the joins.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let one: Value = get_json(&c, &format!("{}/api/meetings/{}", s.url, m["id"])).await;
+    assert_eq!(one["participants"], 0, "{one}");
+    let a: Value = get_json(&c, &format!("{}/api/audit?action=meeting.join", s.url)).await;
+    assert_eq!(a["entries"].as_array().unwrap().len(), 4);
+    assert!(stop(s).success());
+}
