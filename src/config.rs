@@ -35,6 +35,7 @@ pub struct Config {
     pub recording: RecordingConfig,
     pub playback: PlaybackConfig,
     pub webrtc: WebrtcConfig,
+    pub meetings: MeetingsConfig,
     /// Cameras declared here are kept in the catalogue as declared (`[[camera]]`).
     #[serde(rename = "camera")]
     pub cameras: Vec<CameraConfig>,
@@ -118,6 +119,21 @@ impl Default for PlaybackConfig {
     fn default() -> Self {
         PlaybackConfig {
             max_export_hours: 24,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MeetingsConfig {
+    /// The largest document a participant may share, in MB.
+    pub max_document_mb: u32,
+}
+
+impl Default for MeetingsConfig {
+    fn default() -> Self {
+        MeetingsConfig {
+            max_document_mb: 20,
         }
     }
 }
@@ -210,6 +226,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             recording: RecordingConfig::default(),
             playback: PlaybackConfig::default(),
+            meetings: MeetingsConfig::default(),
             webrtc: WebrtcConfig::default(),
             cameras: Vec::new(),
         }

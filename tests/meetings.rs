@@ -364,3 +364,273 @@ async fn four_participants_see_and_hear_each_other() {
     assert_eq!(a["entries"].as_array().unwrap().len(), 4);
     assert!(stop(s).success());
 }
+
+/// A WebSocket with a Bearer token.
+async fn ws_bearer(url: &str, token: &str) -> Ws {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    tokio_tungstenite::connect_async(req).await.unwrap().0
+}
+
+/// The next `vote` message about vote `id` that satisfies `pred`.
+async fn vote_until(ws: &mut Ws, pred: impl Fn(&Value) -> bool) -> Value {
+    loop {
+        let v = until(ws, "vote").await;
+        if pred(&v["vote"]) {
+            return v["vote"].clone();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn votes_documents_and_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("xaso.toml");
+    std::fs::write(
+        &cfg,
+        "[recording]\nsimulated_camera = false\n\n[meetings]\nmax_document_mb = 1\n",
+    )
+    .unwrap();
+    let s = start(
+        dir.path(),
+        &[("XASO_ADMIN_PASSWORD", ADMIN_PW)],
+        &["--config", cfg.to_str().unwrap()],
+    );
+    let c = client();
+    assert_eq!(login(&c, &s.url, "admin", ADMIN_PW).await, 200);
+    let m = schedule(&c, &s.url, "Họp biểu quyết", &[]).await;
+    let id = m["id"].as_i64().unwrap();
+    let token: Value = post_json(
+        &c,
+        &format!("{}/api/tokens", s.url),
+        &json!({"user_id": 1, "name": "chair"}),
+    )
+    .await;
+    let link = m["join_url"]
+        .as_str()
+        .unwrap()
+        .split("?t=")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let base = ws_url(&s.url, &format!("/api/meetings/{id}/ws"));
+    // The chair (the admin, who scheduled it) and two guests.
+    let mut chair = ws_bearer(&base, token["token"].as_str().unwrap()).await;
+    send(&mut chair, json!({"type": "join"})).await;
+    let w = until(&mut chair, "welcome").await;
+    assert_eq!(w["role"], "chair");
+    let mut guests = Vec::new();
+    let mut keys = Vec::new();
+    for name in ["Anh Minh", "Chị Hoa"] {
+        let (mut g, _) = tokio_tungstenite::connect_async(format!("{base}?t={link}"))
+            .await
+            .unwrap();
+        send(&mut g, json!({"type": "join", "name": name})).await;
+        let w = until(&mut g, "welcome").await;
+        keys.push(w["key"].as_str().unwrap().to_string());
+        guests.push(g);
+    }
+    // A guest may not open a vote.
+    send(
+        &mut guests[0],
+        json!({"type": "vote_open", "question": "?", "options": ["a", "b"]}),
+    )
+    .await;
+    assert_eq!(until(&mut guests[0], "error").await["status"], 403);
+    // A public vote with three options, cast by all three.
+    send(
+        &mut chair,
+        json!({"type": "vote_open", "question": "Thông qua kế hoạch?", "options": ["Đồng ý", "Không đồng ý", "Ý kiến khác"]}),
+    )
+    .await;
+    let v = vote_until(&mut guests[1], |v| v["open"] == true).await;
+    let vid = v["id"].as_i64().unwrap();
+    assert_eq!(v["tally"], Value::Null, "no tally while open");
+    send(
+        &mut chair,
+        json!({"type": "vote_cast", "vote": vid, "option": 0}),
+    )
+    .await;
+    send(
+        &mut guests[0],
+        json!({"type": "vote_cast", "vote": vid, "option": 0}),
+    )
+    .await;
+    send(
+        &mut guests[1],
+        json!({"type": "vote_cast", "vote": vid, "option": 2}),
+    )
+    .await;
+    vote_until(&mut chair, |v| v["cast"] == 3).await;
+    // Twice, or a missing option, or closing as a guest: refused.
+    send(
+        &mut guests[1],
+        json!({"type": "vote_cast", "vote": vid, "option": 1}),
+    )
+    .await;
+    let e = until(&mut guests[1], "error").await;
+    assert_eq!(e["status"], 409, "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains("already voted"),
+        "{e}"
+    );
+    send(
+        &mut guests[0],
+        json!({"type": "vote_cast", "vote": vid, "option": 7}),
+    )
+    .await;
+    assert_eq!(until(&mut guests[0], "error").await["status"], 400);
+    send(&mut guests[0], json!({"type": "vote_close", "vote": vid})).await;
+    assert_eq!(until(&mut guests[0], "error").await["status"], 403);
+    send(&mut chair, json!({"type": "vote_close", "vote": vid})).await;
+    let done = vote_until(&mut guests[0], |v| v["open"] == false).await;
+    assert_eq!(done["tally"], json!([2, 0, 1]));
+    let ballots = done["ballots"].as_array().unwrap();
+    assert_eq!(ballots.len(), 3);
+    assert!(
+        ballots.contains(&json!({"name": "Chị Hoa", "option": 2})),
+        "{done}"
+    );
+    send(
+        &mut guests[0],
+        json!({"type": "vote_cast", "vote": vid, "option": 1}),
+    )
+    .await;
+    assert_eq!(until(&mut guests[0], "error").await["status"], 409);
+    // A secret ballot: the tally, never who chose what.
+    send(
+        &mut chair,
+        json!({"type": "vote_open", "question": "Bầu tổ trưởng", "options": ["Ông A", "Bà B"], "secret": true}),
+    )
+    .await;
+    let sv = vote_until(&mut guests[0], |v| v["open"] == true && v["secret"] == true).await;
+    let sid = sv["id"].as_i64().unwrap();
+    for g in guests.iter_mut() {
+        send(g, json!({"type": "vote_cast", "vote": sid, "option": 1})).await;
+    }
+    vote_until(&mut chair, |v| v["id"] == sid && v["cast"] == 2).await;
+    send(&mut chair, json!({"type": "vote_close", "vote": sid})).await;
+    let sdone = vote_until(&mut chair, |v| v["id"] == sid && v["open"] == false).await;
+    assert_eq!(sdone["tally"], json!([0, 2]));
+    assert_eq!(sdone["ballots"], Value::Null);
+
+    // Documents: a guest shares a PDF with its key; everyone is told; it downloads whole.
+    let pdf = [b"%PDF-1.4\n".as_slice(), &[b'x'; 4000]].concat();
+    let up = |name: &str, body: Vec<u8>, key: Option<&str>| {
+        let mut r = c
+            .post(format!("{}/api/meetings/{id}/documents?name={name}", s.url))
+            .body(body);
+        if let Some(k) = key {
+            r = r.header("x-meeting-key", k);
+        }
+        r.send()
+    };
+    let guest = client(); // no session: the key alone
+    let r = guest
+        .post(format!(
+            "{}/api/meetings/{id}/documents?name=Kế hoạch.pdf",
+            s.url
+        ))
+        .header("x-meeting-key", &keys[0])
+        .body(pdf.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let doc: Value = r.json().await.unwrap();
+    assert_eq!(doc["from"], "Anh Minh");
+    assert_eq!(doc["mime"], "application/pdf");
+    let told = until(&mut guests[1], "document").await;
+    assert_eq!(told["name"], "Kế hoạch.pdf");
+    let got = guest
+        .get(format!(
+            "{}{}?k={}",
+            s.url,
+            doc["url"].as_str().unwrap(),
+            keys[1]
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    let cd = got.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        cd.contains("filename*=UTF-8''K%E1%BA%BF%20ho%E1%BA%A1ch.pdf"),
+        "{cd}"
+    );
+    assert_eq!(got.bytes().await.unwrap().as_ref(), pdf.as_slice());
+    // Refused: a program named .pdf, a type not allowed, over the limit, a bad key.
+    let r = up(
+        "bienban.pdf",
+        [b"MZ\x90\x00".as_slice(), &[0; 600]].concat(),
+        Some(&keys[0]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 415);
+    assert!(r.text().await.unwrap().contains("a program"));
+    let r = up("x.exe", b"MZ".to_vec(), Some(&keys[0])).await.unwrap();
+    assert_eq!(r.status(), 415);
+    let r = up(
+        "big.pdf",
+        [b"%PDF-".as_slice(), &vec![0; 2 << 20]].concat(),
+        Some(&keys[0]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 413);
+    let r = guest
+        .post(format!("{}/api/meetings/{id}/documents?name=a.pdf", s.url))
+        .header("x-meeting-key", "mk_wrong")
+        .body(pdf.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = guest
+        .get(format!("{}{}", s.url, doc["url"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "no key, no session");
+    // No partial files are left behind.
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("meetings").join(id.to_string()))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+
+    // Chat, then the record.
+    send(
+        &mut guests[1],
+        json!({"type": "chat", "text": "Tôi đồng ý"}),
+    )
+    .await;
+    until(&mut chair, "chat").await;
+    drop(guests.pop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rec: Value = get_json(&c, &format!("{}/api/meetings/{id}/record", s.url)).await;
+    let att = rec["attendance"].as_array().unwrap();
+    assert_eq!(att.len(), 3, "{rec}");
+    assert!(
+        att.iter()
+            .any(|a| a["name"] == "Chị Hoa" && a["left"].is_string()),
+        "{rec}"
+    );
+    assert!(
+        att.iter()
+            .any(|a| a["name"] == "Anh Minh" && a["left"].is_null()),
+        "{rec}"
+    );
+    assert_eq!(rec["chat"][0]["text"], "Tôi đồng ý");
+    assert_eq!(rec["documents"].as_array().unwrap().len(), 1);
+    assert_eq!(rec["votes"][0]["tally"], json!([2, 0, 1]));
+    assert_eq!(rec["votes"][1]["ballots"], Value::Null);
+    assert_eq!(rec["votes"][1]["voters"].as_array().unwrap().len(), 2);
+    assert!(stop(s).success());
+}

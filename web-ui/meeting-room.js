@@ -463,17 +463,17 @@ export function render({ me = null } = {}) {
     h('h2', {}, t('meet.hands')), handsEmpty, handsList);
   const side = h('aside', { class: 'meet-side', hidden: true }, handsPanel, chatPanel);
 
-  const toggleMicBtn = toolButton('toggle-mic', '🎙', toggleMic);
-  const toggleCamBtn = toolButton('toggle-camera', '📷', toggleCamera);
-  const shareBtn = toolButton('share-screen', '🖥', toggleShare);
-  const handBtn = toolButton('raise-hand', '✋', toggleHand);
+  const toggleMicBtn = toolButton('toggle-mic', toggleMic);
+  const toggleCamBtn = toolButton('toggle-camera', toggleCamera);
+  const shareBtn = toolButton('share-screen', toggleShare);
+  const handBtn = toolButton('raise-hand', toggleHand);
   const chatBadge = h('span', { class: 'meet-unread', testid: 'chat-unread', hidden: true });
-  const chatBtn = toolButton('chat', '💬', toggleChat, t('meet.chat'));
+  const chatBtn = toolButton('chat', toggleChat, t('meet.chat'));
   chatBtn.append(chatBadge);
-  const lockBtn = toolButton('lock-meeting', '🔒', toggleLock);
-  const endBtn = toolButton('end-meeting', '⏹', endMeeting, t('meet.end'));
+  const lockBtn = toolButton('lock-meeting', toggleLock);
+  const endBtn = toolButton('end-meeting', endMeeting, t('meet.end'));
   endBtn.classList.add('danger');
-  const leaveBtn = toolButton('leave', '📞', () => leave(), t('meet.leave'));
+  const leaveBtn = toolButton('leave', () => leave(), t('meet.leave'));
   leaveBtn.classList.add('meet-leave');
   const chairTools = h('div', { class: 'meet-tools-chair', hidden: true }, lockBtn, endBtn);
   const toolbar = h('div', { class: 'meet-toolbar', role: 'toolbar', 'aria-label': t('meet.toolbar') },
@@ -488,10 +488,10 @@ export function render({ me = null } = {}) {
     toolbar,
     audioBox);
 
-  function toolButton(testid, icon, onclick, label = '') {
+  // (text only: no icon font or emoji may be relied on, and nothing is loaded from outside)
+  function toolButton(testid, onclick, label = '') {
     const labelEl = h('span', { class: 'meet-tool-label' }, label);
-    const b = h('button', { type: 'button', class: 'meet-tool', testid, onclick },
-      h('span', { class: 'meet-tool-icon', 'aria-hidden': 'true' }, icon), labelEl);
+    const b = h('button', { type: 'button', class: 'meet-tool', testid, onclick }, labelEl);
     b.setLabel = (text) => {
       labelEl.textContent = text;
       b.title = text;
@@ -512,8 +512,8 @@ export function render({ me = null } = {}) {
     video.muted = true; // audio plays through the slots' <audio> elements
     const avatar = h('div', { class: 'meet-avatar', 'aria-hidden': 'true' });
     const nameEl = h('span', { class: 'meet-name', testid: `tile-name-${pid}` });
-    const micOff = h('span', { class: 'meet-icon meet-mic-off', testid: `tile-mic-off-${pid}`, title: t('meet.micOff'), hidden: true }, '🔇');
-    const handEl = h('span', { class: 'meet-icon meet-hand', testid: `tile-hand-${pid}`, title: t('meet.handRaised'), hidden: true }, '✋');
+    const micOff = h('span', { class: 'meet-icon meet-mic-off', testid: `tile-mic-off-${pid}`, title: t('meet.micOff'), hidden: true }, t('meet.micOffShort'));
+    const handEl = h('span', { class: 'meet-icon meet-hand', testid: `tile-hand-${pid}`, title: t('meet.handRaised'), hidden: true }, t('meet.handShort'));
     const chairEl = h('span', { class: 'meet-icon meet-chair-badge', title: t('meet.chair'), hidden: true }, t('meet.chair'));
     const stateEl = h('span', { class: 'meet-tile-state', hidden: true }, t('meet.connecting'));
     const muteBtn = h('button', { type: 'button', class: 'small', testid: `mute-${pid}`, onclick: () => chairMute(pid, 'mic') });
@@ -576,7 +576,7 @@ export function render({ me = null } = {}) {
     video.muted = true;
     const label = h('span', { class: 'meet-name' });
     const el = h('div', { class: 'meet-tile meet-screen', testid: `tile-screen-${pid}` },
-      video, h('div', { class: 'meet-label' }, h('span', { class: 'meet-icon', 'aria-hidden': 'true' }, '🖥'), label));
+      video, h('div', { class: 'meet-label' }, label));
     el.dataset.participant = pid;
     let mid = null;
     return {
@@ -604,8 +604,8 @@ export function render({ me = null } = {}) {
     video.muted = true;
     const avatar = h('div', { class: 'meet-avatar', 'aria-hidden': 'true' });
     const nameEl = h('span', { class: 'meet-name' });
-    const micOff = h('span', { class: 'meet-icon meet-mic-off', title: t('meet.micOff'), hidden: true }, '🔇');
-    const handEl = h('span', { class: 'meet-icon meet-hand', hidden: true }, '✋');
+    const micOff = h('span', { class: 'meet-icon meet-mic-off', title: t('meet.micOff'), hidden: true }, t('meet.micOffShort'));
+    const handEl = h('span', { class: 'meet-icon meet-hand', title: t('meet.handRaised'), hidden: true }, t('meet.handShort'));
     const el = h('div', { class: 'meet-tile meet-self', testid: 'tile-self' },
       video, avatar, h('div', { class: 'meet-label' }, micOff, nameEl, handEl));
     return {
@@ -703,7 +703,25 @@ export function render({ me = null } = {}) {
     }
     selfTile.update();
     selfTile.el.style.order = String(order++);
-    grid.dataset.count = String(tiles.size + screenTiles.size + 1);
+    // columns and rows of the camera tiles (and ours): the CSS fits them into the height
+    const count = tiles.size + 1;
+    let cols;
+    let rows;
+    if (screenTiles.size) {
+      cols = 4; // a strip under the screen share
+      rows = 0;
+    } else if (bigSpeaker) {
+      cols = count <= 6 ? 3 : 4; // the speaker 2×2 on the left, the others around it
+      rows = 2 + Math.ceil(Math.max(0, count - 1 - 2 * (cols - 2)) / cols);
+    } else {
+      cols = count <= 1 ? 1 : count <= 4 ? 2 : count <= 9 ? 3 : 4;
+      rows = Math.ceil(count / cols);
+    }
+    grid.dataset.count = String(count);
+    grid.dataset.cols = String(cols);
+    grid.style.setProperty('--cols', String(cols));
+    grid.style.setProperty('--rows', String(Math.max(rows, 1)));
+    grid.classList.toggle('fit', rows > 0);
     grid.classList.toggle('has-screen', screenTiles.size > 0);
     countEl.textContent = t('meet.participants', { n: participants.length });
     drawHands();
@@ -716,7 +734,7 @@ export function render({ me = null } = {}) {
       h('span', { class: 'meet-name' }, p.id === you ? t('meet.youName', { name: p.name }) : p.name),
       h('span', { class: 'muted small' }, ` ${clockTime(p.hand)}`))));
     handsEmpty.hidden = raised.length > 0;
-    handsPanel.hidden = role !== 'chair';
+    handsPanel.hidden = role !== 'chair' || raised.length === 0; // for the chair, while hands are up
     side.hidden = handsPanel.hidden && chatPanel.hidden;
   }
 
@@ -915,7 +933,7 @@ export function render({ me = null } = {}) {
   }
 
   function toggleLock() {
-    locked = !locked; // the contract has no message for it: reflect our own action
+    locked = !locked; // at once; a `locked` message from the server confirms it
     send({ type: 'chair', action: locked ? 'lock' : 'unlock' });
     notice(locked ? t('meet.lockedNow') : t('meet.unlockedNow'));
     drawToolbar();
@@ -982,6 +1000,10 @@ export function render({ me = null } = {}) {
         break;
       case 'chat': onChatMessage(msg); break;
       case 'chair': onChair(msg); break;
+      case 'locked': // (the server tells the room when the chair locks or unlocks it)
+        locked = msg.locked === true;
+        drawToolbar();
+        break;
       case 'removed': over('removed', msg.reason); break;
       case 'ended': over('ended', msg.reason); break;
       case 'error': onServerError(msg); break;
@@ -998,6 +1020,9 @@ export function render({ me = null } = {}) {
     iceServers = Array.isArray(msg.ice_servers) ? msg.ice_servers : [];
     participants = Array.isArray(msg.participants) ? msg.participants : [];
     chatLog = Array.isArray(msg.chat) ? [...msg.chat] : [];
+    if (everWelcomed) noticeEl.hidden = true; // back in after a lost connection
+    chairLock.mic = false; // (a new participant for the server: nothing muted by the chair yet)
+    chairLock.camera = false;
     everWelcomed = true;
     rejoinFailures = 0;
     clearError();
@@ -1069,7 +1094,9 @@ export function render({ me = null } = {}) {
       teardown();
       return;
     }
-    const status = e.code >= 4000 && e.code < 5000 ? e.code - 4000 : null;
+    let status = e.code >= 4000 && e.code < 5000 ? e.code - 4000 : null;
+    // 410 "media_lost": the server found our media connection gone; joining again may help
+    if (status === 410 && everWelcomed) status = null;
     if (status !== null || (lastError && !everWelcomed)) {
       refused(status ?? lastError.status ?? null, e.reason);
       return;
@@ -1313,6 +1340,10 @@ export function render({ me = null } = {}) {
 
   function showOver(kind, reason) {
     document.title = t('app.title');
+    if (kind !== 'error') {
+      noticeEl.hidden = true; // what happened in the room is over
+      clearError();
+    }
     if (kind === 'error') {
       fill(body, h('div', { class: 'meet-over-actions', testid: 'meeting-over', 'data-state': kind },
         h('button', { type: 'button', testid: 'meeting-retry', onclick: showCheck }, t('common.retry')),

@@ -6,10 +6,12 @@
 //!
 //! - [`store`]: the rows (meetings, invitees, attendance, chat, the link key).
 //! - [`link`]: signed guest links (pure).
+//! - [`doctype`]: which documents may be shared (pure).
 //!
 //! The hub's state is in memory, behind one lock held only for short, non-async steps;
 //! what must last (attendance, chat) is written to the database.
 
+pub mod doctype;
 pub mod link;
 pub mod store;
 
@@ -78,6 +80,28 @@ struct Part {
     may_unmute: PerKind,
     attendance: i64,
     connected: bool,
+    /// The participant's secret for the meeting's HTTP routes (documents), sent in
+    /// `welcome`: guests have no session.
+    key: String,
+}
+
+impl Part {
+    /// Who votes: one ballot per user account, or per guest's attendance.
+    fn voter(&self) -> String {
+        match self.who.user_id {
+            Some(u) => format!("user:{u}"),
+            None => format!("guest:{}", self.attendance),
+        }
+    }
+}
+
+/// A participant found by its key.
+#[derive(Clone, Debug)]
+pub struct KeyHolder {
+    pub meeting: i64,
+    pub participant: u64,
+    pub name: String,
+    pub user_id: Option<i64>,
 }
 
 #[derive(Default)]
@@ -92,6 +116,8 @@ struct Inner {
     rooms: HashMap<i64, Room>,
     /// Forwarding-core participant → (meeting, participant id).
     peers: HashMap<SessionId, (i64, u64)>,
+    /// Participant key → (meeting, participant).
+    keys: HashMap<String, (i64, u64)>,
     next_pid: u64,
 }
 
@@ -214,7 +240,12 @@ impl Meetings {
         )
         .await?;
         let chat = store::chat(&self.db, meeting.id).await?;
+        let documents = store::documents(&self.db, meeting.id).await?;
+        let votes = store::votes(&self.db, meeting.id).await?;
+        let key = crate::auth::new_secret("mk_");
         let mut inner = self.inner.lock().expect("meetings lock");
+        let next = inner.next_pid;
+        inner.keys.insert(key.clone(), (meeting.id, next));
         let pid = inner.next_pid;
         inner.next_pid += 1;
         let room = inner.rooms.entry(meeting.id).or_insert_with(|| Room {
@@ -235,6 +266,7 @@ impl Meetings {
                 may_unmute: PerKind::default(),
                 attendance,
                 connected: false,
+                key: key.clone(),
             },
         );
         let chat: Vec<Value> = chat
@@ -251,6 +283,9 @@ impl Meetings {
             },
             "participants": room.participants()["list"],
             "chat": chat,
+            "documents": documents.iter().map(document_json).collect::<Vec<_>>(),
+            "votes": votes.iter().map(vote_json).collect::<Vec<_>>(),
+            "key": key,
             "simulcast": false,
         });
         if let (Value::Object(w), Value::Object(e)) = (&mut welcome, extra) {
@@ -590,6 +625,9 @@ impl Meetings {
             if let Some(peer) = part.as_ref().and_then(|p| p.peer) {
                 inner.peers.remove(&peer);
             }
+            if let Some(p) = &part {
+                inner.keys.remove(&p.key);
+            }
             if let Some(r) = inner.rooms.get_mut(&meeting) {
                 if r.speaker == Some(pid) {
                     r.speaker = None;
@@ -609,6 +647,107 @@ impl Meetings {
         if let Err(e) = store::left(&self.db, part.attendance, self.now_ms()).await {
             tracing::error!(error = %e, "cannot record a participant leaving");
         }
+    }
+
+    /// The participant holding `key`, if they are in a room now.
+    pub fn by_key(&self, key: &str) -> Option<KeyHolder> {
+        let inner = self.inner.lock().expect("meetings lock");
+        let &(meeting, pid) = inner.keys.get(key)?;
+        let p = inner.rooms.get(&meeting)?.parts.get(&pid)?;
+        Some(KeyHolder {
+            meeting,
+            participant: pid,
+            name: p.who.name.clone(),
+            user_id: p.who.user_id,
+        })
+    }
+
+    /// Tells the room a document was shared.
+    pub fn document_shared(&self, doc: &store::Document) {
+        let inner = self.inner.lock().expect("meetings lock");
+        if let Some(r) = inner.rooms.get(&doc.meeting_id) {
+            let mut v = document_json(doc);
+            v["type"] = "document".into();
+            r.broadcast(&v);
+        }
+    }
+
+    fn chair_check(&self, meeting: i64, pid: u64) -> Result<()> {
+        let inner = self.inner.lock().expect("meetings lock");
+        let p = inner
+            .rooms
+            .get(&meeting)
+            .and_then(|r| r.parts.get(&pid))
+            .ok_or_else(|| err!(FailedPrecondition, "you are not in this meeting"))?;
+        if !p.who.chair {
+            bail!(PermissionDenied, "only the chair may do this");
+        }
+        Ok(())
+    }
+
+    async fn broadcast_vote(&self, meeting: i64, vote: i64) -> Result<()> {
+        let v = store::vote(&self.db, meeting, vote).await?;
+        let inner = self.inner.lock().expect("meetings lock");
+        if let Some(r) = inner.rooms.get(&meeting) {
+            r.broadcast(&json!({"type": "vote", "vote": vote_json(&v)}));
+        }
+        Ok(())
+    }
+
+    /// The chair opens a vote.
+    pub async fn vote_open(
+        &self,
+        meeting: i64,
+        pid: u64,
+        question: &str,
+        options: &[String],
+        secret: bool,
+    ) -> Result<i64> {
+        self.chair_check(meeting, pid)?;
+        let question = question.trim();
+        if question.is_empty() || question.chars().count() > 500 {
+            bail!(InvalidArgument, "question: 1 to 500 characters");
+        }
+        let options: Vec<String> = options.iter().map(|o| o.trim().to_string()).collect();
+        if options.len() < 2 || options.len() > 10 {
+            bail!(InvalidArgument, "a vote has 2 to 10 options");
+        }
+        if options
+            .iter()
+            .any(|o| o.is_empty() || o.chars().count() > 200)
+        {
+            bail!(InvalidArgument, "each option: 1 to 200 characters");
+        }
+        let id =
+            store::open_vote(&self.db, meeting, question, &options, secret, self.now_ms()).await?;
+        self.broadcast_vote(meeting, id).await?;
+        Ok(id)
+    }
+
+    /// A participant's ballot.
+    pub async fn vote_cast(&self, meeting: i64, pid: u64, vote: i64, option: i64) -> Result<()> {
+        let (voter, name) = {
+            let inner = self.inner.lock().expect("meetings lock");
+            let p = inner
+                .rooms
+                .get(&meeting)
+                .and_then(|r| r.parts.get(&pid))
+                .ok_or_else(|| err!(FailedPrecondition, "you are not in this meeting"))?;
+            (p.voter(), p.who.name.clone())
+        };
+        // The vote must be this meeting's.
+        store::vote(&self.db, meeting, vote).await?;
+        store::cast(&self.db, vote, &voter, &name, option, self.now_ms()).await?;
+        self.broadcast_vote(meeting, vote).await
+    }
+
+    pub async fn vote_close(&self, meeting: i64, pid: u64, vote: i64) -> Result<()> {
+        self.chair_check(meeting, pid)?;
+        if !store::close_vote(&self.db, meeting, vote, self.now_ms()).await? {
+            store::vote(&self.db, meeting, vote).await?; // 404 when it does not exist
+            bail!(FailedPrecondition, "this vote is closed already");
+        }
+        self.broadcast_vote(meeting, vote).await
     }
 
     async fn media_event(&self, ev: MeetingMedia) {
@@ -667,6 +806,37 @@ impl Meetings {
             }
         }
     }
+}
+
+pub fn document_json(d: &store::Document) -> Value {
+    json!({
+        "id": d.id, "name": d.name, "mime": d.mime, "size": d.bytes,
+        "from": d.uploader, "at": rfc3339(d.at_ms),
+        "url": format!("/api/meetings/{}/documents/{}", d.meeting_id, d.id),
+    })
+}
+
+/// A vote as the room sees it: while open, how many have voted; once closed, the tally and,
+/// unless secret, who chose what.
+pub fn vote_json(v: &store::Vote) -> Value {
+    let closed = v.closed_ms.is_some();
+    json!({
+        "id": v.id,
+        "question": v.question,
+        "options": v.options,
+        "secret": v.secret,
+        "open": !closed,
+        "opened_at": rfc3339(v.opened_ms),
+        "closed_at": v.closed_ms.map(rfc3339),
+        "cast": v.ballots.len(),
+        "voters": v.ballots.iter().map(|b| b.0.clone()).collect::<Vec<_>>(),
+        "tally": if closed { json!(v.tally) } else { Value::Null },
+        "ballots": if closed && !v.secret {
+            json!(v.ballots.iter().map(|(n, o)| json!({"name": n, "option": o})).collect::<Vec<_>>())
+        } else {
+            Value::Null
+        },
+    })
 }
 
 /// The `slots` message for one participant, publishers named by participant id.

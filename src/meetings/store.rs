@@ -316,3 +316,260 @@ pub async fn server_key(db: &AnyPool, name: &str) -> Result<Vec<u8>> {
     let v = get().await?.unwrap_or_default();
     Ok(b64.decode(v).unwrap_or_default())
 }
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Document {
+    pub id: i64,
+    pub meeting_id: i64,
+    pub name: String,
+    pub mime: String,
+    pub bytes: i64,
+    pub sha256: String,
+    pub uploader: String,
+    pub at_ms: i64,
+}
+
+/// Records a document whose bytes are already on disk; returns its id.
+#[allow(clippy::too_many_arguments)]
+pub async fn add_document(
+    db: &AnyPool,
+    meeting: i64,
+    name: &str,
+    mime: &str,
+    bytes: i64,
+    sha256: &str,
+    uploader: &str,
+    user_id: Option<i64>,
+    now_ms: i64,
+) -> Result<i64> {
+    let r = sqlx::query(
+        "INSERT INTO meeting_documents (meeting_id, name, mime, bytes, sha256, uploader, user_id, at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+    )
+    .bind(meeting)
+    .bind(name)
+    .bind(mime)
+    .bind(bytes)
+    .bind(sha256)
+    .bind(uploader)
+    .bind(user_id)
+    .bind(now_ms)
+    .fetch_one(db)
+    .await?;
+    Ok(r.try_get(0)?)
+}
+
+fn document_from(r: &AnyRow) -> Result<Document> {
+    Ok(Document {
+        id: r.try_get(0)?,
+        meeting_id: r.try_get(1)?,
+        name: r.try_get(2)?,
+        mime: r.try_get(3)?,
+        bytes: r.try_get(4)?,
+        sha256: r.try_get(5)?,
+        uploader: r.try_get(6)?,
+        at_ms: r.try_get(7)?,
+    })
+}
+
+const DOC_COLS: &str = "id, meeting_id, name, mime, bytes, sha256, uploader, at_ms";
+
+pub async fn documents(db: &AnyPool, meeting: i64) -> Result<Vec<Document>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {DOC_COLS} FROM meeting_documents WHERE meeting_id = $1 ORDER BY id"
+    ))
+    .bind(meeting)
+    .fetch_all(db)
+    .await?;
+    rows.iter().map(document_from).collect()
+}
+
+pub async fn document(db: &AnyPool, meeting: i64, id: i64) -> Result<Document> {
+    let r = sqlx::query(&format!(
+        "SELECT {DOC_COLS} FROM meeting_documents WHERE meeting_id = $1 AND id = $2"
+    ))
+    .bind(meeting)
+    .bind(id)
+    .fetch_optional(db)
+    .await?;
+    match r {
+        Some(r) => document_from(&r),
+        None => bail!(NotFound, "no document {id} in meeting {meeting}"),
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vote {
+    pub id: i64,
+    pub question: String,
+    pub options: Vec<String>,
+    pub secret: bool,
+    pub opened_ms: i64,
+    pub closed_ms: Option<i64>,
+    /// Votes per option.
+    pub tally: Vec<i64>,
+    /// (name, option) per ballot; the option is `None` for a secret ballot.
+    pub ballots: Vec<(String, Option<i64>)>,
+}
+
+pub async fn open_vote(
+    db: &AnyPool,
+    meeting: i64,
+    question: &str,
+    options: &[String],
+    secret: bool,
+    now_ms: i64,
+) -> Result<i64> {
+    let r = sqlx::query(
+        "INSERT INTO meeting_votes (meeting_id, question, options, secret, opened_ms) \
+         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+    )
+    .bind(meeting)
+    .bind(question)
+    .bind(serde_json::to_string(options).expect("strings serialize"))
+    .bind(i64::from(secret))
+    .bind(now_ms)
+    .fetch_one(db)
+    .await?;
+    Ok(r.try_get(0)?)
+}
+
+/// Casts a ballot: once per voter, while the vote is open, for an existing option. The
+/// transaction starts with its write (SQLite: two voters at once wait for each other
+/// instead of failing to upgrade a read lock), and the ballot goes in only while the vote
+/// is open.
+pub async fn cast(
+    db: &AnyPool,
+    vote: i64,
+    voter: &str,
+    name: &str,
+    option: i64,
+    now_ms: i64,
+) -> Result<()> {
+    let r = sqlx::query("SELECT options, secret FROM meeting_votes WHERE id = $1")
+        .bind(vote)
+        .fetch_optional(db)
+        .await?;
+    let Some(r) = r else {
+        bail!(NotFound, "no vote {vote}");
+    };
+    let options: Vec<String> =
+        serde_json::from_str(&r.try_get::<String, _>(0)?).unwrap_or_default();
+    let secret = to_bool(r.try_get(1)?);
+    if option < 0 || option as usize >= options.len() {
+        bail!(
+            InvalidArgument,
+            "option must be 0 to {}",
+            options.len().saturating_sub(1)
+        );
+    }
+    let mut tx = db.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO meeting_ballots (vote_id, voter, name, option_index, cast_ms) \
+         SELECT $1, $2, $3, $4, $5 WHERE EXISTS \
+         (SELECT 1 FROM meeting_votes WHERE id = $1 AND closed_ms IS NULL)",
+    )
+    .bind(vote)
+    .bind(voter)
+    .bind(name)
+    .bind((!secret).then_some(option))
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await;
+    match inserted {
+        Ok(r) if r.rows_affected() == 0 => bail!(FailedPrecondition, "this vote is closed"),
+        Ok(_) => {}
+        Err(e) => {
+            let e = crate::error::Error::from(e);
+            if e.kind() == crate::error::ErrorKind::AlreadyExists {
+                bail!(AlreadyExists, "you have already voted");
+            }
+            return Err(e);
+        }
+    }
+    sqlx::query(
+        "INSERT INTO meeting_tally (vote_id, option_index, votes) VALUES ($1, $2, 1) \
+         ON CONFLICT (vote_id, option_index) DO UPDATE SET votes = meeting_tally.votes + 1",
+    )
+    .bind(vote)
+    .bind(option)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Closes an open vote of `meeting`; `false` if it was closed already.
+pub async fn close_vote(db: &AnyPool, meeting: i64, vote: i64, now_ms: i64) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE meeting_votes SET closed_ms = $1 WHERE id = $2 AND meeting_id = $3 AND closed_ms IS NULL",
+    )
+    .bind(now_ms)
+    .bind(vote)
+    .bind(meeting)
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn vote(db: &AnyPool, meeting: i64, id: i64) -> Result<Vote> {
+    let r = sqlx::query(
+        "SELECT id, question, options, secret, opened_ms, closed_ms FROM meeting_votes \
+         WHERE id = $1 AND meeting_id = $2",
+    )
+    .bind(id)
+    .bind(meeting)
+    .fetch_optional(db)
+    .await?;
+    let Some(r) = r else {
+        bail!(NotFound, "no vote {id} in meeting {meeting}");
+    };
+    let options: Vec<String> =
+        serde_json::from_str(&r.try_get::<String, _>(2)?).unwrap_or_default();
+    let mut tally = vec![0; options.len()];
+    for t in sqlx::query("SELECT option_index, votes FROM meeting_tally WHERE vote_id = $1")
+        .bind(id)
+        .fetch_all(db)
+        .await?
+    {
+        let i: i64 = t.try_get(0)?;
+        if let Some(x) = tally.get_mut(i as usize) {
+            *x = t.try_get(1)?;
+        }
+    }
+    let ballots = sqlx::query(
+        "SELECT name, option_index FROM meeting_ballots WHERE vote_id = $1 ORDER BY cast_ms, name",
+    )
+    .bind(id)
+    .fetch_all(db)
+    .await?
+    .iter()
+    .map(|b| Ok((b.try_get(0)?, b.try_get(1)?)))
+    .collect::<Result<Vec<_>>>()?;
+    Ok(Vote {
+        id,
+        question: r.try_get(1)?,
+        options,
+        secret: to_bool(r.try_get(3)?),
+        opened_ms: r.try_get(4)?,
+        closed_ms: r.try_get(5)?,
+        tally,
+        ballots,
+    })
+}
+
+pub async fn votes(db: &AnyPool, meeting: i64) -> Result<Vec<Vote>> {
+    let ids: Vec<i64> =
+        sqlx::query("SELECT id FROM meeting_votes WHERE meeting_id = $1 ORDER BY id")
+            .bind(meeting)
+            .fetch_all(db)
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<std::result::Result<_, _>>()?;
+    let mut out = Vec::new();
+    for id in ids {
+        out.push(vote(db, meeting, id).await?);
+    }
+    Ok(out)
+}

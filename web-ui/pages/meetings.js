@@ -124,6 +124,8 @@ function meetingCard(m, status) {
       h('span', { class: 'meeting-title' }, m.title),
       h('span', { class: `badge meeting-phase ${phase}`, testid: `meeting-phase-${m.id}` }, has(`meetings.phase.${phase}`) ? t(`meetings.phase.${phase}`) : phase),
       m.locked ? h('span', { class: 'badge off' }, t('meetings.locked')) : null,
+      m.participants > 0 && phase !== 'ended'
+        ? h('span', { class: 'badge on', testid: `meeting-present-${m.id}` }, t('meetings.present', { n: m.participants })) : null,
       h('span', { class: 'meeting-actions' }, join)),
     h('div', { class: 'muted small meeting-when' }, range),
     h('div', { class: 'small meeting-people' }, people),
