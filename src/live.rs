@@ -340,6 +340,10 @@ enum Cmd {
         track: TrackKind,
         blocked: bool,
     },
+    View {
+        peer: SessionId,
+        tiles: Vec<(SessionId, u32)>,
+    },
 }
 
 /// What the forwarding core tells the meetings hub (`crate::meetings`).
@@ -349,6 +353,12 @@ pub enum MeetingMedia {
     Speaker {
         room: i64,
         peer: SessionId,
+    },
+    /// The simulcast layers of a participant's track someone wants (pause the others).
+    Layers {
+        peer: SessionId,
+        track: TrackKind,
+        active: Vec<String>,
     },
     /// A participant's connection ended (ICE gone, error, never connected).
     Left {
@@ -794,6 +804,11 @@ impl Live {
             .await;
     }
 
+    /// The tile heights a participant shows, per publisher (simulcast layer choice).
+    pub async fn view(&self, peer: SessionId, tiles: Vec<(SessionId, u32)>) {
+        let _ = self.cmd.send(Cmd::View { peer, tiles }).await;
+    }
+
     /// Ends a session; `false` if there was none.
     pub async fn close(&self, session: SessionId) -> bool {
         let (reply, rx) = oneshot::channel();
@@ -1088,6 +1103,19 @@ async fn run(
                         let _ = tx.send(MeetingMedia::Slots(u));
                     }
                 }
+                Output::Layers {
+                    peer,
+                    track,
+                    active,
+                } => {
+                    if let Some(tx) = live.upgrade().and_then(|l| l.meeting_events.get().cloned()) {
+                        let _ = tx.send(MeetingMedia::Layers {
+                            peer,
+                            track,
+                            active,
+                        });
+                    }
+                }
                 Output::Speaker { room, peer } => {
                     if let Some(tx) = live.upgrade().and_then(|l| l.meeting_events.get().cloned()) {
                         let _ = tx.send(MeetingMedia::Speaker { room, peer });
@@ -1241,6 +1269,7 @@ async fn run(
                 track,
                 blocked,
             } => core.set_blocked(peer, track, blocked),
+            Cmd::View { peer, tiles } => core.set_view(peer, &tiles),
         }
     }
 }

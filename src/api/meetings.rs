@@ -313,8 +313,7 @@ enum In {
         text: String,
     },
     View {
-        #[allow(dead_code)]
-        tiles: Value,
+        tiles: std::collections::HashMap<String, TileSize>,
     },
     Chair {
         action: String,
@@ -337,6 +336,15 @@ enum In {
         vote: i64,
     },
     Leave,
+}
+
+/// A tile's size in CSS pixels (the height chooses the simulcast layer).
+#[derive(Deserialize)]
+struct TileSize {
+    #[serde(default, rename = "w")]
+    _w: u32,
+    #[serde(default)]
+    h: u32,
 }
 
 fn error_message(e: &Error) -> String {
@@ -489,7 +497,20 @@ async fn run(
                 ) => hub.state(m.id, pid, mic, camera, screen).await,
                 (In::Hand { raised }, Some(pid)) => hub.hand(m.id, pid, raised),
                 (In::Chat { text }, Some(pid)) => hub.chat(m.id, pid, &text).await,
-                (In::View { .. }, Some(_)) => Ok(()),
+                (In::View { tiles }, Some(pid)) => {
+                    if tiles.len() > 100 {
+                        bail!(InvalidArgument, "tiles: at most 100");
+                    }
+                    let mut t = Vec::new();
+                    for (id, size) in tiles {
+                        let id: u64 = id.parse().map_err(|_| {
+                            err!(InvalidArgument, "tiles: {id:?} is not a participant id")
+                        })?;
+                        t.push((id, size.h.min(10_000)));
+                    }
+                    hub.view(m.id, pid, &t).await;
+                    Ok(())
+                }
                 (
                     In::Chair {
                         action,

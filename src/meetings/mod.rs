@@ -649,6 +649,27 @@ impl Meetings {
         }
     }
 
+    /// The tile heights a participant shows, by participant id (the page's `view`).
+    pub async fn view(&self, meeting: i64, pid: u64, tiles: &[(u64, u32)]) {
+        let (peer, mapped) = {
+            let inner = self.inner.lock().expect("meetings lock");
+            let Some(room) = inner.rooms.get(&meeting) else {
+                return;
+            };
+            let Some(peer) = room.parts.get(&pid).and_then(|p| p.peer) else {
+                return;
+            };
+            let mapped: Vec<(SessionId, u32)> = tiles
+                .iter()
+                .filter_map(|(id, h)| room.parts.get(id).and_then(|p| p.peer).map(|s| (s, *h)))
+                .collect();
+            (peer, mapped)
+        };
+        if let Some(live) = &self.live {
+            live.view(peer, mapped).await;
+        }
+    }
+
     /// The participant holding `key`, if they are in a room now.
     pub fn by_key(&self, key: &str) -> Option<KeyHolder> {
         let inner = self.inner.lock().expect("meetings lock");
@@ -761,6 +782,22 @@ impl Meetings {
                     return;
                 };
                 send(p, &slots_message(&u, &inner.peers));
+            }
+            MeetingMedia::Layers {
+                peer,
+                track,
+                active,
+            } => {
+                let inner = self.inner.lock().expect("meetings lock");
+                let Some(&(meeting, pid)) = inner.peers.get(&peer) else {
+                    return;
+                };
+                if let Some(p) = inner.rooms.get(&meeting).and_then(|r| r.parts.get(&pid)) {
+                    send(
+                        p,
+                        &json!({"type": "layers", "track": track.as_str(), "active": active}),
+                    );
+                }
             }
             MeetingMedia::Speaker { room, peer } => {
                 let mut inner = self.inner.lock().expect("meetings lock");

@@ -14,12 +14,14 @@
 //! picks the active speaker from the microphones' audio levels, and forwards each packet a
 //! participant publishes to the slots that carry it (docs/design/meetings.md).
 
+use crate::alloc::{Want, allocate};
 use crate::peer::{Feed, PEER_CONNECT_TIMEOUT, Peer, PeerEvent, TrackKind};
 use crate::session::{CONNECT_TIMEOUT, Proto, Session, SessionError, Transmit};
 use crate::source::{MediaFrame, Source};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use str0m::media::Rid;
 
 pub type SourceId = i64;
 pub type SessionId = u64;
@@ -54,6 +56,13 @@ pub enum Output {
     Speaker {
         room: RoomId,
         peer: SessionId,
+    },
+    /// The simulcast layers (rids) of a participant's track that someone wants: the page
+    /// keeps those sending and pauses the others.
+    Layers {
+        peer: SessionId,
+        track: TrackKind,
+        active: Vec<String>,
     },
 }
 
@@ -132,6 +141,7 @@ pub struct Core {
     peers: HashMap<SessionId, Peer>,
     rooms: HashMap<RoomId, Room>,
     reported: HashMap<SessionId, SlotsUpdate>,
+    layers_reported: HashMap<Feed, Vec<String>>,
     room_tick: Option<Instant>,
     /// The time of the last input (keyframe requests made outside one are stamped there).
     now: Option<Instant>,
@@ -224,6 +234,7 @@ impl Core {
             self.timeout_due = false;
             self.remotes.retain(|_, s| *s != id);
             self.reported.remove(&id);
+            self.layers_reported.retain(|f, _| f.publisher != id);
             p.close(reason);
             let room = p.room;
             if let Some(r) = self.rooms.get_mut(&room) {
@@ -422,6 +433,11 @@ impl Core {
         Ok(answer)
     }
 
+    /// The bandwidth estimated toward participant `id`, bits per second.
+    pub fn bwe_of(&self, id: SessionId) -> Option<u64> {
+        self.peers.get(&id).and_then(|p| p.bwe_bps)
+    }
+
     pub fn is_peer(&self, id: SessionId) -> bool {
         self.peers.contains_key(&id)
     }
@@ -482,7 +498,7 @@ impl Core {
                         publisher: id,
                         track,
                     };
-                    let mut want_key = false;
+                    let mut want_key = Vec::new();
                     let mut started = Vec::new();
                     for sid in &subs {
                         let Some(sub) = self.peers.get_mut(sid) else {
@@ -497,15 +513,20 @@ impl Core {
                                     started.push((*sid, i));
                                 }
                                 wrote |= w;
-                                want_key |= sub.slots[i].waiting() && sub.is_connected();
+                                if sub.slots[i].waiting() && sub.is_connected() {
+                                    let rid = sub.slots[i].waiting_for();
+                                    if !want_key.contains(&rid) {
+                                        want_key.push(rid);
+                                    }
+                                }
                             }
                         }
                         if wrote {
                             sub.flush(now, &mut self.scratch);
                         }
                     }
-                    if want_key {
-                        self.ask_keyframe(now, feed);
+                    for rid in want_key {
+                        self.ask_keyframe_of(now, feed, rid);
                     }
                     // A slot that just started on this keyframe also gets the packets of
                     // the frame that overtook its first one.
@@ -514,7 +535,12 @@ impl Core {
                             .peers
                             .get(&id)
                             .and_then(|p| p.recent.get(&r.mid))
-                            .map(|q| q.iter().filter(|x| x.seq > r.seq).cloned().collect())
+                            .map(|q| {
+                                q.iter()
+                                    .filter(|x| x.rid == r.rid && x.seq > r.seq)
+                                    .cloned()
+                                    .collect()
+                            })
                             .unwrap_or_default();
                         for (sid, i) in started {
                             if let Some(sub) = self.peers.get_mut(&sid) {
@@ -532,13 +558,113 @@ impl Core {
 
     /// Asks a publisher for a keyframe of a video track (rate-limited in the peer).
     fn ask_keyframe(&mut self, now: Instant, f: Feed) {
+        self.ask_keyframe_of(now, f, None);
+    }
+
+    /// As [`Core::ask_keyframe`], of one simulcast layer (`None`: every layer).
+    fn ask_keyframe_of(&mut self, now: Instant, f: Feed, rid: Option<Rid>) {
         if !f.track.is_video() {
             return;
         }
         if let Some(p) = self.peers.get_mut(&f.publisher)
             && let Some(mid) = p.mid_of(f.track)
         {
-            p.request_keyframe(now, mid, &mut self.scratch);
+            p.request_keyframe(now, mid, rid, &mut self.scratch);
+        }
+    }
+
+    /// The tile heights participant `id` shows, per publisher.
+    pub fn set_view(&mut self, id: SessionId, tiles: &[(SessionId, u32)]) {
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.view = tiles.iter().copied().collect();
+        }
+    }
+
+    /// Chooses the simulcast layer of every video slot in `room` ([`allocate`]), asks for
+    /// keyframes of newly chosen layers, and tells publishers which layers anyone wants
+    /// ([`Output::Layers`]; the others are paused at the page).
+    fn allocate_room(&mut self, now: Instant, room: RoomId) {
+        let Some(r) = self.rooms.get(&room) else {
+            return;
+        };
+        let ids = r.peers.clone();
+        let mut layers: HashMap<Feed, Vec<(Option<Rid>, u64)>> = HashMap::new();
+        for id in &ids {
+            if let Some(p) = self.peers.get(id) {
+                for t in p.published.iter().filter(|t| t.track.is_video()) {
+                    let feed = Feed {
+                        publisher: *id,
+                        track: t.track,
+                    };
+                    layers.insert(feed, p.layers(t.mid));
+                }
+            }
+        }
+        let mut keyframes = Vec::new();
+        let mut wanted: HashMap<Feed, Vec<Option<Rid>>> = HashMap::new();
+        for sid in &ids {
+            let Some(sub) = self.peers.get_mut(sid) else {
+                continue;
+            };
+            let slots: Vec<(usize, Feed)> = sub
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.video)
+                .filter_map(|(i, s)| s.feed.map(|f| (i, f)))
+                .collect();
+            let wants: Vec<Want> = slots
+                .iter()
+                .map(|(_, f)| Want {
+                    layers: layers
+                        .get(f)
+                        .map(|l| l.iter().map(|x| x.1).collect())
+                        .unwrap_or_default(),
+                    tile_height: sub.view.get(&f.publisher).copied(),
+                    screen: f.track == TrackKind::Screen,
+                })
+                .collect();
+            // 85 % of the estimate for video: audio, RTCP and retransmissions need room.
+            let pick = allocate(sub.bwe_bps.map(|b| b * 85 / 100), &wants);
+            for ((i, f), k) in slots.into_iter().zip(pick) {
+                let Some(ls) = layers.get(&f).filter(|l| l.len() > 1) else {
+                    continue; // no simulcast: nothing to choose
+                };
+                let rid = ls[k.min(ls.len() - 1)].0;
+                let s = &mut sub.slots[i];
+                if s.want != rid {
+                    s.want = rid;
+                    if s.layer != rid {
+                        keyframes.push((f, rid));
+                    }
+                }
+                wanted.entry(f).or_default().extend([rid, s.layer]);
+            }
+        }
+        for (f, rid) in keyframes {
+            self.ask_keyframe_of(now, f, rid);
+        }
+        for (f, ls) in &layers {
+            if ls.len() < 2 || f.track != TrackKind::Camera {
+                continue;
+            }
+            // The lowest layer always runs, so that a newcomer gets a picture at once.
+            let w = wanted.get(f);
+            let mut active: Vec<String> = ls
+                .iter()
+                .enumerate()
+                .filter(|(k, (rid, _))| *k == 0 || w.is_some_and(|w| w.contains(rid)))
+                .filter_map(|(_, (rid, _))| rid.map(|r| r.to_string()))
+                .collect();
+            active.sort();
+            if self.layers_reported.get(f) != Some(&active) {
+                self.layers_reported.insert(*f, active.clone());
+                self.out.push_back(Output::Layers {
+                    peer: f.publisher,
+                    track: f.track,
+                    active,
+                });
+            }
         }
     }
 
@@ -622,6 +748,9 @@ impl Core {
     /// enough, for [`SPEAKER_TICKS`] ticks in a row).
     fn tick_rooms(&mut self, now: Instant) {
         let rooms: Vec<RoomId> = self.rooms.keys().copied().collect();
+        for room in rooms.iter().copied() {
+            self.allocate_room(now, room);
+        }
         for room in rooms {
             let Some(r) = self.rooms.get(&room) else {
                 continue;

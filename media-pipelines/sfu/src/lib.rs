@@ -7,6 +7,7 @@
 //! - [`source`]: a publisher's tracks, packetized frames and current GOP.
 //! - [`session`]: one subscriber, a str0m `Rtc` kept behind our own types.
 //! - [`peer`]: one meeting participant (publishes and receives through slots).
+//! - [`alloc`]: simulcast layer choice per subscriber (pure).
 //! - [`core`]: sources, sessions, meeting rooms (which track each slot carries, the active
 //!   speaker), demultiplexing, timeouts.
 //! - [`viewer`]: a receive-only peer that checks what arrives (load client, tests).
@@ -15,6 +16,7 @@
 //!
 //! Why str0m, and how the choice is contained: docs/design/sfu.md.
 
+pub mod alloc;
 pub mod core;
 pub mod h264;
 pub mod h265;

@@ -13,7 +13,7 @@ use std::time::Instant;
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::format::Codec as RtcCodec;
 pub use str0m::media::Mid;
-use str0m::media::{Direction, MediaKind, Pt};
+use str0m::media::{Direction, MediaKind, Pt, Rid, Simulcast, SimulcastLayer};
 use str0m::rtp::{ExtensionValues, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
@@ -25,9 +25,12 @@ pub struct SlotStats {
     pub frames: u64,
     /// Publisher tags seen, in order of first appearance.
     pub publishers: Vec<u8>,
+    /// Video packets per simulcast layer (0 none, 1 `l`, 2 `m`, 3 `h`), and the latest.
+    pub layers: BTreeMap<u8, u64>,
+    pub last_layer: Option<u8>,
     /// Sequence numbers received (to count holes at the end), with the publisher's tag
     /// and whether the packet starts a keyframe.
-    seqs: BTreeMap<u64, (u8, bool)>,
+    seqs: BTreeMap<u64, (u8, u8, bool)>,
     /// When the latest packet arrived, and the sum of (arrival - send) in microseconds,
     /// for the added latency (payload bytes 0..8 before the tag carry the send time).
     pub latency_us: Vec<u64>,
@@ -47,10 +50,24 @@ impl SlotStats {
     pub fn runs_started_on_keyframe(&self) -> Vec<bool> {
         let mut out = Vec::new();
         let mut last = None;
-        for (tag, key) in self.seqs.values() {
+        for (tag, _, key) in self.seqs.values() {
             if last != Some(*tag) {
                 last = Some(*tag);
                 out.push(*key);
+            }
+        }
+        out
+    }
+
+    /// In sequence order, each run of one (publisher, layer): the layer and whether the run
+    /// began with a keyframe's first packet (a layer switch lands on a keyframe).
+    pub fn layer_runs(&self) -> Vec<(u8, bool)> {
+        let mut out = Vec::new();
+        let mut last = None;
+        for (tag, layer, key) in self.seqs.values() {
+            if last != Some((*tag, *layer)) {
+                last = Some((*tag, *layer));
+                out.push((*layer, *key));
             }
         }
         out
@@ -79,6 +96,11 @@ pub struct Participant {
     /// Keyframe wanted by the server (sent with the next frame).
     force_key: bool,
     epoch: Instant,
+    /// Simulcast: the camera's layers (rid, share of the frame size, next sequence
+    /// number), lowest first; empty without simulcast.
+    layers: Vec<(Rid, usize, u64)>,
+    /// Layers the server asked to pause (a `layers` message; the load client applies it).
+    pub paused: Vec<Rid>,
 }
 
 fn tx(t: str0m::net::Transmit) -> Transmit {
@@ -100,6 +122,19 @@ impl Participant {
         video_slots: usize,
         audio_slots: usize,
     ) -> (Participant, String, Vec<(String, crate::TrackKind)>) {
+        Self::offer_simulcast(now, local, tag, video_slots, audio_slots, false)
+    }
+
+    /// As [`Participant::offer`]; with `simulcast`, the camera goes out in three layers
+    /// (`l`, `m`, `h`: a quarter, half and all of each frame's size), as the page sends.
+    pub fn offer_simulcast(
+        now: Instant,
+        local: SocketAddr,
+        tag: u8,
+        video_slots: usize,
+        audio_slots: usize,
+        simulcast: bool,
+    ) -> (Participant, String, Vec<(String, crate::TrackKind)>) {
         let mut rtc = Rtc::builder()
             .set_rtp_mode(true)
             .clear_codecs()
@@ -111,7 +146,14 @@ impl Participant {
         }
         let mut api = rtc.sdp_api();
         let mic = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-        let camera = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let sim = simulcast.then(|| {
+            let mut s = Simulcast::new();
+            for rid in ["l", "m", "h"] {
+                s.add_send_layer(SimulcastLayer::new(rid));
+            }
+            s
+        });
+        let camera = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, sim);
         let video: Vec<Mid> = (0..video_slots)
             .map(|_| api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None))
             .collect();
@@ -147,6 +189,16 @@ impl Participant {
             level: 127,
             force_key: false,
             epoch: now,
+            layers: if simulcast {
+                vec![
+                    (Rid::from("l"), 4, 3000),
+                    (Rid::from("m"), 2, 4000),
+                    (Rid::from("h"), 1, 5000),
+                ]
+            } else {
+                Vec::new()
+            },
+            paused: Vec::new(),
         };
         (p, offer.to_sdp_string(), labels)
     }
@@ -221,26 +273,58 @@ impl Participant {
         let ts = (self.frame * 3600) as u32;
         self.frame += 1;
         let sent_us = now.duration_since(self.epoch).as_micros() as u64;
-        let n = size.div_ceil(1100).max(1);
-        let mut api = self.rtc.direct_api();
-        let Some(stream) = api.stream_tx_by_mid(self.camera, None) else {
-            return;
+        // Each layer: (rid, its frame size, its next sequence number).
+        let plan: Vec<(Option<Rid>, usize, u64)> = if self.layers.is_empty() {
+            vec![(None, size, self.vseq)]
+        } else {
+            self.layers
+                .iter()
+                .filter(|(rid, _, _)| !self.paused.contains(rid))
+                .map(|(rid, div, seq)| (Some(*rid), size / div, *seq))
+                .collect()
         };
-        for i in 0..n {
-            // VP8 payload descriptor: S on the first packet; then the frame header's P bit.
-            let mut p = vec![if i == 0 { 0x10 } else { 0x00 }];
-            if i == 0 {
-                p.push(if key { 0x00 } else { 0x01 });
+        let tag = self.tag;
+        let mut api = self.rtc.direct_api();
+        let mut sent = Vec::new();
+        for (rid, size, mut seq) in plan {
+            let Some(stream) = api.stream_tx_by_mid(self.camera, rid) else {
+                continue;
+            };
+            let n = size.div_ceil(1100).max(1);
+            for i in 0..n {
+                // VP8 payload descriptor: S on the first packet; then the frame header's P
+                // bit. The tag byte before ours says the layer (0 without simulcast).
+                let mut p = vec![if i == 0 { 0x10 } else { 0x00 }];
+                if i == 0 {
+                    p.push(if key { 0x00 } else { 0x01 });
+                }
+                p.extend_from_slice(&sent_us.to_be_bytes());
+                p.resize((size / n).max(12), 0x55);
+                p.push(match rid.as_deref() {
+                    Some("l") => 1,
+                    Some("m") => 2,
+                    Some("h") => 3,
+                    _ => 0,
+                });
+                p.push(tag);
+                stream.write_rtp(
+                    RtpWrite::new(pt, seq.into(), ts, now, p)
+                        .marker(i == n - 1)
+                        .nackable(true),
+                );
+                seq += 1;
             }
-            p.extend_from_slice(&sent_us.to_be_bytes());
-            p.resize(size / n, 0x55);
-            p.push(self.tag);
-            stream.write_rtp(
-                RtpWrite::new(pt, self.vseq.into(), ts, now, p)
-                    .marker(i == n - 1)
-                    .nackable(true),
-            );
-            self.vseq += 1;
+            sent.push((rid, seq));
+        }
+        for (rid, seq) in sent {
+            match rid {
+                None => self.vseq = seq,
+                Some(r) => {
+                    if let Some(l) = self.layers.iter_mut().find(|l| l.0 == r) {
+                        l.2 = seq;
+                    }
+                }
+            }
         }
         self.handle_timeout(now, out);
     }
@@ -315,9 +399,19 @@ impl Participant {
                     return;
                 };
                 let Some(&tag) = p.payload.last() else { return };
+                if video && p.payload.len() >= 2 {
+                    let layer = p.payload[p.payload.len() - 2];
+                    *s.layers.entry(layer).or_default() += 1;
+                    s.last_layer = Some(layer);
+                }
                 s.packets += 1;
                 let key = video && crate::peer::keyframe_start(RtcCodec::Vp8, &p.payload);
-                s.seqs.insert(*p.seq_no, (tag, key));
+                let layer = if video && p.payload.len() >= 2 {
+                    p.payload[p.payload.len() - 2]
+                } else {
+                    0
+                };
+                s.seqs.insert(*p.seq_no, (tag, layer, key));
                 if !s.publishers.contains(&tag) {
                     s.publishers.push(tag);
                 }
@@ -348,7 +442,7 @@ impl SlotStats {
     pub fn missing(&self) -> Vec<(u64, Option<u8>)> {
         let mut out = Vec::new();
         let mut prev: Option<(u64, u8)> = None;
-        for (s, (tag, _)) in &self.seqs {
+        for (s, (tag, _, _)) in &self.seqs {
             if let Some((p, t)) = prev {
                 for m in p + 1..*s {
                     out.push((m, if t == *tag { Some(t) } else { None }));

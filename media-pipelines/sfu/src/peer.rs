@@ -81,6 +81,10 @@ pub struct Slot {
     ts_offset: u32,
     last_ts: Option<u32>,
     pub packets_sent: u64,
+    /// The simulcast layer forwarded now, and the one chosen for the slot (switched to at
+    /// its next keyframe). `None` without simulcast.
+    pub layer: Option<Rid>,
+    pub want: Option<Rid>,
 }
 
 impl Slot {
@@ -96,6 +100,8 @@ impl Slot {
             ts_offset: 0,
             last_ts: None,
             packets_sent: 0,
+            layer: None,
+            want: None,
         }
     }
 
@@ -106,12 +112,20 @@ impl Slot {
             self.feed = feed;
             self.seq_offset = None;
             self.pt_map.clear();
+            self.layer = None;
+            self.want = None;
         }
     }
 
-    /// Whether the slot waits for a keyframe of its feed.
+    /// Whether the slot waits for a keyframe of its feed (to start, or to switch layer).
     pub fn waiting(&self) -> bool {
-        self.feed.is_some() && self.seq_offset.is_none()
+        self.feed.is_some()
+            && (self.seq_offset.is_none() || (self.want.is_some() && self.want != self.layer))
+    }
+
+    /// The layer a keyframe is wanted of, when [`Slot::waiting`].
+    pub fn waiting_for(&self) -> Option<Rid> {
+        self.want.or(self.layer)
     }
 }
 
@@ -161,13 +175,28 @@ pub struct Peer {
     /// When the participant was last the active speaker (for "last N").
     pub last_spoke: Option<Instant>,
     /// Keyframe requests sent to the page, per track (at most one each 500 ms).
-    last_pli: HashMap<Mid, Instant>,
+    last_pli: HashMap<(Mid, Option<Rid>), Instant>,
     pub events: Vec<PeerEvent>,
     /// The latest video packets of each published track, in arrival order: a slot that
     /// starts on a keyframe's first packet also gets those of its frame that arrived
     /// before it (reordered on the way in).
     pub recent: HashMap<Mid, std::collections::VecDeque<RtpIn>>,
+    /// Bitrate of each layer of each published track, measured over the last second.
+    rates: HashMap<(Mid, Option<Rid>), Rate>,
+    /// Tile heights this participant shows, per publisher (from the page's `view`).
+    pub view: HashMap<u64, u32>,
+    /// The bandwidth estimated toward this participant (transport-wide congestion
+    /// control), bits per second.
+    pub bwe_bps: Option<u64>,
     rnd: u64,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Rate {
+    bytes: u64,
+    since: Option<Instant>,
+    bps: u64,
+    last: Option<Instant>,
 }
 
 /// Video packets kept per published track for [`Peer::recent`].
@@ -279,6 +308,9 @@ impl Peer {
             .enable_opus(true, false)
             .enable_vp8(true)
             .enable_h264(true)
+            // Transport-wide congestion control toward the participant: the estimate
+            // chooses the simulcast layers it gets.
+            .enable_bwe(Some(str0m::bwe::Bitrate::kbps(1500)))
             .set_stats_interval(None);
         let mut rtc = guard(move || {
             let mut rtc = cfg.build(now);
@@ -316,6 +348,9 @@ impl Peer {
             last_pli: HashMap::new(),
             events: Vec::new(),
             recent: HashMap::new(),
+            rates: HashMap::new(),
+            view: HashMap::new(),
+            bwe_bps: None,
             rnd: seed | 1,
         };
         let answer = peer.renegotiate(now, offer, tracks)?;
@@ -526,6 +561,10 @@ impl Peer {
                     self.close("the participant's connection is gone")
                 }
                 Event::KeyframeRequest(k) => self.events.push(PeerEvent::KeyframeWanted(k.mid)),
+                Event::EgressBitrateEstimate(str0m::bwe::BweKind::Twcc { estimate, .. })
+                | Event::EgressBitrateEstimate(str0m::bwe::BweKind::Remb { estimate, .. }) => {
+                    self.bwe_bps = Some(estimate.as_u64());
+                }
                 Event::RtpPacket(p) => {
                     let ssrc = p.header.ssrc;
                     let Some((mid, rid)) = guard(|| {
@@ -562,6 +601,17 @@ impl Peer {
                         at: p.timestamp,
                     };
                     if video {
+                        let at = r.at;
+                        let rate = self.rates.entry((mid, rid)).or_default();
+                        rate.bytes += r.payload.len() as u64 + 12;
+                        rate.last = Some(at);
+                        let since = *rate.since.get_or_insert(at);
+                        let d = at.duration_since(since);
+                        if d >= Duration::from_secs(1) {
+                            rate.bps = rate.bytes * 8 * 1000 / d.as_millis().max(1) as u64;
+                            rate.bytes = 0;
+                            rate.since = Some(at);
+                        }
                         let q = self.recent.entry(mid).or_default();
                         if q.len() == RECENT {
                             q.pop_front();
@@ -575,22 +625,52 @@ impl Peer {
         }
     }
 
-    /// Asks the page for a keyframe of its track `mid` (at most one each 500 ms).
-    pub fn request_keyframe(&mut self, now: Instant, mid: Mid, out: &mut Vec<Transmit>) {
+    /// The layers of a published track seen so far, lowest bitrate first, with their
+    /// bitrates (as last measured: a paused layer keeps its figure).
+    pub fn layers(&self, mid: Mid) -> Vec<(Option<Rid>, u64)> {
+        let mut v: Vec<(Option<Rid>, u64)> = self
+            .rates
+            .iter()
+            .filter(|((m, _), _)| *m == mid)
+            .map(|((_, rid), r)| (*rid, r.bps))
+            .collect();
+        v.sort_by_key(|(rid, bps)| (*bps, rid.map(|r| r.to_string())));
+        v
+    }
+
+    /// Asks the page for a keyframe of its track `mid` (layer `rid`, or every layer), at
+    /// most one each 500 ms per layer.
+    pub fn request_keyframe(
+        &mut self,
+        now: Instant,
+        mid: Mid,
+        rid: Option<Rid>,
+        out: &mut Vec<Transmit>,
+    ) {
+        let key = (mid, rid);
         if self
             .last_pli
-            .get(&mid)
+            .get(&key)
             .is_some_and(|t| now.duration_since(*t) < Duration::from_millis(500))
         {
             return;
         }
-        self.last_pli.insert(mid, now);
+        self.last_pli.insert(key, now);
+        let rids: Vec<Option<Rid>> = match rid {
+            Some(r) => vec![Some(r)],
+            None => self
+                .rates
+                .keys()
+                .filter(|(m, _)| *m == mid)
+                .map(|(_, r)| *r)
+                .chain([None])
+                .collect(),
+        };
         let asked = guard(|| {
             let mut api = self.rtc.direct_api();
             let mut any = false;
-            // Every layer of the track (one, without simulcast).
-            for rid in [None, Some("h"), Some("m"), Some("l")] {
-                if let Some(s) = api.stream_rx_by_mid(mid, rid.map(Rid::from)) {
+            for rid in rids {
+                if let Some(s) = api.stream_rx_by_mid(mid, rid) {
                     s.request_keyframe(KeyframeRequestKind::Pli);
                     any = true;
                 }
@@ -634,6 +714,20 @@ impl Peer {
         let step = if self.slots[i].video { 3000 } else { 960 };
         let seed = self.rand() as u32;
         let s = &mut self.slots[i];
+        if p.rid != s.layer {
+            // Another simulcast layer: switch to it at its keyframe if it is the one wanted
+            // (or, before any is chosen, the first that brings one).
+            // A slot that has not started takes the first keyframe of any layer (the one
+            // wanted may be paused at the publisher until asked for); a started one
+            // switches only to the layer wanted, so it never goes black meanwhile.
+            let fresh = s.layer.is_none() && s.seq_offset.is_none();
+            let target = fresh || s.want.is_some_and(|w| p.rid == Some(w));
+            if !(target && p.starts) {
+                return false;
+            }
+            s.layer = p.rid;
+            s.seq_offset = None;
+        }
         let offset = match s.seq_offset {
             Some(o) => o,
             None if p.starts => {

@@ -22,6 +22,11 @@ struct Net {
     slots: Vec<SlotsUpdate>,
     speakers: Vec<SessionId>,
     closed: Vec<SessionId>,
+    layer_msgs: Vec<(SessionId, Vec<String>)>,
+    /// A rate-limited link toward one address (bits per second): datagrams queue behind
+    /// each other, and are dropped when the queue holds over 300 ms.
+    throttle: Option<(SocketAddr, u64)>,
+    link_free: Instant,
 }
 
 impl Net {
@@ -38,6 +43,9 @@ impl Net {
             slots: Vec::new(),
             speakers: Vec::new(),
             closed: Vec::new(),
+            layer_msgs: Vec::new(),
+            throttle: None,
+            link_free: Instant::now(),
         }
     }
 
@@ -77,8 +85,19 @@ impl Net {
         } else {
             0
         };
-        self.flight
-            .push((self.now + Duration::from_millis(delay), t));
+        let mut due = self.now + Duration::from_millis(delay);
+        if let Some((addr, bps)) = self.throttle
+            && t.destination == addr
+        {
+            let start = self.link_free.max(self.now);
+            if start.duration_since(self.now) > Duration::from_millis(300) {
+                return; // the queue is full
+            }
+            let tx = Duration::from_micros((t.contents.len() as u64 + 28) * 8 * 1_000_000 / bps);
+            self.link_free = start + tx;
+            due = self.link_free + Duration::from_millis(delay);
+        }
+        self.flight.push((due, t));
     }
 
     fn poll_core(&mut self) {
@@ -87,6 +106,17 @@ impl Net {
                 Output::Transmit(t) => self.send(t),
                 Output::Slots(u) => self.slots.push(u),
                 Output::Speaker { peer, .. } => self.speakers.push(peer),
+                Output::Layers { peer, active, .. } => {
+                    // The page pauses the layers nobody wants.
+                    if let Some(p) = self.parts.iter_mut().find(|x| x.0 == peer) {
+                        p.2.paused = ["l", "m", "h"]
+                            .into_iter()
+                            .filter(|r| !active.iter().any(|a| a == r))
+                            .map(Into::into)
+                            .collect();
+                    }
+                    self.layer_msgs.push((peer, active));
+                }
                 Output::Closed(c) => self.closed.push(c.session),
                 Output::Timeout(_) => {}
             }
@@ -146,6 +176,10 @@ impl Net {
             self.now += Duration::from_millis(5);
             step += 1;
         }
+    }
+
+    fn estimates(&self) -> Vec<Option<u64>> {
+        self.parts.iter().map(|p| self.core.bwe_of(p.0)).collect()
     }
 
     fn part(&self, i: usize) -> &Participant {
@@ -361,4 +395,139 @@ fn garbage_offers_are_refused_and_hurt_nobody() {
     net.run(Duration::from_secs(2), |_| true);
     let p = net.part(0);
     assert!(p.slots.values().map(|s| s.packets).sum::<u64>() > 100);
+}
+
+#[test]
+fn simulcast_layers_follow_tile_sizes_switch_on_keyframes_and_unwanted_ones_pause() {
+    let mut net = Net::new(11);
+    for i in 0..3 {
+        let addr = SocketAddr::from(([127, 0, 0, 3], 6100 + i as u16));
+        let (mut p, offer, tracks) = xaso_sfu::participant::Participant::offer_simulcast(
+            net.now,
+            addr,
+            i as u8 + 1,
+            2,
+            2,
+            true,
+        );
+        let (id, answer) = net
+            .core
+            .join(
+                net.now,
+                5,
+                &offer,
+                &tracks,
+                &[(Proto::Udp, SERVER.parse().unwrap())],
+            )
+            .unwrap();
+        p.answer(&answer).unwrap();
+        net.parts.push((id, addr, p));
+    }
+    let b = net.id(1);
+    // A shows B small, C shows B large.
+    net.core.set_view(net.id(0), &[(b, 120)]);
+    net.core.set_view(net.id(2), &[(b, 720)]);
+    net.run(Duration::from_secs(4), |_| true);
+    let carrying = |net: &Net, i: usize| -> xaso_sfu::participant::SlotStats {
+        let p = net.part(i);
+        p.video_slots
+            .iter()
+            .map(|m| p.slots[m].clone())
+            .find(|s| s.publishers.contains(&2))
+            .expect("a slot carries B")
+    };
+    assert_eq!(
+        carrying(&net, 0).last_layer,
+        Some(1),
+        "small tile: the low layer"
+    );
+    assert_eq!(
+        carrying(&net, 2).last_layer,
+        Some(3),
+        "large tile: the high layer"
+    );
+    // Nobody wants B's middle layer: B is told to keep only l and h.
+    let told = net
+        .layer_msgs
+        .iter()
+        .rev()
+        .find(|(p, _)| *p == b)
+        .map(|x| x.1.clone());
+    assert_eq!(told, Some(vec!["h".to_string(), "l".to_string()]));
+    // A enlarges B: A's slot switches to h, at a keyframe, without a gap.
+    net.core.set_view(net.id(0), &[(b, 720)]);
+    net.run(Duration::from_secs(3), |_| true);
+    let s = carrying(&net, 0);
+    assert_eq!(s.last_layer, Some(3));
+    let runs = s.layer_runs();
+    assert!(runs.len() >= 2, "{runs:?}");
+    assert!(
+        runs.iter().all(|(_, key)| *key),
+        "every layer run starts on a keyframe: {runs:?}"
+    );
+    assert_eq!(
+        s.holes(),
+        0,
+        "switching layers leaves no gap in the sequence numbers"
+    );
+}
+
+#[test]
+fn a_throttled_subscriber_gets_the_low_layer_another_the_high_one() {
+    let mut net = Net::new(12);
+    for i in 0..3 {
+        let addr = SocketAddr::from(([127, 0, 0, 3], 6200 + i as u16));
+        let (mut p, offer, tracks) = xaso_sfu::participant::Participant::offer_simulcast(
+            net.now,
+            addr,
+            i as u8 + 1,
+            2,
+            2,
+            true,
+        );
+        let (id, answer) = net
+            .core
+            .join(
+                net.now,
+                6,
+                &offer,
+                &tracks,
+                &[(Proto::Udp, SERVER.parse().unwrap())],
+            )
+            .unwrap();
+        p.answer(&answer).unwrap();
+        net.parts.push((id, addr, p));
+    }
+    // The link toward participant 0 carries 450 kbit/s; the others are unlimited. Each
+    // publisher sends l ≈ 150, m ≈ 300, h ≈ 600 kbit/s (and audio), and everyone shows its
+    // tiles large: the throttled one fits two low layers, not a middle one.
+    net.throttle = Some((net.parts[0].1, 450_000));
+    for i in 0..3 {
+        let tiles: Vec<(SessionId, u32)> = (0..3)
+            .filter(|j| *j != i)
+            .map(|j| (net.id(j), 720))
+            .collect();
+        net.core.set_view(net.id(i), &tiles);
+    }
+    net.run(Duration::from_secs(15), |_| true);
+    let layers_of = |net: &Net, i: usize| -> Vec<Option<u8>> {
+        let p = net.part(i);
+        p.video_slots
+            .iter()
+            .map(|m| p.slots[m].last_layer)
+            .collect()
+    };
+    let throttled = layers_of(&net, 0);
+    let free = layers_of(&net, 1);
+    eprintln!(
+        "throttled: {throttled:?}, free: {free:?}, estimates: {:?}",
+        net.estimates()
+    );
+    assert!(throttled.iter().all(|l| *l == Some(1)), "{throttled:?}");
+    assert!(free.iter().all(|l| *l == Some(3)), "{free:?}");
+    // The throttled participant still gets frames from both (the low layer fits).
+    let p = net.part(0);
+    for m in &p.video_slots {
+        assert!(p.slots[m].frames > 100, "{}", p.slots[m].frames);
+    }
 }
