@@ -24,6 +24,8 @@ pub struct Report {
     pub disconnected: bool,
     /// Per video slot: (publisher tags, frames, holes).
     pub video: Vec<(Vec<u8>, u64, u64)>,
+    /// The mids of the video slots, in the order of `video`.
+    pub video_mids: Vec<String>,
     /// Per audio slot: (publisher tags, packets, holes).
     pub audio: Vec<(Vec<u8>, u64, u64)>,
     /// Added latency samples, microseconds (video and audio).
@@ -188,6 +190,7 @@ pub async fn participant(
         connected: p.connected,
         disconnected: p.disconnected,
         video: summary_of(&p, &p.video_slots),
+        video_mids: p.video_slots.iter().map(|m| m.to_string()).collect(),
         audio: summary_of(&p, &p.audio_slots),
         latency_us,
         slots: slots_msg,

@@ -344,6 +344,12 @@ enum Cmd {
         peer: SessionId,
         tiles: Vec<(SessionId, u32)>,
     },
+    /// A camera joins (or leaves) a meeting's room.
+    MeetingCamera {
+        room: i64,
+        camera: i64,
+        join: bool,
+    },
 }
 
 /// What the forwarding core tells the meetings hub (`crate::meetings`).
@@ -804,6 +810,14 @@ impl Live {
             .await;
     }
 
+    /// A camera joins or leaves meeting `room` (the meeting id).
+    pub async fn meeting_camera(&self, room: i64, camera: i64, join: bool) {
+        let _ = self
+            .cmd
+            .send(Cmd::MeetingCamera { room, camera, join })
+            .await;
+    }
+
     /// The tile heights a participant shows, per publisher (simulcast layer choice).
     pub async fn view(&self, peer: SessionId, tiles: Vec<(SessionId, u32)>) {
         let _ = self.cmd.send(Cmd::View { peer, tiles }).await;
@@ -1079,6 +1093,32 @@ fn set_tracks(core: &mut Core, camera: i64, t: &TapTracks) {
     s.set_audio(t.audio);
 }
 
+/// The first viewer of a camera (or its first meeting): the core's copy of the source
+/// starts from the tap's GOP, and from now on the tap passes every frame on.
+fn watch(core: &mut Core, live: &Live, camera: i64, now: Instant) {
+    let tap = live.tap(camera);
+    let (gop, tracks) = {
+        let mut t = tap.inner.lock().expect("tap lock");
+        t.watched = true;
+        (t.gop.clone(), t.tracks.clone())
+    };
+    core.source(camera).reset();
+    set_tracks(core, camera, &tracks);
+    for f in &gop {
+        core.handle_input(now, Input::Frame(camera, media_frame(f)));
+    }
+}
+
+/// The last viewer of a camera left: the tap stops passing frames on.
+fn unwatch(live: &Live, camera: i64) {
+    if let Some(tap) = live.taps.lock().expect("taps lock").get(&camera) {
+        let mut t = tap.inner.lock().expect("tap lock");
+        t.watched = false;
+        t.last_watched = Some(Instant::now());
+        t.opus = None; // nobody listens: no transcoding
+    }
+}
+
 async fn run(
     mut core: Core,
     sockets: Vec<LiveSocket>,
@@ -1141,12 +1181,7 @@ async fn run(
                     *n = n.saturating_sub(1);
                     if *n == 0 {
                         viewers.remove(&c.source);
-                        if let Some(tap) = live.taps.lock().expect("taps lock").get(&c.source) {
-                            let mut t = tap.inner.lock().expect("tap lock");
-                            t.watched = false;
-                            t.last_watched = Some(Instant::now());
-                            t.opus = None; // nobody listens: no transcoding
-                        }
+                        unwatch(&live, c.source);
                     }
                     if let Some(info) = info {
                         let _ = ended.send(Ended {
@@ -1217,19 +1252,7 @@ async fn run(
             } => {
                 let Some(live) = live.upgrade() else { return };
                 if !viewers.contains_key(&camera) {
-                    // First viewer: the core's copy of the source starts from the tap's GOP,
-                    // and from now on the tap passes every frame on.
-                    let tap = live.tap(camera);
-                    let (gop, tracks) = {
-                        let mut t = tap.inner.lock().expect("tap lock");
-                        t.watched = true;
-                        (t.gop.clone(), t.tracks.clone())
-                    };
-                    core.source(camera).reset();
-                    set_tracks(&mut core, camera, &tracks);
-                    for f in &gop {
-                        core.handle_input(now, Input::Frame(camera, media_frame(f)));
-                    }
+                    watch(&mut core, &live, camera, now);
                 }
                 let res = core.subscribe(now, camera, &offer, &live.candidates);
                 if res.is_ok() {
@@ -1270,6 +1293,25 @@ async fn run(
                 blocked,
             } => core.set_blocked(peer, track, blocked),
             Cmd::View { peer, tiles } => core.set_view(peer, &tiles),
+            Cmd::MeetingCamera { room, camera, join } => {
+                let Some(live) = live.upgrade() else { return };
+                if join {
+                    if !viewers.contains_key(&camera) {
+                        watch(&mut core, &live, camera, now);
+                    }
+                    *viewers.entry(camera).or_default() += 1;
+                    core.add_camera(now, room, camera);
+                } else {
+                    core.remove_camera(room, camera);
+                    if let Some(n) = viewers.get_mut(&camera) {
+                        *n = n.saturating_sub(1);
+                        if *n == 0 {
+                            viewers.remove(&camera);
+                            unwatch(&live, camera);
+                        }
+                    }
+                }
+            }
         }
     }
 }

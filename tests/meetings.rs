@@ -634,3 +634,162 @@ async fn votes_documents_and_the_record() {
     assert_eq!(rec["votes"][1]["voters"].as_array().unwrap().len(), 2);
     assert!(stop(s).success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chair_adds_a_camera_and_everyone_sees_it() {
+    use common::camera::TestCamera;
+    xaso_sfu::init_crypto();
+    let cam = TestCamera::start(&["--video", "h264", "--audio", "pcmu", "--gop", "25"]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("xaso.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[recording]\nsimulated_camera = false\n\n[[camera]]\nname = \"Cổng UBND\"\nurl = \"{}\"\n",
+            cam.url
+        ),
+    )
+    .unwrap();
+    let s = start(
+        dir.path(),
+        &[("XASO_ADMIN_PASSWORD", ADMIN_PW)],
+        &["--config", cfg.to_str().unwrap()],
+    );
+    let c = client();
+    assert_eq!(login(&c, &s.url, "admin", ADMIN_PW).await, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while get_json(&c, &format!("{}/api/cameras/1/status", s.url)).await["state"] != "streaming" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the camera does not stream"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A member may chair a meeting but has no live view of cameras: refused.
+    let r = c
+        .post(format!("{}/api/users", s.url))
+        .json(&json!({"username": "thuky", "password": "member-password-1", "role": "member"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let member = client();
+    assert_eq!(
+        login(&member, &s.url, "thuky", "member-password-1").await,
+        200
+    );
+    let mm = schedule(&member, &s.url, "Họp của thư ký", &[]).await;
+    let t: Value = post_json(
+        &c,
+        &format!("{}/api/tokens", s.url),
+        &json!({"user_id": 2, "name": "thuky"}),
+    )
+    .await;
+    let mut ws = ws_bearer(
+        &ws_url(&s.url, &format!("/api/meetings/{}/ws", mm["id"])),
+        t["token"].as_str().unwrap(),
+    )
+    .await;
+    send(&mut ws, json!({"type": "join"})).await;
+    assert_eq!(until(&mut ws, "welcome").await["role"], "chair");
+    send(
+        &mut ws,
+        json!({"type": "chair", "action": "add_camera", "camera": 1}),
+    )
+    .await;
+    let e = until(&mut ws, "error").await;
+    assert_eq!(e["status"], 403, "{e}");
+
+    // The admin chairs a meeting and adds the camera; two participants see its video.
+    let m = schedule(&c, &s.url, "Họp có camera", &[]).await;
+    let t: Value = post_json(
+        &c,
+        &format!("{}/api/tokens", s.url),
+        &json!({"user_id": 1, "name": "chair"}),
+    )
+    .await;
+    let mut chair = ws_bearer(
+        &ws_url(&s.url, &format!("/api/meetings/{}/ws", m["id"])),
+        t["token"].as_str().unwrap(),
+    )
+    .await;
+    send(&mut chair, json!({"type": "join"})).await;
+    until(&mut chair, "welcome").await;
+    send(
+        &mut chair,
+        json!({"type": "chair", "action": "add_camera", "camera": 1}),
+    )
+    .await;
+    let cam_pid = loop {
+        let p = until(&mut chair, "participants").await;
+        if let Some(c) = p["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["role"] == "camera")
+        {
+            assert_eq!(c["name"], "Cổng UBND");
+            break c["id"].as_u64().unwrap();
+        }
+    };
+    let token = m["join_url"]
+        .as_str()
+        .unwrap()
+        .split("?t=")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let url = ws_url(&s.url, &format!("/api/meetings/{}/ws?t={token}", m["id"]));
+    // The chair's socket is read meanwhile (its pings answered: a socket that answers
+    // none for 6 s is taken for gone).
+    let mut load = tokio::spawn(async move { meeting_load::run(&url, 2, 8, 300).await });
+    let reports = loop {
+        tokio::select! {
+            r = &mut load => break r.unwrap(),
+            _ = next_json(&mut chair) => {}
+        }
+    };
+    for r in &reports {
+        let r = r.as_ref().expect("participant ran");
+        let mid = r.slots["video"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .find(|(_, f)| f["participant"] == cam_pid)
+            .map(|(m, _)| m.clone())
+            .unwrap_or_else(|| panic!("no slot carries the camera: {}", r.slots));
+        let k = r.video_mids.iter().position(|m| *m == mid).unwrap();
+        let frames = r.video[k].1;
+        // 25 fps for about 8 s, from the first keyframe (GOP 1 s).
+        assert!(frames >= 150, "{}: {frames} camera frames", r.name);
+        assert_eq!(r.video[k].2, 0, "no packet lost");
+        // Its G.711 audio on an audio slot.
+        let amid = r.slots["audio"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .find(|(_, f)| f["participant"] == cam_pid)
+            .map(|(m, _)| m.clone());
+        assert!(amid.is_some(), "the camera's audio has a slot: {}", r.slots);
+    }
+    // Removing it: gone from the list; the audit log has both.
+    send(
+        &mut chair,
+        json!({"type": "chair", "action": "remove_camera", "camera": 1}),
+    )
+    .await;
+    loop {
+        let p = until(&mut chair, "participants").await;
+        if !p["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["role"] == "camera")
+        {
+            break;
+        }
+    }
+    let a: Value = get_json(&c, &format!("{}/api/audit?action=meeting.camera", s.url)).await;
+    assert_eq!(a["entries"].as_array().unwrap().len(), 2, "{a}");
+    assert!(stop(s).success());
+}

@@ -321,6 +321,9 @@ enum In {
         participant: Option<u64>,
         #[serde(default)]
         kind: Option<String>,
+        /// For `add_camera` and `remove_camera`.
+        #[serde(default)]
+        camera: Option<i64>,
     },
     VoteOpen {
         question: String,
@@ -514,8 +517,34 @@ async fn run(
                 (
                     In::Chair {
                         action,
+                        camera: Some(cam),
+                        ..
+                    },
+                    Some(pid),
+                ) if action == "add_camera" || action == "remove_camera" => {
+                    // The chair's own grant on the camera decides, as for live view.
+                    let c = caller
+                        .as_ref()
+                        .ok_or_else(|| err!(PermissionDenied, "only the chair may do this"))?;
+                    c.require_camera(&st, cam, crate::auth::CameraUse::Live)
+                        .await?;
+                    if action == "add_camera" {
+                        let name = crate::store::camera(&st.db, cam).await?.name;
+                        hub.add_camera(m.id, pid, cam, &name).await?;
+                    } else {
+                        hub.remove_camera(m.id, pid, cam).await?;
+                    }
+                    let mut ev = c.event("meeting.camera");
+                    ev.camera_id = Some(cam);
+                    ev.detail = Some(json!({"meeting": m.id, "action": action}));
+                    st.audit(ev).await
+                }
+                (
+                    In::Chair {
+                        action,
                         participant,
                         kind,
+                        ..
                     },
                     Some(pid),
                 ) => {

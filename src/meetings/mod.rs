@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use xaso_base::Clocks;
+use xaso_sfu::core::CAMERA_PUBLISHER;
 use xaso_sfu::{Feed, SessionId, SlotsUpdate, TrackKind};
 
 /// What the hub sends down a participant's socket.
@@ -107,6 +108,9 @@ pub struct KeyHolder {
 #[derive(Default)]
 struct Room {
     parts: BTreeMap<u64, Part>,
+    /// Cameras the chair added: camera id → name. Shown as participants whose id is
+    /// `CAMERA_PUBLISHER + camera`.
+    cameras: BTreeMap<i64, String>,
     locked: bool,
     speaker: Option<u64>,
 }
@@ -138,6 +142,14 @@ pub fn rfc3339(ms: i64) -> String {
 
 impl Room {
     fn participants(&self) -> Value {
+        let cameras = self.cameras.iter().map(|(cam, name)| {
+            json!({
+                "id": CAMERA_PUBLISHER + *cam as u64, "name": name, "role": "camera",
+                "camera_id": cam, "guest": false, "mic": true, "camera": true, "screen": false,
+                "hand": null, "muted_by_chair": {"mic": false, "camera": false},
+                "connected": true,
+            })
+        });
         let list: Vec<Value> = self
             .parts
             .iter()
@@ -155,6 +167,7 @@ impl Room {
                     "connected": p.connected,
                 })
             })
+            .chain(cameras)
             .collect();
         json!({ "type": "participants", "list": list })
     }
@@ -614,8 +627,51 @@ impl Meetings {
         Ok(())
     }
 
+    /// The chair adds one of the commune's cameras to the meeting (the caller checked the
+    /// chair's grant on it): everyone sees its live feed as a tile.
+    pub async fn add_camera(&self, meeting: i64, pid: u64, camera: i64, name: &str) -> Result<()> {
+        self.chair_check(meeting, pid)?;
+        let Some(live) = &self.live else {
+            bail!(Unavailable, "media is not running on this server");
+        };
+        {
+            let mut inner = self.inner.lock().expect("meetings lock");
+            let Some(r) = inner.rooms.get_mut(&meeting) else {
+                bail!(FailedPrecondition, "you are not in this meeting");
+            };
+            if r.cameras.insert(camera, name.to_string()).is_some() {
+                bail!(AlreadyExists, "camera {camera} is in the meeting already");
+            }
+            r.broadcast_participants();
+        }
+        live.meeting_camera(meeting, camera, true).await;
+        Ok(())
+    }
+
+    pub async fn remove_camera(&self, meeting: i64, pid: u64, camera: i64) -> Result<()> {
+        self.chair_check(meeting, pid)?;
+        let removed = {
+            let mut inner = self.inner.lock().expect("meetings lock");
+            let r = inner.rooms.get_mut(&meeting);
+            let removed = r.as_ref().is_some_and(|r| r.cameras.contains_key(&camera));
+            if let Some(r) = r {
+                r.cameras.remove(&camera);
+                r.broadcast_participants();
+            }
+            removed
+        };
+        if !removed {
+            bail!(NotFound, "camera {camera} is not in this meeting");
+        }
+        if let Some(live) = &self.live {
+            live.meeting_camera(meeting, camera, false).await;
+        }
+        Ok(())
+    }
+
     /// The participant left (the socket closed, `leave`, removed, the meeting ended).
     pub async fn leave(&self, meeting: i64, pid: u64) {
+        let mut cameras_out = Vec::new();
         let part = {
             let mut inner = self.inner.lock().expect("meetings lock");
             let part = inner
@@ -633,6 +689,8 @@ impl Meetings {
                     r.speaker = None;
                 }
                 if r.parts.is_empty() {
+                    // Nobody left to watch: the cameras leave too.
+                    cameras_out.extend(r.cameras.keys().copied());
                     inner.rooms.remove(&meeting);
                 } else {
                     r.broadcast_participants();
@@ -640,6 +698,11 @@ impl Meetings {
             }
             part
         };
+        if let Some(live) = &self.live {
+            for cam in cameras_out {
+                live.meeting_camera(meeting, cam, false).await;
+            }
+        }
         let Some(part) = part else { return };
         if let (Some(live), Some(peer)) = (&self.live, part.peer) {
             live.close(peer).await;
@@ -879,7 +942,14 @@ pub fn vote_json(v: &store::Vote) -> Value {
 /// The `slots` message for one participant, publishers named by participant id.
 fn slots_message(u: &SlotsUpdate, peers: &HashMap<SessionId, (i64, u64)>) -> Value {
     let feed = |f: &Option<Feed>| -> Value {
-        match f.and_then(|f| peers.get(&f.publisher).map(|(_, pid)| (pid, f.track))) {
+        let pid = |f: &Feed| -> Option<u64> {
+            if f.publisher >= CAMERA_PUBLISHER {
+                Some(f.publisher)
+            } else {
+                peers.get(&f.publisher).map(|(_, pid)| *pid)
+            }
+        };
+        match f.and_then(|f| pid(&f).map(|pid| (pid, f.track))) {
             Some((pid, t)) => json!({"participant": pid, "track": t.as_str()}),
             None => Value::Null,
         }

@@ -15,13 +15,17 @@
 //! participant publishes to the slots that carry it (docs/design/meetings.md).
 
 use crate::alloc::{Want, allocate};
+use crate::peer::RtpIn;
 use crate::peer::{Feed, PEER_CONNECT_TIMEOUT, Peer, PeerEvent, TrackKind};
 use crate::session::{CONNECT_TIMEOUT, Proto, Session, SessionError, Transmit};
-use crate::source::{MediaFrame, Source};
+use crate::source::{Frame, Kind, MediaFrame, Source};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use str0m::format::Codec as RtcCodec;
 use str0m::media::Rid;
+use str0m::media::{Mid, Pt};
+use xaso_base::Codec;
 
 pub type SourceId = i64;
 pub type SessionId = u64;
@@ -68,6 +72,10 @@ pub enum Output {
 
 pub type RoomId = i64;
 
+/// Cameras in a meeting publish as `CAMERA_PUBLISHER + camera` (the source id), next to
+/// the participants' ids (small numbers), in [`Feed::publisher`].
+pub const CAMERA_PUBLISHER: u64 = 1 << 48;
+
 /// What each slot of a participant carries (by the page's mid), and how many slots of each
 /// kind it should have (more than it offered: the page adds transceivers and offers again).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,6 +99,8 @@ const ROOM_TICK: Duration = Duration::from_millis(200);
 #[derive(Default)]
 struct Room {
     peers: Vec<SessionId>,
+    /// Cameras the chair added, and when.
+    cameras: Vec<(SourceId, Instant)>,
     speaker: Option<SessionId>,
     candidate: Option<(SessionId, u32)>,
 }
@@ -142,6 +152,7 @@ pub struct Core {
     rooms: HashMap<RoomId, Room>,
     reported: HashMap<SessionId, SlotsUpdate>,
     layers_reported: HashMap<Feed, Vec<String>>,
+    camera_seq: HashMap<(SourceId, Kind), u64>,
     room_tick: Option<Instant>,
     /// The time of the last input (keyframe requests made outside one are stamped there).
     now: Option<Instant>,
@@ -242,7 +253,7 @@ impl Core {
                 if r.speaker == Some(id) {
                     r.speaker = None;
                 }
-                if r.peers.is_empty() {
+                if r.peers.is_empty() && r.cameras.is_empty() {
                     self.rooms.remove(&room);
                 }
             }
@@ -301,6 +312,13 @@ impl Core {
                     if let Some(e) = self.sessions.get_mut(sid) {
                         e.session.send(now, &frame, &mut self.scratch);
                     }
+                }
+                if self
+                    .rooms
+                    .values()
+                    .any(|r| r.cameras.iter().any(|(c, _)| *c == id))
+                {
+                    self.forward_camera(now, id, &frame);
                 }
                 self.flush_scratch();
             }
@@ -436,6 +454,92 @@ impl Core {
     /// The bandwidth estimated toward participant `id`, bits per second.
     pub fn bwe_of(&self, id: SessionId) -> Option<u64> {
         self.peers.get(&id).and_then(|p| p.bwe_bps)
+    }
+
+    /// A camera joins a room as a participant: its stream goes to the slots that choose it,
+    /// forwarded as it is (H.264 video; G.711 or Opus audio). Its frames must come in as
+    /// [`Input::Frame`] of source `camera`.
+    pub fn add_camera(&mut self, now: Instant, room: RoomId, camera: SourceId) {
+        let r = self.rooms.entry(room).or_default();
+        if !r.cameras.iter().any(|(c, _)| *c == camera) {
+            r.cameras.push((camera, now));
+        }
+        self.assign_room(room);
+    }
+
+    pub fn remove_camera(&mut self, room: RoomId, camera: SourceId) {
+        if let Some(r) = self.rooms.get_mut(&room) {
+            r.cameras.retain(|(c, _)| *c != camera);
+            if r.peers.is_empty() && r.cameras.is_empty() {
+                self.rooms.remove(&room);
+            }
+        }
+        self.assign_room(room);
+    }
+
+    /// Forwards a camera's packetized frame to the meeting slots that carry it.
+    fn forward_camera(&mut self, now: Instant, camera: SourceId, frame: &Frame) {
+        let feed = Feed {
+            publisher: CAMERA_PUBLISHER + camera as u64,
+            track: match frame.kind {
+                Kind::Video => TrackKind::Camera,
+                Kind::Audio => TrackKind::Mic,
+            },
+        };
+        let codec = match frame.codec {
+            Codec::H264 => RtcCodec::H264,
+            Codec::Pcmu => RtcCodec::PCMU,
+            Codec::Pcma => RtcCodec::PCMA,
+            Codec::Opus => RtcCodec::Opus,
+            _ => return,
+        };
+        let subs: Vec<SessionId> = self
+            .rooms
+            .values()
+            .filter(|r| r.cameras.iter().any(|(c, _)| *c == camera))
+            .flat_map(|r| r.peers.iter().copied())
+            .collect();
+        // Sequence numbers of the camera's own, one per packet, as if it spoke RTP.
+        let seq = self.camera_seq.entry((camera, frame.kind)).or_insert(1);
+        let base = *seq;
+        *seq += frame.packets.len() as u64;
+        if subs.is_empty() {
+            return;
+        }
+        let packets: Vec<RtpIn> = frame
+            .packets
+            .iter()
+            .enumerate()
+            .map(|(i, p)| RtpIn {
+                mid: Mid::from("camera"),
+                rid: None,
+                pt: Pt::from(0),
+                codec,
+                seq: base + i as u64,
+                ts: frame.ts,
+                marker: p.marker,
+                starts: frame.kind == Kind::Audio || (frame.keyframe && i == 0),
+                audio_level: None,
+                payload: p.payload.clone(),
+                at: now,
+            })
+            .collect();
+        for sid in subs {
+            let Some(sub) = self.peers.get_mut(&sid) else {
+                continue;
+            };
+            let mut wrote = false;
+            for i in 0..sub.slots.len() {
+                if sub.slots[i].feed == Some(feed) {
+                    for p in &packets {
+                        wrote |= sub.forward(i, p);
+                    }
+                }
+            }
+            if wrote {
+                sub.flush(now, &mut self.scratch);
+            }
+        }
     }
 
     pub fn is_peer(&self, id: SessionId) -> bool {
@@ -688,6 +792,26 @@ impl Core {
                 };
                 let class = u8::from(t.track != TrackKind::Screen);
                 feeds.push((feed, class, p.last_spoke, p.joined));
+            }
+        }
+        for (cam, added) in &r.cameras {
+            let publisher = CAMERA_PUBLISHER + *cam as u64;
+            let tracks = self
+                .sources
+                .get(cam)
+                .map(|s| s.tracks().clone())
+                .unwrap_or_default();
+            if tracks
+                .video
+                .as_ref()
+                .is_some_and(|v| v.codec == Codec::H264)
+            {
+                let track = TrackKind::Camera;
+                feeds.push((Feed { publisher, track }, 1, None, *added));
+            }
+            if matches!(tracks.audio, Some(Codec::Pcmu | Codec::Pcma | Codec::Opus)) {
+                let track = TrackKind::Mic;
+                feeds.push((Feed { publisher, track }, 1, None, *added));
             }
         }
         feeds.sort_by(|a, b| {

@@ -140,6 +140,9 @@ impl Participant {
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
+            // As a browser: H.264 and G.711 too (a camera in the meeting sends those).
+            .enable_h264(true)
+            .enable_pcmu(true, false)
             .build(now);
         if let Ok(c) = Candidate::host(local, "udp") {
             rtc.add_local_candidate(c);

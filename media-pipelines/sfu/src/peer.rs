@@ -306,6 +306,9 @@ impl Peer {
             .set_ice_lite(true)
             .clear_codecs()
             .enable_opus(true, false)
+            // G.711 for cameras in the meeting (a camera's audio, forwarded as it is).
+            .enable_pcmu(true, false)
+            .enable_pcma(true, false)
             .enable_vp8(true)
             .enable_h264(true)
             // Transport-wide congestion control toward the participant: the estimate

@@ -15,7 +15,7 @@ pub struct Packet {
     pub marker: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
     Video,
     Audio,
