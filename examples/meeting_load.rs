@@ -6,10 +6,14 @@
 //! frames received per slot, packets never received, and the added latency (a packet's
 //! send stamp to its arrival at another participant, all in this one process).
 //!
-//!     cargo run --release --example meeting_load -- WS_URL N SECONDS [KBPS]
+//!     cargo run --release --example meeting_load -- WS_URL N SECONDS [KBPS] [--simulcast] [--tile-height PX]
 //!
 //! WS_URL is the meeting's socket with its link token:
-//! `ws://127.0.0.1:8080/api/meetings/1/ws?t=TOKEN`. Prints a JSON summary.
+//! `ws://127.0.0.1:8080/api/meetings/1/ws?t=TOKEN`. With `--simulcast` each camera goes
+//! out in three layers (a quarter, half and all of KBPS) and the participant tells the
+//! server its tiles are PX high (default 360: a 3×3 grid on a laptop), so that the server
+//! picks the layers. Each receives at most 9 videos ("last N"). Prints a JSON summary,
+//! with the lowest received frame rate of any slot over the last SECONDS - 5 s.
 
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -35,7 +39,22 @@ pub struct Report {
     pub first_frame: Option<Duration>,
     /// Video frames sent.
     pub frames_sent: u64,
+    /// Per video slot carrying someone: frames received per second after the warm-up.
+    pub fps: Vec<f64>,
 }
+
+/// How each participant of a run behaves.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub secs: u64,
+    pub kbps: u64,
+    pub simulcast: bool,
+    /// The tile height told to the server (`view`), when simulcast.
+    pub tile_height: u32,
+}
+
+/// Frames are counted for [`Report::fps`] after this long.
+const WARM_UP: Duration = Duration::from_secs(5);
 
 impl Report {
     pub fn video_frames(&self) -> u64 {
@@ -86,10 +105,10 @@ pub async fn participant(
     name: String,
     tag: u8,
     slots: usize,
-    secs: u64,
-    kbps: u64,
+    o: Options,
     epoch: Instant,
 ) -> Result<Report, String> {
+    let (secs, kbps) = (o.secs, o.kbps);
     use futures::{SinkExt, StreamExt};
     let sock = UdpSocket::bind("127.0.0.1:0")
         .await
@@ -103,10 +122,13 @@ pub async fn participant(
     ))
     .await
     .map_err(|e| e.to_string())?;
-    recv_json(&mut ws, "welcome").await?;
+    let welcome = recv_json(&mut ws, "welcome").await?;
+    let me = welcome["you"].clone();
     let start = Instant::now();
-    let (mut p, offer, tracks) = Participant::offer(start, local, tag, slots.min(9), slots);
+    let (mut p, offer, tracks) =
+        Participant::offer_simulcast(start, local, tag, slots.min(9), slots, o.simulcast);
     p.set_epoch(epoch);
+    p.count_from = Some(start + WARM_UP);
     let labels: serde_json::Map<String, Value> = tracks
         .iter()
         .map(|(m, t)| (m.clone(), Value::from(t.as_str())))
@@ -163,10 +185,35 @@ pub async fn participant(
             }
             m = ws.next() => match m {
                 Some(Ok(Message::Text(t))) => {
-                    if let Ok(v) = serde_json::from_str::<Value>(&t)
-                        && v["type"] == "slots"
-                    {
-                        slots_msg = v;
+                    let Ok(v) = serde_json::from_str::<Value>(&t) else { continue };
+                    match v["type"].as_str() {
+                        Some("slots") => slots_msg = v,
+                        // Pause the layers nobody wants.
+                        Some("layers") => {
+                            let active: Vec<&str> = v["active"]
+                                .as_array()
+                                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                                .unwrap_or_default();
+                            p.paused = ["l", "m", "h"]
+                                .into_iter()
+                                .filter(|r| !active.contains(r))
+                                .map(Into::into)
+                                .collect();
+                        }
+                        // Every other participant's tile at the same height.
+                        Some("participants") if o.simulcast => {
+                            let tiles: serde_json::Map<String, Value> = v["list"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .filter(|x| x["id"] != me)
+                                .map(|x| (x["id"].to_string(), json!({"w": o.tile_height * 16 / 9, "h": o.tile_height})))
+                                .collect();
+                            let _ = ws
+                                .send(Message::Text(json!({"type": "view", "tiles": tiles}).to_string().into()))
+                                .await;
+                        }
+                        _ => {}
                     }
                 }
                 Some(Ok(_)) => {}
@@ -196,11 +243,28 @@ pub async fn participant(
         slots: slots_msg,
         first_frame,
         frames_sent,
+        fps: p
+            .video_slots
+            .iter()
+            .map(|m| &p.slots[m])
+            .filter(|s| s.frames > 0)
+            .map(|s| s.frames_counted as f64 / (secs as f64 - WARM_UP.as_secs_f64()).max(1.0))
+            .collect(),
     })
 }
 
 /// `n` participants at once (joining 50 ms apart), each with enough slots for all others.
 pub async fn run(ws_url: &str, n: usize, secs: u64, kbps: u64) -> Vec<Result<Report, String>> {
+    let o = Options {
+        secs,
+        kbps,
+        simulcast: false,
+        tile_height: 360,
+    };
+    run_with(ws_url, n, o).await
+}
+
+pub async fn run_with(ws_url: &str, n: usize, o: Options) -> Vec<Result<Report, String>> {
     let epoch = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..n {
@@ -210,8 +274,7 @@ pub async fn run(ws_url: &str, n: usize, secs: u64, kbps: u64) -> Vec<Result<Rep
             format!("Đại biểu {}", i + 1),
             (i % 250) as u8 + 1,
             n.saturating_sub(1).max(1),
-            secs,
-            kbps,
+            o.clone(),
             epoch,
         )));
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -241,6 +304,12 @@ pub fn summarize(reports: &[Result<Report, String>]) -> Value {
         .iter()
         .filter_map(|r| r.as_ref().err().cloned())
         .collect();
+    let all: Vec<f64> = reports
+        .iter()
+        .flatten()
+        .flat_map(|r| r.fps.iter().copied())
+        .collect();
+    let mean_fps = all.iter().sum::<f64>() / all.len().max(1) as f64;
     json!({
         "participants": reports.len(),
         "failed": failed,
@@ -248,6 +317,8 @@ pub fn summarize(reports: &[Result<Report, String>]) -> Value {
         "video_frames_received": reports.iter().flatten().map(Report::video_frames).sum::<u64>(),
         "video_frames_sent": reports.iter().flatten().map(|r| r.frames_sent).sum::<u64>(),
         "holes": reports.iter().flatten().flat_map(|r| r.video.iter().map(|v| v.2)).sum::<u64>(),
+        "min_fps": reports.iter().flatten().flat_map(|r| r.fps.iter().copied()).fold(f64::INFINITY, f64::min),
+        "mean_fps": mean_fps,
         "latency_ms": {
             "p50": percentile(&mut lat, 0.5) as f64 / 1000.0,
             "p99": percentile(&mut lat, 0.99) as f64 / 1000.0,
@@ -258,16 +329,29 @@ pub fn summarize(reports: &[Result<Report, String>]) -> Value {
 #[tokio::main]
 #[allow(dead_code)]
 async fn main() {
-    let args: Vec<String> = std::env::args().collect();
+    let mut args: Vec<String> = std::env::args().collect();
+    let simulcast = args.iter().any(|a| a == "--simulcast");
+    args.retain(|a| a != "--simulcast");
+    let mut tile_height = 360;
+    if let Some(i) = args.iter().position(|a| a == "--tile-height") {
+        tile_height = args.get(i + 1).and_then(|v| v.parse().ok()).expect("--tile-height PX");
+        args.drain(i..i + 2);
+    }
     if args.len() < 4 {
-        eprintln!("usage: meeting_load WS_URL N SECONDS [KBPS]");
+        eprintln!("usage: meeting_load WS_URL N SECONDS [KBPS] [--simulcast] [--tile-height PX]");
         std::process::exit(2);
     }
     xaso_sfu::init_crypto();
     let n: usize = args[2].parse().expect("N");
     let secs: u64 = args[3].parse().expect("SECONDS");
     let kbps: u64 = args.get(4).map_or(500, |k| k.parse().expect("KBPS"));
-    let reports = run(&args[1], n, secs, kbps).await;
+    let o = Options {
+        secs,
+        kbps,
+        simulcast,
+        tile_height,
+    };
+    let reports = run_with(&args[1], n, o).await;
     for r in &reports {
         match r {
             Ok(r) => println!(

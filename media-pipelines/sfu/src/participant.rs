@@ -23,6 +23,8 @@ pub struct SlotStats {
     pub packets: u64,
     /// Video frames completed (marker bits).
     pub frames: u64,
+    /// Of those, the ones after [`Participant::count_from`] (a load run's steady state).
+    pub frames_counted: u64,
     /// Publisher tags seen, in order of first appearance.
     pub publishers: Vec<u8>,
     /// Video packets per simulcast layer (0 none, 1 `l`, 2 `m`, 3 `h`), and the latest.
@@ -101,6 +103,8 @@ pub struct Participant {
     layers: Vec<(Rid, usize, u64)>,
     /// Layers the server asked to pause (a `layers` message; the load client applies it).
     pub paused: Vec<Rid>,
+    /// Frames are also counted in [`SlotStats::frames_counted`] from this time on.
+    pub count_from: Option<Instant>,
 }
 
 fn tx(t: str0m::net::Transmit) -> Transmit {
@@ -202,6 +206,7 @@ impl Participant {
                 Vec::new()
             },
             paused: Vec::new(),
+            count_from: None,
         };
         (p, offer.to_sdp_string(), labels)
     }
@@ -420,6 +425,9 @@ impl Participant {
                 }
                 if video && p.header.marker {
                     s.frames += 1;
+                    if self.count_from.is_some_and(|t| now >= t) {
+                        s.frames_counted += 1;
+                    }
                 }
                 // The send time (same epoch only in one process: the tests and load client).
                 let at = if video && p.payload.first() == Some(&0x10) {
