@@ -334,7 +334,10 @@ async fn main() {
     args.retain(|a| a != "--simulcast");
     let mut tile_height = 360;
     if let Some(i) = args.iter().position(|a| a == "--tile-height") {
-        tile_height = args.get(i + 1).and_then(|v| v.parse().ok()).expect("--tile-height PX");
+        tile_height = args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .expect("--tile-height PX");
         args.drain(i..i + 2);
     }
     if args.len() < 4 {
@@ -365,4 +368,46 @@ async fn main() {
         }
     }
     println!("{}", summarize(&reports));
+}
+
+/// Runs a participant's media for `secs` with no signalling socket (a WHIP publisher or
+/// WHEP receiver, whose offer and answer went over HTTP); returns it for its counts.
+pub async fn drive(mut p: Participant, sock: UdpSocket, secs: u64, kbps: u64) -> Participant {
+    let local = sock.local_addr().expect("bound");
+    let start = Instant::now();
+    let end = start + Duration::from_secs(secs);
+    let frame_bytes = (kbps * 1000 / 8 / 25) as usize;
+    let (mut next_audio, mut next_video) = (start, start);
+    let mut buf = vec![0u8; 2048];
+    let mut out = Vec::new();
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        if now >= next_audio {
+            p.send_audio(now, &mut out);
+            next_audio += Duration::from_millis(20);
+        }
+        if now >= next_video {
+            p.send_video(now, 100, frame_bytes, &mut out);
+            next_video += Duration::from_millis(40);
+        }
+        if p.timeout() <= now {
+            p.handle_timeout(now, &mut out);
+        }
+        for t in out.drain(..) {
+            let _ = sock.send_to(&t.contents, t.destination).await;
+        }
+        let wake = p.timeout().min(next_audio).min(next_video).min(end);
+        tokio::select! {
+            r = sock.recv_from(&mut buf) => {
+                if let Ok((n, from)) = r {
+                    p.handle_receive(Instant::now(), from, local, &buf[..n], &mut out);
+                }
+            }
+            _ = tokio::time::sleep_until(wake.into()) => {}
+        }
+    }
+    p
 }

@@ -793,3 +793,112 @@ async fn the_chair_adds_a_camera_and_everyone_sees_it() {
     assert_eq!(a["entries"].as_array().unwrap().len(), 2, "{a}");
     assert!(stop(s).success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn whip_publishes_into_a_meeting_and_whep_receives_it() {
+    use xaso_sfu::participant::Participant;
+    xaso_sfu::init_crypto();
+    let (_dir, s, c) = serve().await;
+    let m = schedule(&c, &s.url, "Họp có cửa WHIP", &[]).await;
+    let id = m["id"].as_i64().unwrap();
+    let token = m["join_url"]
+        .as_str()
+        .unwrap()
+        .split("?t=")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let anon = client();
+    let post = |door: &str, sdp: String, t: Option<&str>| {
+        let mut url = format!("{}/api/meetings/{id}/{door}?name=Hội trường", s.url);
+        if let Some(t) = t {
+            url += &format!("&t={t}");
+        }
+        anon.post(url)
+            .header("content-type", "application/sdp")
+            .body(sdp)
+            .send()
+    };
+    // Refusals: no credentials, a bad token, the wrong direction, not SDP.
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let local = sock.local_addr().unwrap();
+    let now = std::time::Instant::now();
+    let (pubr, pub_offer, _) = Participant::offer_with(now, local, 9, 0, 0, false, true);
+    assert_eq!(
+        post("whip", pub_offer.clone(), None)
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        post("whip", pub_offer.clone(), Some("1.x"))
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    let r = post("whep", pub_offer.clone(), Some(&token)).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("WHEP offer only receives"));
+    let r = anon
+        .post(format!("{}/api/meetings/{id}/whip?t={token}", s.url))
+        .body(pub_offer.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    // A WHIP publisher (a hall encoder), a WHEP receiver (a recorder: one video, one audio)
+    // and a participant on the page's protocol.
+    let r = post("whip", pub_offer, Some(&token)).await.unwrap();
+    assert_eq!(r.status(), 201);
+    let whip_at = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        whip_at.starts_with(&format!("/api/meetings/{id}/whip/")),
+        "{whip_at}"
+    );
+    let mut pubr = pubr;
+    pubr.answer(&r.text().await.unwrap()).unwrap();
+    let publisher = tokio::spawn(meeting_load::drive(pubr, sock, 8, 400));
+
+    let rsock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let rlocal = rsock.local_addr().unwrap();
+    let (mut recv, recv_offer, _) = Participant::offer_with(now, rlocal, 10, 1, 1, false, false);
+    let r = post("whep", recv_offer, Some(&token)).await.unwrap();
+    assert_eq!(r.status(), 201);
+    let whep_at = r.headers()["location"].to_str().unwrap().to_string();
+    recv.answer(&r.text().await.unwrap()).unwrap();
+    let receiver = tokio::spawn(meeting_load::drive(recv, rsock, 8, 0));
+
+    let url = ws_url(&s.url, &format!("/api/meetings/{id}/ws?t={token}"));
+    let reports = meeting_load::run(&url, 1, 8, 300).await;
+    let page = reports[0].as_ref().expect("participant ran");
+    // The page participant sees the WHIP publisher's video (tag 9) and hears it.
+    let got: Vec<u8> = page.video.iter().flat_map(|v| v.0.clone()).collect();
+    assert!(got.contains(&9), "{page:?}");
+    let k = page.video.iter().position(|v| v.0.contains(&9)).unwrap();
+    assert!(page.video[k].1 >= 120, "{page:?}");
+    assert!(
+        page.audio.iter().any(|a| a.0.contains(&9) && a.1 > 200),
+        "{page:?}"
+    );
+    let publisher = publisher.await.unwrap();
+    let receiver = receiver.await.unwrap();
+    assert!(publisher.connected);
+    // The WHEP receiver's one video transceiver carries the most recent speaker (here the
+    // only ones: the WHIP publisher or the page participant), its audio one a microphone.
+    let v = &receiver.slots[&receiver.video_slots[0]];
+    assert!(v.frames >= 100, "WHEP video: {v:?}");
+    let a = &receiver.slots[&receiver.audio_slots[0]];
+    assert!(a.packets >= 200, "WHEP audio: {a:?}");
+    // DELETE ends them; a second DELETE is 404.
+    for at in [&whip_at, &whep_at] {
+        let r = anon.delete(format!("{}{at}", s.url)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{at}");
+        let r = anon.delete(format!("{}{at}", s.url)).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{at}");
+    }
+    let one: Value = get_json(&c, &format!("{}/api/meetings/{id}", s.url)).await;
+    assert_eq!(one["participants"], 0, "{one}");
+    assert!(stop(s).success());
+}

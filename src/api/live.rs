@@ -144,7 +144,7 @@ async fn offer(
 }
 
 /// `Link` header values for ICE servers: one per URL.
-fn ice_server_links(servers: &[crate::config::IceServer]) -> Vec<String> {
+pub(crate) fn ice_server_links(servers: &[crate::config::IceServer]) -> Vec<String> {
     let quote = |s: &str| s.replace(['"', '\\'], "");
     let mut out = Vec::new();
     for s in servers {
@@ -347,6 +347,16 @@ pub(crate) async fn refuse(mut socket: WebSocket, e: crate::error::Error) {
             reason: reason.into(),
         })))
         .await;
+    // Read what the client sent meanwhile until its close reply (2 s at most): dropping a
+    // connection with unread data resets it, and the client would see 1006, not the code.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        while let Some(Ok(m)) = socket.recv().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// The session, if it exists, is for this camera and belongs to the caller (or the caller

@@ -28,6 +28,12 @@ pub fn router() -> Router<AppState> {
         .route("/meetings/{id}", get(one))
         .route("/meetings/{id}/ws", get(socket))
         .route("/meetings/{id}/record", get(record))
+        .route("/meetings/{id}/whip", axum::routing::post(whip))
+        .route("/meetings/{id}/whep", axum::routing::post(whep))
+        .route(
+            "/meetings/{id}/{door}/{key}",
+            axum::routing::delete(door_end).patch(door_trickle),
+        )
         .route("/meetings/{id}/documents/{doc}", get(download))
         .route(
             "/meetings/{id}/documents",
@@ -375,7 +381,8 @@ async fn run(
     let (tx, mut rx) = mpsc::unbounded_channel::<Out>();
     // The writer: the hub's messages, and a ping every 3 s.
     let writer = tokio::spawn(async move {
-        let mut ping = tokio::time::interval(Duration::from_secs(3));
+        let every = Duration::from_secs(3);
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             tokio::select! {
                 o = rx.recv() => match o {
@@ -579,12 +586,22 @@ async fn run(
             Ok(()) => {}
             Err(e) => {
                 say(&e);
-                // Refused at the door (locked, ended): the socket closes.
+                // Refused at the door (locked, ended): the socket closes, after the
+                // client had its close frame (its reply is read, so that the connection
+                // is not reset under it).
                 if joining && e.kind() != crate::error::ErrorKind::InvalidArgument {
                     let _ = tx.send(Out::Close(
                         4000 + e.kind().status().as_u16(),
                         e.public_message(),
                     ));
+                    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                        while let Some(Ok(m)) = stream.next().await {
+                            if matches!(m, Message::Close(_)) {
+                                break;
+                            }
+                        }
+                    })
+                    .await;
                     break;
                 }
             }
@@ -820,11 +837,15 @@ fn doc_type(name: &str, head: &[u8]) -> Result<&'static str> {
 async fn download(
     State(st): State<AppState>,
     caller: std::result::Result<Caller, Error>,
-    ApiPath((id, doc)): ApiPath<(i64, i64)>,
+    ApiPath((id, doc)): ApiPath<(i64, String)>,
     Query(q): Query<DocQuery>,
     headers: http::HeaderMap,
 ) -> Result<Response> {
     attendee(&st, caller, meeting_key(&headers, &q), id).await?;
+    // Read after the caller is known: an anonymous caller learns nothing from the path.
+    let doc: i64 = doc
+        .parse()
+        .map_err(|_| err!(NotFound, "no document {doc:?} in meeting {id}"))?;
     let d = store::document(&st.db, id, doc).await?;
     let path = st
         .cfg
@@ -964,4 +985,209 @@ async fn record(
         documents,
         votes,
     }))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct DoorQuery {
+    /// The meeting's guest link token (instead of a session or a Bearer token).
+    t: Option<String>,
+    /// The name shown to the others (default: the account's, or "WHIP"/"WHEP").
+    name: Option<String>,
+}
+
+/// WHIP (RFC 9725): publishes a stream into the meeting as a participant (OBS, GStreamer's
+/// whipsink, a hall camera encoder). The offer must only send.
+#[utoipa::path(post, path = "/api/meetings/{id}/whip", tag = "meetings", params(("id" = i64, Path), DoorQuery),
+    request_body(content = String, content_type = "application/sdp", description = "SDP offer (sendonly)"),
+    responses((status = 201, description = "SDP answer; Location names the resource (DELETE to leave)"),
+              (status = 400), (status = 401), (status = 403), (status = 404), (status = 415)))]
+async fn whip(
+    State(st): State<AppState>,
+    caller: std::result::Result<Caller, Error>,
+    ClientAddr(address): ClientAddr,
+    ApiPath(id): ApiPath<i64>,
+    Query(q): Query<DoorQuery>,
+    headers: http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response> {
+    door(st, caller, address, id, q, headers, body, "whip").await
+}
+
+/// WHEP: receives the meeting as the offer asks: one video per video transceiver (the
+/// participants' videos, most recent speakers first; a single one gets the active speaker)
+/// and, per audio transceiver, a participant's audio (most recent speakers first).
+#[utoipa::path(post, path = "/api/meetings/{id}/whep", tag = "meetings", params(("id" = i64, Path), DoorQuery),
+    request_body(content = String, content_type = "application/sdp", description = "SDP offer (recvonly)"),
+    responses((status = 201, description = "SDP answer; Location names the resource (DELETE to leave)"),
+              (status = 400), (status = 401), (status = 403), (status = 404), (status = 415)))]
+async fn whep(
+    State(st): State<AppState>,
+    caller: std::result::Result<Caller, Error>,
+    ClientAddr(address): ClientAddr,
+    ApiPath(id): ApiPath<i64>,
+    Query(q): Query<DoorQuery>,
+    headers: http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response> {
+    door(st, caller, address, id, q, headers, body, "whep").await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn door(
+    st: AppState,
+    caller: std::result::Result<Caller, Error>,
+    address: Option<String>,
+    id: i64,
+    q: DoorQuery,
+    headers: http::HeaderMap,
+    body: axum::body::Bytes,
+    kind: &'static str,
+) -> Result<Response> {
+    // Who is calling comes first: an anonymous request learns nothing else.
+    let caller = match (caller, q.t.is_some()) {
+        (Err(e), false) => return Err(e),
+        (c, _) => c,
+    };
+    let hub = st
+        .meetings
+        .clone()
+        .ok_or_else(|| err!(Unavailable, "meetings are not running on this server"))?;
+    let m = store::get(&st.db, id).await?;
+    let caller = admit(&st, caller, q.t.as_deref(), &m).await?;
+    let is_sdp = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/sdp")
+        });
+    if !is_sdp {
+        bail!(
+            UnsupportedMediaType,
+            "send the SDP offer as application/sdp"
+        );
+    }
+    if body.len() > 128 * 1024 {
+        bail!(PayloadTooLarge, "the SDP offer is too large");
+    }
+    let sdp = std::str::from_utf8(&body)
+        .map_err(|_| err!(InvalidArgument, "the SDP offer is not UTF-8 text"))?
+        .to_string();
+    // WHIP only sends, WHEP only receives.
+    let dirs: Vec<&str> = sdp
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim().strip_prefix("a=")?;
+            ["sendonly", "recvonly", "sendrecv"]
+                .into_iter()
+                .find(|d| *d == l)
+        })
+        .collect();
+    let wrong = if kind == "whip" {
+        "recvonly"
+    } else {
+        "sendonly"
+    };
+    if dirs.iter().any(|d| *d == wrong || *d == "sendrecv") {
+        bail!(
+            InvalidArgument,
+            "{}",
+            if kind == "whip" {
+                "a WHIP offer only sends (sendonly); use WHEP to receive"
+            } else {
+                "a WHEP offer only receives (recvonly); use WHIP to publish"
+            }
+        );
+    }
+    let name = q
+        .name
+        .map(|n| n.trim().chars().take(60).collect::<String>())
+        .filter(|n| !n.is_empty())
+        .or_else(|| caller.as_ref().map(|c| c.user.username.clone()))
+        .unwrap_or_else(|| kind.to_uppercase());
+    let who = Who {
+        name: name.clone(),
+        user_id: caller.as_ref().map(|c| c.user.id),
+        chair: false,
+        admin: caller.as_ref().is_some_and(|c| c.user.role == Role::Admin),
+        address: address.clone(),
+    };
+    // Nobody reads this participant's messages: a door has no socket.
+    let (tx, _) = mpsc::unbounded_channel();
+    let (pid, welcome) = hub.join(&m, who, tx, Value::Null).await?;
+    let answer = match hub.offer(m.id, pid, sdp, Vec::new()).await {
+        Ok(a) => a,
+        Err(e) => {
+            hub.leave(m.id, pid).await;
+            return Err(e);
+        }
+    };
+    let key = welcome["key"].as_str().unwrap_or_default().to_string();
+    let mut ev = match &caller {
+        Some(c) => c.event("meeting.join"),
+        None => crate::audit::Event {
+            action: "meeting.join",
+            address,
+            ..Default::default()
+        },
+    };
+    ev.detail = Some(json!({"meeting": m.id, "name": name, "door": kind}));
+    st.audit(ev).await?;
+    let mut headers = vec![
+        (http::header::CONTENT_TYPE, "application/sdp".to_string()),
+        (
+            http::header::LOCATION,
+            format!("/api/meetings/{}/{kind}/{key}", m.id),
+        ),
+        (http::header::CACHE_CONTROL, "no-store".to_string()),
+    ];
+    for link in super::live::ice_server_links(&st.cfg.webrtc.ice_servers) {
+        headers.push((http::header::LINK, link));
+    }
+    let mut res = (StatusCode::CREATED, answer).into_response();
+    for (k, v) in headers {
+        if let Ok(v) = http::HeaderValue::from_str(&v) {
+            res.headers_mut().append(k, v);
+        }
+    }
+    Ok(res)
+}
+
+/// Ends a WHIP or WHEP participant (its resource URL holds its secret key).
+async fn door_end(
+    State(st): State<AppState>,
+    ApiPath((id, door, key)): ApiPath<(i64, String, String)>,
+) -> Result<StatusCode> {
+    let hub = st
+        .meetings
+        .clone()
+        .ok_or_else(|| err!(NotFound, "no such resource"))?;
+    match hub.by_key(&key) {
+        Some(h) if h.meeting == id && (door == "whip" || door == "whep") => {
+            hub.leave(id, h.participant).await;
+            Ok(StatusCode::OK)
+        }
+        _ => Err(err!(NotFound, "no such resource")),
+    }
+}
+
+/// Trickle ICE (PATCH): accepted and not needed (the server is ICE-lite and learns the
+/// client's address from its checks).
+async fn door_trickle(
+    State(st): State<AppState>,
+    ApiPath((id, _door, key)): ApiPath<(i64, String, String)>,
+) -> Result<StatusCode> {
+    let found = st
+        .meetings
+        .as_ref()
+        .and_then(|h| h.by_key(&key))
+        .is_some_and(|h| h.meeting == id);
+    if found {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(err!(NotFound, "no such resource"))
+    }
 }

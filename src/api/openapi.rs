@@ -46,6 +46,8 @@ use utoipa::OpenApi;
         super::meetings::upload,
         super::meetings::download,
         super::meetings::record,
+        super::meetings::whip,
+        super::meetings::whep,
         super::tokens::list,
         super::tokens::create,
         super::tokens::revoke,

@@ -2,8 +2,13 @@
 // browsers (four Chromium processes with fake camera and microphone) join one meeting, the
 // chair signed in and three guests through the join link; each sees and hears the three
 // others; a screen share reaches everyone; the chair's mute stops that participant's audio at
-// the server; bad links and bad messages are refused cleanly; a participant whose browser
-// dies leaves the others' lists.
+// the server; votes (public and secret) are opened, cast and closed through the page and
+// every page shows the tally (the record stores who chose what, for public votes only); a
+// guest shares a PDF that the others list and download byte for byte, while a program named
+// .pdf (415) and a file over `max_document_mb` (413) are refused with the reason on the page;
+// bad links and bad messages are refused cleanly; a participant whose browser dies leaves the
+// others' lists; after the meeting the chair's record view (#/meetings?record=ID) shows the
+// attendance, chat, document and votes.
 //
 //   node tests/browser/meetings.test.mjs
 //
@@ -54,7 +59,9 @@ async function startServer() {
   const udpPort = await freePort();
   const tcpPort = await freePort();
   const cfg = path.join(dataDir, 'xaso.toml');
-  await writeFile(cfg, `[recording]\nsimulated_camera = false\n\n[webrtc]\nudp_port = ${udpPort}\ntcp_port = ${tcpPort}\n`);
+  // documents at most 1 MB: the test's 1.5 MB upload is refused
+  await writeFile(cfg, `[recording]\nsimulated_camera = false\n\n[webrtc]\nudp_port = ${udpPort}\ntcp_port = ${tcpPort}\n\n`
+    + '[meetings]\nmax_document_mb = 1\n');
   const child = spawn(BIN, ['--config', cfg, 'serve', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`], {
     // the server treats unknown XASO_* variables as configuration errors: pass none through
     env: { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('XASO_'))), XASO_ADMIN_PASSWORD: ADMIN.password },
@@ -109,6 +116,37 @@ async function waitFor(what, fn, timeout = 10_000, step = 100) {
 }
 
 const state = (p) => p.evaluate(() => (window.xasoMeeting ? window.xasoMeeting.state : null));
+const votesOf = (p) => p.evaluate(() => (window.xasoMeeting ? window.xasoMeeting.votes() : []));
+
+/** Opens a side panel of the room (`vote`, `documents`, `chat`) unless it is open. */
+async function openPanel(p, testid) {
+  const button = p.getByTestId(testid);
+  if ((await button.getAttribute('aria-pressed')) !== 'true') await button.click();
+  await waitFor(`the ${testid} panel is open`, async () => (await button.getAttribute('aria-pressed')) === 'true', 5_000, 20);
+}
+
+/** A small valid PDF (one page with `text`), its cross-reference table at the right offsets. */
+function minimalPdf(text) {
+  const content = `BT /F1 18 Tf 20 100 Td (${text}) Tj ET`;
+  const objects = [
+    '<< /Type /Catalog /Pages 2 0 R >>',
+    '<< /Type /Pages /Kids [3 0 R] /Count 1 >>',
+    '<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 200] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>',
+    `<< /Length ${content.length} >>\nstream\n${content}\nendstream`,
+    '<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>',
+  ];
+  let out = '%PDF-1.4\n';
+  const offsets = [];
+  objects.forEach((body, i) => {
+    offsets.push(out.length);
+    out += `${i + 1} 0 obj\n${body}\nendobj\n`;
+  });
+  const xref = out.length;
+  out += `xref\n0 ${objects.length + 1}\n0000000000 65535 f \n`;
+  for (const o of offsets) out += `${String(o).padStart(10, '0')} 00000 n \n`;
+  out += `trailer\n<< /Size ${objects.length + 1} /Root 1 0 R >>\nstartxref\n${xref}\n%%EOF\n`;
+  return Buffer.from(out, 'latin1');
+}
 const tilesOf = (p) => p.evaluate(() => (window.xasoMeeting ? window.xasoMeeting.tiles() : []));
 const participantsOf = (p) => p.evaluate(() => (window.xasoMeeting ? window.xasoMeeting.participants() : []));
 
@@ -132,6 +170,9 @@ async function main() {
   ];
   const [chair, guest1, guest2, guest3] = people;
   let meeting = null;
+  let publicVote = null; // {id, question, options, choice: {person key: option}}
+  let secretVote = null;
+  let sharedDoc = null; // the shared PDF as the room lists it, and its bytes
   const pageErrors = [];
   try {
     await Promise.all(people.map(async (person) => {
@@ -383,6 +424,196 @@ async function main() {
       assert.ok((slotOf(still, guest1.id, 'mic') || {}).packetsReceived > 0);
     });
 
+    await test('the chair opens a vote with three options; all four vote through the page; everyone sees the tally; the record keeps it', async () => {
+      const cp = chair.page;
+      setPage(cp);
+      const question = 'Thông qua kế hoạch công tác tháng 5?';
+      const options = ['Đồng ý', 'Không đồng ý', 'Không có ý kiến'];
+      await openPanel(cp, 'vote');
+      await cp.getByTestId('vote-question').fill(question);
+      await cp.getByTestId('vote-option-0').fill(options[0]);
+      await cp.getByTestId('vote-option-1').fill(options[1]);
+      await cp.getByTestId('vote-add-option').click();
+      await cp.getByTestId('vote-option-2').fill(options[2]);
+      assert.equal(await cp.getByTestId('vote-secret').isChecked(), false);
+      const t0 = Date.now();
+      await cp.getByTestId('vote-open').click();
+      const { id } = await waitFor('the chair\'s page has the vote', async () => (await votesOf(cp)).find((v) => v.question === question), 5_000, 20);
+      publicVote = { id, question, options };
+      // every page (the panel opens by itself) shows the question and one button per option
+      await Promise.all(people.map(async (person) => {
+        await person.page.getByTestId(`vote-${id}-option-0`).waitFor({ timeout: 5_000 });
+        measure(`vote_open_to_shown.${person.key}`, Date.now() - t0);
+        assert.equal((await person.page.getByTestId(`vote-${id}-question`).innerText()).trim(), question);
+        for (let i = 0; i < options.length; i += 1) {
+          assert.equal((await person.page.getByTestId(`vote-${id}-option-${i}`).innerText()).trim(), options[i]);
+        }
+      }));
+      // the form is the chair's alone
+      for (const person of people.slice(1)) assert.equal(await person.page.getByTestId('vote-form').isVisible(), false);
+      // the choices: chair and guest2 "Đồng ý", guest1 "Không đồng ý", guest3 "Không có ý kiến"
+      const choice = { chair: 0, guest1: 1, guest2: 0, guest3: 2 };
+      publicVote.choice = choice;
+      await Promise.all(people.map(async (person) => {
+        await person.page.getByTestId(`vote-${id}-option-${choice[person.key]}`).click();
+        const voted = person.page.getByTestId(`vote-${id}-voted`);
+        await voted.waitFor({ timeout: 5_000 });
+        assert.match(await voted.innerText(), /Đã bỏ phiếu/);
+        assert.equal(await person.page.getByTestId(`vote-${id}-option-0`).count(), 0, `${person.key} still has the buttons`);
+      }));
+      // the chair sees 4 of 4 and who voted
+      await waitFor('the chair sees four ballots', async () => (await cp.getByTestId(`vote-${id}-count`).getAttribute('data-cast')) === '4', 5_000, 50);
+      assert.match(await cp.getByTestId(`vote-${id}-count`).innerText(), /4\/4/);
+      const voters = await cp.getByTestId(`vote-${id}-voters`).innerText();
+      for (const person of people) assert.ok(voters.includes(person.name), `${person.name} in "${voters}"`);
+      // a second ballot (sent as the buttons would) is refused and said so on the page
+      await guest1.page.evaluate((v) => window.xasoMeeting.castVote(v, 0), id);
+      await waitFor('guest1 is told it has voted already', async () => {
+        const n = guest1.page.getByTestId('meeting-notice');
+        return (await n.isVisible()) && /đã bỏ phiếu cho biểu quyết này rồi/.test(await n.innerText());
+      }, 5_000, 50);
+      assert.equal((await votesOf(cp)).find((v) => v.id === id).cast, 4);
+      // the chair closes it; every page shows the tally and who chose what
+      const t1 = Date.now();
+      await cp.getByTestId(`vote-${id}-close`).click(); // confirm() is accepted
+      const expected = [2, 1, 1];
+      await Promise.all(people.map(async (person) => {
+        const p = person.page;
+        await p.getByTestId(`vote-${id}-tally-0`).waitFor({ timeout: 5_000 });
+        measure(`vote_close_to_tally_shown.${person.key}`, Date.now() - t1);
+        for (let i = 0; i < 3; i += 1) {
+          assert.equal(await p.getByTestId(`vote-${id}-tally-${i}`).getAttribute('data-count'), String(expected[i]), `${person.key} option ${i}`);
+          const names = await p.getByTestId(`vote-${id}-names-${i}`).innerText();
+          for (const o of people.filter((x) => choice[x.key] === i)) assert.ok(names.includes(o.name), `${person.key}: ${o.name} under option ${i}: "${names}"`);
+          for (const o of people.filter((x) => choice[x.key] !== i)) assert.ok(!names.includes(o.name), `${person.key}: ${o.name} not under option ${i}: "${names}"`);
+        }
+        assert.match(await p.getByTestId(`vote-${id}-tally-0`).innerText(), /2 phiếu · 50%/);
+        assert.match(await p.getByTestId(`vote-${id}-total`).innerText(), /4/);
+        assert.equal(await p.getByTestId(`vote-${id}-secret`).count(), 0);
+        assert.equal(await p.getByTestId(`vote-${id}-option-0`).count(), 0);
+      }));
+      await guest3.page.screenshot({ path: path.join(OUT, 'meetings-vote.png') });
+      // what the server stored: the tally and who chose what, as the test chose
+      const res = await api(`/api/meetings/${encodeURIComponent(meeting.id)}/record`);
+      const text = await res.text();
+      assert.equal(res.status, 200, text);
+      const v = JSON.parse(text).votes.find((x) => x.id === id);
+      assert.ok(v, text);
+      assert.equal(v.question, question);
+      assert.deepEqual(v.options, options);
+      assert.equal(v.secret, false);
+      assert.equal(v.open, false);
+      assert.ok(v.closed_at, JSON.stringify(v));
+      assert.equal(v.cast, 4);
+      assert.deepEqual(v.tally, expected);
+      const ballots = Object.fromEntries((v.ballots || []).map((b) => [b.name, b.option]));
+      assert.deepEqual(ballots, Object.fromEntries(people.map((x) => [x.name, choice[x.key]])), JSON.stringify(v.ballots));
+    });
+
+    await test('a secret vote: everyone sees the tally and nobody sees who chose what', async () => {
+      const cp = chair.page;
+      setPage(cp);
+      const question = 'Bầu tổ trưởng tổ dân phố: ông Phạm Văn Dũng';
+      const options = ['Tán thành', 'Không tán thành'];
+      await openPanel(cp, 'vote');
+      await cp.getByTestId('vote-question').fill(question);
+      await cp.getByTestId('vote-option-0').fill(options[0]);
+      await cp.getByTestId('vote-option-1').fill(options[1]);
+      await cp.getByTestId('vote-secret').check();
+      await cp.getByTestId('vote-open').click();
+      const { id } = await waitFor('the chair\'s page has the secret vote', async () => (await votesOf(cp)).find((v) => v.question === question), 5_000, 20);
+      secretVote = { id, question };
+      const choice = { chair: 0, guest1: 0, guest2: 1, guest3: 0 };
+      await Promise.all(people.map(async (person) => {
+        await person.page.getByTestId(`vote-${id}-secret-badge`).waitFor({ timeout: 5_000 });
+        await person.page.getByTestId(`vote-${id}-option-${choice[person.key]}`).click();
+        await person.page.getByTestId(`vote-${id}-voted`).waitFor({ timeout: 5_000 });
+      }));
+      await waitFor('four secret ballots', async () => (await cp.getByTestId(`vote-${id}-count`).getAttribute('data-cast')) === '4', 5_000, 50);
+      await cp.getByTestId(`vote-${id}-close`).click();
+      await Promise.all(people.map(async (person) => {
+        const p = person.page;
+        await p.getByTestId(`vote-${id}-tally-0`).waitFor({ timeout: 5_000 });
+        assert.equal(await p.getByTestId(`vote-${id}-tally-0`).getAttribute('data-count'), '3');
+        assert.equal(await p.getByTestId(`vote-${id}-tally-1`).getAttribute('data-count'), '1');
+        await p.getByTestId(`vote-${id}-secret`).waitFor();
+        assert.equal(await p.locator(`[data-testid^="vote-${id}-names-"]`).count(), 0);
+        const shown = await p.getByTestId(`vote-${id}`).innerText();
+        for (const o of people) assert.ok(!shown.includes(o.name), `${person.key} shows ${o.name} in a secret vote: "${shown}"`);
+        const v = (await votesOf(p)).find((x) => x.id === id);
+        assert.equal(v.ballots, null, JSON.stringify(v));
+        assert.deepEqual(v.tally, [3, 1]);
+      }));
+      const r = await (await api(`/api/meetings/${encodeURIComponent(meeting.id)}/record`)).json();
+      const v = r.votes.find((x) => x.id === id);
+      assert.ok(v && v.secret === true && v.open === false, JSON.stringify(v));
+      assert.deepEqual(v.tally, [3, 1]);
+      assert.equal(v.ballots, null, JSON.stringify(v));
+    });
+
+    await test('a guest shares a PDF: the others list it and download the same bytes; a disguised program and a file over the limit are refused on the page', async () => {
+      setPage(guest1.page);
+      const name = 'Biên bản họp tháng 5.pdf';
+      const pdf = minimalPdf('Bien ban hop thang 5');
+      await Promise.all(people.map((person) => openPanel(person.page, 'documents')));
+      await guest1.page.getByTestId('document-file').setInputFiles({ name, mimeType: 'application/pdf', buffer: pdf });
+      const t0 = Date.now();
+      await guest1.page.getByTestId('document-upload').click();
+      await Promise.all(people.filter((x) => x !== guest1).map(async (person) => {
+        await waitFor(`${person.key} lists the document`, () => person.page.evaluate((n) => [...document.querySelectorAll('[data-testid^="document-link-"]')]
+          .some((a) => a.textContent === n), name), 10_000, 20);
+        measure(`upload_to_listed.${person.key}`, Date.now() - t0);
+      }));
+      const status = guest1.page.getByTestId('document-status');
+      await waitFor('the uploader is told it is shared', async () => (await status.getAttribute('class')).includes('ok'), 5_000, 50);
+      const doc = (await guest1.page.evaluate(() => window.xasoMeeting.documents())).find((d) => d.name === name);
+      assert.ok(doc && doc.size === pdf.length && doc.mime === 'application/pdf' && doc.from === guest1.name, JSON.stringify(doc));
+      sharedDoc = { ...doc, bytes: pdf };
+      for (const person of people) {
+        const item = await person.page.getByTestId(`document-${doc.id}`).innerText();
+        assert.ok(item.includes(name) && item.includes(guest1.name), `${person.key}: ${item}`);
+      }
+      // guest2 (no session) downloads it through its link, which carries its key
+      const href = await guest2.page.getByTestId(`document-link-${doc.id}`).getAttribute('href');
+      assert.match(href, /\?k=/);
+      const got = await guest2.page.request.get(new URL(href, server.base).href);
+      assert.equal(got.status(), 200);
+      assert.ok(Buffer.from(await got.body()).equals(pdf), 'the downloaded bytes are the uploaded ones');
+      assert.equal(got.headers()['content-type'], 'application/pdf');
+      assert.match(got.headers()['content-disposition'], /^attachment;.*filename\*=UTF-8''Bi%C3%AAn%20b%E1%BA%A3n/);
+      // without the key a guest gets nothing
+      const bare = await guest2.page.request.get(new URL(href.split('?')[0], server.base).href);
+      assert.ok(bare.status() === 401 || bare.status() === 403, `without the key: ${bare.status()}`);
+
+      // a program named .pdf: 415, said on the page, listed nowhere
+      const elf = Buffer.concat([Buffer.from([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0]), Buffer.alloc(2000, 0x90)]);
+      await guest1.page.getByTestId('document-file').setInputFiles({ name: 'x.pdf', mimeType: 'application/pdf', buffer: elf });
+      await guest1.page.getByTestId('document-upload').click();
+      await waitFor('the 415 is on the page', async () => (await status.getAttribute('class')).includes('error'), 5_000, 50);
+      const refused = await status.innerText();
+      assert.match(refused, /^Loại tệp này không được phép chia sẻ: .+/, refused);
+      // an MZ header too
+      const mz = Buffer.concat([Buffer.from('MZ\x90\x00', 'latin1'), Buffer.alloc(2000, 0)]);
+      await guest1.page.getByTestId('document-file').setInputFiles({ name: 'x.pdf', mimeType: 'application/pdf', buffer: mz });
+      await guest1.page.getByTestId('document-upload').click();
+      await waitFor('the page is uploading or done', async () => (await guest1.page.getByTestId('documents-panel').getAttribute('data-upload')) !== 'uploading', 5_000, 50);
+      await waitFor('the MZ file is refused', async () => /^Loại tệp này không được phép chia sẻ: /.test(await status.innerText()), 5_000, 50);
+
+      // 1.5 MB with a 1 MB limit: 413, said on the page in Vietnamese
+      const big = Buffer.concat([Buffer.from('%PDF-1.4\n'), Buffer.alloc(1.5 * 1024 * 1024, 0x20)]);
+      await guest1.page.getByTestId('document-file').setInputFiles({ name: 'tai-lieu-lon.pdf', mimeType: 'application/pdf', buffer: big });
+      await guest1.page.getByTestId('document-upload').click();
+      await waitFor('the 413 is on the page', async () => /^Tệp quá lớn \(tối đa 1 MB\)\.$/.test((await status.innerText()).trim()), 10_000, 50)
+        .catch(async (e) => { throw new Error(`${e.message}; the page says: "${await status.innerText()}"`); });
+      await guest1.page.screenshot({ path: path.join(OUT, 'meetings-documents.png') });
+      // neither refused file is listed anywhere
+      await sleep(300);
+      for (const person of people) {
+        const names = (await person.page.evaluate(() => window.xasoMeeting.documents())).map((d) => d.name);
+        assert.deepEqual(names, [name], `${person.key}: ${JSON.stringify(names)}`);
+      }
+    });
+
     await test('a tampered guest link is refused on the page and the socket closes with 4403', async () => {
       const ctx = await chair.browser.newContext({ baseURL: server.base, locale: 'vi-VN' });
       try {
@@ -525,6 +756,55 @@ async function main() {
       measure('end_to_everyone', Date.now() - t0);
       const m = await (await api(`/api/meetings/${encodeURIComponent(meeting.id)}`)).json();
       assert.equal(m.phase, 'ended', JSON.stringify(m));
+    });
+
+    await test('the record view lists the attendance, the document and the votes with their tallies and ballots', async () => {
+      const p = chair.page;
+      setPage(p);
+      await p.goto('/#/meetings');
+      await p.getByTestId(`meeting-record-link-${meeting.id}`).click();
+      const rec = p.getByTestId('meeting-record');
+      await rec.waitFor();
+      await waitFor('the record is loaded', async () => (await rec.getAttribute('data-state')) === 'ready', 5_000, 50);
+      assert.match(p.url(), new RegExp(`#/meetings\\?record=${meeting.id}$`));
+      // attendance: the four (and the raw test socket), each with joined and left times
+      const rows = await p.getByTestId('record-attendance-row').allInnerTexts();
+      for (const person of people) assert.ok(rows.some((r) => r.includes(person.name)), `${person.name} in ${JSON.stringify(rows)}`);
+      assert.ok(rows.filter((r) => r.includes('Khách mời')).length >= 3, JSON.stringify(rows));
+      assert.ok(rows.some((r) => r.startsWith(ADMIN.username) && r.includes('Chủ trì')), JSON.stringify(rows));
+      // the chat
+      assert.match(await p.getByTestId('record-chat').innerText(), /Xin chào mọi người/);
+      // the document, downloadable with the chair's session
+      if (sharedDoc) {
+        const link = p.getByTestId(`record-document-link-${sharedDoc.id}`);
+        assert.equal((await link.innerText()).trim(), sharedDoc.name);
+        const got = await p.request.get(new URL(await link.getAttribute('href'), server.base).href);
+        assert.equal(got.status(), 200);
+        assert.ok(Buffer.from(await got.body()).equals(sharedDoc.bytes));
+        assert.match(await p.getByTestId(`record-document-${sharedDoc.id}`).innerText(), new RegExp(guest1.name));
+      }
+      // the votes: tallies, and who chose what for the public one only
+      if (publicVote) {
+        const { id, choice } = publicVote;
+        assert.equal((await p.getByTestId(`record-vote-${id}-question`).innerText()).trim(), publicVote.question);
+        assert.deepEqual(await Promise.all([0, 1, 2].map((i) => p.getByTestId(`record-vote-${id}-tally-${i}`).getAttribute('data-count'))), ['2', '1', '1']);
+        const ballots = await p.getByTestId(`record-vote-${id}-ballots`).locator('tbody tr').allInnerTexts();
+        for (const person of people) {
+          assert.ok(ballots.some((b) => b.includes(person.name) && b.includes(publicVote.options[choice[person.key]])),
+            `${person.name} chose ${publicVote.options[choice[person.key]]}: ${JSON.stringify(ballots)}`);
+        }
+      }
+      if (secretVote) {
+        const { id } = secretVote;
+        assert.deepEqual(await Promise.all([0, 1].map((i) => p.getByTestId(`record-vote-${id}-tally-${i}`).getAttribute('data-count'))), ['3', '1']);
+        await p.getByTestId(`record-vote-${id}-secret`).waitFor();
+        assert.equal(await p.getByTestId(`record-vote-${id}-ballots`).count(), 0);
+      }
+      await p.screenshot({ path: path.join(OUT, 'meetings-record.png'), fullPage: true });
+      // the English page says the same in English
+      await p.getByTestId('lang-switch').click();
+      await waitFor('the record in English', async () => /Attendance/.test(await p.getByTestId('meeting-record').innerText()), 5_000, 50);
+      await p.getByTestId('lang-switch').click();
     });
 
     await test('no page had a script error', async () => {

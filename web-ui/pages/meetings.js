@@ -3,10 +3,15 @@
 // form to schedule one (POST /api/meetings: the caller becomes its chair), each meeting's
 // guest link (join_url, shown to its chair and admins) with a copy button, and a link into
 // the room (#/meet/{id}, meeting-room.js). Contract: docs/design/meetings.md.
+//
+// #/meetings?record=ID: the meeting's record ("Biên bản", GET /api/meetings/{id}/record; the
+// chair and admins, who get the link from the list): attendance, chat, documents and votes
+// with their tallies and, unless secret, who chose what.
 import { h, fill } from '../dom.js';
-import { t, has, lang } from '../i18n.js';
+import { t, has, lang, formatTime } from '../i18n.js';
 import { api } from '../api.js';
 import { page, errorText, statusLine, field } from '../components.js';
+import { voteResults, formatSize } from '../meeting-room.js';
 
 const SECTIONS = [
   { key: 'now', phases: ['now'], label: 'meetings.now', order: 1 },
@@ -118,6 +123,10 @@ function meetingCard(m, status) {
     class: `button-link${phase === 'now' ? ' primary' : ''}`, href: `#/meet/${encodeURIComponent(m.id)}`,
     testid: `meeting-join-${m.id}`,
   }, t('meetings.join'));
+  // the record: for the chair and admins (the ones the server gives the join link to)
+  const record = m.join_url ? h('a', {
+    class: 'button-link', href: `#/meetings?record=${encodeURIComponent(m.id)}`, testid: `meeting-record-link-${m.id}`,
+  }, t('meetings.record')) : null;
 
   return h('li', { class: `card meeting-card phase-${phase}`, testid: `meeting-${m.id}`, 'data-phase': phase },
     h('div', { class: 'meeting-head' },
@@ -126,13 +135,142 @@ function meetingCard(m, status) {
       m.locked ? h('span', { class: 'badge off' }, t('meetings.locked')) : null,
       m.participants > 0 && phase !== 'ended'
         ? h('span', { class: 'badge on', testid: `meeting-present-${m.id}` }, t('meetings.present', { n: m.participants })) : null,
-      h('span', { class: 'meeting-actions' }, join)),
+      h('span', { class: 'meeting-actions' }, record, join)),
     h('div', { class: 'muted small meeting-when' }, range),
     h('div', { class: 'small meeting-people' }, people),
     link);
 }
 
+/** The `record` parameter of `#/meetings?record=ID`, or null. */
+function recordParam(hash = location.hash) {
+  const q = hash.indexOf('?');
+  if (q < 0) return null;
+  return new URLSearchParams(hash.slice(q + 1)).get('record') || null;
+}
+
+function table(testid, headers, rows) {
+  return h('div', { class: 'table-wrap' },
+    h('table', { class: 'table', testid },
+      h('thead', {}, h('tr', {}, headers.map((x) => h('th', {}, x)))),
+      h('tbody', {}, rows)));
+}
+
+function recordSection(key, testid, count, ...content) {
+  return h('section', { class: 'card record-section', testid },
+    h('h2', {}, t(key), h('span', { class: 'muted small' }, ` (${count})`)),
+    ...content);
+}
+
+function drawRecord(r) {
+  const m = r.meeting || {};
+  const range = m.start && m.end
+    ? (sameDay(m.start, m.end) ? `${when(m.start)} – ${timeOnly(m.end)}` : `${when(m.start)} – ${when(m.end)}`) : '';
+  const attendance = Array.isArray(r.attendance) ? r.attendance : [];
+  const chat = Array.isArray(r.chat) ? r.chat : [];
+  const documents = Array.isArray(r.documents) ? r.documents : [];
+  const votes = Array.isArray(r.votes) ? r.votes : [];
+  const people = new Set(attendance.map((a) => `${a.guest ? 'g' : 'u'}:${a.name}`));
+
+  const head = h('div', { class: 'card record-head' },
+    h('div', { class: 'meeting-head' },
+      h('span', { class: 'meeting-title', testid: 'record-meeting-title' }, m.title || ''),
+      m.phase ? h('span', { class: `badge meeting-phase ${m.phase}` }, has(`meetings.phase.${m.phase}`) ? t(`meetings.phase.${m.phase}`) : m.phase) : null),
+    h('div', { class: 'muted small' }, range),
+    m.chair && m.chair.username ? h('div', { class: 'small' }, t('meetings.chair', { name: m.chair.username })) : null,
+    h('div', { class: 'small', testid: 'record-summary' }, t('meetings.record.summary', {
+      people: people.size, documents: documents.length, votes: votes.length, messages: chat.length,
+    })));
+
+  const attendanceBody = attendance.length
+    ? table('record-attendance',
+      [t('meetings.record.name'), t('meetings.record.kind'), t('meetings.record.role'), t('meetings.record.joined'), t('meetings.record.left')],
+      attendance.map((a) => h('tr', { testid: 'record-attendance-row' },
+        h('td', { class: 'strong' }, a.name),
+        h('td', {}, a.guest ? t('meetings.record.guest') : t('meetings.record.user')),
+        h('td', {}, has(`meetings.record.role.${a.role}`) ? t(`meetings.record.role.${a.role}`) : (a.role || '')),
+        h('td', { class: 'nowrap' }, formatTime(a.joined)),
+        h('td', { class: 'nowrap' }, a.left ? formatTime(a.left)
+          : (m.phase === 'now' ? t('meetings.record.stillIn') : t('meetings.record.leftUnknown'))))))
+    : h('p', { class: 'muted' }, t('meetings.record.noAttendance'));
+
+  const chatBody = chat.length
+    ? h('ol', { class: 'record-chat', testid: 'record-chat' }, chat.map((c) => h('li', {},
+      h('span', { class: 'muted small nowrap' }, formatTime(c.at)), ' ',
+      h('span', { class: 'strong' }, c.from), ': ',
+      h('span', { class: 'record-chat-text' }, c.text))))
+    : h('p', { class: 'muted' }, t('meetings.record.noChat'));
+
+  const documentsBody = documents.length
+    ? table('record-documents',
+      [t('meetings.record.document'), t('meetings.record.size'), t('meetings.record.from'), t('meetings.record.at')],
+      documents.map((d) => h('tr', { testid: `record-document-${d.id}` },
+        h('td', {}, h('a', { href: d.url, download: true, testid: `record-document-link-${d.id}` }, d.name)),
+        h('td', { class: 'nowrap' }, formatSize(d.size)),
+        h('td', {}, d.from),
+        h('td', { class: 'nowrap' }, formatTime(d.at)))))
+    : h('p', { class: 'muted' }, t('meetings.record.noDocuments'));
+
+  const votesBody = votes.length
+    ? h('ol', { class: 'record-votes' }, votes.map((v) => {
+      const options = Array.isArray(v.options) ? v.options : [];
+      const ballots = Array.isArray(v.ballots) ? v.ballots : null;
+      return h('li', { class: 'record-vote', testid: `record-vote-${v.id}`, 'data-open': String(!!v.open) },
+        h('div', { class: 'meeting-head' },
+          h('span', { class: 'strong', testid: `record-vote-${v.id}-question` }, v.question),
+          v.secret ? h('span', { class: 'badge off' }, t('meet.vote.secretBadge')) : null,
+          v.open ? h('span', { class: 'badge on' }, t('meetings.record.voteOpen')) : null),
+        h('div', { class: 'muted small' },
+          t('meetings.record.voteTimes', {
+            opened: formatTime(v.opened_at),
+            closed: v.closed_at ? formatTime(v.closed_at) : t('meetings.record.voteNotClosed'),
+          }),
+          ' · ', t('meetings.record.voteCast', { n: v.cast || 0 })),
+        voteResults(v, `record-vote-${v.id}`),
+        ballots && ballots.length
+          ? h('details', { class: 'record-ballots', open: true },
+            h('summary', {}, t('meetings.record.ballots')),
+            table(`record-vote-${v.id}-ballots`, [t('meetings.record.name'), t('meetings.record.choice')],
+              ballots.map((b) => h('tr', {},
+                h('td', {}, b.name),
+                h('td', {}, options[b.option] !== undefined ? options[b.option] : String(b.option))))))
+          : null,
+        !v.secret && v.open ? h('p', { class: 'muted small' }, t('meetings.record.ballotsAfterClose')) : null);
+    }))
+    : h('p', { class: 'muted' }, t('meetings.record.noVotes'));
+
+  return [
+    head,
+    recordSection('meetings.record.attendance', 'record-attendance-section', attendance.length, attendanceBody),
+    recordSection('meetings.record.votes', 'record-votes', votes.length, votesBody),
+    recordSection('meetings.record.documents', 'record-documents-section', documents.length, documentsBody),
+    recordSection('meetings.record.chat', 'record-chat-section', chat.length, chatBody),
+  ];
+}
+
+/** The record view: `#/meetings?record=ID`. */
+function renderRecord(id) {
+  const box = h('div', { class: 'record-box' }, h('p', { class: 'muted' }, t('common.loading')));
+  const root = h('section', { class: 'page meeting-record', testid: 'meeting-record', 'data-state': 'loading' },
+    h('div', { class: 'record-actions' },
+      h('a', { href: '#/meetings', class: 'button-link', testid: 'record-back' }, t('meetings.record.back')),
+      h('button', { type: 'button', testid: 'record-print', onclick: () => window.print() }, t('meetings.record.print'))),
+    h('h1', {}, t('meetings.record.title')),
+    box);
+  api.get(`/api/meetings/${encodeURIComponent(id)}/record`).then((r) => {
+    fill(box, drawRecord(r || {}));
+    root.dataset.state = 'ready';
+  }, (err) => {
+    root.dataset.state = 'error';
+    fill(box, h('p', { class: 'status error', testid: 'record-error' },
+      err.status === 403 ? t('meetings.record.denied') : err.status === 404 ? t('meetings.record.notFound') : '',
+      err.status === 403 || err.status === 404 ? ' ' : '', errorText(err)));
+  });
+  return root;
+}
+
 export function render() {
+  const recordId = recordParam();
+  if (recordId) return renderRecord(recordId);
   const status = statusLine('meetings-status');
   const listBox = h('div', { class: 'meetings-box', testid: 'meetings-list' }, h('p', { class: 'muted' }, t('common.loading')));
 

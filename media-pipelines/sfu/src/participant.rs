@@ -139,6 +139,20 @@ impl Participant {
         audio_slots: usize,
         simulcast: bool,
     ) -> (Participant, String, Vec<(String, crate::TrackKind)>) {
+        Self::offer_with(now, local, tag, video_slots, audio_slots, simulcast, true)
+    }
+
+    /// As [`Participant::offer_simulcast`]; `publish: false` makes a receiver only (a WHEP
+    /// client: a recorder, a projector in the hall).
+    pub fn offer_with(
+        now: Instant,
+        local: SocketAddr,
+        tag: u8,
+        video_slots: usize,
+        audio_slots: usize,
+        simulcast: bool,
+        publish: bool,
+    ) -> (Participant, String, Vec<(String, crate::TrackKind)>) {
         let mut rtc = Rtc::builder()
             .set_rtp_mode(true)
             .clear_codecs()
@@ -152,7 +166,6 @@ impl Participant {
             rtc.add_local_candidate(c);
         }
         let mut api = rtc.sdp_api();
-        let mic = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
         let sim = simulcast.then(|| {
             let mut s = Simulcast::new();
             for rid in ["l", "m", "h"] {
@@ -160,7 +173,14 @@ impl Participant {
             }
             s
         });
-        let camera = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, sim);
+        let (mic, camera) = if publish {
+            (
+                api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None),
+                api.add_media(MediaKind::Video, Direction::SendOnly, None, None, sim),
+            )
+        } else {
+            (Mid::from("none-a"), Mid::from("none-v"))
+        };
         let video: Vec<Mid> = (0..video_slots)
             .map(|_| api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None))
             .collect();
@@ -168,10 +188,14 @@ impl Participant {
             .map(|_| api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None))
             .collect();
         let (offer, pending) = api.apply().expect("a fresh offer");
-        let labels = vec![
-            (mic.to_string(), crate::TrackKind::Mic),
-            (camera.to_string(), crate::TrackKind::Camera),
-        ];
+        let labels = if publish {
+            vec![
+                (mic.to_string(), crate::TrackKind::Mic),
+                (camera.to_string(), crate::TrackKind::Camera),
+            ]
+        } else {
+            Vec::new()
+        };
         let p = Participant {
             rtc,
             pending: Some(pending),
