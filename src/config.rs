@@ -128,12 +128,16 @@ impl Default for PlaybackConfig {
 pub struct MeetingsConfig {
     /// The largest document a participant may share, in MB.
     pub max_document_mb: u32,
+    /// Pages publish their camera in three simulcast layers, of which each participant
+    /// receives the one that fits its tile and bandwidth (off: one layer for everyone).
+    pub simulcast: bool,
 }
 
 impl Default for MeetingsConfig {
     fn default() -> Self {
         MeetingsConfig {
             max_document_mb: 20,
+            simulcast: true,
         }
     }
 }

@@ -459,7 +459,10 @@ async fn run(
                         admin: caller.as_ref().is_some_and(|c| c.user.role == Role::Admin),
                         address: address.clone(),
                     };
-                    let extra = json!({"ice_servers": st.cfg.webrtc.ice_servers});
+                    let extra = json!({
+                        "ice_servers": st.cfg.webrtc.ice_servers,
+                        "simulcast": st.cfg.meetings.simulcast,
+                    });
                     let (pid, welcome) = hub.join(&m, who.clone(), tx.clone(), extra).await?;
                     me = Some(pid);
                     let _ = tx.send(Out::Text(welcome.to_string()));

@@ -299,7 +299,6 @@ impl Meetings {
             "documents": documents.iter().map(document_json).collect::<Vec<_>>(),
             "votes": votes.iter().map(vote_json).collect::<Vec<_>>(),
             "key": key,
-            "simulcast": false,
         });
         if let (Value::Object(w), Value::Object(e)) = (&mut welcome, extra) {
             w.extend(e);
