@@ -41,6 +41,8 @@ pub struct Report {
     pub frames_sent: u64,
     /// Per video slot carrying someone: frames received per second after the warm-up.
     pub fps: Vec<f64>,
+    /// Per video slot: the simulcast layer of its last packet (1 `l`, 2 `m`, 3 `h`, 0 none).
+    pub layers: Vec<Option<u8>>,
 }
 
 /// How each participant of a run behaves.
@@ -108,11 +110,24 @@ pub async fn participant(
     o: Options,
     epoch: Instant,
 ) -> Result<Report, String> {
-    let (secs, kbps) = (o.secs, o.kbps);
-    use futures::{SinkExt, StreamExt};
     let sock = UdpSocket::bind("127.0.0.1:0")
         .await
         .map_err(|e| e.to_string())?;
+    participant_on(sock, ws_url, name, tag, slots, o, epoch).await
+}
+
+/// As [`participant`], on a socket the caller bound (to know its port beforehand).
+pub async fn participant_on(
+    sock: UdpSocket,
+    ws_url: String,
+    name: String,
+    tag: u8,
+    slots: usize,
+    o: Options,
+    epoch: Instant,
+) -> Result<Report, String> {
+    let (secs, kbps) = (o.secs, o.kbps);
+    use futures::{SinkExt, StreamExt};
     let local = sock.local_addr().map_err(|e| e.to_string())?;
     let (mut ws, _) = tokio_tungstenite::connect_async(ws_url.as_str())
         .await
@@ -243,6 +258,11 @@ pub async fn participant(
         slots: slots_msg,
         first_frame,
         frames_sent,
+        layers: p
+            .video_slots
+            .iter()
+            .map(|m| p.slots[m].last_layer)
+            .collect(),
         fps: p
             .video_slots
             .iter()

@@ -902,3 +902,133 @@ async fn whip_publishes_into_a_meeting_and_whep_receives_it() {
     assert_eq!(one["participants"], 0, "{one}");
     assert!(stop(s).success());
 }
+
+/// Runs `f` in a network namespace of its own (a fresh loopback, where `tc` may shape
+/// traffic without touching the machine's): the test binary runs itself again under
+/// `unshare --net` with `XASO_IN_NETNS` set. Returns false (the caller skips) where it
+/// cannot: not root, or no `unshare`/`ip`/`tc` (scripts/install-test-deps installs them).
+fn in_netns(test: &str) -> Option<bool> {
+    if std::env::var_os("XASO_IN_NETNS").is_some() {
+        return Some(true);
+    }
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    if !root {
+        eprintln!("skipped: needs root for a network namespace");
+        return None;
+    }
+    let me = std::env::current_exe().unwrap();
+    let status = std::process::Command::new("unshare")
+        .args(["--net", "--"])
+        .arg(me)
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env("XASO_IN_NETNS", "1")
+        .status()
+        .expect("unshare runs");
+    assert!(status.success(), "{test} failed in its network namespace");
+    Some(false)
+}
+
+fn sh(cmd: &str) {
+    let st = std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .status()
+        .unwrap();
+    assert!(st.success(), "{cmd}");
+}
+
+#[test]
+fn a_throttled_participant_gets_the_low_layer_and_another_the_high_one() {
+    if in_netns("a_throttled_participant_gets_the_low_layer_and_another_the_high_one") != Some(true)
+    {
+        return;
+    }
+    // Inside the namespace: its loopback, shaped with an HTB class of 900 kbit/s for
+    // whatever goes to the throttled participant's UDP port.
+    sh("ip link set lo up");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        xaso_sfu::init_crypto();
+        let (_dir, s, c) = serve().await;
+        let m = schedule(&c, &s.url, "Họp mạng yếu", &[]).await;
+        let token = m["join_url"]
+            .as_str()
+            .unwrap()
+            .split("?t=")
+            .nth(1)
+            .unwrap()
+            .to_string();
+        let url = ws_url(&s.url, &format!("/api/meetings/{}/ws?t={token}", m["id"]));
+        let slow = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let port = slow.local_addr().unwrap().port();
+        sh("tc qdisc add dev lo root handle 1: htb default 10");
+        sh("tc class add dev lo parent 1: classid 1:10 htb rate 10gbit quantum 60000");
+        sh("tc class add dev lo parent 1: classid 1:20 htb rate 900kbit ceil 900kbit burst 15k");
+        sh(&format!(
+            "tc filter add dev lo parent 1: protocol ip prio 1 u32 match ip protocol 17 0xff \
+             match ip dport {port} 0xffff flowid 1:20"
+        ));
+        // Three participants publishing 300/600/1200 kbit/s layers, all showing the others
+        // in large tiles (each wants the high layer).
+        let o = meeting_load::Options {
+            secs: 25,
+            kbps: 1200,
+            simulcast: true,
+            tile_height: 720,
+        };
+        let epoch = std::time::Instant::now();
+        let mut tasks = Vec::new();
+        for i in 0..2u8 {
+            let (url, o) = (url.clone(), o.clone());
+            tasks.push(tokio::spawn(meeting_load::participant(
+                url,
+                format!("Đủ băng thông {i}"),
+                i + 1,
+                2,
+                o,
+                epoch,
+            )));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let throttled = tokio::spawn(meeting_load::participant_on(
+            slow,
+            url.clone(),
+            "Mạng yếu".into(),
+            3,
+            2,
+            o.clone(),
+            epoch,
+        ));
+        let throttled = throttled.await.unwrap().expect("throttled participant ran");
+        let free: Vec<_> = futures::future::join_all(tasks).await;
+        println!(
+            "measure: layers received, throttled {:?} (fps {:?}), unthrottled {:?}",
+            throttled.layers,
+            throttled.fps,
+            free.iter()
+                .map(|r| r.as_ref().unwrap().as_ref().unwrap().layers.clone())
+                .collect::<Vec<_>>()
+        );
+        // The throttled participant ends on the low layer of both publishers, still moving.
+        assert_eq!(throttled.layers, vec![Some(1), Some(1)], "{throttled:?}");
+        assert!(throttled.fps.iter().all(|f| *f > 15.0), "{throttled:?}");
+        // The others get the high layer of each other.
+        for r in &free {
+            let r = r.as_ref().unwrap().as_ref().unwrap();
+            let got: Vec<_> = r
+                .layers
+                .iter()
+                .zip(&r.video)
+                .filter(|(_, v)| !v.0.contains(&3))
+                .map(|(l, _)| *l)
+                .collect();
+            assert!(got.contains(&Some(3)), "{} got {:?}", r.name, r.layers);
+        }
+        assert!(stop(s).success());
+    });
+}
