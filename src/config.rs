@@ -131,6 +131,27 @@ pub struct MeetingsConfig {
     /// Pages publish their camera in three simulcast layers, of which each participant
     /// receives the one that fits its tile and bandwidth (off: one layer for everyone).
     pub simulcast: bool,
+    /// The address people open the server at (`https://xaso.xa.local:8443`), for links in
+    /// e-mails. Required with `smtp`.
+    pub public_url: String,
+    /// Reminders by e-mail, 15 minutes before a meeting, to its guests listed by address.
+    pub smtp: Option<SmtpConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// The relay's host name or address (a relay on the LAN that accepts mail from this
+    /// box without authentication; TLS and AUTH are not supported yet).
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    /// The sender address, e.g. `xaso@xa.example.vn`.
+    pub from: String,
+}
+
+fn default_smtp_port() -> u16 {
+    25
 }
 
 impl Default for MeetingsConfig {
@@ -138,6 +159,8 @@ impl Default for MeetingsConfig {
         MeetingsConfig {
             max_document_mb: 20,
             simulcast: true,
+            public_url: String::new(),
+            smtp: None,
         }
     }
 }
@@ -340,6 +363,18 @@ impl Config {
         }
         if self.http.max_body_bytes < 1024 {
             return Err("http.max_body_bytes must be at least 1024".into());
+        }
+        let mt = &self.meetings;
+        if mt.max_document_mb == 0 || mt.max_document_mb > 2048 {
+            return Err("meetings.max_document_mb must be between 1 and 2048".into());
+        }
+        if let Some(smtp) = &mt.smtp {
+            if !(mt.public_url.starts_with("http://") || mt.public_url.starts_with("https://")) {
+                return Err("meetings.smtp needs meetings.public_url (https://…), for the links in the e-mails".into());
+            }
+            if smtp.host.is_empty() || !crate::meetings::mail::is_email(&smtp.from) {
+                return Err("meetings.smtp needs a host and a from address".into());
+            }
         }
         let r = &self.recording;
         if !(2..=3600).contains(&r.segment_secs) {

@@ -125,6 +125,20 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             "closed the attendance of meetings left open by the last run"
         );
     }
+    if cfg.meetings.smtp.is_some() {
+        // E-mail reminders, checked every 10 s.
+        let (db, mcfg, clocks) = (pool.clone(), cfg.meetings.clone(), clocks.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                if let Err(e) = crate::meetings::remind_due(&db, &mcfg, clocks.realtime_ms()).await
+                {
+                    tracing::error!(error = %e, "cannot check meeting reminders");
+                }
+            }
+        });
+    }
     state.meetings = Some(crate::meetings::Meetings::start(
         pool.clone(),
         clocks.clone(),

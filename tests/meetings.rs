@@ -1032,3 +1032,118 @@ fn a_throttled_participant_gets_the_low_layer_and_another_the_high_one() {
         assert!(stop(s).success());
     });
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reminders_go_out_by_email_fifteen_minutes_before() {
+    use base64::Engine;
+    use std::io::{BufRead, BufReader};
+    // A real SMTP server (aiosmtpd, Debian's python3-aiosmtpd) printing what it receives.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut smtp = std::process::Command::new("/usr/bin/python3")
+        .args([
+            "-u",
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-c",
+            "aiosmtpd.handlers.Debugging",
+            "-l",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3-aiosmtpd (scripts/install-test-deps)");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = smtp.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("xaso.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[recording]\nsimulated_camera = false\n\n[meetings]\npublic_url = \"https://xaso.xa.test:8443\"\n\n\
+             [meetings.smtp]\nhost = \"127.0.0.1\"\nport = {port}\nfrom = \"xaso@xa.test\"\n"
+        ),
+    )
+    .unwrap();
+    let s = start(
+        dir.path(),
+        &[("XASO_ADMIN_PASSWORD", ADMIN_PW)],
+        &["--config", cfg.to_str().unwrap()],
+    );
+    let c = client();
+    assert_eq!(login(&c, &s.url, "admin", ADMIN_PW).await, 200);
+    let now = chrono::Utc::now();
+    let mk = |title: &str, mins: i64| {
+        json!({
+            "title": title,
+            "start": (now + chrono::Duration::minutes(mins)).to_rfc3339(),
+            "end": (now + chrono::Duration::minutes(mins + 60)).to_rfc3339(),
+            "guests": ["ong.a@xa.test", "Bà Trưởng thôn", "canbo@huyen.test"],
+        })
+    };
+    // One in 10 minutes (reminded now), one in 2 hours (not yet).
+    for (t, mins) in [("Họp giao ban", 10), ("Họp chiều", 120)] {
+        let r = c
+            .post(format!("{}/api/meetings", s.url))
+            .json(&mk(t, mins))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    // The message, within two checks (every 10 s).
+    let mut lines = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(25);
+    while !lines.iter().any(|l: &String| l.contains("END MESSAGE")) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => lines.push(l),
+            Err(_) => panic!("no reminder within 25 s: {lines:?}"),
+        }
+    }
+    let text = lines.join("\n");
+    assert!(
+        text.contains("To: ong.a@xa.test, canbo@huyen.test"),
+        "{text}"
+    );
+    assert!(text.contains("Subject: =?UTF-8?B?"), "{text}");
+    let body: String = lines
+        .iter()
+        .skip_while(|l| !l.is_empty())
+        .take_while(|l| !l.contains("END MESSAGE"))
+        .map(|l| l.trim())
+        .collect();
+    let body = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        body.contains("Cuộc họp \"Họp giao ban\" bắt đầu lúc"),
+        "{body}"
+    );
+    assert!(
+        body.contains("https://xaso.xa.test:8443/#/meet/1?t="),
+        "{body}"
+    );
+    assert!(!body.contains("Họp chiều"));
+    // Once only: the next check sends nothing more.
+    std::thread::sleep(Duration::from_secs(11));
+    let more: Vec<String> = rx.try_iter().collect();
+    assert!(
+        !more.iter().any(|l| l.contains("MESSAGE FOLLOWS")),
+        "{more:?}"
+    );
+    assert!(stop(s).success());
+    let _ = smtp.kill();
+    let _ = smtp.wait();
+}

@@ -12,6 +12,8 @@ CREATE TABLE meetings (
     locked BIGINT NOT NULL DEFAULT 0,
     -- Set when the chair ended it for all.
     ended_ms BIGINT,
+    -- Set once the e-mail reminder went out.
+    reminded_ms BIGINT,
     created_ms BIGINT NOT NULL
 );
 CREATE INDEX meetings_start ON meetings (start_ms);

@@ -12,6 +12,8 @@ CREATE TABLE meetings (
     locked INTEGER NOT NULL DEFAULT 0,
     -- Set when the chair ended it for all.
     ended_ms INTEGER,
+    -- Set once the e-mail reminder went out.
+    reminded_ms INTEGER,
     created_ms INTEGER NOT NULL
 );
 CREATE INDEX meetings_start ON meetings (start_ms);

@@ -13,6 +13,7 @@
 
 pub mod doctype;
 pub mod link;
+pub mod mail;
 pub mod store;
 
 use crate::error::{Error, Result};
@@ -962,4 +963,86 @@ fn slots_message(u: &SlotsUpdate, peers: &HashMap<SessionId, (i64, u64)>) -> Val
         "audio": map(&u.audio),
         "need": {"video": u.need_video, "audio": u.need_audio},
     })
+}
+
+/// How long before a meeting its reminder goes out.
+pub const REMIND_AHEAD_MS: i64 = 15 * 60_000;
+
+/// Sends the e-mail reminders that are due (`[meetings.smtp]`): one message per meeting to
+/// its guests listed by address, with the signed join link. A meeting is marked reminded
+/// once its message is accepted by the relay (or when it has no address to write to); a
+/// relay that fails is tried again at the next call. Returns the messages sent.
+pub async fn remind_due(
+    db: &AnyPool,
+    cfg: &crate::config::MeetingsConfig,
+    now_ms: i64,
+) -> Result<usize> {
+    let Some(smtp) = &cfg.smtp else {
+        return Ok(0);
+    };
+    let mut sent = 0;
+    for m in store::due_reminders(db, now_ms, REMIND_AHEAD_MS).await? {
+        let to: Vec<String> = m
+            .guests
+            .iter()
+            .map(|g| g.trim().to_string())
+            .filter(|g| mail::is_email(g))
+            .collect();
+        if to.is_empty() {
+            store::set_reminded(db, m.id, now_ms).await?;
+            continue;
+        }
+        let key = store::server_key(db, "meeting_links").await?;
+        let token = link::sign(&key, m.id, m.end_ms + link::GRACE_MS);
+        let url = format!(
+            "{}/#/meet/{}?t={token}",
+            cfg.public_url.trim_end_matches('/'),
+            m.id
+        );
+        let vn = chrono::FixedOffset::east_opt(7 * 3600).expect("UTC+7");
+        let start = chrono::DateTime::from_timestamp_millis(m.start_ms)
+            .unwrap_or_default()
+            .with_timezone(&vn);
+        let when_vi = start.format("%H:%M ngày %d/%m/%Y").to_string();
+        let when_en = start.format("%H:%M on %d/%m/%Y").to_string();
+        let subject = format!("Nhắc lịch họp: {} ({})", m.title, start.format("%H:%M"));
+        let body = format!(
+            "Kính gửi quý đại biểu,\n\n\
+             Cuộc họp \"{title}\" bắt đầu lúc {when_vi} (giờ Việt Nam), do {chair} chủ trì.\n\
+             Vào họp bằng trình duyệt Chrome theo đường dẫn sau (không cần cài đặt):\n{url}\n\n\
+             ---\n\
+             Reminder: the meeting \"{title}\" starts at {when_en} (Vietnam time), chaired by \
+             {chair}. Join in Chrome, nothing to install:\n{url}\n",
+            title = m.title,
+            chair = m.chair,
+        );
+        let date = chrono::DateTime::from_timestamp_millis(now_ms)
+            .unwrap_or_default()
+            .with_timezone(&vn)
+            .to_rfc2822();
+        let host = smtp.from.split('@').nth(1).unwrap_or("xaso");
+        let msg = mail::compose(
+            &smtp.from,
+            &to,
+            &subject,
+            &body,
+            &date,
+            &format!("meeting-{}-{now_ms}@{host}", m.id),
+        );
+        match mail::send(&smtp.host, smtp.port, host, &smtp.from, &to, &msg).await {
+            Ok(()) => {
+                store::set_reminded(db, m.id, now_ms).await?;
+                sent += 1;
+                tracing::info!(
+                    meeting = m.id,
+                    recipients = to.len(),
+                    "meeting reminder sent"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(meeting = m.id, error = %e, "meeting reminder not sent; trying again")
+            }
+        }
+    }
+    Ok(sent)
 }

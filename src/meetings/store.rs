@@ -573,3 +573,27 @@ pub async fn votes(db: &AnyPool, meeting: i64) -> Result<Vec<Vote>> {
     }
     Ok(out)
 }
+
+/// Meetings whose e-mail reminder is due: starting within `ahead_ms` (or started less than
+/// 5 minutes ago), not ended, not reminded yet.
+pub async fn due_reminders(db: &AnyPool, now_ms: i64, ahead_ms: i64) -> Result<Vec<Meeting>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLS} FROM meetings m JOIN users u ON u.id = m.chair_id \
+         WHERE m.ended_ms IS NULL AND m.reminded_ms IS NULL \
+         AND m.start_ms <= $1 AND m.start_ms > $2 ORDER BY m.start_ms"
+    ))
+    .bind(now_ms + ahead_ms)
+    .bind(now_ms - 5 * 60_000)
+    .fetch_all(db)
+    .await?;
+    rows.iter().map(meeting_from).collect()
+}
+
+pub async fn set_reminded(db: &AnyPool, id: i64, now_ms: i64) -> Result<()> {
+    sqlx::query("UPDATE meetings SET reminded_ms = $1 WHERE id = $2")
+        .bind(now_ms)
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
