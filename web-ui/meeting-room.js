@@ -22,12 +22,28 @@
 // 5. Documents ("Tài liệu"): `welcome.documents` and `document` messages, each with a link
 //    that carries this participant's key (`?k=`: guests have no session); an upload POSTs the
 //    file as it is to /api/meetings/{id}/documents?name=… with `X-Meeting-Key`.
+// 6. Simulcast: the camera goes out in three layers (rid l, m, h: a quarter, half and all of
+//    the resolution) when `welcome.simulcast`; the screen share is always one encoding. The
+//    page tells the server how tall each remote camera tile is (`view`, debounced, whenever a
+//    tile's size changes: a new layout, the speaker enlarged, the window resized); the server
+//    picks each subscriber's layer from that and the bandwidth, and pauses the layers nobody
+//    wants (`layers`: the camera sender's encodings are set `active` only for the rids listed).
+// 7. Cameras in the meeting: the chair (a signed-in user) adds one of the cameras they may
+//    watch (GET /api/cameras; `add_camera`) and removes it (`remove_camera`). A camera is a
+//    participant with role "camera" (id 2^48 + camera id, `camera_id`): a tile like the
+//    others, labelled with its name and a "Camera" badge, without hand or mute controls.
 //
 // For tests: window.xasoMeeting = {you, role, state, key, participants(), slots(), chat(),
 // votes(), documents(), castVote(vote, option) (a ballot sent as the buttons do, even when
 // the page thinks it voted already), tiles() -> Promise<[{participant, track, kind, mid,
-// framesDecoded, audioLevel, totalAudioEnergy, bytesReceived, packetsReceived}]>, closeCode,
-// error, speaker, quality}.
+// framesDecoded, frameWidth, frameHeight, audioLevel, totalAudioEnergy, bytesReceived,
+// packetsReceived}]>, cameraSender() -> Promise<{simulcast, encodings: [{rid, active,
+// scaleResolutionDownBy, maxBitrate}], outbound: [{rid, framesSent, framesEncoded, frameWidth,
+// frameHeight, bytesSent, qualityLimitationReason}]}> (the camera sender's parameters and its
+// outbound-rtp per rid), layersLog() -> [{at, active}] (the `layers` messages received),
+// transport() -> Promise<{local, remote}> (the selected candidate pair's addresses and ports),
+// view() (the last `view` sent), cameras() (what the add-camera menu lists), addCamera(id) and
+// removeCamera(id) (sent as the controls do), closeCode, error, speaker, quality}.
 import { h, fill } from './dom.js';
 import { t, lang } from './i18n.js';
 import { api, ApiError } from './api.js';
@@ -231,6 +247,14 @@ export function render({ me = null } = {}) {
   let docsOpen = false;
   let docsUnseen = 0;
   let uploading = false;
+  let wantLayers = null; // the rids of our camera the server last asked for (`layers`), or null
+  let layersChain = Promise.resolve(); // getParameters/setParameters calls, one at a time
+  const layersLog = []; // the `layers` messages received, for tests: [{at, active}]
+  let layersError = null; // the last setParameters failure
+  let cameraList = null; // GET /api/cameras for the chair's menu: null until loaded (or refused)
+  let camerasLoading = false;
+  let cameraMenuOpen = false;
+  let pendingCamera = null; // {action, camera, at}: an add_camera/remove_camera not answered yet
 
   // ---- elements: common -----------------------------------------------------------
   const errorEl = h('div', { class: 'status error meet-error', testid: 'meeting-error', role: 'alert', hidden: true });
@@ -606,12 +630,28 @@ export function render({ me = null } = {}) {
   const docsBadge = h('span', { class: 'meet-unread', testid: 'documents-unread', hidden: true });
   const docsBtn = toolButton('documents', toggleDocs, t('meet.docs.title'));
   docsBtn.append(docsBadge);
+  // the chair's cameras: a button and the menu it opens (hidden for guests, or with no camera)
+  const addCamBtn = toolButton('add-camera', () => setCameraMenu(!cameraMenuOpen), t('meet.addCamera'));
+  addCamBtn.setAttribute('aria-haspopup', 'menu');
+  addCamBtn.setAttribute('aria-expanded', 'false');
+  const cameraMenuList = h('ul', { class: 'meet-camera-menu-list' });
+  const cameraMenu = h('div', { class: 'meet-camera-menu', testid: 'add-camera-menu', role: 'menu', hidden: true },
+    h('p', { class: 'small muted meet-camera-menu-title' }, t('meet.addCameraTitle')), cameraMenuList);
+  const addCamBox = h('div', {
+    class: 'meet-add-camera', hidden: true,
+    onkeydown: (e) => {
+      if (e.key === 'Escape' && cameraMenuOpen) {
+        setCameraMenu(false);
+        addCamBtn.focus();
+      }
+    },
+  }, addCamBtn, cameraMenu);
   const lockBtn = toolButton('lock-meeting', toggleLock);
   const endBtn = toolButton('end-meeting', endMeeting, t('meet.end'));
   endBtn.classList.add('danger');
   const leaveBtn = toolButton('leave', () => leave(), t('meet.leave'));
   leaveBtn.classList.add('meet-leave');
-  const chairTools = h('div', { class: 'meet-tools-chair', hidden: true }, lockBtn, endBtn);
+  const chairTools = h('div', { class: 'meet-tools-chair', hidden: true }, addCamBox, lockBtn, endBtn);
   const toolbar = h('div', { class: 'meet-toolbar', role: 'toolbar', 'aria-label': t('meet.toolbar') },
     h('div', { class: 'meet-tools' }, toggleMicBtn, toggleCamBtn, shareBtn, handBtn, chatBtn, voteBtn, docsBtn),
     chairTools,
@@ -651,14 +691,17 @@ export function render({ me = null } = {}) {
     const micOff = h('span', { class: 'meet-icon meet-mic-off', testid: `tile-mic-off-${pid}`, title: t('meet.micOff'), hidden: true }, t('meet.micOffShort'));
     const handEl = h('span', { class: 'meet-icon meet-hand', testid: `tile-hand-${pid}`, title: t('meet.handRaised'), hidden: true }, t('meet.handShort'));
     const chairEl = h('span', { class: 'meet-icon meet-chair-badge', title: t('meet.chair'), hidden: true }, t('meet.chair'));
+    // a camera of the commune: a badge in words (no icon font or emoji is relied on)
+    const cameraEl = h('span', { class: 'meet-icon meet-camera-badge', testid: `tile-camera-badge-${pid}`, title: t('meet.cameraBadgeTitle'), hidden: true }, t('meet.cameraBadge'));
     const stateEl = h('span', { class: 'meet-tile-state', hidden: true }, t('meet.connecting'));
     const muteBtn = h('button', { type: 'button', class: 'small', testid: `mute-${pid}`, onclick: () => chairMute(pid, 'mic') });
     const muteCamBtn = h('button', { type: 'button', class: 'small', testid: `mute-camera-${pid}`, onclick: () => chairMute(pid, 'camera') });
     const removeBtn = h('button', { type: 'button', class: 'small danger', testid: `remove-${pid}`, onclick: () => chairRemove(pid) }, t('meet.remove'));
+    let removeCamBtn = null; // a camera's: testid remove-camera-{camera id}, made once that id is known
     const controls = h('div', { class: 'meet-chair-controls', hidden: true }, muteBtn, muteCamBtn, removeBtn);
     const el = h('div', { class: 'meet-tile', testid: `tile-${pid}` },
       video, avatar,
-      h('div', { class: 'meet-label' }, micOff, nameEl, chairEl, handEl),
+      h('div', { class: 'meet-label' }, cameraEl, micOff, nameEl, chairEl, handEl),
       stateEl, controls);
     el.dataset.participant = pid;
     tilePid.set(el, pid);
@@ -678,14 +721,37 @@ export function render({ me = null } = {}) {
       },
       update(p) {
         const name = p.name || '?';
+        const isCamera = p.role === 'camera';
         nameEl.textContent = name;
-        avatar.textContent = initials(name);
-        el.setAttribute('aria-label', name);
-        const muted = !p.mic || !!(p.muted_by_chair && p.muted_by_chair.mic);
+        avatar.textContent = isCamera ? t('meet.cameraBadge') : initials(name);
+        el.setAttribute('aria-label', isCamera ? t('meet.cameraTile', { name }) : name);
+        el.dataset.role = p.role || 'participant';
+        el.classList.toggle('meet-camera-tile', isCamera);
+        cameraEl.hidden = !isCamera;
+        const muted = !isCamera && (!p.mic || !!(p.muted_by_chair && p.muted_by_chair.mic));
         micOff.hidden = !muted;
         el.dataset.mic = muted ? 'off' : 'on';
-        handEl.hidden = !p.hand;
+        handEl.hidden = isCamera || !p.hand;
         chairEl.hidden = p.role !== 'chair';
+        // a person: mute, stop camera, remove; a camera: only "remove camera"
+        muteBtn.hidden = isCamera;
+        muteCamBtn.hidden = isCamera;
+        removeBtn.hidden = isCamera;
+        if (isCamera && p.camera_id !== undefined && p.camera_id !== null) {
+          const camId = p.camera_id;
+          if (!removeCamBtn || removeCamBtn.dataset.camera !== String(camId)) {
+            const b = h('button', {
+              type: 'button', class: 'small danger', testid: `remove-camera-${camId}`, 'data-camera': String(camId),
+              onclick: () => removeCamera(camId),
+            }, t('meet.removeCamera'));
+            if (removeCamBtn) removeCamBtn.replaceWith(b);
+            else controls.append(b);
+            removeCamBtn = b;
+          }
+        } else if (removeCamBtn) {
+          removeCamBtn.remove();
+          removeCamBtn = null;
+        }
         stateEl.hidden = p.connected !== false;
         el.classList.toggle('connecting', p.connected === false);
         const hasVideo = !!mid && p.camera !== false && !(p.muted_by_chair && p.muted_by_chair.camera);
@@ -859,8 +925,15 @@ export function render({ me = null } = {}) {
     grid.style.setProperty('--rows', String(Math.max(rows, 1)));
     grid.classList.toggle('fit', rows > 0);
     grid.classList.toggle('has-screen', screenTiles.size > 0);
-    countEl.textContent = t('meet.participants', { n: participants.length });
+    countEl.textContent = t('meet.participants', { n: people().length });
     drawHands();
+    drawCameraMenu();
+    scheduleView(); // (a new layout: the tiles' sizes are taken again once it has settled)
+  }
+
+  /** The participants who are people (not the cameras the chair added). */
+  function people() {
+    return participants.filter((p) => p.role !== 'camera');
   }
 
   function drawHands() {
@@ -906,6 +979,8 @@ export function render({ me = null } = {}) {
     docsBadge.textContent = docsUnseen > 9 ? '9+' : String(docsUnseen);
     docsBadge.hidden = docsUnseen === 0 || docsOpen;
     chairTools.hidden = role !== 'chair';
+    addCamBox.hidden = role !== 'chair' || guest || !cameraList || cameraList.length === 0;
+    if (addCamBox.hidden && cameraMenuOpen) setCameraMenu(false);
     roleEl.hidden = role !== 'chair';
     lockBtn.setLabel(locked ? t('meet.unlock') : t('meet.lock'));
     lockBtn.dataset.state = locked ? 'locked' : 'open';
@@ -1127,7 +1202,7 @@ export function render({ me = null } = {}) {
       shape: voteShape(v),
       update(next) {
         if (countEl) {
-          const present = participants.filter((p) => p.connected !== false).length || participants.length;
+          const present = people().filter((p) => p.connected !== false).length || people().length;
           countEl.textContent = t('meet.vote.count', { cast: next.cast || 0, n: present });
           countEl.dataset.cast = String(next.cast || 0);
         }
@@ -1430,6 +1505,107 @@ export function render({ me = null } = {}) {
     send({ type: 'chair', action: 'end' });
   }
 
+  // ---- cameras in the meeting (the chair) ------------------------------------------------------
+  /** The cameras the chair may add: GET /api/cameras (a member's 403 hides the control). */
+  async function loadCameras() {
+    if (guest || cameraList !== null || camerasLoading) return;
+    camerasLoading = true;
+    try {
+      const list = await api.get('/api/cameras');
+      cameraList = Array.isArray(list) ? list.filter((c) => c && c.id !== undefined) : [];
+    } catch {
+      cameraList = []; // no access to any camera (or none to list): no control
+    } finally {
+      camerasLoading = false;
+    }
+    if (destroyed) return;
+    drawCameraMenu();
+    drawToolbar();
+  }
+
+  /** The menu's cameras; one already in the meeting is shown but cannot be added again. */
+  function drawCameraMenu() {
+    if (!cameraList) return;
+    const inMeeting = new Set(participants.filter((p) => p.role === 'camera').map((p) => p.camera_id));
+    cameraMenuList.replaceChildren(...cameraList.map((c) => {
+      const present = inMeeting.has(c.id);
+      return h('li', {},
+        h('button', {
+          type: 'button', class: 'meet-camera-item', role: 'menuitem', testid: `add-camera-item-${c.id}`,
+          disabled: present, 'data-present': String(present), onclick: () => addCamera(c.id),
+        },
+        h('span', { class: 'meet-icon meet-camera-badge' }, t('meet.cameraBadge')),
+        h('span', { class: 'meet-name' }, c.name || String(c.id)),
+        present ? h('span', { class: 'small muted' }, t('meet.cameraInMeeting')) : null));
+    }));
+  }
+
+  function setCameraMenu(open) {
+    cameraMenuOpen = open && role === 'chair' && !!cameraList && cameraList.length > 0;
+    cameraMenu.hidden = !cameraMenuOpen;
+    addCamBtn.setAttribute('aria-expanded', String(cameraMenuOpen));
+    if (cameraMenuOpen) {
+      drawCameraMenu();
+      const first = cameraMenu.querySelector('button:not([disabled])');
+      if (first) first.focus();
+    }
+  }
+
+  function addCamera(camera) {
+    setCameraMenu(false);
+    if (!send({ type: 'chair', action: 'add_camera', camera })) {
+      notice(t('meet.notSent'));
+      return;
+    }
+    pendingCamera = { action: 'add', camera, at: Date.now() };
+  }
+
+  function removeCamera(camera) {
+    if (!send({ type: 'chair', action: 'remove_camera', camera })) {
+      notice(t('meet.notSent'));
+      return;
+    }
+    pendingCamera = { action: 'remove', camera, at: Date.now() };
+  }
+
+  // ---- simulcast: the layers the server wants ----------------------------------------------------
+  /** `layers`: keep the camera's encodings listed sending, pause the others. */
+  function onLayers(msg) {
+    if (msg.track !== 'camera' || !Array.isArray(msg.active)) return;
+    const active = msg.active.map(String);
+    layersLog.push({ at: Date.now(), active });
+    if (layersLog.length > 100) layersLog.shift();
+    wantLayers = active;
+    applyLayers();
+  }
+
+  /** Sets the camera sender's encodings `active` as the server last asked (other parameters kept). */
+  function applyLayers() {
+    const tx = camTx;
+    if (!tx) return;
+    layersChain = layersChain.then(async () => {
+      const want = wantLayers;
+      if (camTx !== tx || !want) return;
+      const params = tx.sender.getParameters();
+      const encodings = params.encodings || [];
+      // rids we do not have are ignored; a list naming none of ours changes nothing
+      if (!encodings.some((e) => e.rid && want.includes(e.rid))) return;
+      let changed = false;
+      for (const e of encodings) {
+        if (!e.rid) continue;
+        const on = want.includes(e.rid);
+        if ((e.active !== false) !== on) {
+          e.active = on;
+          changed = true;
+        }
+      }
+      if (changed) await tx.sender.setParameters(params);
+      layersError = null;
+    }).catch((err) => {
+      layersError = (err && (err.message || err.name)) || String(err);
+    });
+  }
+
   // ---- signalling ------------------------------------------------------------------------
   function send(msg) {
     if (!ws || ws.readyState !== WebSocket.OPEN) return false;
@@ -1488,6 +1664,7 @@ export function render({ me = null } = {}) {
       case 'vote': onVote(msg.vote); break;
       case 'document': onDocument(msg); break;
       case 'chair': onChair(msg); break;
+      case 'layers': onLayers(msg); break;
       case 'locked': // (the server tells the room when the chair locks or unlocks it)
         locked = msg.locked === true;
         drawToolbar();
@@ -1532,6 +1709,7 @@ export function render({ me = null } = {}) {
     setupPeer();
     drawTiles();
     drawToolbar();
+    if (role === 'chair') loadCameras();
     sendState();
     if (handRaised) send({ type: 'hand', raised: true });
     negotiate();
@@ -1539,6 +1717,11 @@ export function render({ me = null } = {}) {
 
   function onParticipants(list) {
     participants = list;
+    if (pendingCamera) {
+      // done: the camera is in (or out of) the list as asked
+      const inList = list.some((p) => p.role === 'camera' && p.camera_id === pendingCamera.camera);
+      if (inList === (pendingCamera.action === 'add')) pendingCamera = null;
+    }
     const mine = list.find((p) => p.id === you);
     if (mine) handRaised = !!mine.hand;
     drawTiles();
@@ -1584,6 +1767,13 @@ export function render({ me = null } = {}) {
     lastError = msg;
     const err = new ApiError(msg.status ?? null, msg.code || 'error', msg.message || '');
     const now = Date.now();
+    if (state === 'joined' && pendingCamera && now - pendingCamera.at < PENDING_MS) {
+      // the answer to our add_camera / remove_camera (e.g. 403: no access to that camera)
+      const { action } = pendingCamera;
+      pendingCamera = null;
+      notice(t(action === 'add' ? 'meet.addCameraFailed' : 'meet.removeCameraFailed', { error: errorText(err) }));
+      return;
+    }
     if (state === 'joined' && pendingCast && now - pendingCast.at < PENDING_MS) {
       // the answer to our ballot
       const { vote } = pendingCast;
@@ -1797,6 +1987,7 @@ export function render({ me = null } = {}) {
     pc = null;
     micTx = null;
     camTx = null;
+    wantLayers = null; // (a new connection sends every layer until the server says otherwise)
     screenTx = null;
     recvVideo = [];
     for (const s of recvAudio) s.el.srcObject = null;
@@ -1889,6 +2080,11 @@ export function render({ me = null } = {}) {
       const box = entry.contentRect;
       tileSizes.set(pid, { w: Math.round(box.width), h: Math.round(box.height) });
     }
+    scheduleView();
+  }
+
+  /** Sends `view` once the tiles have kept their sizes for VIEW_DEBOUNCE_MS. */
+  function scheduleView() {
     if (viewTimer !== null) clearTimeout(viewTimer);
     viewTimer = setTimeout(sendView, VIEW_DEBOUNCE_MS);
   }
@@ -1896,9 +2092,13 @@ export function render({ me = null } = {}) {
   function sendView() {
     viewTimer = null;
     if (state !== 'joined') return;
-    const view = {}; // participant id -> CSS pixels of its (camera) tile
-    for (const [pid, size] of tileSizes) {
-      if (tiles.has(pid)) view[String(pid)] = size;
+    const view = {}; // participant id -> CSS pixels of its camera tile (people and cameras)
+    for (const [pid, tile] of tiles) {
+      // measured now too: a tile hidden or not laid out yet says nothing
+      const box = tile.el.getBoundingClientRect();
+      if (box.width > 0 && box.height > 0) tileSizes.set(pid, { w: Math.round(box.width), h: Math.round(box.height) });
+      const size = tileSizes.get(pid);
+      if (size) view[String(pid)] = size;
     }
     const text = JSON.stringify(view);
     if (text === lastView) return;
@@ -1987,6 +2187,8 @@ export function render({ me = null } = {}) {
         kind: slot.kind,
         mid,
         framesDecoded: r.framesDecoded || 0,
+        frameWidth: r.frameWidth || 0,
+        frameHeight: r.frameHeight || 0,
         audioLevel: r.audioLevel || 0,
         totalAudioEnergy: r.totalAudioEnergy || 0,
         bytesReceived: r.bytesReceived || 0,
@@ -1996,6 +2198,50 @@ export function render({ me = null } = {}) {
     for (const s of recvVideo) add(s, videoSlots);
     for (const s of recvAudio) add(s, audioSlots);
     return out;
+  }
+
+  /** The camera sender's encodings (rid, active, …) and its outbound-rtp figures per rid. */
+  async function cameraSender() {
+    const tx = camTx;
+    if (!tx || !pc) return { simulcast, encodings: [], outbound: [] };
+    const params = tx.sender.getParameters();
+    const encodings = (params.encodings || []).map((e) => ({
+      rid: e.rid ?? null,
+      active: e.active !== false,
+      scaleResolutionDownBy: e.scaleResolutionDownBy ?? null,
+      maxBitrate: e.maxBitrate ?? null,
+    }));
+    const outbound = [];
+    const report = await tx.sender.getStats();
+    for (const r of report.values()) {
+      if (r.type !== 'outbound-rtp') continue;
+      outbound.push({
+        rid: r.rid ?? null,
+        active: r.active ?? null,
+        framesSent: r.framesSent || 0,
+        framesEncoded: r.framesEncoded || 0,
+        frameWidth: r.frameWidth || 0,
+        frameHeight: r.frameHeight || 0,
+        bytesSent: r.bytesSent || 0,
+        qualityLimitationReason: r.qualityLimitationReason || null,
+      });
+    }
+    outbound.sort((a, b) => String(a.rid).localeCompare(String(b.rid)));
+    return { simulcast, encodings, outbound, error: layersError };
+  }
+
+  /** The selected ICE candidate pair: {local: {address, port, protocol}, remote: {…}} or null. */
+  async function selectedPair() {
+    const mine = pc;
+    if (!mine) return null;
+    const report = await mine.getStats();
+    let pair = null;
+    for (const r of report.values()) {
+      if (r.type === 'transport' && r.selectedCandidatePairId) pair = report.get(r.selectedCandidatePairId) || pair;
+    }
+    if (!pair) return null;
+    const end = (c) => (c ? { address: c.address || c.ip || null, port: c.port ?? null, protocol: c.protocol || null } : null);
+    return { local: end(report.get(pair.localCandidateId)), remote: end(report.get(pair.remoteCandidateId)) };
   }
 
   // ---- page lifetime ---------------------------------------------------------------------
@@ -2021,8 +2267,10 @@ export function render({ me = null } = {}) {
     if (!root.isConnected) destroy();
   }
 
-  // Autoplay: browsers may hold audio back until the first gesture on the page.
-  function onFirstGesture() {
+  // Autoplay: browsers may hold audio back until the first gesture on the page. (A press
+  // outside the camera menu also closes it.)
+  function onFirstGesture(e) {
+    if (cameraMenuOpen && e && e.target instanceof Node && !addCamBox.contains(e.target)) setCameraMenu(false);
     if (audioCtx && audioCtx.state === 'suspended') audioCtx.resume().catch(() => {});
     for (const s of recvAudio) if (s.el.paused) playAudio(s.el);
   }
@@ -2056,6 +2304,13 @@ export function render({ me = null } = {}) {
       offered: { video: recvVideo.length, audio: recvAudio.length },
     }),
     tiles: () => tileStats(),
+    cameraSender: () => cameraSender(),
+    transport: () => selectedPair(),
+    layersLog: () => layersLog.map((l) => ({ at: l.at, active: [...l.active] })),
+    view: () => (lastView ? JSON.parse(lastView) : {}),
+    cameras: () => (cameraList || []).map((c) => ({ id: c.id, name: c.name })),
+    addCamera: (camera) => addCamera(camera),
+    removeCamera: (camera) => removeCamera(camera),
     chat: () => chatLog.map((m) => ({ ...m })),
     get key() { return meetingKey; },
     votes: () => [...votes.values()].map((v) => JSON.parse(JSON.stringify(v))),

@@ -10,6 +10,13 @@
 // others' lists; after the meeting the chair's record view (#/meetings?record=ID) shows the
 // attendance, chat, document and votes.
 //
+// Simulcast (welcome.simulcast): every page publishes its camera in three layers (rid l, m, h);
+// the server pauses the layers nobody's tiles want (`layers`), a page whose tiles are small
+// receives the lowest layer, and one whose downlink is throttled (a `tc` class on lo for
+// that browser's UDP port; needs root, as live.test.mjs's nftables does) steps down to it.
+// A real GStreamer RTSP camera (tests/support/rtsp_camera.py, H.264 and G.711) is put into
+// the meeting by the chair: every page plays its tile within 5 s, and it goes when removed.
+//
 //   node tests/browser/meetings.test.mjs
 //
 // Env: SERVER_BIN (default target/debug/xaso), CHROMIUM (default /usr/bin/chromium).
@@ -17,11 +24,12 @@
 // Prints a "measure: NAME VALUE ms" line per measured figure; ends with "N passed, M failed";
 // exits non-zero on any failure.
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { createWriteStream } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
@@ -53,15 +61,95 @@ function measure(name, ms) {
   console.log(`measure: ${name} ${ms} ms`);
 }
 
-async function startServer() {
+/** A measured figure that is not a time (layers, sizes): "measure: NAME VALUE". */
+function observe(name, value) {
+  timings[name] = value;
+  console.log(`measure: ${name} ${typeof value === 'string' ? value : JSON.stringify(value)}`);
+}
+
+/** Starts a GStreamer RTSP camera (as live.test.mjs does); resolves with its URL. */
+async function startCamera(args) {
+  const port = await freePort();
+  const child = spawn('/usr/bin/python3', [path.join(ROOT, 'tests/support/rtsp_camera.py'), '--port', String(port), ...args],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  child.stderr.pipe(createWriteStream(path.join(OUT, `meetings-camera-${port}.log`)));
+  const rl = readline.createInterface({ input: child.stdout });
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('camera did not start in 20 s')), 20_000);
+    rl.on('line', (line) => {
+      if (line.startsWith('READY ')) { clearTimeout(t); resolve(line.slice(6).trim()); }
+    });
+    child.on('exit', (code) => reject(new Error(`camera exited with ${code}`)));
+  });
+}
+
+// A throttled downlink for one browser: an HTB class on lo for the packets going to that
+// browser's port (its selected ICE candidate), everything else unclassified (HTB passes it
+// straight through). Needs root and HTB/u32; removed after its test and at exit.
+let throttled = false;
+
+function tcAvailable() {
+  try {
+    const root = execFileSync('tc', ['qdisc', 'show', 'dev', 'lo'], { encoding: 'utf8' });
+    // only when lo has no queueing discipline of someone else's
+    return /^qdisc noqueue 0: root/m.test(root) && !/^qdisc (?!noqueue)/m.test(root);
+  } catch {
+    return false;
+  }
+}
+
+function throttle({ protocol, port }, kbit) {
+  unthrottle();
+  const proto = protocol === 'tcp' ? '6' : '17';
+  const tc = (...args) => execFileSync('tc', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  throttled = true;
+  tc('qdisc', 'add', 'dev', 'lo', 'root', 'handle', '1:', 'htb');
+  tc('class', 'add', 'dev', 'lo', 'parent', '1:', 'classid', '1:20', 'htb', 'rate', `${kbit}kbit`, 'ceil', `${kbit}kbit`);
+  // a short queue, as a slow link's router has: delay grows, then packets drop
+  tc('qdisc', 'add', 'dev', 'lo', 'parent', '1:20', 'handle', '20:', 'pfifo', 'limit', '40');
+  tc('filter', 'add', 'dev', 'lo', 'parent', '1:', 'protocol', 'ip', 'prio', '1', 'u32',
+    'match', 'ip', 'protocol', proto, '0xff', 'match', 'ip', 'dport', String(port), '0xffff', 'flowid', '1:20');
+}
+
+function unthrottle() {
+  if (!throttled) return;
+  throttled = false;
+  try {
+    execFileSync('tc', ['qdisc', 'del', 'dev', 'lo', 'root'], { stdio: 'ignore' });
+  } catch {
+    // not there
+  }
+}
+process.on('exit', unthrottle);
+
+/** The simulcast layer a tile of `height` CSS pixels gets (docs/design/meetings.md). */
+function layerForHeight(height) {
+  return height <= 200 ? 'l' : height <= 400 ? 'm' : 'h';
+}
+
+/** Which of `outbound`'s layers ([{rid, frameHeight}]) a received frame of `height` is (nearest, by ratio). */
+function layerOfHeight(height, outbound) {
+  let best = null;
+  for (const o of outbound) {
+    if (!o.rid || !o.frameHeight || !height) continue;
+    const d = Math.abs(Math.log(height / o.frameHeight));
+    if (!best || d < best.d) best = { rid: o.rid, d };
+  }
+  return best && best.d < 0.25 ? best.rid : null;
+}
+
+async function startServer(cameras = []) {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'xaso-meet-'));
   const port = await freePort();
   const udpPort = await freePort();
   const tcpPort = await freePort();
   const cfg = path.join(dataDir, 'xaso.toml');
   // documents at most 1 MB: the test's 1.5 MB upload is refused
-  await writeFile(cfg, `[recording]\nsimulated_camera = false\n\n[webrtc]\nudp_port = ${udpPort}\ntcp_port = ${tcpPort}\n\n`
-    + '[meetings]\nmax_document_mb = 1\n');
+  let toml = `[recording]\nsimulated_camera = false\n\n[webrtc]\nudp_port = ${udpPort}\ntcp_port = ${tcpPort}\n\n`
+    + '[meetings]\nmax_document_mb = 1\n';
+  for (const c of cameras) toml += `\n[[camera]]\nname = "${c.name}"\nurl = "${c.url}"\n`;
+  await writeFile(cfg, toml);
   const child = spawn(BIN, ['--config', cfg, 'serve', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`], {
     // the server treats unknown XASO_* variables as configuration errors: pass none through
     env: { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('XASO_'))), XASO_ADMIN_PASSWORD: ADMIN.password },
@@ -83,6 +171,7 @@ async function startServer() {
   }
   return {
     base,
+    udpPort,
     async stop() {
       if (!exited) {
         child.kill('SIGTERM');
@@ -155,9 +244,37 @@ function slotOf(tiles, pid, track) {
   return tiles.find((x) => x.participant === pid && x.track === track);
 }
 
+const cameraSenderOf = (p) => p.evaluate(() => (window.xasoMeeting ? window.xasoMeeting.cameraSender() : null));
+const layersLogOf = (p) => p.evaluate(() => (window.xasoMeeting ? window.xasoMeeting.layersLog() : []));
+const viewOf = (p) => p.evaluate(() => (window.xasoMeeting ? window.xasoMeeting.view() : {}));
+
+/** Per other participant: the layer `person` receives (by the publisher's own sizes per rid) and the frame height. */
+async function layersReceived(person, others) {
+  const [tiles, senders] = await Promise.all([tilesOf(person.page), Promise.all(others.map((o) => cameraSenderOf(o.page)))]);
+  const out = {};
+  others.forEach((o, i) => {
+    const slot = slotOf(tiles, o.id, 'camera') || {};
+    out[o.key] = { rid: layerOfHeight(slot.frameHeight, senders[i].outbound), frameHeight: slot.frameHeight || 0 };
+  });
+  return out;
+}
+
+async function waitStreaming(api, ids) {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const st = await Promise.all(ids.map(async (id) => (await (await api(`/api/cameras/${id}/status`)).json()).state));
+    if (st.every((x) => x === 'streaming')) return;
+    if (Date.now() > deadline) throw new Error(`cameras not streaming: ${st}`);
+    await sleep(300);
+  }
+}
+
 async function main() {
   await mkdir(OUT, { recursive: true });
-  const server = await startServer();
+  // a real RTSP camera (H.264 with G.711 audio, a keyframe each second) for the chair to add
+  const cameraName = 'Hội trường UBND xã';
+  const cameraUrl = await startCamera(['--path', 'hall', '--video', 'h264', '--audio', 'pcmu', '--gop', '25']);
+  const server = await startServer([{ name: cameraName, url: cameraUrl }]);
   const api = await apiLogin(server.base);
   const browsers = [];
   const browserServers = [];
@@ -328,6 +445,170 @@ async function main() {
         assert.equal(paused, 0, `${person.key} has paused audio elements`);
       }
       await chair.page.screenshot({ path: path.join(OUT, 'meetings-room.png') });
+    });
+
+    await test('simulcast: every page sends its camera in layers l, m, h; the server pauses the layers no tile wants and the page stops them', async () => {
+      // the encodings each page made, and what Chrome sends of them (it makes as many
+      // layers as the picture's size allows: three for the fake camera's 960×540)
+      await Promise.all(people.map(async (person) => {
+        const cs = await cameraSenderOf(person.page);
+        assert.equal(cs.simulcast, true, `${person.key}: welcome.simulcast`);
+        assert.deepEqual(cs.encodings.map((e) => [e.rid, e.scaleResolutionDownBy]), [['l', 4], ['m', 2], ['h', 1]],
+          `${person.key}: ${JSON.stringify(cs.encodings)}`);
+        const sent = await waitFor(`${person.key} sends at least two layers`, async () => {
+          const c = await cameraSenderOf(person.page);
+          return c.outbound.filter((o) => o.rid && o.framesSent > 0).length >= 2 && c;
+        }, 10_000, 200);
+        observe(`simulcast_layers_sent.${person.key}`,
+          sent.outbound.map((o) => `${o.rid}=${o.frameWidth}x${o.frameHeight}/${o.framesSent}f/${o.qualityLimitationReason}`).join(' '));
+      }));
+      // every page tells the server how tall its remote tiles are
+      await Promise.all(people.map(async (person) => {
+        const others = people.filter((x) => x !== person);
+        const v = await waitFor(`${person.key} sent its view`, async () => {
+          const view = await viewOf(person.page);
+          return others.every((o) => view[String(o.id)] && view[String(o.id)].h > 0) && view;
+        }, 5_000, 100);
+        observe(`view_tile_heights.${person.key}`, Object.fromEntries(others.map((o) => [o.key, v[String(o.id)].h])));
+      }));
+      // the server pauses a layer somebody does not need (no tile of 1280×800 wants all three)
+      await waitFor('a page was asked to pause a layer', async () => (await Promise.all(people.map((x) => layersLogOf(x.page))))
+        .some((log) => log.some((m) => m.active.length < 3)), 10_000, 200);
+      // per publisher, once settled: its encodings are active exactly as the last `layers`
+      // said; the lowest always runs; a layer above every tile's want is paused
+      let last = null;
+      await waitFor('each page\'s encodings follow the server\'s `layers`', async () => {
+        const [senders, logs, views] = await Promise.all([
+          Promise.all(people.map((x) => cameraSenderOf(x.page))),
+          Promise.all(people.map((x) => layersLogOf(x.page))),
+          Promise.all(people.map((x) => viewOf(x.page))),
+        ]);
+        last = people.map((person, i) => {
+          const active = senders[i].encodings.filter((e) => e.active).map((e) => e.rid).sort();
+          const told = logs[i].length ? [...logs[i][logs[i].length - 1].active].sort() : null;
+          const wants = people.filter((x) => x !== person).map((x, j) => {
+            const size = views[people.indexOf(x)][String(person.id)];
+            return size ? layerForHeight(size.h) : 'h';
+          });
+          const top = ['l', 'm', 'h'].filter((r) => wants.includes(r)).pop();
+          const above = ['l', 'm', 'h'].slice(['l', 'm', 'h'].indexOf(top) + 1);
+          return { key: person.key, active, told, wants, ok: !!told && JSON.stringify(active) === JSON.stringify(told)
+            && active.includes('l') && above.every((r) => !active.includes(r)) };
+        });
+        return last.every((x) => x.ok);
+      }, 10_000, 250).catch((e) => { throw new Error(`${e.message}: ${JSON.stringify(last)}`); });
+      for (const x of last) observe(`active_encodings.${x.key}`, `${x.active.join('')} (tiles want ${x.wants.join('')})`);
+      // every `layers` message kept the lowest layer
+      const logs = await Promise.all(people.map((x) => layersLogOf(x.page)));
+      people.forEach((person, i) => {
+        observe(`layers_messages.${person.key}`, logs[i].map((m) => m.active.join('')).join(' '));
+        for (const m of logs[i]) assert.ok(m.active.includes('l'), `${person.key}: ${JSON.stringify(m)}`);
+      });
+      // what each page receives of the others
+      for (const person of people) {
+        observe(`layer_received.${person.key}`, await layersReceived(person, people.filter((x) => x !== person)));
+      }
+    });
+
+    await test('simulcast: a page whose tiles are small (<= 200 px) receives everyone\'s lowest layer; larger tiles get more again', async () => {
+      const small = guest3;
+      const others = people.filter((x) => x !== small);
+      setPage(small.page);
+      const t0 = Date.now();
+      await small.page.setViewportSize({ width: 640, height: 400 });
+      const v = await waitFor('guest3 sent its small tiles', async () => {
+        const view = await viewOf(small.page);
+        return others.every((o) => view[String(o.id)] && view[String(o.id)].h <= 200) && view;
+      }, 5_000, 100);
+      observe('small_view_tile_heights.guest3', Object.fromEntries(others.map((o) => [o.key, v[String(o.id)].h])));
+      let got = null;
+      await waitFor('guest3 receives the lowest layer of all three', async () => {
+        got = await layersReceived(small, others);
+        return others.every((o) => got[o.key].rid === 'l');
+      }, 10_000, 200).catch((e) => { throw new Error(`${e.message}: ${JSON.stringify(got)}`); });
+      measure('small_tiles_to_lowest_layer.guest3', Date.now() - t0);
+      observe('layer_received_small.guest3', got);
+      // the chair's tiles are as large as before: it still gets more than the lowest of someone
+      const chairGot = await layersReceived(chair, people.filter((x) => x !== chair));
+      observe('layer_received_meanwhile.chair', chairGot);
+      assert.ok(Object.values(chairGot).some((x) => x.rid && x.rid !== 'l'), JSON.stringify(chairGot));
+      // and the videos still play on the small page
+      const before = await tilesOf(small.page);
+      await sleep(1_000);
+      const after = await tilesOf(small.page);
+      for (const o of others) {
+        assert.ok((slotOf(after, o.id, 'camera') || {}).framesDecoded > (slotOf(before, o.id, 'camera') || {}).framesDecoded, `guest3 plays ${o.key}`);
+      }
+      const t1 = Date.now();
+      await small.page.setViewportSize({ width: 1280, height: 800 });
+      await waitFor('guest3 receives larger layers again', async () => {
+        got = await layersReceived(small, others);
+        return others.every((o) => got[o.key].rid && got[o.key].rid !== 'l');
+      }, 10_000, 200).catch((e) => { throw new Error(`${e.message}: ${JSON.stringify(got)}`); });
+      measure('large_tiles_to_higher_layer.guest3', Date.now() - t1);
+      observe('layer_received_large.guest3', got);
+      setPage(chair.page);
+    });
+
+    await test('simulcast: a subscriber behind a throttled link steps down to the lowest layers; the others keep theirs', async () => {
+      if (!tcAvailable()) {
+        console.log('     skipped: no `tc` (HTB) on lo here, or lo has a queueing discipline already');
+        return;
+      }
+      const slow = guest2;
+      const others = people.filter((x) => x !== slow);
+      setPage(slow.page);
+      const tr = await waitFor('guest2 has a selected candidate pair', () => slow.page.evaluate(() => window.xasoMeeting.transport()), 5_000, 100);
+      observe('throttled_transport.guest2', tr);
+      assert.ok(tr.local && tr.local.port && tr.remote && tr.remote.address === '127.0.0.1', JSON.stringify(tr));
+      const before = await layersReceived(slow, others);
+      observe('layer_received_before_throttle.guest2', before);
+      // what the layers cost: the publishers' own outbound bitrates per rid, over 2 s
+      const s0 = await Promise.all(others.map((o) => cameraSenderOf(o.page)));
+      await sleep(2_000);
+      const s1 = await Promise.all(others.map((o) => cameraSenderOf(o.page)));
+      others.forEach((o, i) => {
+        const kbps = Object.fromEntries(s1[i].outbound.map((x) => {
+          const y = s0[i].outbound.find((z) => z.rid === x.rid) || { bytesSent: 0 };
+          return [x.rid, Math.round(((x.bytesSent - y.bytesSent) * 8) / 2_000)];
+        }));
+        observe(`layer_kbps.${o.key}`, kbps);
+      });
+      const kbit = Number(process.env.THROTTLE_KBIT || 600);
+      const t0 = Date.now();
+      throttle(tr.local, kbit);
+      let got = null;
+      const timeline = [];
+      try {
+        await waitFor(`guest2 (downlink ${kbit} kbit/s) receives only the lowest layers`, async () => {
+          got = await layersReceived(slow, others);
+          timeline.push(`${Date.now() - t0}:${others.map((o) => got[o.key].rid || '?').join('')}`);
+          return others.every((o) => got[o.key].rid === 'l');
+        }, 30_000, 500).catch((e) => { throw new Error(`${e.message}: ${JSON.stringify(got)}; timeline ${timeline.join(' ')}`); });
+        measure('throttle_to_lowest_layers.guest2', Date.now() - t0);
+        observe('layer_received_throttled.guest2', got);
+        // an unthrottled page still receives more than the lowest of someone
+        const chairGot = await layersReceived(chair, people.filter((x) => x !== chair));
+        observe('layer_received_meanwhile.chair', chairGot);
+        assert.ok(Object.values(chairGot).some((x) => x.rid && x.rid !== 'l'), JSON.stringify(chairGot));
+        // and the throttled page's videos still play
+        const a = await tilesOf(slow.page);
+        await sleep(2_000);
+        const b = await tilesOf(slow.page);
+        for (const o of others) {
+          assert.ok((slotOf(b, o.id, 'camera') || {}).framesDecoded > (slotOf(a, o.id, 'camera') || {}).framesDecoded, `guest2 still plays ${o.key}`);
+        }
+      } finally {
+        unthrottle();
+      }
+      const t1 = Date.now();
+      await waitFor('guest2 receives a larger layer again once the link is free', async () => {
+        got = await layersReceived(slow, others);
+        return others.some((o) => got[o.key].rid && got[o.key].rid !== 'l');
+      }, 30_000, 500).catch((e) => { throw new Error(`${e.message}: ${JSON.stringify(got)}`); });
+      measure('unthrottle_to_higher_layer.guest2', Date.now() - t1);
+      observe('layer_received_after_throttle.guest2', got);
+      setPage(chair.page);
     });
 
     await test('chat and raised hands reach everyone', async () => {
