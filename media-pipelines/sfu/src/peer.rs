@@ -301,11 +301,10 @@ impl Peer {
         candidates: &[(Proto, SocketAddr)],
         seed: u64,
     ) -> Result<(Peer, String), SessionError> {
-        let cfg = Rtc::builder()
+        let mut cfg = Rtc::builder()
             .set_rtp_mode(true)
             .set_ice_lite(true)
             .clear_codecs()
-            .enable_opus(true, false)
             // G.711 for cameras in the meeting (a camera's audio, forwarded as it is).
             .enable_pcmu(true, false)
             .enable_pcma(true, false)
@@ -315,6 +314,22 @@ impl Peer {
             // chooses the simulcast layers it gets.
             .enable_bwe(Some(str0m::bwe::Bitrate::kbps(1500)))
             .set_stats_interval(None);
+        // Opus with in-band FEC and DTX asked of the senders (`usedtx=1`): a silent
+        // microphone sends next to nothing, and the speaker detection takes the silence
+        // for quiet.
+        cfg.codec_config().add_config(
+            Pt::from(111),
+            None,
+            RtcCodec::Opus,
+            str0m::media::Frequency::FORTY_EIGHT_KHZ,
+            Some(2),
+            str0m::format::FormatParams {
+                min_p_time: Some(10),
+                use_inband_fec: Some(true),
+                use_dtx: Some(true),
+                ..Default::default()
+            },
+        );
         let mut rtc = guard(move || {
             let mut rtc = cfg.build(now);
             for &(proto, addr) in candidates {

@@ -531,3 +531,29 @@ fn a_throttled_subscriber_gets_the_low_layer_another_the_high_one() {
         assert!(p.slots[m].frames > 100, "{}", p.slots[m].frames);
     }
 }
+
+#[test]
+fn the_answer_asks_senders_for_opus_dtx_and_fec() {
+    xaso_sfu::init_crypto();
+    let now = Instant::now();
+    let mut core = Core::new(1);
+    let addr = SocketAddr::from(([127, 0, 0, 3], 6300));
+    let (_, offer, tracks) = Participant::offer(now, addr, 1, 1, 1);
+    let (_, answer) = core
+        .join(
+            now,
+            1,
+            &offer,
+            &tracks,
+            &[(Proto::Udp, SERVER.parse().unwrap())],
+        )
+        .unwrap();
+    let fmtp = answer
+        .lines()
+        .find(|l| l.starts_with("a=fmtp:111"))
+        .unwrap_or_else(|| panic!("no Opus fmtp: {answer}"));
+    assert!(
+        fmtp.contains("usedtx=1") && fmtp.contains("useinbandfec=1"),
+        "{fmtp}"
+    );
+}
