@@ -37,7 +37,8 @@
 // votes(), documents(), castVote(vote, option) (a ballot sent as the buttons do, even when
 // the page thinks it voted already), tiles() -> Promise<[{participant, track, kind, mid,
 // framesDecoded, frameWidth, frameHeight, audioLevel, totalAudioEnergy, bytesReceived,
-// packetsReceived}]>, cameraSender() -> Promise<{simulcast, encodings: [{rid, active,
+// packetsReceived, packetsLost, framesReceived, framesDropped, keyFramesDecoded, freezeCount,
+// nackCount, pliCount, codec}]>, cameraSender() -> Promise<{simulcast, encodings: [{rid, active,
 // scaleResolutionDownBy, maxBitrate}], outbound: [{rid, framesSent, framesEncoded, frameWidth,
 // frameHeight, bytesSent, qualityLimitationReason}]}> (the camera sender's parameters and its
 // outbound-rtp per rid), layersLog() -> [{at, active}] (the `layers` messages received),
@@ -2094,7 +2095,7 @@ export function render({ me = null } = {}) {
     if (state !== 'joined') return;
     const view = {}; // participant id -> CSS pixels of its camera tile (people and cameras)
     for (const [pid, tile] of tiles) {
-      // measured now too: a tile hidden or not laid out yet says nothing
+      // measured now (a tile not laid out yet keeps the size its ResizeObserver last saw)
       const box = tile.el.getBoundingClientRect();
       if (box.width > 0 && box.height > 0) tileSizes.set(pid, { w: Math.round(box.width), h: Math.round(box.height) });
       const size = tileSizes.get(pid);
@@ -2193,6 +2194,14 @@ export function render({ me = null } = {}) {
         totalAudioEnergy: r.totalAudioEnergy || 0,
         bytesReceived: r.bytesReceived || 0,
         packetsReceived: r.packetsReceived || 0,
+        packetsLost: r.packetsLost || 0,
+        framesReceived: r.framesReceived || 0,
+        framesDropped: r.framesDropped || 0,
+        keyFramesDecoded: r.keyFramesDecoded || 0,
+        freezeCount: r.freezeCount || 0,
+        nackCount: r.nackCount || 0,
+        pliCount: r.pliCount || 0,
+        codec: (r.codecId && report.get(r.codecId) && report.get(r.codecId).mimeType) || null,
       });
     };
     for (const s of recvVideo) add(s, videoSlots);
