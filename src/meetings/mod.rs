@@ -378,6 +378,10 @@ impl Meetings {
                                 live.block(peer, k, true).await;
                             }
                         }
+                        // The core told the room about this participant before the hub
+                        // knew its id (those reports named nobody): once more, now that
+                        // it does.
+                        live.resync(meeting).await;
                     }
                 }
                 Ok(answer)

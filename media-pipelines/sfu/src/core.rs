@@ -451,6 +451,17 @@ impl Core {
         Ok(answer)
     }
 
+    /// Tells every participant of `room` again what its slots carry (the hub learned a new
+    /// participant's id after the core reported it).
+    pub fn resync_room(&mut self, room: RoomId) {
+        if let Some(r) = self.rooms.get(&room) {
+            for id in &r.peers {
+                self.reported.remove(id);
+            }
+        }
+        self.assign_room(room);
+    }
+
     /// The bandwidth estimated toward participant `id`, bits per second.
     pub fn bwe_of(&self, id: SessionId) -> Option<u64> {
         self.peers.get(&id).and_then(|p| p.bwe_bps)
@@ -730,6 +741,7 @@ impl Core {
                 .collect();
             // 85 % of the estimate for video: audio, RTCP and retransmissions need room.
             let pick = allocate(sub.bwe_bps.map(|b| b * 85 / 100), &wants);
+            tracing::debug!(peer = sid, bwe = ?sub.bwe_bps, ?wants, ?pick, "simulcast allocation");
             for ((i, f), k) in slots.into_iter().zip(pick) {
                 let Some(ls) = layers.get(&f).filter(|l| l.len() > 1) else {
                     continue; // no simulcast: nothing to choose

@@ -316,6 +316,7 @@ impl Participant {
                 .collect()
         };
         let tag = self.tag;
+        let camera = self.camera;
         let mut api = self.rtc.direct_api();
         let mut sent = Vec::new();
         for (rid, size, mut seq) in plan {
@@ -339,9 +340,17 @@ impl Participant {
                     _ => 0,
                 });
                 p.push(tag);
+                // MID and RID header extensions on every packet, as browsers send them:
+                // they tell the server which layer an SSRC is (the offer has no a=ssrc).
+                let ext = ExtensionValues {
+                    mid: Some(camera),
+                    rid,
+                    ..Default::default()
+                };
                 stream.write_rtp(
                     RtpWrite::new(pt, seq.into(), ts, now, p)
                         .marker(i == n - 1)
+                        .ext_vals(ext)
                         .nackable(true),
                 );
                 seq += 1;

@@ -185,9 +185,13 @@ pub struct Peer {
     rates: HashMap<(Mid, Option<Rid>), Rate>,
     /// Tile heights this participant shows, per publisher (from the page's `view`).
     pub view: HashMap<u64, u32>,
+    /// The simulcast layers each published track's offer declared.
+    declared: HashMap<Mid, Vec<Rid>>,
     /// The bandwidth estimated toward this participant (transport-wide congestion
     /// control), bits per second.
     pub bwe_bps: Option<u64>,
+    /// The time of the latest input.
+    now: Instant,
     rnd: u64,
 }
 
@@ -228,6 +232,29 @@ fn sections(sdp: &str) -> Vec<(Mid, bool, &str)> {
             .unwrap_or("sendrecv");
         if let Some(mid) = lines().find_map(|l| l.strip_prefix("a=mid:")) {
             out.push((Mid::from(mid), video, dir));
+        }
+    }
+    out
+}
+
+/// The send layers each media section of an offer declares (`a=rid:X send`), by mid.
+fn declared_rids(sdp: &str) -> HashMap<Mid, Vec<Rid>> {
+    let mut out = HashMap::new();
+    for section in sdp.split("\nm=").skip(1) {
+        let lines = || section.lines().map(str::trim);
+        let Some(mid) = lines().find_map(|l| l.strip_prefix("a=mid:")) else {
+            continue;
+        };
+        let rids: Vec<Rid> = lines()
+            .filter_map(|l| l.strip_prefix("a=rid:"))
+            .filter_map(|r| {
+                let mut w = r.split_whitespace();
+                let id = w.next()?;
+                (w.next() == Some("send")).then(|| Rid::from(id))
+            })
+            .collect();
+        if !rids.is_empty() {
+            out.insert(Mid::from(mid), rids);
         }
     }
     out
@@ -305,18 +332,13 @@ impl Peer {
             .set_rtp_mode(true)
             .set_ice_lite(true)
             .clear_codecs()
-            // G.711 for cameras in the meeting (a camera's audio, forwarded as it is).
-            .enable_pcmu(true, false)
-            .enable_pcma(true, false)
-            .enable_vp8(true)
-            .enable_h264(true)
             // Transport-wide congestion control toward the participant: the estimate
             // chooses the simulcast layers it gets.
             .enable_bwe(Some(str0m::bwe::Bitrate::kbps(1500)))
             .set_stats_interval(None);
-        // Opus with in-band FEC and DTX asked of the senders (`usedtx=1`): a silent
-        // microphone sends next to nothing, and the speaker detection takes the silence
-        // for quiet.
+        // Opus first (the answer's first codec is what the browser sends), with in-band
+        // FEC and DTX asked of the senders (`usedtx=1`): a silent microphone sends next to
+        // nothing, and the speaker detection takes the silence for quiet.
         cfg.codec_config().add_config(
             Pt::from(111),
             None,
@@ -330,6 +352,13 @@ impl Peer {
                 ..Default::default()
             },
         );
+        let codecs = cfg.codec_config();
+        codecs.enable_vp8(true);
+        codecs.enable_h264(true);
+        // G.711 for cameras in the meeting (a camera's audio, forwarded as it is), after
+        // Opus.
+        codecs.enable_pcmu(true, false);
+        codecs.enable_pcma(true, false);
         let mut rtc = guard(move || {
             let mut rtc = cfg.build(now);
             for &(proto, addr) in candidates {
@@ -368,6 +397,8 @@ impl Peer {
             recent: HashMap::new(),
             rates: HashMap::new(),
             view: HashMap::new(),
+            declared: HashMap::new(),
+            now,
             bwe_bps: None,
             rnd: seed | 1,
         };
@@ -445,6 +476,7 @@ impl Peer {
             seen.push(p.track);
             fresh
         });
+        self.declared = declared_rids(offer);
         self.published = published;
         self.slots = slots;
         let mut sink = Vec::new();
@@ -528,6 +560,9 @@ impl Peer {
         if self.ended.is_some() {
             return;
         }
+        self.now = match &input {
+            Input::Timeout(t) | Input::Receive(t, _) => *t,
+        };
         match guard(|| self.rtc.handle_input(input)) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => self.close(&format!("WebRTC error: {e}")),
@@ -619,8 +654,18 @@ impl Peer {
                         at: p.timestamp,
                     };
                     if video {
-                        let at = r.at;
+                        // Our clock, not the packet's stamp: layer bitrates are measured
+                        // on arrival.
+                        let at = self.now;
                         let rate = self.rates.entry((mid, rid)).or_default();
+                        // A layer back from a pause starts a new window (the pause is not
+                        // part of its bitrate).
+                        if rate.last.is_some_and(|l| {
+                            at.saturating_duration_since(l) > Duration::from_millis(500)
+                        }) {
+                            rate.bytes = 0;
+                            rate.since = None;
+                        }
                         rate.bytes += r.payload.len() as u64 + 12;
                         rate.last = Some(at);
                         let since = *rate.since.get_or_insert(at);
@@ -645,15 +690,50 @@ impl Peer {
 
     /// The layers of a published track seen so far, lowest bitrate first, with their
     /// bitrates (as last measured: a paused layer keeps its figure).
+    ///
+    /// The layers are those the offer declared (`a=rid:… send`), so that one paused before
+    /// its first packet can still be chosen and resumed, and any seen arriving. They are
+    /// ordered by their names where those say (`l`/`q` < `m` < `h`/`f`, as pages name
+    /// them), else by bitrate. A layer never measured (paused before its first packet) is
+    /// taken to cost twice the layer below it, as pages scale each layer by two.
     pub fn layers(&self, mid: Mid) -> Vec<(Option<Rid>, u64)> {
-        let mut v: Vec<(Option<Rid>, u64)> = self
+        let mut rids: Vec<Option<Rid>> = self
             .rates
-            .iter()
-            .filter(|((m, _), _)| *m == mid)
-            .map(|((_, rid), r)| (*rid, r.bps))
+            .keys()
+            .filter(|(m, _)| *m == mid)
+            .map(|(_, r)| *r)
             .collect();
-        v.sort_by_key(|(rid, bps)| (*bps, rid.map(|r| r.to_string())));
-        v
+        for r in self.declared.get(&mid).into_iter().flatten() {
+            if !rids.contains(&Some(*r)) {
+                rids.push(Some(*r));
+            }
+        }
+        let rank = |r: &Option<Rid>| match r.as_deref() {
+            Some("l" | "q" | "low") => Some(0u8),
+            Some("m" | "mid") => Some(1),
+            Some("h" | "f" | "high" | "full") => Some(2),
+            _ => None,
+        };
+        let mut v: Vec<(Option<Rid>, u64, Option<u8>)> = rids
+            .into_iter()
+            .map(|rid| {
+                let measured = self.rates.get(&(mid, rid)).map(|r| r.bps).unwrap_or(0);
+                (rid, measured, rank(&rid))
+            })
+            .collect();
+        if v.iter().all(|x| x.2.is_some()) {
+            v.sort_by_key(|x| x.2);
+        } else {
+            v.sort_by_key(|x| (x.1, x.0.map(|r| r.to_string())));
+        }
+        let mut below = 0;
+        for x in &mut v {
+            if x.1 == 0 {
+                x.1 = if below == 0 { 150_000 } else { below * 2 };
+            }
+            below = x.1;
+        }
+        v.into_iter().map(|(rid, bps, _)| (rid, bps)).collect()
     }
 
     /// Asks the page for a keyframe of its track `mid` (layer `rid`, or every layer), at

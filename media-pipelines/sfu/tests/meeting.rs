@@ -446,6 +446,15 @@ fn simulcast_layers_follow_tile_sizes_switch_on_keyframes_and_unwanted_ones_paus
         Some(3),
         "large tile: the high layer"
     );
+    // The lowest layer is never paused, from the very first message on (before every layer
+    // was measured).
+    assert!(
+        net.layer_msgs
+            .iter()
+            .all(|(_, a)| a.iter().any(|r| r == "l")),
+        "{:?}",
+        net.layer_msgs
+    );
     // Nobody wants B's middle layer: B is told to keep only l and h.
     let told = net
         .layer_msgs
@@ -556,4 +565,7 @@ fn the_answer_asks_senders_for_opus_dtx_and_fec() {
         fmtp.contains("usedtx=1") && fmtp.contains("useinbandfec=1"),
         "{fmtp}"
     );
+    // Opus is the answer's first audio codec: browsers send the first one.
+    let mline = answer.lines().find(|l| l.starts_with("m=audio")).unwrap();
+    assert_eq!(mline.split_whitespace().nth(3), Some("111"), "{mline}");
 }
