@@ -607,10 +607,12 @@ async function main() {
       const hadTop = await Promise.all(others.map(async (o) => ((await cameraSenderOf(o.page)).outbound.find((x) => x.rid === 'h') || {}).framesSent > 0));
       observe('top_layer_sent_before.guest3_publishers', Object.fromEntries(others.map((o, i) => [o.key, hadTop[i]])));
       await resize(2560, 1440, ([a]) => a > 400, 'large');
+      // A step up waits 3 s (the server's hysteresis), then for the estimator to find
+      // the room (it probes toward what the tiles want) and for a keyframe of the layer.
       await waitFor('guest3 receives more than the lowest layer of everyone', async () => {
         got = await layersReceived(sub, others);
         return others.every((o) => ['m', 'h'].includes(got[o.key].rid));
-      }, 10_000, 250).catch((e) => { throw new Error(`${e.message}: ${JSON.stringify(got)}`); });
+      }, 20_000, 250).catch((e) => { throw new Error(`${e.message}: ${JSON.stringify(got)}`); });
       measure('large_tiles_to_more_than_lowest.guest3', Date.now() - t1);
       const top = await waitFor('guest3 receives a top layer', async () => {
         got = await layersReceived(sub, others);

@@ -95,6 +95,9 @@ pub const LAST_N: usize = 9;
 const SPEAKER_LOUDNESS: f32 = 40.0;
 const SPEAKER_TICKS: u32 = 3;
 const ROOM_TICK: Duration = Duration::from_millis(200);
+/// How long a lower (higher) simulcast layer must stay chosen before a slot switches to it.
+const LAYER_DOWN_HOLD: Duration = Duration::from_secs(1);
+const LAYER_UP_HOLD: Duration = Duration::from_secs(3);
 
 #[derive(Default)]
 struct Room {
@@ -741,6 +744,16 @@ impl Core {
                 .collect();
             // 85 % of the estimate for video: audio, RTCP and retransmissions need room.
             let pick = allocate(sub.bwe_bps.map(|b| b * 85 / 100), &wants);
+            let cost = |p: &[usize]| -> u64 {
+                wants
+                    .iter()
+                    .zip(p)
+                    .map(|(w, k)| w.layers.get(*k).copied().unwrap_or(0))
+                    .sum()
+            };
+            let ideal = allocate(None, &wants);
+            // What the tiles would take at their best, with room for audio and RTCP.
+            sub.set_bitrate(cost(&pick), cost(&ideal) * 100 / 85 + 100_000);
             tracing::debug!(peer = sid, bwe = ?sub.bwe_bps, ?wants, ?pick, "simulcast allocation");
             for ((i, f), k) in slots.into_iter().zip(pick) {
                 let Some(ls) = layers.get(&f).filter(|l| l.len() > 1) else {
@@ -748,8 +761,31 @@ impl Core {
                 };
                 let rid = ls[k.min(ls.len() - 1)].0;
                 let s = &mut sub.slots[i];
-                if s.want != rid {
+                // Hysteresis: a first choice applies at once; a step down once chosen for
+                // 1 s, a step up for 3 s (each switch costs a keyframe).
+                let index = |r: Option<Rid>| ls.iter().position(|x| x.0 == r);
+                let apply = match (s.want, s.pending) {
+                    (w, _) if w == rid => {
+                        s.pending = None;
+                        false
+                    }
+                    (None, _) => true,
+                    (w, Some((p, since))) if p == rid => {
+                        let hold = if index(rid) < index(w) {
+                            LAYER_DOWN_HOLD
+                        } else {
+                            LAYER_UP_HOLD
+                        };
+                        now.saturating_duration_since(since) >= hold
+                    }
+                    _ => {
+                        s.pending = Some((rid, now));
+                        false
+                    }
+                };
+                if apply {
                     s.want = rid;
+                    s.pending = None;
                     if s.layer != rid {
                         keyframes.push((f, rid));
                     }

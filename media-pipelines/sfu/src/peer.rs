@@ -85,6 +85,9 @@ pub struct Slot {
     /// its next keyframe). `None` without simulcast.
     pub layer: Option<Rid>,
     pub want: Option<Rid>,
+    /// A different layer the allocator has chosen, and since when: applied once it has
+    /// held for a while (hysteresis: a noisy estimate must not flap the layer).
+    pub pending: Option<(Option<Rid>, Instant)>,
 }
 
 impl Slot {
@@ -102,6 +105,7 @@ impl Slot {
             packets_sent: 0,
             layer: None,
             want: None,
+            pending: None,
         }
     }
 
@@ -114,6 +118,7 @@ impl Slot {
             self.pt_map.clear();
             self.layer = None;
             self.want = None;
+            self.pending = None;
         }
     }
 
@@ -192,6 +197,7 @@ pub struct Peer {
     pub bwe_bps: Option<u64>,
     /// The time of the latest input.
     now: Instant,
+    bitrate_set: Option<(u64, u64)>,
     rnd: u64,
 }
 
@@ -399,6 +405,7 @@ impl Peer {
             view: HashMap::new(),
             declared: HashMap::new(),
             now,
+            bitrate_set: None,
             bwe_bps: None,
             rnd: seed | 1,
         };
@@ -686,6 +693,23 @@ impl Peer {
                 _ => {}
             }
         }
+    }
+
+    /// Tells the bandwidth estimator what this participant's video needs: `minimum` what
+    /// its slots carry now (padding holds the estimate up to it), `desired` what its tiles
+    /// would take at their best (the estimator probes toward it, so that a participant
+    /// whose tiles grow can get higher layers).
+    pub fn set_bitrate(&mut self, minimum: u64, desired: u64) {
+        if self.bitrate_set == Some((minimum, desired)) || self.ended.is_some() {
+            return;
+        }
+        self.bitrate_set = Some((minimum, desired));
+        let _ = guard(|| {
+            self.rtc.bwe().set_bitrate(
+                str0m::bwe::Bitrate::bps(minimum.min(desired)),
+                str0m::bwe::Bitrate::bps(desired),
+            )
+        });
     }
 
     /// The layers of a published track seen so far, lowest bitrate first, with their

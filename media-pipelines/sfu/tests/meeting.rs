@@ -463,8 +463,15 @@ fn simulcast_layers_follow_tile_sizes_switch_on_keyframes_and_unwanted_ones_paus
         .find(|(p, _)| *p == b)
         .map(|x| x.1.clone());
     assert_eq!(told, Some(vec!["h".to_string(), "l".to_string()]));
-    // A enlarges B: A's slot switches to h, at a keyframe, without a gap.
+    // A enlarges B: A's slot switches to h (once the choice has held for 3 s), at a
+    // keyframe, without a gap.
     net.core.set_view(net.id(0), &[(b, 720)]);
+    net.run(Duration::from_secs(2), |_| true);
+    assert_eq!(
+        carrying(&net, 0).last_layer,
+        Some(1),
+        "not yet: a step up waits 3 s"
+    );
     net.run(Duration::from_secs(3), |_| true);
     let s = carrying(&net, 0);
     assert_eq!(s.last_layer, Some(3));
