@@ -790,8 +790,16 @@ async fn the_chair_adds_a_camera_and_everyone_sees_it() {
             break;
         }
     }
-    let a: Value = get_json(&c, &format!("{}/api/audit?action=meeting.camera", s.url)).await;
-    assert_eq!(a["entries"].as_array().unwrap().len(), 2, "{a}");
+    // (The audit row is written just after the room is told.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let a: Value = get_json(&c, &format!("{}/api/audit?action=meeting.camera", s.url)).await;
+        if a["entries"].as_array().unwrap().len() == 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{a}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(stop(s).success());
 }
 
