@@ -1,6 +1,6 @@
 // xaso web UI: shell (header + navigation) and hash router.
 import { h, fill } from './dom.js';
-import { initI18n, setLang, otherLang, t } from './i18n.js';
+import { initI18n, setLang, otherLang, lang, t } from './i18n.js';
 import { api, onUnauthenticated } from './api.js';
 import { errorText } from './components.js';
 import * as login from './pages/login.js';
@@ -119,7 +119,64 @@ function render() {
   const inRoom = route === 'meet';
   fill(root,
     navBar(inRoom ? 'meetings' : route),
+    inRoom ? null : reminderBar,
     h('main', { class: inRoom ? 'content meet-content' : 'content' }, ROUTES[route].page.render({ me })));
+  checkReminders();
+}
+
+// The reminder of a meeting that starts within 15 minutes (or has started and not ended),
+// for its chair and invitees, on every page but the room itself; dismissed per meeting for
+// the session. GET /api/meetings once a minute while signed in.
+const REMIND_MS = 15 * 60_000;
+const reminderBar = h('div', { class: 'meeting-reminder', testid: 'meeting-reminder', hidden: true, role: 'status' });
+let reminderTimer = null;
+
+function dismissed(id) {
+  try {
+    return sessionStorage.getItem(`xaso.reminder.${id}`) === '1';
+  } catch {
+    return false;
+  }
+}
+
+async function checkReminders() {
+  if (!me) return;
+  if (reminderTimer === null) reminderTimer = setInterval(checkReminders, 60_000);
+  let list;
+  try {
+    list = await api.get('/api/meetings');
+  } catch {
+    return; // a reminder is a nicety: the next check tries again
+  }
+  const now = Date.now();
+  const mine = (list.meetings || []).filter((m) => (m.chair.username === me.username || m.invitees.includes(me.username))
+    && (m.phase === 'upcoming' || m.phase === 'now')
+    && new Date(m.start) - now <= REMIND_MS && !dismissed(m.id));
+  // The next to start first; then one already on.
+  mine.sort((a, b) => (a.phase === 'upcoming' ? 0 : 1) - (b.phase === 'upcoming' ? 0 : 1)
+    || new Date(a.start) - new Date(b.start));
+  const m = mine[0];
+  if (!m) {
+    reminderBar.hidden = true;
+    return;
+  }
+  const time = new Date(m.start).toLocaleTimeString(lang() === 'vi' ? 'vi-VN' : 'en-GB', { hour: '2-digit', minute: '2-digit' });
+  fill(reminderBar,
+    h('span', {}, t(m.phase === 'now' ? 'reminder.now' : 'reminder.soon', { title: m.title, time })),
+    h('a', { href: `#/meet/${m.id}`, class: 'button', testid: 'meeting-reminder-join' }, t('reminder.join')),
+    h('button', {
+      type: 'button', testid: 'meeting-reminder-dismiss',
+      onclick: () => {
+        try {
+          sessionStorage.setItem(`xaso.reminder.${m.id}`, '1');
+        } catch {
+          // private mode: dismissed until the next check
+        }
+        reminderBar.hidden = true;
+      },
+    }, t('reminder.dismiss')));
+  reminderBar.dataset.meeting = String(m.id);
+  reminderBar.hidden = false;
 }
 
 function fatal(err) {

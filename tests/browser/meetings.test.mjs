@@ -402,6 +402,36 @@ async function main() {
       await p.getByTestId('meeting-join').waitFor();
     });
 
+    await test('a meeting that starts within 15 minutes shows its chair a reminder on every page', async () => {
+      const now = Date.now();
+      const res = await api('/api/meetings', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          // sooner than the meeting the form scheduled (at the next quarter hour)
+          title: 'Họp sắp bắt đầu', start: new Date(now + 45_000).toISOString(),
+          end: new Date(now + 60 * 60_000).toISOString(),
+        }),
+      });
+      const body = await res.text();
+      assert.equal(res.status, 201, body);
+      const soon = JSON.parse(body);
+      const p = chair.page;
+      await p.goto('/#/live');
+      await p.reload();
+      const bar = p.getByTestId('meeting-reminder');
+      await waitFor('the reminder shows', async () => (await bar.isVisible())
+        && (await bar.getAttribute('data-meeting')) === String(soon.id));
+      assert.match(await bar.innerText(), /Họp sắp bắt đầu/);
+      // Dismissed, it stays away on the next pages of this session.
+      await p.getByTestId('meeting-reminder-dismiss').click();
+      await p.goto('/#/meetings');
+      await sleep(1000);
+      assert.ok(!(await bar.isVisible()) || (await bar.getAttribute('data-meeting')) !== String(soon.id));
+      await p.goto(`/#/meet/${meeting.id}`);
+      await p.getByTestId('meeting-join').waitFor();
+    });
+
     await test('four browsers join: each sees three remote videos playing and hears three others', async () => {
       // the chair from the device check the previous test left open; guests through the link
       const joined = people.map(async (person) => {
