@@ -1228,13 +1228,19 @@ async function main() {
         measure(`vanished_participant_gone.${person.key}`, Date.now() - t0);
         await person.page.getByTestId(`tile-${guest3.id}`).waitFor({ state: 'detached', timeout: 2_000 });
       }));
-      // the others still play each other
+      // the others still play each other: decoded frames grow again within 5 s (a tile
+      // may stall briefly while the server reallocates layers after the departure; how
+      // long is measured: a known open problem, docs/design/meetings.md)
       const before = await tilesOf(chair.page);
-      await sleep(1_500);
-      const after = await tilesOf(chair.page);
+      const t1 = Date.now();
       for (const o of [guest1, guest2]) {
-        if ((slotOf(after, o.id, 'camera') || {}).framesDecoded > (slotOf(before, o.id, 'camera') || {}).framesDecoded) continue;
-        assert.fail(`the chair still sees ${o.key}: ${await explainFreeze(chair, o, before, after, t0)} (times from the kill)`);
+        let after = before;
+        const ok = await waitFor(`the chair plays ${o.key} again`, async () => {
+          after = await tilesOf(chair.page);
+          return (slotOf(after, o.id, 'camera') || {}).framesDecoded > (slotOf(before, o.id, 'camera') || {}).framesDecoded;
+        }, 5_000, 100).then(() => true, () => false);
+        measure(`plays_after_departure.chair.${o.key}`, Date.now() - t1);
+        if (!ok) assert.fail(`the chair still sees ${o.key}: ${await explainFreeze(chair, o, before, after, t0)} (times from the kill)`);
       }
     });
 
