@@ -8,7 +8,7 @@
 //! str0m stays behind this type as it does behind [`crate::session`]; every call into it
 //! runs under `catch_unwind`.
 
-use crate::session::{Proto, SessionError, Transmit, guard, receive};
+use crate::session::{Proto, SessionError, Transmit, add_candidates, guard, receive};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use str0m::change::SdpOffer;
 use str0m::format::Codec as RtcCodec;
 use str0m::media::{KeyframeRequestKind, Mid, Pt, Rid};
-use str0m::net::{Protocol, TcpType};
+use str0m::net::Protocol;
 use str0m::rtp::{ExtensionValues, RtpWrite};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 
 /// What a published track is, as the page labels it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -367,19 +367,7 @@ impl Peer {
         codecs.enable_pcma(true, false);
         let mut rtc = guard(move || {
             let mut rtc = cfg.build(now);
-            for &(proto, addr) in candidates {
-                let c = match proto {
-                    Proto::Udp => Candidate::host(addr, "udp"),
-                    Proto::Tcp => Candidate::builder()
-                        .tcp()
-                        .host(addr)
-                        .tcptype(TcpType::Passive)
-                        .build(),
-                };
-                if let Ok(c) = c {
-                    rtc.add_local_candidate(c);
-                }
-            }
+            add_candidates(&mut rtc, candidates);
             rtc
         })
         .map_err(|p| SessionError::BadSdp(format!("internal error ({p})")))?;

@@ -146,19 +146,7 @@ impl Session {
         }
         let (mut rtc, answer) = guard(move || {
             let mut rtc = cfg.build(now);
-            for &(proto, addr) in candidates {
-                let c = match proto {
-                    Proto::Udp => Candidate::host(addr, "udp"),
-                    Proto::Tcp => Candidate::builder()
-                        .tcp()
-                        .host(addr)
-                        .tcptype(TcpType::Passive)
-                        .build(),
-                };
-                if let Ok(c) = c {
-                    rtc.add_local_candidate(c);
-                }
-            }
+            add_candidates(&mut rtc, candidates);
             let answer = rtc.sdp_api().accept_offer(offer);
             (rtc, answer)
         })
@@ -549,6 +537,23 @@ fn accepted_media(sdp: &str) -> Vec<(Mid, MediaKind)> {
         }
     }
     out
+}
+
+/// Offers the server's host candidates: UDP on the shared port, and passive TCP for ICE-TCP.
+pub(crate) fn add_candidates(rtc: &mut Rtc, candidates: &[(Proto, SocketAddr)]) {
+    for &(proto, addr) in candidates {
+        let c = match proto {
+            Proto::Udp => Candidate::host(addr, "udp"),
+            Proto::Tcp => Candidate::builder()
+                .tcp()
+                .host(addr)
+                .tcptype(TcpType::Passive)
+                .build(),
+        };
+        if let Ok(c) = c {
+            rtc.add_local_candidate(c);
+        }
+    }
 }
 
 /// How long a session may stay unconnected before it is dropped (a viewer that posted an
