@@ -133,6 +133,11 @@ pub struct Meetings {
     inner: Mutex<Inner>,
 }
 
+/// The caller's participant is not (or no longer) in the room.
+fn absent() -> Error {
+    err!(FailedPrecondition, "you are not in this meeting")
+}
+
 fn send(p: &Part, v: &Value) {
     let _ = p.tx.send(Out::Text(v.to_string()));
 }
@@ -318,7 +323,7 @@ impl Meetings {
             .rooms
             .get(&meeting)
             .and_then(|r| r.parts.get(&pid))
-            .ok_or_else(|| err!(FailedPrecondition, "you are not in this meeting"))?;
+            .ok_or_else(absent)?;
         Ok(p.peer)
     }
 
@@ -370,7 +375,7 @@ impl Meetings {
                     // Left while the offer was being answered.
                     None => {
                         live.close(peer).await;
-                        bail!(FailedPrecondition, "you are not in this meeting");
+                        return Err(absent());
                     }
                     Some(b) => {
                         for k in [TrackKind::Mic, TrackKind::Camera] {
@@ -401,14 +406,8 @@ impl Meetings {
         let mut unblock = Vec::new();
         let refused = {
             let mut inner = self.inner.lock().expect("meetings lock");
-            let room = inner
-                .rooms
-                .get_mut(&meeting)
-                .ok_or_else(|| err!(FailedPrecondition, "you are not in this meeting"))?;
-            let p = room
-                .parts
-                .get_mut(&pid)
-                .ok_or_else(|| err!(FailedPrecondition, "you are not in this meeting"))?;
+            let room = inner.rooms.get_mut(&meeting).ok_or_else(absent)?;
+            let p = room.parts.get_mut(&pid).ok_or_else(absent)?;
             let mut refused = None;
             for (k, on) in [(TrackKind::Mic, mic), (TrackKind::Camera, camera)] {
                 if on && p.chair_muted.get(k) {
@@ -454,14 +453,8 @@ impl Meetings {
     pub fn hand(&self, meeting: i64, pid: u64, raised: bool) -> Result<()> {
         let now = self.now_ms();
         let mut inner = self.inner.lock().expect("meetings lock");
-        let room = inner
-            .rooms
-            .get_mut(&meeting)
-            .ok_or_else(|| err!(FailedPrecondition, "you are not in this meeting"))?;
-        let p = room
-            .parts
-            .get_mut(&pid)
-            .ok_or_else(|| err!(FailedPrecondition, "you are not in this meeting"))?;
+        let room = inner.rooms.get_mut(&meeting).ok_or_else(absent)?;
+        let p = room.parts.get_mut(&pid).ok_or_else(absent)?;
         p.hand = match (raised, p.hand) {
             (true, Some(t)) => Some(t),
             (true, None) => Some(now),
@@ -482,7 +475,7 @@ impl Meetings {
                 .rooms
                 .get(&meeting)
                 .and_then(|r| r.parts.get(&pid))
-                .ok_or_else(|| err!(FailedPrecondition, "you are not in this meeting"))?;
+                .ok_or_else(absent)?;
             (p.who.name.clone(), p.who.user_id)
         };
         let now = self.now_ms();
@@ -512,14 +505,8 @@ impl Meetings {
         let mut removed = None;
         {
             let mut inner = self.inner.lock().expect("meetings lock");
-            let room = inner
-                .rooms
-                .get_mut(&meeting)
-                .ok_or_else(|| err!(FailedPrecondition, "you are not in this meeting"))?;
-            let me = room
-                .parts
-                .get(&pid)
-                .ok_or_else(|| err!(FailedPrecondition, "you are not in this meeting"))?;
+            let room = inner.rooms.get_mut(&meeting).ok_or_else(absent)?;
+            let me = room.parts.get(&pid).ok_or_else(absent)?;
             if !me.who.chair {
                 bail!(PermissionDenied, "only the chair may do this");
             }
@@ -641,7 +628,7 @@ impl Meetings {
         {
             let mut inner = self.inner.lock().expect("meetings lock");
             let Some(r) = inner.rooms.get_mut(&meeting) else {
-                bail!(FailedPrecondition, "you are not in this meeting");
+                return Err(absent());
             };
             if r.cameras.insert(camera, name.to_string()).is_some() {
                 bail!(AlreadyExists, "camera {camera} is in the meeting already");
@@ -766,7 +753,7 @@ impl Meetings {
             .rooms
             .get(&meeting)
             .and_then(|r| r.parts.get(&pid))
-            .ok_or_else(|| err!(FailedPrecondition, "you are not in this meeting"))?;
+            .ok_or_else(absent)?;
         if !p.who.chair {
             bail!(PermissionDenied, "only the chair may do this");
         }
@@ -820,7 +807,7 @@ impl Meetings {
                 .rooms
                 .get(&meeting)
                 .and_then(|r| r.parts.get(&pid))
-                .ok_or_else(|| err!(FailedPrecondition, "you are not in this meeting"))?;
+                .ok_or_else(absent)?;
             (p.voter(), p.who.name.clone())
         };
         // The vote must be this meeting's.
