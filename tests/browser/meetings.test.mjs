@@ -1228,9 +1228,9 @@ async function main() {
         measure(`vanished_participant_gone.${person.key}`, Date.now() - t0);
         await person.page.getByTestId(`tile-${guest3.id}`).waitFor({ state: 'detached', timeout: 2_000 });
       }));
-      // the others still play each other: decoded frames grow again within 5 s (a tile
-      // may stall briefly while the server reallocates layers after the departure; how
-      // long is measured: a known open problem, docs/design/meetings.md)
+      // the others still play each other: decoded frames grow again within 1 s (a tile
+      // switched to another layer after the departure must not stall: the server keeps
+      // the VP8 picture numbering going, docs/design/meetings.md)
       const before = await tilesOf(chair.page);
       const t1 = Date.now();
       for (const o of [guest1, guest2]) {
@@ -1238,7 +1238,7 @@ async function main() {
         const ok = await waitFor(`the chair plays ${o.key} again`, async () => {
           after = await tilesOf(chair.page);
           return (slotOf(after, o.id, 'camera') || {}).framesDecoded > (slotOf(before, o.id, 'camera') || {}).framesDecoded;
-        }, 5_000, 100).then(() => true, () => false);
+        }, 1_000, 50).then(() => true, () => false);
         measure(`plays_after_departure.chair.${o.key}`, Date.now() - t1);
         if (!ok) assert.fail(`the chair still sees ${o.key}: ${await explainFreeze(chair, o, before, after, t0)} (times from the kill)`);
       }

@@ -535,6 +535,7 @@ impl Core {
                 starts: frame.kind == Kind::Audio || (frame.keyframe && i == 0),
                 audio_level: None,
                 payload: p.payload.clone(),
+                vp8: None,
                 at: now,
             })
             .collect();

@@ -7,6 +7,7 @@
 //! - [`source`]: a publisher's tracks, packetized frames and current GOP.
 //! - [`session`]: one subscriber, a str0m `Rtc` kept behind our own types.
 //! - [`peer`]: one meeting participant (publishes and receives through slots).
+//! - [`vp8`]: the VP8 payload descriptor: keyframes, picture renumbering per slot.
 //! - [`alloc`]: simulcast layer choice per subscriber (pure).
 //! - [`core`]: sources, sessions, meeting rooms (which track each slot carries, the active
 //!   speaker), demultiplexing, timeouts.
@@ -25,6 +26,7 @@ pub mod peer;
 pub mod session;
 pub mod source;
 pub mod viewer;
+pub mod vp8;
 
 pub use crate::core::{Closed, Core, Input, Output, SessionId, SlotsUpdate, SourceId};
 pub use peer::{Feed, TrackKind};
@@ -36,4 +38,27 @@ pub use source::{Kind, MediaFrame, Tracks};
 pub fn init_crypto() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| str0m::crypto::from_feature_flags().install_process_default());
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    //! Helpers for the unit tests of this crate's parsers.
+
+    /// `count` deterministic garbage payloads of up to `max_len` bytes (xorshift from
+    /// `seed`): parsers must never panic on them.
+    pub fn garbage(seed: u64, count: usize, max_len: usize) -> Vec<Vec<u8>> {
+        let mut x = seed | 1;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        (0..count)
+            .map(|_| {
+                let n = (next() % (max_len as u64 + 1)) as usize;
+                (0..n).map(|_| next() as u8).collect()
+            })
+            .collect()
+    }
 }

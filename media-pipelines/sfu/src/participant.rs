@@ -33,12 +33,34 @@ pub struct SlotStats {
     /// Sequence numbers received (to count holes at the end), with the publisher's tag
     /// and whether the packet starts a keyframe.
     seqs: BTreeMap<u64, (u8, u8, bool)>,
+    /// VP8 picture ID and TL0PICIDX of each frame's first packet, by sequence number.
+    pictures: BTreeMap<u64, (u16, u8)>,
     /// When the latest packet arrived, and the sum of (arrival - send) in microseconds,
     /// for the added latency (payload bytes 0..8 before the tag carry the send time).
     pub latency_us: Vec<u64>,
 }
 
 impl SlotStats {
+    /// Frames, in sequence order, whose VP8 picture ID or TL0PICIDX does not follow the
+    /// previous frame's (forward by 1, or a little more when whole frames were lost). A
+    /// receiver drops frames numbered behind the last it decoded, so a slot that switches
+    /// layer or publisher must keep the numbering going.
+    pub fn numbering_breaks(&self) -> u64 {
+        let mut breaks = 0;
+        let mut last: Option<(u16, u8)> = None;
+        for (pic, tl0) in self.pictures.values() {
+            if let Some((p, t)) = last {
+                let dp = pic.wrapping_sub(p) & 0x7fff;
+                let dt = tl0.wrapping_sub(t);
+                if !(1..=16).contains(&dp) || !(1..=16).contains(&dt) {
+                    breaks += 1;
+                }
+            }
+            last = Some((*pic, *tl0));
+        }
+        breaks
+    }
+
     /// Sequence numbers never received between the first and the last.
     pub fn holes(&self) -> u64 {
         match (self.seqs.first_key_value(), self.seqs.last_key_value()) {
@@ -105,6 +127,22 @@ pub struct Participant {
     pub paused: Vec<Rid>,
     /// Frames are also counted in [`SlotStats::frames_counted`] from this time on.
     pub count_from: Option<Instant>,
+}
+
+/// A layer's VP8 picture ID and TL0PICIDX for a frame: each layer of each participant
+/// counts from its own start, as browsers' encoders do, so that a slot switching layer or
+/// publisher sees the numbers jump (the server renumbers them).
+fn numbering(tag: u8, rid: Option<Rid>, frame: u64) -> (u16, u8) {
+    let layer = match rid.as_deref() {
+        Some("l") => 1u64,
+        Some("m") => 2,
+        Some("h") => 3,
+        _ => 0,
+    };
+    let start = (u64::from(tag) * 7919 + layer * 11_003) % 32_768;
+    let pic = ((start + frame) % 32_768) as u16;
+    let tl0 = ((u64::from(tag) * 31 + layer * 89 + frame) % 256) as u8;
+    (pic, tl0)
 }
 
 fn tx(t: str0m::net::Transmit) -> Transmit {
@@ -303,6 +341,7 @@ impl Participant {
         };
         let key = self.frame.is_multiple_of(gop) || std::mem::take(&mut self.force_key);
         let ts = (self.frame * 3600) as u32;
+        let frame = self.frame;
         self.frame += 1;
         let sent_us = now.duration_since(self.epoch).as_micros() as u64;
         // Each layer: (rid, its frame size, its next sequence number).
@@ -325,9 +364,19 @@ impl Participant {
             };
             let n = size.div_ceil(1100).max(1);
             for i in 0..n {
-                // VP8 payload descriptor: S on the first packet; then the frame header's P
-                // bit. The tag byte before ours says the layer (0 without simulcast).
-                let mut p = vec![if i == 0 { 0x10 } else { 0x00 }];
+                // VP8 payload descriptor as browsers write it: X, S on the first packet; a
+                // 15-bit picture ID, TL0PICIDX and TID 0, each layer numbered from its own
+                // start; then the frame header's P bit. The tag byte before ours says the
+                // layer (0 without simulcast).
+                let (pic, tl0) = numbering(tag, rid, frame);
+                let mut p = vec![
+                    if i == 0 { 0x90 } else { 0x80 },
+                    0xe0,
+                    0x80 | (pic >> 8) as u8,
+                    pic as u8,
+                    tl0,
+                    0x00,
+                ];
                 if i == 0 {
                     p.push(if key { 0x00 } else { 0x01 });
                 }
@@ -453,6 +502,12 @@ impl Participant {
                     0
                 };
                 s.seqs.insert(*p.seq_no, (tag, layer, key));
+                let start = video && p.payload[0] & 0x10 != 0;
+                if let Some(d) = crate::vp8::descriptor(&p.payload).filter(|_| start)
+                    && let (Some(pic), Some(tl0)) = (d.picture_id(), d.tl0_pic_idx())
+                {
+                    s.pictures.insert(*p.seq_no, (pic, tl0));
+                }
                 if !s.publishers.contains(&tag) {
                     s.publishers.push(tag);
                 }
@@ -463,10 +518,10 @@ impl Participant {
                     }
                 }
                 // The send time (same epoch only in one process: the tests and load client).
-                let at = if video && p.payload.first() == Some(&0x10) {
-                    2
-                } else {
-                    1
+                let at = match p.payload.first() {
+                    Some(&0x90) if video => 7,
+                    Some(&0x80) if video => 6,
+                    _ => 1,
                 };
                 if let Some(b) = p.payload.get(at..at + 8) {
                     let sent = u64::from_be_bytes(b.try_into().expect("8 bytes"));

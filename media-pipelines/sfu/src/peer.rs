@@ -9,6 +9,7 @@
 //! runs under `catch_unwind`.
 
 use crate::session::{Proto, SessionError, Transmit, add_candidates, guard, receive};
+use crate::vp8::Renumber;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use str0m::change::SdpOffer;
 use str0m::format::Codec as RtcCodec;
 use str0m::media::{KeyframeRequestKind, Mid, Pt, Rid};
 use str0m::net::Protocol;
-use str0m::rtp::{ExtensionValues, RtpWrite};
+use str0m::rtp::{ExtensionValues, RtpWrite, Vp8Descriptor};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 
 /// What a published track is, as the page labels it.
@@ -88,6 +89,9 @@ pub struct Slot {
     /// A different layer the allocator has chosen, and since when: applied once it has
     /// held for a while (hysteresis: a noisy estimate must not flap the layer).
     pub pending: Option<(Option<Rid>, Instant)>,
+    /// VP8 picture numbering, continuous across the layers and publishers the slot has
+    /// carried (kept when the feed changes).
+    vp8: Renumber,
 }
 
 impl Slot {
@@ -106,6 +110,7 @@ impl Slot {
             layer: None,
             want: None,
             pending: None,
+            vp8: Renumber::default(),
         }
     }
 
@@ -150,6 +155,8 @@ pub struct RtpIn {
     /// RFC 6464 level, 0 (loudest) to 127 dBov below; `None` when the packet had none.
     pub audio_level: Option<u8>,
     pub payload: Arc<[u8]>,
+    /// VP8's payload descriptor, parsed once on the way in.
+    pub vp8: Option<Vp8Descriptor>,
     pub at: Instant,
 }
 
@@ -199,6 +206,8 @@ pub struct Peer {
     now: Instant,
     bitrate_set: Option<(u64, u64)>,
     rnd: u64,
+    /// Payload type → codec of what the participant sends (looked up once per type).
+    codecs: Vec<(Pt, RtcCodec)>,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -269,36 +278,10 @@ fn declared_rids(sdp: &str) -> HashMap<Mid, Vec<Rid>> {
 /// Whether an RTP payload is the first packet of a keyframe.
 pub fn keyframe_start(codec: RtcCodec, p: &[u8]) -> bool {
     match codec {
-        RtcCodec::Vp8 => vp8_keyframe_start(p),
+        RtcCodec::Vp8 => crate::vp8::keyframe_start(p),
         RtcCodec::H264 => h264_keyframe_start(p),
         _ => false,
     }
-}
-
-/// VP8 (RFC 7741): the start of partition 0 whose frame header says "key frame".
-fn vp8_keyframe_start(p: &[u8]) -> bool {
-    let Some(&b0) = p.first() else { return false };
-    let (x, s, pid) = (b0 & 0x80 != 0, b0 & 0x10 != 0, b0 & 0x07);
-    if !s || pid != 0 {
-        return false;
-    }
-    let mut i = 1;
-    if x {
-        let Some(&b1) = p.get(1) else { return false };
-        i = 2;
-        if b1 & 0x80 != 0 {
-            // Picture ID: 7 or 15 bits.
-            let Some(&pic) = p.get(i) else { return false };
-            i += if pic & 0x80 != 0 { 2 } else { 1 };
-        }
-        if b1 & 0x40 != 0 {
-            i += 1; // TL0PICIDX
-        }
-        if b1 & 0x30 != 0 {
-            i += 1; // TID/Y/KEYIDX
-        }
-    }
-    p.get(i).is_some_and(|h| h & 0x01 == 0)
 }
 
 /// H.264 (RFC 6184): a packet holding an SPS or an IDR slice, or the first fragment of one.
@@ -396,6 +379,7 @@ impl Peer {
             bitrate_set: None,
             bwe_bps: None,
             rnd: seed | 1,
+            codecs: Vec::new(),
         };
         let answer = peer.renegotiate(now, offer, tracks)?;
         Ok((peer, answer))
@@ -427,6 +411,7 @@ impl Peer {
             .map_err(|p| SessionError::BadSdp(format!("the offer could not be handled ({p})")))?
             .map_err(|e| SessionError::BadSdp(e.to_string()))?
             .to_sdp_string();
+        self.codecs.clear();
         let mut published = Vec::new();
         let mut slots = Vec::new();
         for (mid, video, dir) in sections(&answer) {
@@ -626,15 +611,18 @@ impl Peer {
                         continue;
                     };
                     let pt = p.header.payload_type;
-                    let codec = self
-                        .rtc
-                        .codec_config()
-                        .params()
-                        .iter()
-                        .find(|c| c.pt() == pt)
-                        .map(|c| c.spec().codec);
-                    let Some(codec) = codec else { continue };
+                    let Some(codec) = self.codec_of(pt) else {
+                        continue;
+                    };
                     let video = codec != RtcCodec::Opus;
+                    let vp8 = match codec {
+                        RtcCodec::Vp8 => crate::vp8::descriptor(&p.payload),
+                        _ => None,
+                    };
+                    let starts = match vp8 {
+                        Some(d) => d.starts_keyframe(&p.payload),
+                        None => !video || keyframe_start(codec, &p.payload),
+                    };
                     let r = RtpIn {
                         mid,
                         rid,
@@ -643,9 +631,10 @@ impl Peer {
                         seq: *p.seq_no,
                         ts: p.header.timestamp,
                         marker: p.header.marker,
-                        starts: !video || keyframe_start(codec, &p.payload),
+                        starts,
                         audio_level: p.header.ext_vals.audio_level.map(|l| l.unsigned_abs()),
                         payload: p.payload,
+                        vp8,
                         at: p.timestamp,
                     };
                     if video {
@@ -793,6 +782,22 @@ impl Peer {
         }
     }
 
+    /// The codec of a payload type the participant sends.
+    fn codec_of(&mut self, pt: Pt) -> Option<RtcCodec> {
+        if let Some((_, c)) = self.codecs.iter().find(|(p, _)| *p == pt) {
+            return Some(*c);
+        }
+        let codec = self
+            .rtc
+            .codec_config()
+            .params()
+            .iter()
+            .find(|c| c.pt() == pt)
+            .map(|c| c.spec().codec)?;
+        self.codecs.push((pt, codec));
+        Some(codec)
+    }
+
     /// Our payload type for `codec` on slot `i` (the page's first that fits).
     fn our_pt(&self, i: usize, codec: RtcCodec) -> Option<Pt> {
         let media = self.rtc.media(self.slots[i].mid)?;
@@ -846,6 +851,9 @@ impl Peer {
                 s.first_in = p.seq;
                 let start = s.last_ts.map_or(seed, |t| t.wrapping_add(step));
                 s.ts_offset = start.wrapping_sub(p.ts);
+                if let Some(d) = &p.vp8 {
+                    s.vp8.restart(d, &p.payload);
+                }
                 o
             }
             None => return false,
@@ -860,18 +868,21 @@ impl Peer {
         if let Some(l) = p.audio_level {
             ext.audio_level = Some(-(l.min(127) as i8));
         }
+        let patch = p.vp8.as_ref().and_then(|d| s.vp8.patch(d, &p.payload));
         let payload = p.payload.clone();
         let written = guard(|| {
             let mut api = self.rtc.direct_api();
             let Some(stream) = api.stream_tx_by_mid(mid, None) else {
                 return false;
             };
-            stream.write_rtp(
-                RtpWrite::new(pt, seq.into(), ts, p.at, payload)
-                    .marker(p.marker)
-                    .ext_vals(ext)
-                    .nackable(video),
-            );
+            let mut w = RtpWrite::new(pt, seq.into(), ts, p.at, payload)
+                .marker(p.marker)
+                .ext_vals(ext)
+                .nackable(video);
+            if let Some(patch) = patch {
+                w = w.vp8_patch(patch);
+            }
+            stream.write_rtp(w);
             true
         });
         match written {
@@ -922,29 +933,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn vp8_keyframes_are_found_past_the_descriptor() {
-        // S=1, PID=0, no extension; frame header P bit 0: key.
-        assert!(vp8_keyframe_start(&[0x10, 0x00, 0x9d, 0x01, 0x2a]));
-        // P bit 1: interframe.
-        assert!(!vp8_keyframe_start(&[0x10, 0x01]));
-        // Not the start of partition 0.
-        assert!(!vp8_keyframe_start(&[0x00, 0x00]));
-        assert!(!vp8_keyframe_start(&[0x11, 0x00]));
-        // X with a 15-bit picture id, TL0PICIDX and TID: the header is at byte 6.
-        assert!(vp8_keyframe_start(&[
-            0x90, 0xe0, 0x80, 0x01, 0x05, 0x20, 0x00
-        ]));
-        assert!(!vp8_keyframe_start(&[
-            0x90, 0xe0, 0x80, 0x01, 0x05, 0x20, 0x01
-        ]));
-        // Truncated anywhere: never a keyframe, never a panic.
-        let full = [0x90, 0xe0, 0x80, 0x01, 0x05, 0x20, 0x00];
-        for n in 0..full.len() {
-            assert!(!vp8_keyframe_start(&full[..n]));
-        }
-    }
-
-    #[test]
     fn h264_keyframes_in_single_stap_and_fu() {
         assert!(h264_keyframe_start(&[0x65, 0x88]));
         assert!(h264_keyframe_start(&[0x67, 0x42]));
@@ -962,15 +950,8 @@ mod tests {
         assert!(!h264_keyframe_start(&[0x7c, 0x81, 0x00]));
         assert!(!h264_keyframe_start(&[]));
         // Deterministic garbage never panics.
-        let mut r = 0x2545_f491_4f6c_dd1du64;
-        for _ in 0..10_000 {
-            r ^= r << 13;
-            r ^= r >> 7;
-            r ^= r << 17;
-            let n = (r % 12) as usize;
-            let bytes: Vec<u8> = (0..n).map(|i| (r >> (i * 5)) as u8).collect();
+        for bytes in crate::testutil::garbage(0x2545_f491_4f6c_dd1d, 10_000, 11) {
             let _ = h264_keyframe_start(&bytes);
-            let _ = vp8_keyframe_start(&bytes);
         }
     }
 

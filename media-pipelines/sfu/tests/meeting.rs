@@ -288,6 +288,13 @@ fn loss_and_jitter_are_repaired_by_nack_and_switches_land_on_keyframes() {
         vec![true, true],
         "each publisher's video began at a keyframe on the slot"
     );
+    // Each publisher numbers its pictures from its own start: the slot's numbering goes
+    // on across the switch, or the receiver would drop the new publisher's frames.
+    assert_eq!(
+        slot.numbering_breaks(),
+        0,
+        "VP8 picture IDs stay continuous"
+    );
     // Video is NACKed and retransmitted; audio is not (a late Opus packet is worthless:
     // the decoder conceals it), so audio shows the loss the network made: about 6 % end
     // to end. A video packet stays lost only when it was lost on both hops and the
@@ -485,6 +492,11 @@ fn simulcast_layers_follow_tile_sizes_switch_on_keyframes_and_unwanted_ones_paus
         s.holes(),
         0,
         "switching layers leaves no gap in the sequence numbers"
+    );
+    assert_eq!(
+        s.numbering_breaks(),
+        0,
+        "nor in the VP8 picture IDs and TL0PICIDX"
     );
 }
 
