@@ -49,6 +49,9 @@ pub struct Report {
 #[derive(Clone, Debug)]
 pub struct Options {
     pub secs: u64,
+    /// When every participant of the run stops (`None`: `secs` after its own start), so
+    /// that the last to join still receives the others until its counting window ends.
+    pub end: Option<Instant>,
     pub kbps: u64,
     pub simulcast: bool,
     /// The tile height told to the server (`view`), when simulcast.
@@ -56,7 +59,9 @@ pub struct Options {
 }
 
 /// Frames are counted for [`Report::fps`] after this long.
-const WARM_UP: Duration = Duration::from_secs(5);
+pub const WARM_UP: Duration = Duration::from_secs(5);
+/// Between two participants' joins.
+pub const JOIN_GAP: Duration = Duration::from_millis(50);
 
 impl Report {
     pub fn video_frames(&self) -> u64 {
@@ -127,7 +132,7 @@ pub async fn participant_on(
     epoch: Instant,
 ) -> Result<Report, String> {
     let (secs, kbps) = (o.secs, o.kbps);
-    use futures::{SinkExt, StreamExt};
+    use futures::SinkExt;
     let local = sock.local_addr().map_err(|e| e.to_string())?;
     let (mut ws, _) = tokio_tungstenite::connect_async(ws_url.as_str())
         .await
@@ -157,120 +162,71 @@ pub async fn participant_on(
     .map_err(|e| e.to_string())?;
     let answer = recv_json(&mut ws, "answer").await?;
     p.answer(answer["sdp"].as_str().ok_or("answer without sdp")?)?;
-    let end = start + Duration::from_secs(secs);
-    let frame_bytes = (kbps * 1000 / 8 / 25) as usize;
-    let mut buf = vec![0u8; 2048];
-    let mut out = Vec::new();
-    let mut next_audio = start;
-    let mut next_video = start;
-    let mut slots_msg = Value::Null;
-    let mut first_frame = None;
-    let mut frames_sent = 0;
-    loop {
-        let now = Instant::now();
-        if now >= end {
-            break;
-        }
-        if now >= next_audio {
-            p.send_audio(now, &mut out);
-            next_audio += Duration::from_millis(20);
-        }
-        if now >= next_video {
-            if p.connected {
-                frames_sent += 1;
-            }
-            p.send_video(now, 100, frame_bytes, &mut out);
-            next_video += Duration::from_millis(40);
-        }
-        if p.timeout() <= now {
-            p.handle_timeout(now, &mut out);
-        }
-        for t in out.drain(..) {
-            let _ = sock.send_to(&t.contents, t.destination).await;
-        }
-        let wake = p.timeout().min(next_audio).min(next_video).min(end);
-        tokio::select! {
-            r = sock.recv_from(&mut buf) => {
-                if let Ok((n, from)) = r {
-                    p.handle_receive(Instant::now(), from, local, &buf[..n], &mut out);
-                    if first_frame.is_none() && p.slots.values().any(|s| s.frames > 0) {
-                        first_frame = Some(start.elapsed());
-                    }
-                }
-            }
-            m = ws.next() => match m {
-                Some(Ok(Message::Text(t))) => {
-                    let Ok(v) = serde_json::from_str::<Value>(&t) else { continue };
-                    match v["type"].as_str() {
-                        Some("slots") => slots_msg = v,
-                        // Pause the layers nobody wants.
-                        Some("layers") => {
-                            let active: Vec<&str> = v["active"]
-                                .as_array()
-                                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                                .unwrap_or_default();
-                            p.paused = ["l", "m", "h"]
-                                .into_iter()
-                                .filter(|r| !active.contains(r))
-                                .map(Into::into)
-                                .collect();
-                        }
-                        // Every other participant's tile at the same height.
-                        Some("participants") if o.simulcast => {
-                            let tiles: serde_json::Map<String, Value> = v["list"]
-                                .as_array()
-                                .into_iter()
-                                .flatten()
-                                .filter(|x| x["id"] != me)
-                                .map(|x| (x["id"].to_string(), json!({"w": o.tile_height * 16 / 9, "h": o.tile_height})))
-                                .collect();
-                            let _ = ws
-                                .send(Message::Text(json!({"type": "view", "tiles": tiles}).to_string().into()))
-                                .await;
-                        }
-                        _ => {}
-                    }
-                }
-                Some(Ok(_)) => {}
-                _ => return Err("the signalling socket closed".into()),
-            },
-            _ = tokio::time::sleep_until(wake.into()) => {}
-        }
-    }
+    let end = o.end.unwrap_or(start + Duration::from_secs(secs));
+    let mut signalling = Signalling {
+        ws: &mut ws,
+        me,
+        options: &o,
+        slots: Value::Null,
+    };
+    let sent = pump(&mut p, &sock, end, kbps, Some(&mut signalling)).await?;
+    let (first_frame, frames_sent, slots_msg) = (sent.first_frame, sent.frames, signalling.slots);
     let _ = ws
         .send(Message::Text(json!({"type": "leave"}).to_string().into()))
         .await;
     let _ = ws.close(None).await;
     p.disconnect();
-    let latency_us = p
-        .slots
-        .values()
-        .flat_map(|s| s.latency_us.iter().copied())
-        .collect();
-    Ok(Report {
-        name,
-        connected: p.connected,
-        disconnected: p.disconnected,
-        video: summary_of(&p, &p.video_slots),
-        video_mids: p.video_slots.iter().map(|m| m.to_string()).collect(),
-        audio: summary_of(&p, &p.audio_slots),
-        latency_us,
-        slots: slots_msg,
+    let counted = end.saturating_duration_since(start + WARM_UP);
+    Ok(Report::of(
+        &name,
+        &p,
+        counted,
         first_frame,
         frames_sent,
-        layers: p
-            .video_slots
-            .iter()
-            .map(|m| p.slots[m].last_layer)
-            .collect(),
-        fps: p
-            .video_slots
-            .iter()
-            .map(|m| &p.slots[m])
-            .filter(|s| s.frames > 0)
-            .map(|s| s.frames_counted as f64 / (secs as f64 - WARM_UP.as_secs_f64()).max(1.0))
-            .collect(),
-    })
+        slots_msg,
+    ))
+}
+
+impl Report {
+    /// What `p` received; frames per second over `counted`, the time from its
+    /// [`Participant::count_from`] to the end.
+    pub fn of(
+        name: &str,
+        p: &Participant,
+        counted: Duration,
+        first_frame: Option<Duration>,
+        frames_sent: u64,
+        slots: Value,
+    ) -> Report {
+        Report {
+            name: name.to_string(),
+            connected: p.connected,
+            disconnected: p.disconnected,
+            video: summary_of(p, &p.video_slots),
+            video_mids: p.video_slots.iter().map(|m| m.to_string()).collect(),
+            audio: summary_of(p, &p.audio_slots),
+            latency_us: p
+                .slots
+                .values()
+                .flat_map(|s| s.latency_us.iter().copied())
+                .collect(),
+            slots,
+            first_frame,
+            frames_sent,
+            layers: p
+                .video_slots
+                .iter()
+                .map(|m| p.slots[m].last_layer)
+                .collect(),
+            fps: p
+                .video_slots
+                .iter()
+                .map(|m| &p.slots[m])
+                .filter(|s| s.frames > 0)
+                .map(|s| s.frames_counted as f64 / counted.as_secs_f64().max(1.0))
+                .collect(),
+        }
+    }
 }
 
 /// `n` participants at once (joining 50 ms apart), each with enough slots for all others.
@@ -280,12 +236,15 @@ pub async fn run(ws_url: &str, n: usize, secs: u64, kbps: u64) -> Vec<Result<Rep
         kbps,
         simulcast: false,
         tile_height: 360,
+        end: None,
     };
     run_with(ws_url, n, o).await
 }
 
-pub async fn run_with(ws_url: &str, n: usize, o: Options) -> Vec<Result<Report, String>> {
+/// As [`run`]; all participants stop together, `secs` after the last one's start.
+pub async fn run_with(ws_url: &str, n: usize, mut o: Options) -> Vec<Result<Report, String>> {
     let epoch = Instant::now();
+    o.end = Some(epoch + JOIN_GAP * n as u32 + Duration::from_secs(o.secs));
     let mut tasks = Vec::new();
     for i in 0..n {
         let url = ws_url.to_string();
@@ -297,7 +256,7 @@ pub async fn run_with(ws_url: &str, n: usize, o: Options) -> Vec<Result<Report, 
             o.clone(),
             epoch,
         )));
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(JOIN_GAP).await;
     }
     let mut out = Vec::new();
     for t in tasks {
@@ -373,6 +332,7 @@ async fn main() {
         kbps,
         simulcast,
         tile_height,
+        end: None,
     };
     let reports = run_with(&args[1], n, o).await;
     for r in &reports {
@@ -392,24 +352,123 @@ async fn main() {
 
 /// Runs a participant's media for `secs` with no signalling socket (a WHIP publisher or
 /// WHEP receiver, whose offer and answer went over HTTP); returns it for its counts.
-pub async fn drive(mut p: Participant, sock: UdpSocket, secs: u64, kbps: u64) -> Participant {
-    let local = sock.local_addr().expect("bound");
+pub async fn drive(p: Participant, sock: UdpSocket, secs: u64, kbps: u64) -> Participant {
+    drive_until(p, sock, Instant::now() + Duration::from_secs(secs), kbps)
+        .await
+        .0
+}
+
+/// As [`drive`], until `end`; also says what it sent.
+pub async fn drive_until(
+    mut p: Participant,
+    sock: UdpSocket,
+    end: Instant,
+    kbps: u64,
+) -> (Participant, Sent) {
+    let sent = pump(&mut p, &sock, end, kbps, None).await;
+    let sent = sent.unwrap_or(Sent {
+        frames: 0,
+        first_frame: None,
+    });
+    (p, sent)
+}
+
+/// A meeting's signalling socket, as the media loop answers it.
+struct Signalling<'a> {
+    ws: &'a mut Ws,
+    /// This participant's id in the meeting.
+    me: Value,
+    options: &'a Options,
+    /// The last `slots` message.
+    slots: Value,
+}
+
+impl Signalling<'_> {
+    async fn next(s: &mut Option<&mut Signalling<'_>>) -> Option<Result<Message, String>> {
+        use futures::StreamExt;
+        match s {
+            Some(s) => s.ws.next().await.map(|m| m.map_err(|e| e.to_string())),
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Acts on a server message: `layers` pauses the layers nobody wants; `participants`
+    /// (with simulcast) tells the server every other participant's tile height.
+    async fn on(&mut self, p: &mut Participant, text: &str) {
+        use futures::SinkExt;
+        let Ok(v) = serde_json::from_str::<Value>(text) else {
+            return;
+        };
+        match v["type"].as_str() {
+            Some("slots") => self.slots = v,
+            Some("layers") => {
+                let active: Vec<&str> = v["active"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                p.paused = ["l", "m", "h"]
+                    .into_iter()
+                    .filter(|r| !active.contains(r))
+                    .map(Into::into)
+                    .collect();
+            }
+            Some("participants") if self.options.simulcast => {
+                let h = self.options.tile_height;
+                let tiles: serde_json::Map<String, Value> = v["list"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|x| x["id"] != self.me)
+                    .map(|x| (x["id"].to_string(), json!({"w": h * 16 / 9, "h": h})))
+                    .collect();
+                let m = json!({"type": "view", "tiles": tiles}).to_string();
+                let _ = self.ws.send(Message::Text(m.into())).await;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// What [`pump`] sent and when the first frame came.
+pub struct Sent {
+    pub frames: u64,
+    pub first_frame: Option<Duration>,
+}
+
+/// The media loop of one participant until `end`: a microphone packet every 20 ms and a
+/// camera frame of `kbps` every 40 ms (a keyframe every 100 frames or when asked), what
+/// arrives fed to the participant, and the meeting's signalling answered when there is
+/// one. Fails only when that socket closes.
+async fn pump(
+    p: &mut Participant,
+    sock: &UdpSocket,
+    end: Instant,
+    kbps: u64,
+    mut signalling: Option<&mut Signalling<'_>>,
+) -> Result<Sent, String> {
+    let local = sock.local_addr().map_err(|e| e.to_string())?;
     let start = Instant::now();
-    let end = start + Duration::from_secs(secs);
     let frame_bytes = (kbps * 1000 / 8 / 25) as usize;
     let (mut next_audio, mut next_video) = (start, start);
     let mut buf = vec![0u8; 2048];
     let mut out = Vec::new();
+    let mut sent = Sent {
+        frames: 0,
+        first_frame: None,
+    };
     loop {
         let now = Instant::now();
         if now >= end {
-            break;
+            return Ok(sent);
         }
         if now >= next_audio {
             p.send_audio(now, &mut out);
             next_audio += Duration::from_millis(20);
         }
         if now >= next_video {
+            if p.connected && kbps > 0 {
+                sent.frames += 1;
+            }
             p.send_video(now, 100, frame_bytes, &mut out);
             next_video += Duration::from_millis(40);
         }
@@ -424,10 +483,21 @@ pub async fn drive(mut p: Participant, sock: UdpSocket, secs: u64, kbps: u64) ->
             r = sock.recv_from(&mut buf) => {
                 if let Ok((n, from)) = r {
                     p.handle_receive(Instant::now(), from, local, &buf[..n], &mut out);
+                    if sent.first_frame.is_none() && p.slots.values().any(|s| s.frames > 0) {
+                        sent.first_frame = Some(start.elapsed());
+                    }
                 }
             }
+            m = Signalling::next(&mut signalling) => match m {
+                Some(Ok(Message::Text(t))) => {
+                    if let Some(s) = signalling.as_deref_mut() {
+                        s.on(p, &t).await;
+                    }
+                }
+                Some(Ok(_)) => {}
+                _ => return Err("the signalling socket closed".into()),
+            },
             _ = tokio::time::sleep_until(wake.into()) => {}
         }
     }
-    p
 }

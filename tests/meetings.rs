@@ -988,6 +988,7 @@ fn a_throttled_participant_steps_down_to_the_low_layer() {
             kbps: 600,
             simulcast: true,
             tile_height: 720,
+            end: None,
         };
         let epoch = std::time::Instant::now();
         let mut tasks = Vec::new();

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Janus 1.1.2 (Debian `janus`) + streaming plugin (RTSP pull -> WebRTC), for CPU benchmarks.
-# Usage (root):  env.sh up | start RTSP_URL | stop | down      See README.md.
+# Janus 1.1.2 (Debian `janus`) with its videoroom plugin (the SFU) and, given a camera URL,
+# its streaming plugin (RTSP pull -> WebRTC), for CPU benchmarks.
+# Usage (root):  env.sh up | start [RTSP_URL] | stop | down      See README.md.
 #
 # Janus skips loopback interfaces when gathering ICE candidates, so it runs in netns
 # $NS on a veth pair that carries loopback addresses:
@@ -55,11 +56,13 @@ stop() {
   rm -f "$RUN_DIR/janus.pid"
 }
 
-write_config() {  # $1 = config dir, $2 = RTSP URL
+write_config() {  # $1 = config dir, $2 = RTSP URL (none: no streaming plugin)
   local c=$1 lib=/usr/lib/x86_64-linux-gnu/janus
-  # Load only what we use: folders holding just the http transport + streaming plugin.
+  # Load only what we use: folders holding just the http transport, the videoroom plugin
+  # and (with a camera) the streaming plugin.
   mkdir -p "$c/plugins" "$c/transports" "$c/empty"
-  ln -sf "$lib/plugins/libjanus_streaming.so" "$c/plugins/"
+  ln -sf "$lib/plugins/libjanus_videoroom.so" "$c/plugins/"
+  [ -z "$2" ] || ln -sf "$lib/plugins/libjanus_streaming.so" "$c/plugins/"
   ln -sf "$lib/transports/libjanus_http.so" "$c/transports/"
   cat >"$c/janus.jcfg" <<EOF
 general: {
@@ -91,6 +94,11 @@ general: {
 }
 admin: { admin_http = false admin_https = false }
 EOF
+  # Rooms are created by the load client (`create` request): none configured here.
+  cat >"$c/janus.plugin.videoroom.jcfg" <<EOF
+general: { events = false }
+EOF
+  [ -n "$2" ] || return 0
   cat >"$c/janus.plugin.streaming.jcfg" <<EOF
 general: { events = false }
 cam: {
@@ -111,7 +119,7 @@ EOF
 }
 
 start() {
-  local url=${1:?usage: env.sh start RTSP_URL}
+  local url=${1:-}
   command -v janus >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y janus
   ip netns list | grep -qw "$NS" || up
   stop
@@ -139,5 +147,5 @@ case ${1:-} in
   start) shift; start "$@" ;;
   stop) stop ;;
   down) down ;;
-  *) echo "usage: $0 up | start RTSP_URL | stop | down" >&2; exit 2 ;;
+  *) echo "usage: $0 up | start [RTSP_URL] | stop | down" >&2; exit 2 ;;
 esac

@@ -10,7 +10,7 @@ use crate::session::Transmit;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::Instant;
-use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec as RtcCodec;
 pub use str0m::media::Mid;
 use str0m::media::{Direction, MediaKind, Pt, Rid, Simulcast, SimulcastLayer};
@@ -35,8 +35,8 @@ pub struct SlotStats {
     seqs: BTreeMap<u64, (u8, u8, bool)>,
     /// VP8 picture ID and TL0PICIDX of each frame's first packet, by sequence number.
     pictures: BTreeMap<u64, (u16, u8)>,
-    /// When the latest packet arrived, and the sum of (arrival - send) in microseconds,
-    /// for the added latency (payload bytes 0..8 before the tag carry the send time).
+    /// Added latency samples, microseconds: arrival - send (the payload carries its send
+    /// time), from [`Participant::count_from`] on (the steady state, not the joins).
     pub latency_us: Vec<u64>,
 }
 
@@ -191,18 +191,7 @@ impl Participant {
         simulcast: bool,
         publish: bool,
     ) -> (Participant, String, Vec<(String, crate::TrackKind)>) {
-        let mut rtc = Rtc::builder()
-            .set_rtp_mode(true)
-            .clear_codecs()
-            .enable_opus(true, false)
-            .enable_vp8(true)
-            // As a browser: H.264 and G.711 too (a camera in the meeting sends those).
-            .enable_h264(true)
-            .enable_pcmu(true, false)
-            .build(now);
-        if let Ok(c) = Candidate::host(local, "udp") {
-            rtc.add_local_candidate(c);
-        }
+        let mut rtc = Self::rtc(now, local);
         let mut api = rtc.sdp_api();
         let sim = simulcast.then(|| {
             let mut s = Simulcast::new();
@@ -234,9 +223,66 @@ impl Participant {
         } else {
             Vec::new()
         };
-        let p = Participant {
+        let mut p = Self::new(now, rtc, tag, (mic, camera), video, audio, simulcast);
+        p.pending = Some(pending);
+        (p, offer.to_sdp_string(), labels)
+    }
+
+    /// A receiver that answers a server's offer (an SFU that offers its subscribers, as
+    /// Janus's videoroom does): each sendonly section of the offer becomes a slot. Returns
+    /// it and the SDP answer.
+    pub fn accept_offer(
+        now: Instant,
+        local: SocketAddr,
+        tag: u8,
+        offer: &str,
+    ) -> Result<(Participant, String), String> {
+        let parsed = SdpOffer::from_sdp_string(offer).map_err(|e| e.to_string())?;
+        let mut rtc = Self::rtc(now, local);
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(parsed)
+            .map_err(|e| e.to_string())?
+            .to_sdp_string();
+        let (mut video, mut audio) = (Vec::new(), Vec::new());
+        for (mid, is_video, dir) in crate::peer::sections(&answer) {
+            if dir == "recvonly" {
+                if is_video { &mut video } else { &mut audio }.push(mid);
+            }
+        }
+        let none = (Mid::from("none-a"), Mid::from("none-v"));
+        Ok((Self::new(now, rtc, tag, none, video, audio, false), answer))
+    }
+
+    /// A browser-like `Rtc` on `local`: Opus and VP8, and H.264 and G.711 too (a camera in
+    /// the meeting sends those).
+    fn rtc(now: Instant, local: SocketAddr) -> Rtc {
+        let mut rtc = Rtc::builder()
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .enable_h264(true)
+            .enable_pcmu(true, false)
+            .build(now);
+        if let Ok(c) = Candidate::host(local, "udp") {
+            rtc.add_local_candidate(c);
+        }
+        rtc
+    }
+
+    fn new(
+        now: Instant,
+        rtc: Rtc,
+        tag: u8,
+        (mic, camera): (Mid, Mid),
+        video: Vec<Mid>,
+        audio: Vec<Mid>,
+        simulcast: bool,
+    ) -> Participant {
+        Participant {
             rtc,
-            pending: Some(pending),
+            pending: None,
             tag,
             mic,
             camera,
@@ -269,8 +315,7 @@ impl Participant {
             },
             paused: Vec::new(),
             count_from: None,
-        };
-        (p, offer.to_sdp_string(), labels)
+        }
     }
 
     /// The time that payload send stamps count from (one for all participants of a load
@@ -526,7 +571,7 @@ impl Participant {
                 if let Some(b) = p.payload.get(at..at + 8) {
                     let sent = u64::from_be_bytes(b.try_into().expect("8 bytes"));
                     let now_us = now.duration_since(self.epoch).as_micros() as u64;
-                    if s.latency_us.len() < 100_000 {
+                    if s.latency_us.len() < 100_000 && self.count_from.is_some_and(|t| now >= t) {
                         s.latency_us.push(now_us.saturating_sub(sent));
                     }
                 }

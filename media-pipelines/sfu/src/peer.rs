@@ -225,7 +225,7 @@ const RECENT: usize = 128;
 pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The media sections of an SDP: `(mid, video?, direction in it)`, rejected ones left out.
-fn sections(sdp: &str) -> Vec<(Mid, bool, &str)> {
+pub(crate) fn sections(sdp: &str) -> Vec<(Mid, bool, &str)> {
     let mut out = Vec::new();
     for section in sdp.split("\nm=").skip(1) {
         let mut words = section.split_whitespace();
