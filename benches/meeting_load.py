@@ -23,11 +23,16 @@ every other participant's audio. The table
 gives both servers' CPU for the same load and the ratio of their streams per core. With
 --rounds R every N is measured R times, xaso and Janus in turn, and the medians reported.
 
+xaso is configured as the load is: `[meetings] simulcast = true` with --simulcast (each
+participant gets a bandwidth estimate, whose pacer spreads what it is sent), false without
+(no estimate: nothing to choose; Janus makes none either). --estimate keeps it on for a
+one-layer load, to show what the estimate costs.
+
 The servers run pinned to CPU 0 and the load clients to CPU 1 (--no-pin: not), so that a
 load client does not take the server's core.
 
 Usage: benches/meeting_load.py [--participants 4,8,12,16,20] [--seconds 20] [--kbps 600]
-                               [--simulcast] [--tile-height 360] [--janus] [--rounds R]
+                               [--simulcast] [--tile-height 360] [--janus] [--estimate] [--rounds R]
 Needs: cargo build --release --bin xaso --example meeting_load --example janus_meeting_load -p xaso
        --janus: root (network namespace), Debian's janus (env.sh installs it)
 Prints a Markdown table.
@@ -71,6 +76,8 @@ def main():
     ap.add_argument("--tile-height", type=int, default=360)
     ap.add_argument("--janus", action="store_true", help="measure Janus 1.1.2's videoroom side by side")
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--estimate", action="store_true",
+                    help="one layer, but xaso configured for simulcast (bandwidth estimate and pacer on)")
     ap.add_argument("--no-pin", action="store_true")
     a = ap.parse_args()
     if a.janus and a.simulcast:
@@ -82,7 +89,9 @@ def main():
     work = tempfile.mkdtemp(prefix="xaso-meeting-bench-")
     cfg = os.path.join(work, "xaso.toml")
     with open(cfg, "w") as f:
-        f.write("[recording]\nsimulated_camera = false\n")
+        # Without simulcast the server makes no bandwidth estimate (nothing to choose).
+        simulcast = "true" if a.simulcast or a.estimate else "false"
+        f.write(f"[recording]\nsimulated_camera = false\n\n[meetings]\nsimulcast = {simulcast}\n")
     x, base, op = start_xaso(cfg, os.path.join(work, "data"))
     janus_pid = None
     samples = {}
@@ -138,7 +147,8 @@ def main():
         row["ratios"] = [r.get("ratio") for r in rs]
         rows.append(row)
     mode = (f"simulcast (layers {a.kbps // 4}/{a.kbps // 2}/{a.kbps} kbit/s, tiles {a.tile_height} px high)"
-            if a.simulcast else f"one {a.kbps} kbit/s layer")
+            if a.simulcast else f"one {a.kbps} kbit/s layer"
+            + (", xaso with its bandwidth estimate on" if a.estimate else ", xaso configured without simulcast"))
     print(f"\nN participants, each publishing audio + 25 fps video ({mode}), receiving all audio and "
           f"at most 9 videos, {a.seconds} s each, {a.rounds} round(s) (medians); idle: xaso "
           f"{100 * idle:.2f} % of one core" + (f", Janus {100 * jidle:.2f} %" if jidle is not None else "") + "\n")

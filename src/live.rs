@@ -542,11 +542,13 @@ pub fn candidate_ips(configured: &[IpAddr], listen: IpAddr) -> Vec<IpAddr> {
 
 impl Live {
     /// Binds the UDP port (and, with `tcp_port`, the ICE-TCP port) on every address and
-    /// starts the task. `ended` receives each finished session (the caller audits it).
+    /// starts the task. `estimate`: meeting participants get a bandwidth estimate (for
+    /// simulcast). `ended` receives each finished session (the caller audits it).
     pub async fn start(
         ips: &[IpAddr],
         port: u16,
         tcp_port: Option<u16>,
+        estimate: bool,
         ended: mpsc::UnboundedSender<Ended>,
     ) -> std::io::Result<Arc<Live>> {
         xaso_sfu::init_crypto();
@@ -611,7 +613,12 @@ impl Live {
             match started {
                 Ok((sockets, tcp)) => {
                     let _ = ready_tx.send(Ok(()));
-                    run(Core::new(seed), sockets, tcp, rx, weak, ended).await;
+                    let core = if estimate {
+                        Core::new(seed)
+                    } else {
+                        Core::new(seed).without_estimate()
+                    };
+                    run(core, sockets, tcp, rx, weak, ended).await;
                 }
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
@@ -978,6 +985,25 @@ struct LiveSocket {
 /// Splits `t` into runs that one GSO send can carry: consecutive datagrams from one socket to
 /// one address, all of the first one's size but the last, which may be shorter (the kernel
 /// cuts the buffer into datagrams of the first one's size), `max` at most.
+/// Each destination's datagrams together, each RTP stream's in its order (a stable sort):
+/// a frame's packets then leave in one GSO send even when the stack interleaved streams.
+fn group_by_stream(out: &mut [Transmit]) {
+    out.sort_by_key(|t| (t.source, t.destination, rtp_ssrc(&t.contents)));
+}
+
+/// The SSRC of an (S)RTP datagram (its header is not encrypted), 0 for anything else.
+fn rtp_ssrc(d: &[u8]) -> u32 {
+    match d {
+        // RTP version 2, not RTCP (payload types 200-206 with the marker bit).
+        [b0, b1, _, _, _, _, _, _, s0, s1, s2, s3, ..]
+            if b0 >> 6 == 2 && !(200..=206).contains(b1) =>
+        {
+            u32::from_be_bytes([*s0, *s1, *s2, *s3])
+        }
+        _ => 0,
+    }
+}
+
 fn gso_runs(t: &[Transmit], max: usize) -> Vec<std::ops::Range<usize>> {
     let mut runs = Vec::new();
     let mut start = 0;
@@ -1027,6 +1053,7 @@ async fn send_all(
         });
     }
     let max = sockets.first().map_or(1, |s| s.gso.max_gso_segments());
+    group_by_stream(out);
     for run in gso_runs(out, max) {
         let batch = &out[run];
         let first = &batch[0];
@@ -1140,7 +1167,32 @@ async fn run(
     let mut forwarding: Option<Instant> = None;
     let mut out = Vec::new();
     let mut scratch = Vec::new();
+    // The next input, when one was already waiting (see the end of the loop), and how
+    // many inputs in a row went in without the output being polled.
+    let mut next: Option<Cmd> = None;
+    let mut batch = 0;
     loop {
+        if let Some(c) = next.take() {
+            handle_cmd(
+                &mut core,
+                c,
+                &live,
+                &mut viewers,
+                &mut forwarding,
+                &mut deadline,
+            );
+            // Inputs that are already waiting go into the core before its output is
+            // polled: each participant's stack is flushed once per batch, not per packet
+            // (a bound keeps the first packet's wait short).
+            if batch < MAX_BATCH
+                && let Ok(c) = rx.try_recv()
+            {
+                batch += 1;
+                next = Some(c);
+                continue;
+            }
+        }
+        batch = 0;
         // Everything the core wants done, then wait for the next input or its timeout.
         while let Some(o) = core.poll_output() {
             match o {
@@ -1223,100 +1275,115 @@ async fn run(
             None => rx.recv().await,
         };
         let Some(cmd) = cmd else { return };
-        let now = Instant::now();
-        match cmd {
-            Cmd::Frame(camera, f) => {
-                if viewers.contains_key(&camera) {
-                    forwarding = f.at;
-                }
-                core.handle_input(now, Input::Frame(camera, media_frame(&f)))
+        next = Some(cmd);
+    }
+}
+
+/// Inputs the live loop feeds the core before it polls the core's output.
+const MAX_BATCH: usize = 16;
+
+/// One input of the live loop.
+fn handle_cmd(
+    core: &mut Core,
+    cmd: Cmd,
+    live: &std::sync::Weak<Live>,
+    viewers: &mut HashMap<i64, usize>,
+    forwarding: &mut Option<Instant>,
+    deadline: &mut Option<Instant>,
+) {
+    let now = Instant::now();
+    match cmd {
+        Cmd::Frame(camera, f) => {
+            if viewers.contains_key(&camera) {
+                *forwarding = f.at;
             }
-            Cmd::Tracks(camera, t) => set_tracks(&mut core, camera, &t),
-            Cmd::Restart(camera) => core.restart_source(camera),
-            Cmd::Datagram {
-                proto,
-                source,
-                destination,
-                data,
-            } => {
-                if let Some(live) = live.upgrade() {
-                    live.datagrams_in.fetch_add(1, Ordering::Relaxed);
-                }
-                core.handle_input(
-                    now,
-                    Input::Datagram {
-                        proto,
-                        source,
-                        destination,
-                        data: &data,
-                    },
-                );
+            core.handle_input(now, Input::Frame(camera, media_frame(&f)))
+        }
+        Cmd::Tracks(camera, t) => set_tracks(core, camera, &t),
+        Cmd::Restart(camera) => core.restart_source(camera),
+        Cmd::Datagram {
+            proto,
+            source,
+            destination,
+            data,
+        } => {
+            if let Some(live) = live.upgrade() {
+                live.datagrams_in.fetch_add(1, Ordering::Relaxed);
             }
-            Cmd::Subscribe {
-                camera,
-                offer,
-                reply,
-            } => {
-                let Some(live) = live.upgrade() else { return };
+            core.handle_input(
+                now,
+                Input::Datagram {
+                    proto,
+                    source,
+                    destination,
+                    data: &data,
+                },
+            );
+        }
+        Cmd::Subscribe {
+            camera,
+            offer,
+            reply,
+        } => {
+            let Some(live) = live.upgrade() else { return };
+            if !viewers.contains_key(&camera) {
+                watch(core, &live, camera, now);
+            }
+            let res = core.subscribe(now, camera, &offer, &live.candidates);
+            if res.is_ok() {
+                *viewers.entry(camera).or_default() += 1;
+            } else if !viewers.contains_key(&camera)
+                && let Some(tap) = live.taps.lock().expect("taps lock").get(&camera)
+            {
+                tap.inner.lock().expect("tap lock").watched = false;
+            }
+            let _ = reply.send(res);
+            *deadline = None;
+        }
+        Cmd::Close { session, reply } => {
+            let _ = reply.send(core.close(session, "ended by the viewer"));
+        }
+        Cmd::Join {
+            room,
+            offer,
+            tracks,
+            reply,
+        } => {
+            let Some(live) = live.upgrade() else { return };
+            let _ = reply.send(core.join(now, room, &offer, &tracks, &live.candidates));
+            *deadline = None;
+        }
+        Cmd::Renegotiate {
+            peer,
+            offer,
+            tracks,
+            reply,
+        } => {
+            let _ = reply.send(core.renegotiate(now, peer, &offer, &tracks));
+            *deadline = None;
+        }
+        Cmd::Block {
+            peer,
+            track,
+            blocked,
+        } => core.set_blocked(peer, track, blocked),
+        Cmd::View { peer, tiles } => core.set_view(peer, &tiles),
+        Cmd::Resync(room) => core.resync_room(room),
+        Cmd::MeetingCamera { room, camera, join } => {
+            let Some(live) = live.upgrade() else { return };
+            if join {
                 if !viewers.contains_key(&camera) {
-                    watch(&mut core, &live, camera, now);
+                    watch(core, &live, camera, now);
                 }
-                let res = core.subscribe(now, camera, &offer, &live.candidates);
-                if res.is_ok() {
-                    *viewers.entry(camera).or_default() += 1;
-                } else if !viewers.contains_key(&camera)
-                    && let Some(tap) = live.taps.lock().expect("taps lock").get(&camera)
-                {
-                    tap.inner.lock().expect("tap lock").watched = false;
-                }
-                let _ = reply.send(res);
-                deadline = None;
-            }
-            Cmd::Close { session, reply } => {
-                let _ = reply.send(core.close(session, "ended by the viewer"));
-            }
-            Cmd::Join {
-                room,
-                offer,
-                tracks,
-                reply,
-            } => {
-                let Some(live) = live.upgrade() else { return };
-                let _ = reply.send(core.join(now, room, &offer, &tracks, &live.candidates));
-                deadline = None;
-            }
-            Cmd::Renegotiate {
-                peer,
-                offer,
-                tracks,
-                reply,
-            } => {
-                let _ = reply.send(core.renegotiate(now, peer, &offer, &tracks));
-                deadline = None;
-            }
-            Cmd::Block {
-                peer,
-                track,
-                blocked,
-            } => core.set_blocked(peer, track, blocked),
-            Cmd::View { peer, tiles } => core.set_view(peer, &tiles),
-            Cmd::Resync(room) => core.resync_room(room),
-            Cmd::MeetingCamera { room, camera, join } => {
-                let Some(live) = live.upgrade() else { return };
-                if join {
-                    if !viewers.contains_key(&camera) {
-                        watch(&mut core, &live, camera, now);
-                    }
-                    *viewers.entry(camera).or_default() += 1;
-                    core.add_camera(now, room, camera);
-                } else {
-                    core.remove_camera(room, camera);
-                    if let Some(n) = viewers.get_mut(&camera) {
-                        *n = n.saturating_sub(1);
-                        if *n == 0 {
-                            viewers.remove(&camera);
-                            unwatch(&live, camera);
-                        }
+                *viewers.entry(camera).or_default() += 1;
+                core.add_camera(now, room, camera);
+            } else {
+                core.remove_camera(room, camera);
+                if let Some(n) = viewers.get_mut(&camera) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        viewers.remove(&camera);
+                        unwatch(&live, camera);
                     }
                 }
             }
@@ -1335,6 +1402,38 @@ mod tests {
             destination: SocketAddr::from(([127, 0, 0, 1], to)),
             contents: vec![0; len],
         }
+    }
+
+    #[test]
+    fn datagrams_are_grouped_by_rtp_stream() {
+        let rtp = |ssrc: u32, seq: u8| {
+            let mut d = vec![0x80, 96, 0, seq, 0, 0, 0, 0];
+            d.extend_from_slice(&ssrc.to_be_bytes());
+            d.extend_from_slice(&[0; 20]);
+            d
+        };
+        assert_eq!(rtp_ssrc(&rtp(0xdead_beef, 1)), 0xdead_beef);
+        // RTCP (a receiver report), STUN, truncated: no stream.
+        assert_eq!(rtp_ssrc(&[0x81, 201, 0, 7, 1, 2, 3, 4, 5, 6, 7, 8]), 0);
+        assert_eq!(
+            rtp_ssrc(&[0x00, 0x01, 0, 8, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4]),
+            0
+        );
+        assert_eq!(rtp_ssrc(&[0x80, 96, 0]), 0);
+        // Interleaved streams to one viewer come out grouped, each in its own order.
+        let mut out: Vec<Transmit> = [(1, 1), (2, 1), (1, 2), (2, 2), (1, 3)]
+            .into_iter()
+            .map(|(ssrc, seq)| Transmit {
+                contents: rtp(ssrc, seq),
+                ..t(1, 0)
+            })
+            .collect();
+        group_by_stream(&mut out);
+        let order: Vec<(u32, u8)> = out
+            .iter()
+            .map(|t| (rtp_ssrc(&t.contents), t.contents[3]))
+            .collect();
+        assert_eq!(order, vec![(1, 1), (1, 2), (1, 3), (2, 1), (2, 2)]);
     }
 
     #[test]

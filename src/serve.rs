@@ -104,7 +104,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let ips = crate::live::candidate_ips(&cfg.webrtc.addresses, cfg.listen.ip());
     let w = &cfg.webrtc;
     let tcp_port = w.ice_tcp.then_some(w.tcp_port);
-    let live = crate::live::Live::start(&ips, w.udp_port, tcp_port, ended_tx)
+    // Meeting participants get a bandwidth estimate only to choose simulcast layers.
+    let estimate = cfg.meetings.simulcast;
+    let live = crate::live::Live::start(&ips, w.udp_port, tcp_port, estimate, ended_tx)
         .await
         .with_context(|| {
             format!(

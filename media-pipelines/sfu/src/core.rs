@@ -161,6 +161,14 @@ pub struct Core {
     now: Option<Instant>,
     out: VecDeque<Output>,
     scratch: Vec<Transmit>,
+    /// Participants with forwarded packets not yet handed to their WebRTC stack's output:
+    /// flushed once in [`Core::poll_output`], so that a batch of inputs costs each one
+    /// flush (str0m's flush walks all of a participant's streams), not one per packet.
+    /// Only without the bandwidth estimate: its pacer lets one packet out per flush and
+    /// would hold a batch back.
+    unflushed: Vec<SessionId>,
+    /// Participants get no bandwidth estimate ([`Core::without_estimate`]).
+    no_estimate: bool,
     /// Set after [`Core::poll_output`] has returned everything but the timeout.
     timeout_due: bool,
     seed: u64,
@@ -175,6 +183,13 @@ impl Core {
             seed: seed | 1,
             ..Default::default()
         }
+    }
+
+    /// Participants joining from now on get no bandwidth estimate (nor its pacer): for a
+    /// server whose meetings have no simulcast, where there are no layers to choose.
+    pub fn without_estimate(mut self) -> Core {
+        self.no_estimate = true;
+        self
     }
 
     /// The source's state (created empty on first use).
@@ -424,7 +439,15 @@ impl Core {
         let id = self.next_id;
         self.next_id += 1;
         let seed = (id.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ self.seed) | 1;
-        let (peer, answer) = Peer::join(now, room, offer, tracks, candidates, seed)?;
+        let (peer, answer) = Peer::join(
+            now,
+            room,
+            offer,
+            tracks,
+            candidates,
+            seed,
+            !self.no_estimate,
+        )?;
         self.peers.insert(id, peer);
         self.rooms.entry(room).or_default().peers.push(id);
         self.timeout_due = false;
@@ -552,7 +575,8 @@ impl Core {
                 }
             }
             if wrote {
-                sub.flush(now, &mut self.scratch);
+                let defer = self.no_estimate;
+                wrote_to(sub, sid, defer, now, &mut self.unflushed, &mut self.scratch);
             }
         }
     }
@@ -641,7 +665,15 @@ impl Core {
                             }
                         }
                         if wrote {
-                            sub.flush(now, &mut self.scratch);
+                            let defer = self.no_estimate;
+                            wrote_to(
+                                sub,
+                                *sid,
+                                defer,
+                                now,
+                                &mut self.unflushed,
+                                &mut self.scratch,
+                            );
                         }
                     }
                     for rid in want_key {
@@ -666,7 +698,15 @@ impl Core {
                                 for x in &later {
                                     sub.forward(i, x);
                                 }
-                                sub.flush(now, &mut self.scratch);
+                                let defer = self.no_estimate;
+                                wrote_to(
+                                    sub,
+                                    sid,
+                                    defer,
+                                    now,
+                                    &mut self.unflushed,
+                                    &mut self.scratch,
+                                );
                             }
                         }
                     }
@@ -967,6 +1007,18 @@ impl Core {
         }
     }
 
+    /// Lets every participant's WebRTC stack send what was forwarded to it.
+    fn flush_peers(&mut self) {
+        let now = self.now.unwrap_or_else(Instant::now);
+        for id in std::mem::take(&mut self.unflushed) {
+            if let Some(p) = self.peers.get_mut(&id) {
+                p.unflushed = false;
+                p.flush(now, &mut self.scratch);
+            }
+        }
+        self.flush_scratch();
+    }
+
     fn flush_scratch(&mut self) {
         self.out
             .extend(self.scratch.drain(..).map(Output::Transmit));
@@ -994,6 +1046,9 @@ impl Core {
     /// The next thing to do: datagrams and closings first, then the time of the next
     /// timeout (or `None` when there are no sessions).
     pub fn poll_output(&mut self) -> Option<Output> {
+        if !self.unflushed.is_empty() {
+            self.flush_peers();
+        }
         if let Some(o) = self.out.pop_front() {
             return Some(o);
         }
@@ -1008,6 +1063,24 @@ impl Core {
             .chain(self.room_tick)
             .min()
             .map(Output::Timeout)
+    }
+}
+
+/// After packets were forwarded to participant `id`: its WebRTC stack sends them now, or
+/// (`defer`) at the next [`Core::poll_output`] with whatever else it gets meanwhile.
+fn wrote_to(
+    sub: &mut Peer,
+    id: SessionId,
+    defer: bool,
+    now: Instant,
+    unflushed: &mut Vec<SessionId>,
+    scratch: &mut Vec<Transmit>,
+) {
+    if !defer {
+        sub.flush(now, scratch);
+    } else if !sub.unflushed {
+        sub.unflushed = true;
+        unflushed.push(id);
     }
 }
 

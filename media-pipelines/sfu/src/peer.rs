@@ -208,6 +208,8 @@ pub struct Peer {
     rnd: u64,
     /// Payload type → codec of what the participant sends (looked up once per type).
     codecs: Vec<(Pt, RtcCodec)>,
+    /// Packets were forwarded to it since its last [`Peer::flush`] (the core's to do).
+    pub(crate) unflushed: bool,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -316,14 +318,17 @@ impl Peer {
         tracks: &[(String, TrackKind)],
         candidates: &[(Proto, SocketAddr)],
         seed: u64,
+        estimate: bool,
     ) -> Result<(Peer, String), SessionError> {
         let mut cfg = Rtc::builder()
             .set_rtp_mode(true)
             .set_ice_lite(true)
             .clear_codecs()
-            // Transport-wide congestion control toward the participant: the estimate
-            // chooses the simulcast layers it gets.
-            .enable_bwe(Some(str0m::bwe::Bitrate::kbps(1500)))
+            // Transport-wide congestion control toward the participant (with `estimate`):
+            // the estimate chooses the simulcast layers it gets. It comes with a pacer
+            // that spreads what is sent over time; without layers to choose from, it would
+            // only delay what cannot be reduced anyway.
+            .enable_bwe(estimate.then_some(str0m::bwe::Bitrate::kbps(1500)))
             .set_stats_interval(None);
         // Opus first (the answer's first codec is what the browser sends), with in-band
         // FEC and DTX asked of the senders (`usedtx=1`): a silent microphone sends next to
@@ -380,6 +385,7 @@ impl Peer {
             bwe_bps: None,
             rnd: seed | 1,
             codecs: Vec::new(),
+            unflushed: false,
         };
         let answer = peer.renegotiate(now, offer, tracks)?;
         Ok((peer, answer))
@@ -901,9 +907,21 @@ impl Peer {
         }
     }
 
-    /// Lets str0m send what [`Peer::forward`] queued.
+    /// Lets str0m send what [`Peer::forward`] queued (one call for all the packets
+    /// forwarded since the last). Its pacer (with the bandwidth estimate) lets one packet
+    /// out per timeout: the timeouts due now are handled until none is.
     pub fn flush(&mut self, now: Instant, out: &mut Vec<Transmit>) {
         self.input(Input::Timeout(now), out);
+        for _ in 0..256 {
+            let before = out.len();
+            if self.timeout > now || self.ended.is_some() {
+                break;
+            }
+            self.input(Input::Timeout(now), out);
+            if out.len() == before {
+                break; // due, but nothing to send
+            }
+        }
     }
 
     /// Feeds the microphone's loudness from a packet's audio level.

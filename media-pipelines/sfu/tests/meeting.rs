@@ -203,7 +203,20 @@ impl Net {
 
 #[test]
 fn three_participants_each_receive_the_two_others() {
+    each_receives_the_two_others(Net::new(1));
+}
+
+/// Without the bandwidth estimate (a server whose meetings have no simulcast), packets
+/// forwarded to a participant are flushed in batches: the same media arrives whole.
+#[test]
+fn without_the_estimate_the_same_media_arrives() {
     let mut net = Net::new(1);
+    net.core = Core::new(7).without_estimate();
+    let net = each_receives_the_two_others(net);
+    assert_eq!(net.estimates(), vec![None; 3], "no estimate was made");
+}
+
+fn each_receives_the_two_others(mut net: Net) -> Net {
     for _ in 0..3 {
         net.join(1, 4, 4);
     }
@@ -252,6 +265,7 @@ fn three_participants_each_receive_the_two_others() {
             }
         }
     }
+    net
 }
 
 #[test]
