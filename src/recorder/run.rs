@@ -76,6 +76,8 @@ struct Segment {
     /// Per writer track: the run decode time at the segment's start, so that every file's
     /// own timeline starts at 0.
     base: Vec<u64>,
+    /// Per writer track: the decode time of the last sample written.
+    last: Vec<Option<u64>>,
 }
 
 pub struct RunState {
@@ -204,9 +206,20 @@ impl RunState {
         let Some(wt) = seg.map[f.track] else {
             return out; // a track that joined after this segment began: from the next one
         };
+        // Audio captured just before the keyframe that opened the segment but received
+        // after it (a keyframe takes many packets, and each track's clock is corrected
+        // for drift on its own) starts the segment's audio at 0. A second one that early
+        // would have no duration (two samples at one decode time: every export of it
+        // would carry duplicate timestamps): left out, counted.
+        let rel = dts.saturating_sub(seg.base[wt]);
+        if seg.last[wt].is_some_and(|l| rel <= l) {
+            self.frames_skipped += 1;
+            return out;
+        }
+        seg.last[wt] = Some(rel);
         let sample = Sample {
             track: wt,
-            dts: dts.saturating_sub(seg.base[wt]),
+            dts: rel,
             is_sync: f.is_sync,
             data: f.data,
             wall_ms,
@@ -294,6 +307,7 @@ impl RunState {
             map,
             bytes: init.len() as u64,
             timescales,
+            last: vec![None; base.len()],
             base,
         });
         out.push(Out::Create { meta, init });
@@ -482,6 +496,76 @@ mod tests {
             })
             .collect();
         assert_eq!(kf, (0..10).map(|s| s * 1000).collect::<Vec<_>>());
+    }
+
+    /// At a segment roll-over, audio frames timestamped before the new keyframe but
+    /// received after it are never written at the segment's start with no duration.
+    #[test]
+    fn late_audio_at_a_roll_over_is_not_written_at_the_start() {
+        let t0 = 1_795_000_000_000;
+        let mut rs = RunState::new(cfg(), vec![None, Some(pcmu())]);
+        let mut out = Vec::new();
+        // Audio frames of 20 ms arrive on time, but the two just before each keyframe
+        // arrive right after it.
+        let mut held = Vec::new();
+        for i in 0..300i64 {
+            let p = (i == 0).then(|| video(640));
+            out.extend(rs.on_frame(
+                frame(0, i * 3600, i % 25 == 0, Bytes::from_static(&[1; 64]), p),
+                t0 + i * 40,
+            ));
+            for k in held.drain(..) {
+                out.extend(rs.on_frame(
+                    frame(1, k * 160, true, Bytes::from_static(&[0xff; 160]), None),
+                    t0 + i * 40 + 1,
+                ));
+            }
+            for k in [i * 2, i * 2 + 1] {
+                if (i + 1) % 25 == 0 {
+                    held.push(k);
+                } else {
+                    out.extend(rs.on_frame(
+                        frame(1, k * 160, true, Bytes::from_static(&[0xff; 160]), None),
+                        t0 + k * 20,
+                    ));
+                }
+            }
+        }
+        rs.end_run(&mut out);
+        let (metas, _, _, _) = summary(&out);
+        assert_eq!(metas.len(), 2, "a roll-over at 10 s");
+        // Each segment's audio, read back: no sample without duration.
+        for m in &metas {
+            let mut file = Vec::new();
+            for o in &out {
+                match o {
+                    Out::Create { meta, init } if meta.path == m.path => file.extend(init),
+                    Out::Append { path, bytes, .. } if *path == m.path => {
+                        file.extend(bytes.to_vec())
+                    }
+                    _ => {}
+                }
+            }
+            let len = file.len() as u64;
+            let scanned =
+                xaso_record::scan::scan(&mut std::io::Cursor::new(file), len).expect("scans");
+            let audio = scanned.tracks[1].track_id;
+            let durations: Vec<u32> = scanned
+                .fragments
+                .iter()
+                .flat_map(|f| &f.trafs)
+                .filter(|t| t.track_id == audio)
+                .flat_map(|t| t.samples.iter().map(|x| x.duration))
+                .collect();
+            assert!(!durations.is_empty());
+            assert!(
+                durations.iter().all(|d| *d > 0),
+                "{}: audio durations {durations:?}",
+                m.path
+            );
+        }
+        // The frames before the first keyframe's audio and the late ones at 10 s.
+        assert!(rs.frames_skipped > 0);
     }
 
     #[test]
