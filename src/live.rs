@@ -982,9 +982,6 @@ struct LiveSocket {
     gso: quinn_udp::UdpSocketState,
 }
 
-/// Splits `t` into runs that one GSO send can carry: consecutive datagrams from one socket to
-/// one address, all of the first one's size but the last, which may be shorter (the kernel
-/// cuts the buffer into datagrams of the first one's size), `max` at most.
 /// Each destination's datagrams together, each RTP stream's in its order (a stable sort):
 /// a frame's packets then leave in one GSO send even when the stack interleaved streams.
 fn group_by_stream(out: &mut [Transmit]) {
@@ -1004,6 +1001,9 @@ fn rtp_ssrc(d: &[u8]) -> u32 {
     }
 }
 
+/// Splits `t` into runs that one GSO send can carry: consecutive datagrams from one socket to
+/// one address, all of the first one's size but the last, which may be shorter (the kernel
+/// cuts the buffer into datagrams of the first one's size), `max` at most.
 fn gso_runs(t: &[Transmit], max: usize) -> Vec<std::ops::Range<usize>> {
     let mut runs = Vec::new();
     let mut start = 0;

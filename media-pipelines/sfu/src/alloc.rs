@@ -37,14 +37,7 @@ pub fn allocate(budget_bps: Option<u64>, wants: &[Want]) -> Vec<usize> {
     let Some(budget) = budget_bps else {
         return pick;
     };
-    let cost = |pick: &[usize]| -> u64 {
-        wants
-            .iter()
-            .zip(pick)
-            .map(|(w, i)| w.layers.get(*i).copied().unwrap_or(0))
-            .sum()
-    };
-    while cost(&pick) > budget {
+    while cost(wants, &pick) > budget {
         let down = (0..wants.len())
             .filter(|i| pick[*i] > 0)
             .max_by_key(|i| (!wants[*i].screen, wants[*i].layers[pick[*i]]));
@@ -54,6 +47,15 @@ pub fn allocate(budget_bps: Option<u64>, wants: &[Want]) -> Vec<usize> {
         }
     }
     pick
+}
+
+/// The bitrate of the layers `pick` chooses for `wants`.
+pub fn cost(wants: &[Want], pick: &[usize]) -> u64 {
+    wants
+        .iter()
+        .zip(pick)
+        .map(|(w, i)| w.layers.get(*i).copied().unwrap_or(0))
+        .sum()
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 //! picks the active speaker from the microphones' audio levels, and forwards each packet a
 //! participant publishes to the slots that carry it (docs/design/meetings.md).
 
-use crate::alloc::{Want, allocate};
+use crate::alloc::{Want, allocate, cost};
 use crate::peer::RtpIn;
 use crate::peer::{Feed, PEER_CONNECT_TIMEOUT, Peer, PeerEvent, TrackKind};
 use crate::session::{CONNECT_TIMEOUT, Proto, Session, SessionError, Transmit};
@@ -161,11 +161,10 @@ pub struct Core {
     now: Option<Instant>,
     out: VecDeque<Output>,
     scratch: Vec<Transmit>,
-    /// Participants with forwarded packets not yet handed to their WebRTC stack's output:
-    /// flushed once in [`Core::poll_output`], so that a batch of inputs costs each one
-    /// flush (str0m's flush walks all of a participant's streams), not one per packet.
-    /// Only without the bandwidth estimate: its pacer lets one packet out per flush and
-    /// would hold a batch back.
+    /// Participants with forwarded packets not yet handed to their WebRTC stack's output
+    /// (see [`Peer::wrote`]): flushed once in [`Core::poll_output`], so that a batch of
+    /// inputs costs each one flush (str0m's flush walks all of a participant's streams),
+    /// not one per packet.
     unflushed: Vec<SessionId>,
     /// Participants get no bandwidth estimate ([`Core::without_estimate`]).
     no_estimate: bool,
@@ -574,9 +573,8 @@ impl Core {
                     }
                 }
             }
-            if wrote {
-                let defer = self.no_estimate;
-                wrote_to(sub, sid, defer, now, &mut self.unflushed, &mut self.scratch);
+            if wrote && sub.wrote(now, &mut self.scratch) {
+                self.unflushed.push(sid);
             }
         }
     }
@@ -664,16 +662,8 @@ impl Core {
                                 }
                             }
                         }
-                        if wrote {
-                            let defer = self.no_estimate;
-                            wrote_to(
-                                sub,
-                                *sid,
-                                defer,
-                                now,
-                                &mut self.unflushed,
-                                &mut self.scratch,
-                            );
+                        if wrote && sub.wrote(now, &mut self.scratch) {
+                            self.unflushed.push(*sid);
                         }
                     }
                     for rid in want_key {
@@ -698,15 +688,9 @@ impl Core {
                                 for x in &later {
                                     sub.forward(i, x);
                                 }
-                                let defer = self.no_estimate;
-                                wrote_to(
-                                    sub,
-                                    sid,
-                                    defer,
-                                    now,
-                                    &mut self.unflushed,
-                                    &mut self.scratch,
-                                );
+                                if sub.wrote(now, &mut self.scratch) {
+                                    self.unflushed.push(sid);
+                                }
                             }
                         }
                     }
@@ -785,16 +769,12 @@ impl Core {
                 .collect();
             // 85 % of the estimate for video: audio, RTCP and retransmissions need room.
             let pick = allocate(sub.bwe_bps.map(|b| b * 85 / 100), &wants);
-            let cost = |p: &[usize]| -> u64 {
-                wants
-                    .iter()
-                    .zip(p)
-                    .map(|(w, k)| w.layers.get(*k).copied().unwrap_or(0))
-                    .sum()
-            };
             let ideal = allocate(None, &wants);
             // What the tiles would take at their best, with room for audio and RTCP.
-            sub.set_bitrate(cost(&pick), cost(&ideal) * 100 / 85 + 100_000);
+            sub.set_bitrate(
+                cost(&wants, &pick),
+                cost(&wants, &ideal) * 100 / 85 + 100_000,
+            );
             tracing::debug!(peer = sid, bwe = ?sub.bwe_bps, ?wants, ?pick, "simulcast allocation");
             for ((i, f), k) in slots.into_iter().zip(pick) {
                 let Some(ls) = layers.get(&f).filter(|l| l.len() > 1) else {
@@ -1012,7 +992,6 @@ impl Core {
         let now = self.now.unwrap_or_else(Instant::now);
         for id in std::mem::take(&mut self.unflushed) {
             if let Some(p) = self.peers.get_mut(&id) {
-                p.unflushed = false;
                 p.flush(now, &mut self.scratch);
             }
         }
@@ -1063,24 +1042,6 @@ impl Core {
             .chain(self.room_tick)
             .min()
             .map(Output::Timeout)
-    }
-}
-
-/// After packets were forwarded to participant `id`: its WebRTC stack sends them now, or
-/// (`defer`) at the next [`Core::poll_output`] with whatever else it gets meanwhile.
-fn wrote_to(
-    sub: &mut Peer,
-    id: SessionId,
-    defer: bool,
-    now: Instant,
-    unflushed: &mut Vec<SessionId>,
-    scratch: &mut Vec<Transmit>,
-) {
-    if !defer {
-        sub.flush(now, scratch);
-    } else if !sub.unflushed {
-        sub.unflushed = true;
-        unflushed.push(id);
     }
 }
 

@@ -245,9 +245,9 @@ impl Participant {
             .map_err(|e| e.to_string())?
             .to_sdp_string();
         let (mut video, mut audio) = (Vec::new(), Vec::new());
-        for (mid, is_video, dir) in crate::peer::sections(&answer) {
-            if dir == "recvonly" {
-                if is_video { &mut video } else { &mut audio }.push(mid);
+        for s in crate::session::sections(&answer) {
+            if s.dir == "recvonly" {
+                if s.video { &mut video } else { &mut audio }.push(s.mid);
             }
         }
         let none = (Mid::from("none-a"), Mid::from("none-v"));

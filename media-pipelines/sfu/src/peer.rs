@@ -8,7 +8,9 @@
 //! str0m stays behind this type as it does behind [`crate::session`]; every call into it
 //! runs under `catch_unwind`.
 
-use crate::session::{Proto, SessionError, Transmit, add_candidates, guard, receive};
+use crate::session::{
+    Proto, Section, SessionError, Transmit, add_candidates, guard, receive, sections,
+};
 use crate::vp8::Renumber;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -209,7 +211,9 @@ pub struct Peer {
     /// Payload type → codec of what the participant sends (looked up once per type).
     codecs: Vec<(Pt, RtcCodec)>,
     /// Packets were forwarded to it since its last [`Peer::flush`] (the core's to do).
-    pub(crate) unflushed: bool,
+    unflushed: bool,
+    /// It has a bandwidth estimate, and with it str0m's pacer.
+    paced: bool,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -226,43 +230,12 @@ const RECENT: usize = 128;
 /// How long a peer may stay unconnected after its offer.
 pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The media sections of an SDP: `(mid, video?, direction in it)`, rejected ones left out.
-pub(crate) fn sections(sdp: &str) -> Vec<(Mid, bool, &str)> {
-    let mut out = Vec::new();
-    for section in sdp.split("\nm=").skip(1) {
-        let mut words = section.split_whitespace();
-        let video = match words.next() {
-            Some("video") => true,
-            Some("audio") => false,
-            _ => continue,
-        };
-        if words.next() == Some("0") {
-            continue;
-        }
-        let lines = || section.lines().map(str::trim);
-        let dir = lines()
-            .find_map(|l| {
-                ["sendrecv", "sendonly", "recvonly", "inactive"]
-                    .into_iter()
-                    .find(|d| l.strip_prefix("a=") == Some(*d))
-            })
-            .unwrap_or("sendrecv");
-        if let Some(mid) = lines().find_map(|l| l.strip_prefix("a=mid:")) {
-            out.push((Mid::from(mid), video, dir));
-        }
-    }
-    out
-}
-
 /// The send layers each media section of an offer declares (`a=rid:X send`), by mid.
 fn declared_rids(sdp: &str) -> HashMap<Mid, Vec<Rid>> {
     let mut out = HashMap::new();
-    for section in sdp.split("\nm=").skip(1) {
-        let lines = || section.lines().map(str::trim);
-        let Some(mid) = lines().find_map(|l| l.strip_prefix("a=mid:")) else {
-            continue;
-        };
-        let rids: Vec<Rid> = lines()
+    for s in sections(sdp) {
+        let rids: Vec<Rid> = s
+            .lines()
             .filter_map(|l| l.strip_prefix("a=rid:"))
             .filter_map(|r| {
                 let mut w = r.split_whitespace();
@@ -271,7 +244,7 @@ fn declared_rids(sdp: &str) -> HashMap<Mid, Vec<Rid>> {
             })
             .collect();
         if !rids.is_empty() {
-            out.insert(Mid::from(mid), rids);
+            out.insert(s.mid, rids);
         }
     }
     out
@@ -386,6 +359,7 @@ impl Peer {
             rnd: seed | 1,
             codecs: Vec::new(),
             unflushed: false,
+            paced: estimate,
         };
         let answer = peer.renegotiate(now, offer, tracks)?;
         Ok((peer, answer))
@@ -420,7 +394,10 @@ impl Peer {
         self.codecs.clear();
         let mut published = Vec::new();
         let mut slots = Vec::new();
-        for (mid, video, dir) in sections(&answer) {
+        for Section {
+            mid, video, dir, ..
+        } in sections(&answer)
+        {
             match dir {
                 // We receive: a track the page publishes.
                 "recvonly" | "sendrecv" => {
@@ -907,20 +884,22 @@ impl Peer {
         }
     }
 
-    /// Lets str0m send what [`Peer::forward`] queued (one call for all the packets
-    /// forwarded since the last). Its pacer (with the bandwidth estimate) lets one packet
-    /// out per timeout: the timeouts due now are handled until none is.
+    /// Lets str0m send what [`Peer::forward`] queued.
     pub fn flush(&mut self, now: Instant, out: &mut Vec<Transmit>) {
+        self.unflushed = false;
         self.input(Input::Timeout(now), out);
-        for _ in 0..256 {
-            let before = out.len();
-            if self.timeout > now || self.ended.is_some() {
-                break;
-            }
-            self.input(Input::Timeout(now), out);
-            if out.len() == before {
-                break; // due, but nothing to send
-            }
+    }
+
+    /// After packets were forwarded to it. With a pacer (the bandwidth estimate), str0m
+    /// lets one packet out per flush, so it is flushed now (a batch would wait behind the
+    /// pacer). Without, the core flushes it once for a whole batch of inputs: returns
+    /// whether the core has yet to note it.
+    pub fn wrote(&mut self, now: Instant, out: &mut Vec<Transmit>) -> bool {
+        if self.paced {
+            self.flush(now, out);
+            false
+        } else {
+            !std::mem::replace(&mut self.unflushed, true)
         }
     }
 
@@ -979,7 +958,10 @@ mod tests {
                    m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=sendonly\r\n\
                    m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\na=sendonly\r\n\
                    m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:3\r\n";
-        let s = sections(sdp);
+        let s: Vec<(Mid, bool, &str)> = sections(sdp)
+            .into_iter()
+            .map(|s| (s.mid, s.video, s.dir))
+            .collect();
         assert_eq!(
             s,
             vec![

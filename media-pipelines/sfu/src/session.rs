@@ -518,22 +518,66 @@ impl Session {
 /// The `(mid, kind)` of each media section of an SDP answer that is not rejected (port 0)
 /// and sends (`sendonly`/`sendrecv`).
 fn accepted_media(sdp: &str) -> Vec<(Mid, MediaKind)> {
+    sections(sdp)
+        .into_iter()
+        .filter(|s| s.dir == "sendonly" || s.dir == "sendrecv")
+        .map(|s| {
+            let kind = if s.video {
+                MediaKind::Video
+            } else {
+                MediaKind::Audio
+            };
+            (s.mid, kind)
+        })
+        .collect()
+}
+
+/// An audio or video section of an SDP that is not rejected (port 0).
+#[derive(Debug)]
+pub(crate) struct Section<'a> {
+    pub mid: Mid,
+    pub video: bool,
+    /// `sendrecv`, `sendonly`, `recvonly` or `inactive`.
+    pub dir: &'a str,
+    /// From the kind to the next `m=` line.
+    body: &'a str,
+}
+
+impl Section<'_> {
+    /// The section's lines, trimmed.
+    pub fn lines(&self) -> impl Iterator<Item = &str> {
+        self.body.lines().map(str::trim)
+    }
+}
+
+/// The audio and video sections of an SDP with a mid, rejected ones left out.
+pub(crate) fn sections(sdp: &str) -> Vec<Section<'_>> {
     let mut out = Vec::new();
-    for section in sdp.split("\r\nm=").skip(1) {
-        let mut words = section.split_whitespace();
-        let kind = match words.next() {
-            Some("video") => MediaKind::Video,
-            Some("audio") => MediaKind::Audio,
+    for body in sdp.split("\nm=").skip(1) {
+        let mut words = body.split_whitespace();
+        let video = match words.next() {
+            Some("video") => true,
+            Some("audio") => false,
             _ => continue,
         };
         if words.next() == Some("0") {
             continue;
         }
-        let lines = || section.split("\r\n");
-        let sends = lines().any(|l| l == "a=sendonly" || l == "a=sendrecv");
-        let mid = lines().find_map(|l| l.strip_prefix("a=mid:"));
-        if let (true, Some(mid)) = (sends, mid) {
-            out.push((Mid::from(mid), kind));
+        let lines = || body.lines().map(str::trim);
+        let dir = lines()
+            .find_map(|l| {
+                ["sendrecv", "sendonly", "recvonly", "inactive"]
+                    .into_iter()
+                    .find(|d| l.strip_prefix("a=") == Some(*d))
+            })
+            .unwrap_or("sendrecv");
+        if let Some(mid) = lines().find_map(|l| l.strip_prefix("a=mid:")) {
+            out.push(Section {
+                mid: Mid::from(mid),
+                video,
+                dir,
+                body,
+            });
         }
     }
     out
