@@ -492,6 +492,11 @@ impl Core {
         self.peers.get(&id).and_then(|p| p.bwe_bps)
     }
 
+    /// How many keyframe requests (PLI) the core sent participant `id` as a publisher.
+    pub fn keyframes_asked_of(&self, id: SessionId) -> u64 {
+        self.peers.get(&id).map_or(0, |p| p.keyframes_asked)
+    }
+
     /// A camera joins a room as a participant: its stream goes to the slots that choose it,
     /// forwarded as it is (H.264 video; G.711 or Opus audio). Its frames must come in as
     /// [`Input::Frame`] of source `camera`.

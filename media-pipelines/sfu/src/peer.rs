@@ -190,6 +190,8 @@ pub struct Peer {
     pub last_spoke: Option<Instant>,
     /// Keyframe requests sent to the page, per track (at most one each 500 ms).
     last_pli: HashMap<(Mid, Option<Rid>), Instant>,
+    /// Keyframe requests sent to this participant (each PLI, per layer).
+    pub keyframes_asked: u64,
     pub events: Vec<PeerEvent>,
     /// The latest video packets of each published track, in arrival order: a slot that
     /// starts on a keyframe's first packet also gets those of its frame that arrived
@@ -348,6 +350,7 @@ impl Peer {
             loud_at: None,
             last_spoke: None,
             last_pli: HashMap::new(),
+            keyframes_asked: 0,
             events: Vec::new(),
             recent: HashMap::new(),
             rates: HashMap::new(),
@@ -754,6 +757,7 @@ impl Peer {
             for rid in rids {
                 if let Some(s) = api.stream_rx_by_mid(mid, rid) {
                     s.request_keyframe(KeyframeRequestKind::Pli);
+                    self.keyframes_asked += 1;
                     any = true;
                 }
             }

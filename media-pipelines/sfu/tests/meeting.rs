@@ -282,6 +282,7 @@ fn loss_and_jitter_are_repaired_by_nack_and_switches_land_on_keyframes() {
     net.loss = 30;
     net.jitter_ms = 30;
     net.run(Duration::from_secs(2), |_| true);
+    let asked_before = net.core.keyframes_asked_of(net.id(2));
     net.parts[0].2.level = 127;
     net.parts[2].2.level = 15; // then participant 2
     net.run(Duration::from_secs(3), |_| true);
@@ -332,8 +333,11 @@ fn loss_and_jitter_are_repaired_by_nack_and_switches_land_on_keyframes() {
         slot.packets
     );
     assert!(slot.frames > 100, "{} frames", slot.frames);
-    // The switch asked the new publisher for a keyframe.
-    assert!(net.part(2).keyframe_requests > 0);
+    // The switch asked the new publisher for a keyframe. (Whether the request arrived
+    // is up to the lossy network: when it is lost and the publisher's next regular
+    // keyframe comes before the retry, none arrives, and the switch still lands on a
+    // keyframe, as checked above.)
+    assert!(net.core.keyframes_asked_of(net.id(2)) > asked_before);
 }
 
 #[test]
