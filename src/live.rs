@@ -1436,6 +1436,90 @@ mod tests {
         assert_eq!(order, vec![(1, 1), (1, 2), (1, 3), (2, 1), (2, 2)]);
     }
 
+    #[tokio::test]
+    async fn send_all_delivers_every_datagram_in_each_streams_order() {
+        let std_sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        std_sock.set_nonblocking(true).unwrap();
+        let local = std_sock.local_addr().unwrap();
+        let gso = quinn_udp::UdpSocketState::new((&std_sock).into()).unwrap();
+        let sock = Arc::new(UdpSocket::from_std(std_sock).unwrap());
+        let sockets = [LiveSocket { local, sock, gso }];
+        let mut receivers = Vec::new();
+        for _ in 0..3 {
+            receivers.push(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        }
+        // What the core puts out for three participants, streams interleaved: per
+        // participant 40 audio packets of 60-120 bytes (ssrc 10 + k), three video frames
+        // (a 40-byte packet, three of 1200 and a short one, ssrc 20 + k), and two RTCP packets.
+        let rtp = |ssrc: u32, seq: u16, len: usize| {
+            let mut d = vec![0u8; len];
+            d[0] = 0x80;
+            d[1] = 96;
+            d[2..4].copy_from_slice(&seq.to_be_bytes());
+            d[8..12].copy_from_slice(&ssrc.to_be_bytes());
+            d
+        };
+        let mut out = Vec::new();
+        for seq in 0..40u16 {
+            for (k, r) in receivers.iter().enumerate() {
+                let destination = r.local_addr().unwrap();
+                let k = k as u32;
+                let mut push = |contents: Vec<u8>| {
+                    out.push(Transmit {
+                        proto: Proto::Udp,
+                        source: local,
+                        destination,
+                        contents,
+                    })
+                };
+                push(rtp(10 + k, seq, 60 + usize::from(seq) % 61));
+                if seq % 13 == 0 {
+                    // A small first packet (parameter sets) goes alone, before the run.
+                    for i in 0..5u16 {
+                        let len = [40, 1200, 1200, 1200, 300][usize::from(i)];
+                        push(rtp(20 + k, seq * 5 + i, len));
+                    }
+                }
+                if seq % 20 == 0 {
+                    push(vec![0x80, 200, 0, 6, 0, 0, 0, 1]);
+                }
+            }
+        }
+        let mut expected: Vec<Vec<Vec<u8>>> = vec![Vec::new(); 3];
+        for t in &out {
+            let k = receivers
+                .iter()
+                .position(|r| r.local_addr().unwrap() == t.destination)
+                .unwrap();
+            expected[k].push(t.contents.clone());
+        }
+        let tcp = TcpConns::default();
+        let mut scratch = Vec::new();
+        send_all(&sockets, &tcp, &mut out, &mut scratch).await;
+        assert!(out.is_empty());
+        let mut buf = vec![0u8; 2048];
+        for (k, r) in receivers.iter().enumerate() {
+            let mut got = Vec::new();
+            while got.len() < expected[k].len() {
+                let (n, from) =
+                    tokio::time::timeout(std::time::Duration::from_secs(5), r.recv_from(&mut buf))
+                        .await
+                        .expect("every datagram arrives")
+                        .unwrap();
+                assert_eq!(from, local);
+                got.push(buf[..n].to_vec());
+            }
+            // Each stream's datagrams in the order they were put out; all of them.
+            for ssrc in [10 + k as u32, 20 + k as u32, 0] {
+                let of = |v: &Vec<Vec<u8>>| -> Vec<Vec<u8>> {
+                    v.iter().filter(|d| rtp_ssrc(d) == ssrc).cloned().collect()
+                };
+                assert_eq!(of(&got), of(&expected[k]), "stream {ssrc} to receiver {k}");
+            }
+            assert_eq!(got.len(), expected[k].len());
+        }
+    }
+
     #[test]
     fn gso_runs_follow_the_kernels_rule() {
         // A frame to viewer 1 (three full packets, a short last one), then its audio, then
