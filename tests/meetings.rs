@@ -479,6 +479,24 @@ async fn votes_documents_and_the_record() {
         e["message"].as_str().unwrap().contains("already voted"),
         "{e}"
     );
+    // Nor by leaving and joining again under the same name (its case and spacing aside).
+    guests[1].close(None).await.unwrap();
+    let (mut g, _) = tokio_tungstenite::connect_async(format!("{base}?t={link}"))
+        .await
+        .unwrap();
+    send(&mut g, json!({"type": "join", "name": " chị  HOA"})).await;
+    keys[1] = until(&mut g, "welcome").await["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    guests[1] = g;
+    send(
+        &mut guests[1],
+        json!({"type": "vote_cast", "vote": vid, "option": 1}),
+    )
+    .await;
+    let e = until(&mut guests[1], "error").await;
+    assert_eq!(e["status"], 409, "a guest who came back votes once: {e}");
     send(
         &mut guests[0],
         json!({"type": "vote_cast", "vote": vid, "option": 7}),
@@ -619,10 +637,16 @@ async fn votes_documents_and_the_record() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rec: Value = get_json(&c, &format!("{}/api/meetings/{id}/record", s.url)).await;
     let att = rec["attendance"].as_array().unwrap();
-    assert_eq!(att.len(), 3, "{rec}");
+    // Chị Hoa's two attendances (she left and came back), each with its leaving time.
+    assert_eq!(att.len(), 4, "{rec}");
     assert!(
         att.iter()
             .any(|a| a["name"] == "Chị Hoa" && a["left"].is_string()),
+        "{rec}"
+    );
+    assert!(
+        att.iter()
+            .any(|a| a["name"] == "chị  HOA" && a["left"].is_string()),
         "{rec}"
     );
     assert!(

@@ -88,13 +88,23 @@ struct Part {
 }
 
 impl Part {
-    /// Who votes: one ballot per user account, or per guest's attendance.
+    /// Who votes: one ballot per user account, or per guest's name in the meeting (so a
+    /// guest who leaves and joins again under that name cannot vote twice; case and
+    /// spacing do not make a new name).
     fn voter(&self) -> String {
         match self.who.user_id {
             Some(u) => format!("user:{u}"),
-            None => format!("guest:{}", self.attendance),
+            None => format!("guest:{}", guest_voter(&self.who.name)),
         }
     }
+}
+
+/// A guest's name as a ballot's voter: lower case, words joined by one space.
+fn guest_voter(name: &str) -> String {
+    name.split_whitespace()
+        .map(str::to_lowercase)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A participant found by its key.
