@@ -344,8 +344,6 @@ enum Cmd {
         peer: SessionId,
         tiles: Vec<(SessionId, u32)>,
     },
-    /// Report every slot of a room again.
-    Resync(i64),
     /// A camera joins (or leaves) a meeting's room.
     MeetingCamera {
         room: i64,
@@ -817,11 +815,6 @@ impl Live {
                 blocked,
             })
             .await;
-    }
-
-    /// Reports every slot of meeting `room` again (see `Core::resync_room`).
-    pub async fn resync(&self, room: i64) {
-        let _ = self.cmd.send(Cmd::Resync(room)).await;
     }
 
     /// A camera joins or leaves meeting `room` (the meeting id).
@@ -1368,7 +1361,6 @@ fn handle_cmd(
             blocked,
         } => core.set_blocked(peer, track, blocked),
         Cmd::View { peer, tiles } => core.set_view(peer, &tiles),
-        Cmd::Resync(room) => core.resync_room(room),
         Cmd::MeetingCamera { room, camera, join } => {
             let Some(live) = live.upgrade() else { return };
             if join {

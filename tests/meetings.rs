@@ -354,6 +354,17 @@ async fn four_participants_see_and_hear_each_other() {
             .collect();
         assert_eq!(heard.len(), 3, "{r:?}");
         assert!(heard.iter().all(|n| *n >= 400), "{heard:?}");
+        // The page was told whose media each slot carries: three others, by name, also
+        // those who joined after it (the core placed them before the hub knew their ids).
+        for kind in ["video", "audio"] {
+            let named: Vec<&Value> = r.slots[kind]
+                .as_object()
+                .unwrap()
+                .values()
+                .filter_map(|f| f.get("participant"))
+                .collect();
+            assert_eq!(named.len(), 3, "{kind} slots of {}: {}", r.name, r.slots);
+        }
         assert!(
             r.first_frame.is_some_and(|t| t < Duration::from_secs(3)),
             "{r:?}"

@@ -133,7 +133,37 @@ struct Inner {
     peers: HashMap<SessionId, (i64, u64)>,
     /// Participant key → (meeting, participant).
     keys: HashMap<String, (i64, u64)>,
+    /// The core's last slot report of each of its participants, kept to be told again when
+    /// it named someone the hub did not know yet (see [`Inner::learned`]).
+    slots: HashMap<SessionId, SlotsUpdate>,
     next_pid: u64,
+}
+
+impl Inner {
+    /// The hub learned that core participant `peer` is participant `pid` of `meeting`:
+    /// the slot reports the core made before (which named `peer` as nobody) go out again,
+    /// this time naming it.
+    fn learned(&mut self, peer: SessionId, meeting: i64, pid: u64) {
+        self.peers.insert(peer, (meeting, pid));
+        let Some(room) = self.rooms.get(&meeting) else {
+            return;
+        };
+        for (sub, u) in &self.slots {
+            let names_it = *sub == peer
+                || u.video
+                    .iter()
+                    .chain(&u.audio)
+                    .any(|(_, f)| f.is_some_and(|f| f.publisher == peer));
+            if let Some(p) = names_it
+                .then(|| self.peers.get(sub))
+                .flatten()
+                .filter(|(m, _)| *m == meeting)
+                .and_then(|(_, pid)| room.parts.get(pid))
+            {
+                send(p, &slots_message(u, &self.peers));
+            }
+        }
+    }
 }
 
 pub struct Meetings {
@@ -372,7 +402,7 @@ impl Meetings {
                             p.peer = Some(peer);
                             p.connected = true;
                             let b = p.chair_muted;
-                            inner.peers.insert(peer, (meeting, pid));
+                            inner.learned(peer, meeting, pid);
                             if let Some(r) = inner.rooms.get(&meeting) {
                                 r.broadcast_participants();
                             }
@@ -393,10 +423,6 @@ impl Meetings {
                                 live.block(peer, k, true).await;
                             }
                         }
-                        // The core told the room about this participant before the hub
-                        // knew its id (those reports named nobody): once more, now that
-                        // it does.
-                        live.resync(meeting).await;
                     }
                 }
                 Ok(answer)
@@ -681,6 +707,7 @@ impl Meetings {
                 .and_then(|r| r.parts.remove(&pid));
             if let Some(peer) = part.as_ref().and_then(|p| p.peer) {
                 inner.peers.remove(&peer);
+                inner.slots.remove(&peer);
             }
             if let Some(p) = &part {
                 inner.keys.remove(&p.key);
@@ -838,14 +865,13 @@ impl Meetings {
     async fn media_event(&self, ev: MeetingMedia) {
         match ev {
             MeetingMedia::Slots(u) => {
-                let inner = self.inner.lock().expect("meetings lock");
-                let Some(&(meeting, pid)) = inner.peers.get(&u.peer) else {
-                    return;
-                };
-                let Some(p) = inner.rooms.get(&meeting).and_then(|r| r.parts.get(&pid)) else {
-                    return;
-                };
-                send(p, &slots_message(&u, &inner.peers));
+                let mut inner = self.inner.lock().expect("meetings lock");
+                if let Some(&(meeting, pid)) = inner.peers.get(&u.peer)
+                    && let Some(p) = inner.rooms.get(&meeting).and_then(|r| r.parts.get(&pid))
+                {
+                    send(p, &slots_message(&u, &inner.peers));
+                }
+                inner.slots.insert(u.peer, u);
             }
             MeetingMedia::Layers {
                 peer,
@@ -878,7 +904,8 @@ impl Meetings {
             }
             MeetingMedia::Left { room, peer, reason } => {
                 let found = {
-                    let inner = self.inner.lock().expect("meetings lock");
+                    let mut inner = self.inner.lock().expect("meetings lock");
+                    inner.slots.remove(&peer);
                     inner.peers.get(&peer).copied().filter(|(m, _)| *m == room)
                 };
                 let Some((meeting, pid)) = found else { return };
@@ -1046,4 +1073,92 @@ pub async fn remind_due(
         }
     }
     Ok(sent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A participant of meeting 1 with core id `peer` (once known), and what it is sent.
+    fn part(name: &str, peer: Option<SessionId>) -> (Part, mpsc::UnboundedReceiver<Out>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let who = Who {
+            name: name.into(),
+            user_id: None,
+            chair: false,
+            admin: false,
+            address: None,
+        };
+        let p = Part {
+            who,
+            tx,
+            peer,
+            mic: true,
+            camera: true,
+            screen: false,
+            hand: None,
+            chair_muted: PerKind::default(),
+            may_unmute: PerKind::default(),
+            attendance: 0,
+            connected: peer.is_some(),
+            key: String::new(),
+        };
+        (p, rx)
+    }
+
+    fn report(peer: SessionId, publisher: SessionId) -> SlotsUpdate {
+        let feed = |track| Some(Feed { publisher, track });
+        SlotsUpdate {
+            peer,
+            video: vec![("0".into(), feed(TrackKind::Camera))],
+            audio: vec![("1".into(), feed(TrackKind::Mic))],
+            need_video: 1,
+            need_audio: 1,
+        }
+    }
+
+    fn texts(rx: &mut mpsc::UnboundedReceiver<Out>) -> Vec<Value> {
+        let mut v = Vec::new();
+        while let Ok(Out::Text(t)) = rx.try_recv() {
+            v.push(serde_json::from_str(&t).unwrap());
+        }
+        v
+    }
+
+    #[test]
+    fn slot_reports_made_before_the_hub_knew_a_participant_are_told_again() {
+        // Participants 1 and 3 are known to the hub as core ids 10 and 30; participant 2
+        // has just been placed by the core as 20, which reported the room before the hub
+        // learned that 20 is participant 2.
+        let (p1, mut rx1) = part("Một", Some(10));
+        let (p2, mut rx2) = part("Hai", None);
+        let (p3, mut rx3) = part("Ba", Some(30));
+        let mut room = Room::default();
+        room.parts.extend([(1, p1), (2, p2), (3, p3)]);
+        let mut inner = Inner {
+            rooms: HashMap::from([(1, room)]),
+            peers: HashMap::from([(10, (1, 1)), (30, (1, 3))]),
+            keys: HashMap::new(),
+            slots: HashMap::from([
+                (10, report(10, 20)), // 1 watches 2: was told "nobody"
+                (20, report(20, 10)), // 2 watches 1: was not told at all
+                (30, report(30, 10)), // 3 watches 1: was told right
+            ]),
+            next_pid: 4,
+        };
+        let before = slots_message(&inner.slots[&10], &inner.peers);
+        assert_eq!(before["video"]["0"], Value::Null);
+        inner.learned(20, 1, 2);
+        let told = texts(&mut rx1);
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert_eq!(told[0]["video"]["0"]["participant"], 2);
+        assert_eq!(told[0]["audio"]["1"]["participant"], 2);
+        let told = texts(&mut rx2);
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert_eq!(told[0]["video"]["0"]["participant"], 1);
+        assert!(
+            texts(&mut rx3).is_empty(),
+            "a report that named no newcomer"
+        );
+    }
 }

@@ -476,17 +476,6 @@ impl Core {
         Ok(answer)
     }
 
-    /// Tells every participant of `room` again what its slots carry (the hub learned a new
-    /// participant's id after the core reported it).
-    pub fn resync_room(&mut self, room: RoomId) {
-        if let Some(r) = self.rooms.get(&room) {
-            for id in &r.peers {
-                self.reported.remove(id);
-            }
-        }
-        self.assign_room(room);
-    }
-
     /// The bandwidth estimated toward participant `id`, bits per second.
     pub fn bwe_of(&self, id: SessionId) -> Option<u64> {
         self.peers.get(&id).and_then(|p| p.bwe_bps)
