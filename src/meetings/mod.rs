@@ -88,6 +88,24 @@ struct Part {
 }
 
 impl Part {
+    /// Someone who just joined: microphone and camera on, no media connection yet.
+    fn new(who: Who, tx: mpsc::UnboundedSender<Out>, attendance: i64, key: String) -> Part {
+        Part {
+            who,
+            tx,
+            peer: None,
+            mic: true,
+            camera: true,
+            screen: false,
+            hand: None,
+            chair_muted: PerKind::default(),
+            may_unmute: PerKind::default(),
+            attendance,
+            connected: false,
+            key,
+        }
+    }
+
     /// Who votes: one ballot per user account, or per guest's name in the meeting (so a
     /// guest who leaves and joins again under that name cannot vote twice; case and
     /// spacing do not make a new name).
@@ -311,23 +329,8 @@ impl Meetings {
             locked: meeting.locked,
             ..Default::default()
         });
-        room.parts.insert(
-            pid,
-            Part {
-                who,
-                tx,
-                peer: None,
-                mic: true,
-                camera: true,
-                screen: false,
-                hand: None,
-                chair_muted: PerKind::default(),
-                may_unmute: PerKind::default(),
-                attendance,
-                connected: false,
-                key: key.clone(),
-            },
-        );
+        room.parts
+            .insert(pid, Part::new(who, tx, attendance, key.clone()));
         let chat: Vec<Value> = chat
             .iter()
             .map(|c| json!({"id": c.id, "from": {"name": c.name}, "text": c.text, "at": rfc3339(c.at_ms)}))
@@ -1089,20 +1092,9 @@ mod tests {
             admin: false,
             address: None,
         };
-        let p = Part {
-            who,
-            tx,
-            peer,
-            mic: true,
-            camera: true,
-            screen: false,
-            hand: None,
-            chair_muted: PerKind::default(),
-            may_unmute: PerKind::default(),
-            attendance: 0,
-            connected: peer.is_some(),
-            key: String::new(),
-        };
+        let mut p = Part::new(who, tx, 0, String::new());
+        p.peer = peer;
+        p.connected = peer.is_some();
         (p, rx)
     }
 
