@@ -25,6 +25,7 @@ async fn serve() -> (tempfile::TempDir, Server, reqwest::Client) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("xaso.toml");
     std::fs::write(&cfg, "[recording]\nsimulated_camera = false\n").unwrap();
+    // TEST_XASO_LOG=debug (say) shows more of the server's log in a failing test's output.
     let log = std::env::var("TEST_XASO_LOG").unwrap_or_else(|_| "info".into());
     let s = start(
         dir.path(),

@@ -64,6 +64,7 @@ async function logout() {
     // the session is dropped locally either way
   }
   me = null;
+  reminderList = null;
   history.replaceState(null, '', location.pathname);
   render();
 }
@@ -126,10 +127,13 @@ function render() {
 
 // The reminder of a meeting that starts within 15 minutes (or has started and not ended),
 // for its chair and invitees, on every page but the room itself; dismissed per meeting for
-// the session. GET /api/meetings once a minute while signed in.
+// the session. GET /api/meetings once a minute while signed in; a page change shows the
+// reminder from the last list (it fetches only when that is a minute old).
 const REMIND_MS = 15 * 60_000;
+const REMIND_CHECK_MS = 60_000;
 const reminderBar = h('div', { class: 'meeting-reminder', testid: 'meeting-reminder', hidden: true, role: 'status' });
 let reminderTimer = null;
+let reminderList = null; // {meetings, at}: the last GET /api/meetings
 
 function dismissed(id) {
   try {
@@ -139,17 +143,24 @@ function dismissed(id) {
   }
 }
 
-async function checkReminders() {
+/** Shows the reminder due; `fresh`: from a new list (else from the last, unless it is a minute old). */
+async function checkReminders(fresh = false) {
   if (!me) return;
-  if (reminderTimer === null) reminderTimer = setInterval(checkReminders, 60_000);
-  let list;
-  try {
-    list = await api.get('/api/meetings');
-  } catch {
-    return; // a reminder is a nicety: the next check tries again
+  if (reminderTimer === null) reminderTimer = setInterval(() => checkReminders(true), REMIND_CHECK_MS);
+  if (fresh || !reminderList || Date.now() - reminderList.at >= REMIND_CHECK_MS) {
+    try {
+      const list = await api.get('/api/meetings');
+      reminderList = { meetings: list.meetings || [], at: Date.now() };
+    } catch {
+      return; // a reminder is a nicety: the next check tries again
+    }
   }
+  showReminder();
+}
+
+function showReminder() {
   const now = Date.now();
-  const mine = (list.meetings || []).filter((m) => (m.chair.username === me.username || m.invitees.includes(me.username))
+  const mine = reminderList.meetings.filter((m) => (m.chair.username === me.username || m.invitees.includes(me.username))
     && (m.phase === 'upcoming' || m.phase === 'now')
     && new Date(m.start) - now <= REMIND_MS && !dismissed(m.id));
   // The next to start first; then one already on.

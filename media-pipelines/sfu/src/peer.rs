@@ -605,9 +605,11 @@ impl Peer {
                         RtcCodec::Vp8 => crate::vp8::descriptor(&p.payload),
                         _ => None,
                     };
-                    let starts = match vp8 {
-                        Some(d) => d.starts_keyframe(&p.payload),
-                        None => !video || keyframe_start(codec, &p.payload),
+                    let starts = match (vp8, codec) {
+                        (Some(d), _) => d.starts_keyframe(&p.payload),
+                        // A VP8 payload whose descriptor did not parse starts nothing.
+                        (None, RtcCodec::Vp8) => false,
+                        (None, _) => !video || keyframe_start(codec, &p.payload),
                     };
                     let r = RtpIn {
                         mid,
