@@ -408,8 +408,13 @@ async function main() {
     });
 
     await test('a meeting that starts within 15 minutes shows its chair a reminder on every page', async () => {
+      // The bar shows the next meeting to start: when the one the form scheduled (at the
+      // next quarter hour) starts within the minute, let it start first (one on now ranks
+      // after one to come).
+      const list = await (await api('/api/meetings')).json();
+      const formStart = Date.parse((list.meetings.find((m) => m.title === 'Họp thử lịch') || {}).start);
+      if (formStart > Date.now() - 1_000 && formStart < Date.now() + 60_000) await sleep(formStart - Date.now() + 1_500);
       const now = Date.now();
-      // sooner than the meeting the form scheduled (at the next quarter hour)
       const soon = await schedule(api, 'Họp sắp bắt đầu', now + 45_000, now + 60 * 60_000);
       const p = chair.page;
       await p.goto('/#/live');

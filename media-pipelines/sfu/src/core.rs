@@ -98,6 +98,8 @@ const ROOM_TICK: Duration = Duration::from_millis(200);
 /// How long a lower (higher) simulcast layer must stay chosen before a slot switches to it.
 const LAYER_DOWN_HOLD: Duration = Duration::from_secs(1);
 const LAYER_UP_HOLD: Duration = Duration::from_secs(3);
+/// How long a layer that runs at its page may take to arrive before slots leave it.
+const LAYER_START: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 struct Room {
@@ -155,6 +157,10 @@ pub struct Core {
     rooms: HashMap<RoomId, Room>,
     reported: HashMap<SessionId, SlotsUpdate>,
     layers_reported: HashMap<Feed, Vec<String>>,
+    /// Since when each layer of a feed runs at its page, as far as the core knows: since
+    /// the report that resumed it, or since the publisher joined (a page starts with all
+    /// its layers on).
+    layers_since: HashMap<(Feed, Rid), Instant>,
     camera_seq: HashMap<(SourceId, Kind), u64>,
     room_tick: Option<Instant>,
     /// The time of the last input (keyframe requests made outside one are stamped there).
@@ -263,6 +269,7 @@ impl Core {
             self.remotes.retain(|_, s| *s != id);
             self.reported.remove(&id);
             self.layers_reported.retain(|f, _| f.publisher != id);
+            self.layers_since.retain(|(f, _), _| f.publisher != id);
             p.close(reason);
             let room = p.room;
             if let Some(r) = self.rooms.get_mut(&room) {
@@ -725,6 +732,11 @@ impl Core {
             return;
         };
         let ids = r.peers.clone();
+        // Each feed's layers that can be chosen: those that arrive, those the page was
+        // told to pause (chosen, they are resumed), and those resumed less than
+        // LAYER_START ago. A layer that runs at the page and yet does not arrive (the
+        // page's encoder left it out: its own uplink estimate is too low for it) is not
+        // offered: a slot on it would show a frozen picture.
         let mut layers: HashMap<Feed, Vec<(Option<Rid>, u64)>> = HashMap::new();
         for id in &ids {
             if let Some(p) = self.peers.get(id) {
@@ -733,7 +745,22 @@ impl Core {
                         publisher: *id,
                         track: t.track,
                     };
-                    layers.insert(feed, p.layers(t.mid));
+                    let all = p.layers(t.mid);
+                    let reported = self.layers_reported.get(&feed);
+                    let usable: Vec<(Option<Rid>, u64)> = all
+                        .iter()
+                        .copied()
+                        .filter(|(rid, _)| {
+                            let Some(r) = rid else { return true };
+                            let paused = reported.is_some_and(|a| !a.iter().any(|x| x == &**r));
+                            let since = self.layers_since.get(&(feed, *r)).copied();
+                            paused
+                                || p.arriving(t.mid, *rid, now)
+                                || now.saturating_duration_since(since.unwrap_or(p.joined))
+                                    < LAYER_START
+                        })
+                        .collect();
+                    layers.insert(feed, if usable.is_empty() { all } else { usable });
                 }
             }
         }
@@ -785,6 +812,8 @@ impl Core {
                         false
                     }
                     (None, _) => true,
+                    // The layer wanted is no longer offered (it stopped arriving): at once.
+                    (w, _) if index(w).is_none() => true,
                     (w, Some((p, since))) if p == rid => {
                         let hold = if index(rid) < index(w) {
                             LAYER_DOWN_HOLD
@@ -825,6 +854,12 @@ impl Core {
                 .collect();
             active.sort();
             if self.layers_reported.get(f) != Some(&active) {
+                let before = self.layers_reported.get(f);
+                for r in &active {
+                    if before.is_some_and(|b| !b.contains(r)) {
+                        self.layers_since.insert((*f, Rid::from(r.as_str())), now);
+                    }
+                }
                 self.layers_reported.insert(*f, active.clone());
                 self.out.push_back(Output::Layers {
                     peer: f.publisher,

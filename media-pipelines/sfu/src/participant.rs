@@ -125,6 +125,9 @@ pub struct Participant {
     layers: Vec<(Rid, usize, u64)>,
     /// Layers the server asked to pause (a `layers` message; the load client applies it).
     pub paused: Vec<Rid>,
+    /// Layers the encoder leaves out whatever the server asked (as a browser does when
+    /// its own uplink estimate is too low for them).
+    pub withheld: Vec<Rid>,
     /// Frames are also counted in [`SlotStats::frames_counted`] from this time on.
     pub count_from: Option<Instant>,
 }
@@ -314,6 +317,7 @@ impl Participant {
                 Vec::new()
             },
             paused: Vec::new(),
+            withheld: Vec::new(),
             count_from: None,
         }
     }
@@ -395,7 +399,7 @@ impl Participant {
         } else {
             self.layers
                 .iter()
-                .filter(|(rid, _, _)| !self.paused.contains(rid))
+                .filter(|(rid, _, _)| !self.paused.contains(rid) && !self.withheld.contains(rid))
                 .map(|(rid, div, seq)| (Some(*rid), size / div, *seq))
                 .collect()
         };

@@ -660,6 +660,14 @@ impl Peer {
         }
     }
 
+    /// Whether video of layer `rid` of track `mid` arrived in the last half second.
+    pub fn arriving(&self, mid: Mid, rid: Option<Rid>, now: Instant) -> bool {
+        self.rates
+            .get(&(mid, rid))
+            .and_then(|r| r.last)
+            .is_some_and(|l| now.saturating_duration_since(l) < Duration::from_millis(500))
+    }
+
     /// Tells the bandwidth estimator what this participant's video needs: `minimum` what
     /// its slots carry now (padding holds the estimate up to it), `desired` what its tiles
     /// would take at their best (the estimator probes toward it, so that a participant

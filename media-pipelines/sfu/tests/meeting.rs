@@ -57,10 +57,31 @@ impl Net {
     }
 
     fn join(&mut self, room: i64, video_slots: usize, audio_slots: usize) -> usize {
+        self.join_with(room, video_slots, audio_slots, false)
+    }
+
+    /// As [`Net::join`], publishing three simulcast layers.
+    fn join_simulcast(&mut self, room: i64, video_slots: usize, audio_slots: usize) -> usize {
+        self.join_with(room, video_slots, audio_slots, true)
+    }
+
+    fn join_with(
+        &mut self,
+        room: i64,
+        video_slots: usize,
+        audio_slots: usize,
+        simulcast: bool,
+    ) -> usize {
         let n = self.parts.len();
         let addr = SocketAddr::from(([127, 0, 0, 3], 6000 + n as u16));
-        let (mut p, offer, tracks) =
-            Participant::offer(self.now, addr, n as u8 + 1, video_slots, audio_slots);
+        let (mut p, offer, tracks) = Participant::offer_simulcast(
+            self.now,
+            addr,
+            n as u8 + 1,
+            video_slots,
+            audio_slots,
+            simulcast,
+        );
         let (id, answer) = self
             .core
             .join(
@@ -425,28 +446,8 @@ fn garbage_offers_are_refused_and_hurt_nobody() {
 #[test]
 fn simulcast_layers_follow_tile_sizes_switch_on_keyframes_and_unwanted_ones_pause() {
     let mut net = Net::new(11);
-    for i in 0..3 {
-        let addr = SocketAddr::from(([127, 0, 0, 3], 6100 + i as u16));
-        let (mut p, offer, tracks) = xaso_sfu::participant::Participant::offer_simulcast(
-            net.now,
-            addr,
-            i as u8 + 1,
-            2,
-            2,
-            true,
-        );
-        let (id, answer) = net
-            .core
-            .join(
-                net.now,
-                5,
-                &offer,
-                &tracks,
-                &[(Proto::Udp, SERVER.parse().unwrap())],
-            )
-            .unwrap();
-        p.answer(&answer).unwrap();
-        net.parts.push((id, addr, p));
+    for _ in 0..3 {
+        net.join_simulcast(5, 2, 2);
     }
     let b = net.id(1);
     // A shows B small, C shows B large.
@@ -519,30 +520,59 @@ fn simulcast_layers_follow_tile_sizes_switch_on_keyframes_and_unwanted_ones_paus
 }
 
 #[test]
+fn a_layer_that_stops_arriving_is_left_for_one_that_arrives() {
+    let mut net = Net::new(17);
+    for _ in 0..2 {
+        net.join_simulcast(6, 1, 1);
+    }
+    // A shows B large: the high layer.
+    let b = net.id(1);
+    net.core.set_view(net.id(0), &[(b, 720)]);
+    let slot = |net: &Net| {
+        let p = net.part(0);
+        p.slots[&p.video_slots[0]].clone()
+    };
+    // (once the bandwidth estimate has grown to it)
+    for _ in 0..12 {
+        net.run(Duration::from_secs(1), |_| true);
+        if slot(&net).last_layer == Some(3) {
+            break;
+        }
+    }
+    assert_eq!(
+        slot(&net).last_layer,
+        Some(3),
+        "{:?}",
+        slot(&net).layer_runs()
+    );
+    // B's encoder leaves its high layer out (its uplink estimate fell), though the server
+    // still wants it: A's slot goes down to a layer that arrives, at once (no 1 s hold),
+    // at a keyframe, and its picture goes on.
+    net.parts[1].2.withheld = vec!["h".into()];
+    net.run(Duration::from_millis(1500), |_| true);
+    let s = slot(&net);
+    assert_eq!(s.last_layer, Some(2), "{:?}", s.layer_runs());
+    assert!(
+        s.layer_runs().iter().all(|(_, key)| *key),
+        "{:?}",
+        s.layer_runs()
+    );
+    assert_eq!(s.numbering_breaks(), 0);
+    let frames = s.frames;
+    net.run(Duration::from_secs(1), |_| true);
+    assert!(
+        slot(&net).frames >= frames + 20,
+        "{} then {}",
+        frames,
+        slot(&net).frames
+    );
+}
+
+#[test]
 fn a_throttled_subscriber_gets_the_low_layer_another_the_high_one() {
     let mut net = Net::new(12);
-    for i in 0..3 {
-        let addr = SocketAddr::from(([127, 0, 0, 3], 6200 + i as u16));
-        let (mut p, offer, tracks) = xaso_sfu::participant::Participant::offer_simulcast(
-            net.now,
-            addr,
-            i as u8 + 1,
-            2,
-            2,
-            true,
-        );
-        let (id, answer) = net
-            .core
-            .join(
-                net.now,
-                6,
-                &offer,
-                &tracks,
-                &[(Proto::Udp, SERVER.parse().unwrap())],
-            )
-            .unwrap();
-        p.answer(&answer).unwrap();
-        net.parts.push((id, addr, p));
+    for _ in 0..3 {
+        net.join_simulcast(6, 2, 2);
     }
     // The link toward participant 0 carries 450 kbit/s; the others are unlimited. Each
     // publisher sends l ≈ 150, m ≈ 300, h ≈ 600 kbit/s (and audio), and everyone shows its
