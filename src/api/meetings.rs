@@ -498,6 +498,7 @@ async fn run(
                     let _ = tx.send(Out::Text(
                         json!({"type": "answer", "sdp": answer}).to_string(),
                     ));
+                    hub.answered(m.id, pid);
                     Ok(())
                 }
                 (

@@ -85,6 +85,8 @@ struct Part {
     /// The participant's secret for the meeting's HTTP routes (documents), sent in
     /// `welcome`: guests have no session.
     key: String,
+    /// Its first SDP answer went out: `slots` messages may follow (never before it).
+    answered: bool,
 }
 
 impl Part {
@@ -103,6 +105,7 @@ impl Part {
             attendance,
             connected: false,
             key,
+            answered: false,
         }
     }
 
@@ -160,26 +163,45 @@ struct Inner {
 impl Inner {
     /// The hub learned that core participant `peer` is participant `pid` of `meeting`:
     /// the slot reports the core made before (which named `peer` as nobody) go out again,
-    /// this time naming it.
+    /// this time naming it. (`peer`'s own report waits for its answer: [`Inner::answered`].)
     fn learned(&mut self, peer: SessionId, meeting: i64, pid: u64) {
         self.peers.insert(peer, (meeting, pid));
         let Some(room) = self.rooms.get(&meeting) else {
             return;
         };
         for (sub, u) in &self.slots {
-            let names_it = *sub == peer
-                || u.video
-                    .iter()
-                    .chain(&u.audio)
-                    .any(|(_, f)| f.is_some_and(|f| f.publisher == peer));
+            let names_it = u
+                .video
+                .iter()
+                .chain(&u.audio)
+                .any(|(_, f)| f.is_some_and(|f| f.publisher == peer));
             if let Some(p) = names_it
                 .then(|| self.peers.get(sub))
                 .flatten()
                 .filter(|(m, _)| *m == meeting)
                 .and_then(|(_, pid)| room.parts.get(pid))
+                .filter(|p| p.answered)
             {
                 send(p, &slots_message(u, &self.peers));
             }
+        }
+    }
+
+    /// Participant `pid` of `meeting` was sent its first answer: from now on it is told
+    /// what its slots carry, starting with the core's latest report.
+    fn answered(&mut self, meeting: i64, pid: u64) {
+        let Some(p) = self
+            .rooms
+            .get_mut(&meeting)
+            .and_then(|r| r.parts.get_mut(&pid))
+        else {
+            return;
+        };
+        if std::mem::replace(&mut p.answered, true) {
+            return;
+        }
+        if let Some(u) = p.peer.and_then(|peer| self.slots.get(&peer)) {
+            send(p, &slots_message(u, &self.peers));
         }
     }
 }
@@ -431,6 +453,14 @@ impl Meetings {
                 Ok(answer)
             }
         }
+    }
+
+    /// The participant's first SDP answer went out (`slots` messages may follow it).
+    pub fn answered(&self, meeting: i64, pid: u64) {
+        self.inner
+            .lock()
+            .expect("meetings lock")
+            .answered(meeting, pid);
     }
 
     /// The participant's own switches.
@@ -871,6 +901,7 @@ impl Meetings {
                 let mut inner = self.inner.lock().expect("meetings lock");
                 if let Some(&(meeting, pid)) = inner.peers.get(&u.peer)
                     && let Some(p) = inner.rooms.get(&meeting).and_then(|r| r.parts.get(&pid))
+                    && p.answered
                 {
                     send(p, &slots_message(&u, &inner.peers));
                 }
@@ -1118,12 +1149,12 @@ mod tests {
     }
 
     #[test]
-    fn slot_reports_made_before_the_hub_knew_a_participant_are_told_again() {
+    fn slot_reports_wait_for_the_answer_and_are_told_again_once_a_newcomer_is_known() {
         // Participants 1 and 3 are known to the hub as core ids 10 and 30; participant 2
         // has just been placed by the core as 20, which reported the room before the hub
         // learned that 20 is participant 2.
         let (p1, mut rx1) = part("Một", Some(10));
-        let (p2, mut rx2) = part("Hai", None);
+        let (p2, mut rx2) = part("Hai", Some(20));
         let (p3, mut rx3) = part("Ba", Some(30));
         let mut room = Room::default();
         room.parts.extend([(1, p1), (2, p2), (3, p3)]);
@@ -1138,6 +1169,16 @@ mod tests {
             ]),
             next_pid: 4,
         };
+        for (_, r) in inner
+            .rooms
+            .get_mut(&1)
+            .unwrap()
+            .parts
+            .iter_mut()
+            .filter(|(pid, _)| **pid != 2)
+        {
+            r.answered = true;
+        }
         let before = slots_message(&inner.slots[&10], &inner.peers);
         assert_eq!(before["video"]["0"], Value::Null);
         inner.learned(20, 1, 2);
@@ -1145,12 +1186,17 @@ mod tests {
         assert_eq!(told.len(), 1, "{told:?}");
         assert_eq!(told[0]["video"]["0"]["participant"], 2);
         assert_eq!(told[0]["audio"]["1"]["participant"], 2);
-        let told = texts(&mut rx2);
-        assert_eq!(told.len(), 1, "{told:?}");
-        assert_eq!(told[0]["video"]["0"]["participant"], 1);
         assert!(
             texts(&mut rx3).is_empty(),
             "a report that named no newcomer"
         );
+        // The newcomer hears of its slots only after its answer went out, once.
+        assert!(texts(&mut rx2).is_empty());
+        inner.answered(1, 2);
+        let told = texts(&mut rx2);
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert_eq!(told[0]["video"]["0"]["participant"], 1);
+        inner.answered(1, 2);
+        assert!(texts(&mut rx2).is_empty(), "once");
     }
 }
