@@ -141,13 +141,33 @@ pub struct MeetingsConfig {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpConfig {
-    /// The relay's host name or address (a relay on the LAN that accepts mail from this
-    /// box without authentication; TLS and AUTH are not supported yet).
+    /// The relay's host name or address (its TLS certificate must name it).
     pub host: String,
     #[serde(default = "default_smtp_port")]
     pub port: u16,
     /// The sender address, e.g. `xaso@xa.example.vn`.
     pub from: String,
+    /// `none` (a relay on the LAN, port 25), `starttls` (port 587) or `tls` (port 465).
+    #[serde(default)]
+    pub tls: crate::meetings::mail::SmtpTls,
+    /// A login for the relay (AUTH PLAIN or LOGIN), only over TLS. The password may come
+    /// from the environment instead: `XASO_MEETINGS__SMTP__PASSWORD`.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default, serialize_with = "redacted")]
+    pub password: Option<String>,
+    /// A PEM file of certificates to trust beside the public roots (the relay's private
+    /// CA, or its own self-signed certificate).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Secrets are not shown (`xaso config check` prints the configuration).
+fn redacted<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_some("(hidden)"),
+        None => s.serialize_none(),
+    }
 }
 
 fn default_smtp_port() -> u16 {
@@ -329,8 +349,15 @@ impl Config {
         for (name, value) in &vars {
             let mut single = toml::Table::new();
             set_env_key(&mut single, name, value)?;
-            Config::deserialize(toml::Value::Table(single))
-                .map_err(|e| format!("environment variable {name}: {}", e.message()))?;
+            if let Err(e) = Config::deserialize(toml::Value::Table(single)) {
+                // A key of a table whose other keys come from the file (a password beside
+                // the relay's host) only makes sense with them.
+                let mut with_file = table.clone();
+                set_env_key(&mut with_file, name, value)?;
+                if Config::deserialize(toml::Value::Table(with_file)).is_err() {
+                    return Err(format!("environment variable {name}: {}", e.message()));
+                }
+            }
             set_env_key(&mut table, name, value)?;
         }
         let mut cfg = Config::deserialize(toml::Value::Table(table))
@@ -374,6 +401,20 @@ impl Config {
             }
             if smtp.host.is_empty() || !crate::meetings::mail::is_email(&smtp.from) {
                 return Err("meetings.smtp needs a host and a from address".into());
+            }
+            if smtp.username.is_some() != smtp.password.is_some() {
+                return Err("meetings.smtp: a login needs both username and password".into());
+            }
+            if smtp.username.is_some() && smtp.tls == crate::meetings::mail::SmtpTls::None {
+                return Err("meetings.smtp: a login is only sent over TLS: set tls = \"starttls\" or \"tls\"".into());
+            }
+            if let Some(f) = &smtp.ca_file
+                && !f.is_file()
+            {
+                return Err(format!(
+                    "meetings.smtp.ca_file {} does not exist",
+                    f.display()
+                ));
             }
         }
         let r = &self.recording;
@@ -467,6 +508,45 @@ fn set_env_key(table: &mut toml::Table, name: &str, value: &str) -> Result<(), S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_smtp_login_goes_with_tls_and_its_password_is_not_shown() {
+        let base = "[meetings]\npublic_url = \"https://xaso.xa.test\"\n[meetings.smtp]\nhost = \"mail.xa.test\"\nport = 587\nfrom = \"xaso@xa.test\"\n";
+        // A login over plain SMTP, or half a login, is refused.
+        let e = load_str(
+            &format!("{base}username = \"xaso\"\npassword = \"bí-mật\"\n"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.contains("only sent over TLS"), "{e}");
+        let e = load_str(
+            &format!("{base}tls = \"starttls\"\nusername = \"xaso\"\n"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.contains("both username and password"), "{e}");
+        // The password from the environment; `config check` shows it hidden.
+        let c = load_str(
+            &format!("{base}tls = \"starttls\"\nusername = \"xaso\"\n"),
+            &[("XASO_MEETINGS__SMTP__PASSWORD", "bí-mật")],
+        )
+        .unwrap();
+        let smtp = c.meetings.smtp.as_ref().unwrap();
+        assert_eq!(smtp.tls, crate::meetings::mail::SmtpTls::Starttls);
+        assert_eq!(smtp.password.as_deref(), Some("bí-mật"));
+        let shown = toml::to_string_pretty(&c).unwrap();
+        assert!(
+            !shown.contains("bí-mật") && shown.contains("(hidden)"),
+            "{shown}"
+        );
+        let e = load_str(
+            &format!("{base}tls = \"tls\"\nca_file = \"/nonexistent/ca.pem\"\n"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.contains("does not exist"), "{e}");
+        assert!(load_str(&format!("{base}tls = \"ssl\"\n"), &[]).is_err());
+    }
 
     fn load_str(text: &str, env: &[(&str, &str)]) -> Result<Config, String> {
         let dir = tempfile::tempdir().unwrap();

@@ -1085,79 +1085,25 @@ fn a_throttled_participant_steps_down_to_the_low_layer() {
 #[tokio::test(flavor = "multi_thread")]
 async fn reminders_go_out_by_email_fifteen_minutes_before() {
     use base64::Engine;
-    use std::io::{BufRead, BufReader};
     // A real SMTP server (aiosmtpd, Debian's python3-aiosmtpd) printing what it receives.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let mut smtp = std::process::Command::new("/usr/bin/python3")
-        .args([
-            "-u",
-            "-m",
-            "aiosmtpd",
-            "-n",
-            "-c",
-            "aiosmtpd.handlers.Debugging",
-            "-l",
-        ])
-        .arg(format!("127.0.0.1:{port}"))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3-aiosmtpd (scripts/install-test-deps)");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let out = smtp.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let (_smtp, port, rx) = smtp_relay(&[
+        "-u",
+        "-m",
+        "aiosmtpd",
+        "-n",
+        "-c",
+        "aiosmtpd.handlers.Debugging",
+        "-l",
+        "127.0.0.1:{port}",
+    ]);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("xaso.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[recording]\nsimulated_camera = false\n\n[meetings]\npublic_url = \"https://xaso.xa.test:8443\"\n\n\
-             [meetings.smtp]\nhost = \"127.0.0.1\"\nport = {port}\nfrom = \"xaso@xa.test\"\n"
-        ),
-    )
-    .unwrap();
-    let s = start(
+    let s = schedule_reminders(
         dir.path(),
-        &[("XASO_ADMIN_PASSWORD", ADMIN_PW)],
-        &["--config", cfg.to_str().unwrap()],
-    );
-    let c = client();
-    assert_eq!(login(&c, &s.url, "admin", ADMIN_PW).await, 200);
-    let now = chrono::Utc::now();
-    let mk = |title: &str, mins: i64| {
-        json!({
-            "title": title,
-            "start": (now + chrono::Duration::minutes(mins)).to_rfc3339(),
-            "end": (now + chrono::Duration::minutes(mins + 60)).to_rfc3339(),
-            "guests": ["ong.a@xa.test", "Bà Trưởng thôn", "canbo@huyen.test"],
-        })
-    };
-    // One in 10 minutes (reminded now), one in 2 hours (not yet).
-    for (t, mins) in [("Họp giao ban", 10), ("Họp chiều", 120)] {
-        let r = c
-            .post(format!("{}/api/meetings", s.url))
-            .json(&mk(t, mins))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-    }
+        &format!("host = \"127.0.0.1\"\nport = {port}\nfrom = \"xaso@xa.test\"\n"),
+    )
+    .await;
     // The message, within two checks (every 10 s).
-    let mut lines = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(25);
-    while !lines.iter().any(|l: &String| l.contains("END MESSAGE")) {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(l) => lines.push(l),
-            Err(_) => panic!("no reminder within 25 s: {lines:?}"),
-        }
-    }
+    let lines = lines_until(&rx, "END MESSAGE", 25, Some(&s));
     let text = lines.join("\n");
     assert!(
         text.contains("To: ong.a@xa.test, canbo@huyen.test"),
@@ -1193,6 +1139,160 @@ async fn reminders_go_out_by_email_fifteen_minutes_before() {
         "{more:?}"
     );
     assert!(stop(s).success());
-    let _ = smtp.kill();
-    let _ = smtp.wait();
+}
+
+/// A relay process, stopped when dropped (also when a test fails).
+struct Relay(std::process::Child);
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A real SMTP relay on a free port of 127.0.0.1, started by `args` (`{port}` replaced),
+/// and the lines it prints.
+fn smtp_relay(args: &[&str]) -> (Relay, u16, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader};
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = std::process::Command::new("/usr/bin/python3")
+        .args(args.iter().map(|a| a.replace("{port}", &port.to_string())))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3-aiosmtpd (scripts/install-test-deps)");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (Relay(child), port, rx)
+}
+
+/// The lines `rx` prints until one contains `until`, within `secs` seconds (else what it
+/// printed, and what `server` logged).
+fn lines_until(
+    rx: &std::sync::mpsc::Receiver<String>,
+    until: &str,
+    secs: u64,
+    server: Option<&Server>,
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !lines.iter().any(|l: &String| l.contains(until)) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => lines.push(l),
+            Err(_) => {
+                let log: Vec<String> = server
+                    .map(|s| s.stderr.try_iter().collect())
+                    .unwrap_or_default();
+                panic!("no {until:?} within {secs} s: {lines:?}; the server logged {log:#?}")
+            }
+        }
+    }
+    lines
+}
+
+/// xaso with `[meetings.smtp]` set to `smtp` (TOML lines), and two meetings scheduled: one
+/// in 10 minutes (its reminder is due at once), one in 2 hours; each for the guests
+/// ong.a@xa.test, "Bà Trưởng thôn" and canbo@huyen.test.
+async fn schedule_reminders(dir: &std::path::Path, smtp: &str) -> Server {
+    let cfg = dir.join("xaso.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[recording]\nsimulated_camera = false\n\n[meetings]\npublic_url = \"https://xaso.xa.test:8443\"\n\n\
+             [meetings.smtp]\n{smtp}"
+        ),
+    )
+    .unwrap();
+    let s = start(
+        dir,
+        &[("XASO_ADMIN_PASSWORD", ADMIN_PW)],
+        &["--config", cfg.to_str().unwrap()],
+    );
+    let c = client();
+    assert_eq!(login(&c, &s.url, "admin", ADMIN_PW).await, 200);
+    let now = chrono::Utc::now();
+    for (title, mins) in [("Họp giao ban", 10), ("Họp chiều", 120)] {
+        let r = c
+            .post(format!("{}/api/meetings", s.url))
+            .json(&json!({
+                "title": title,
+                "start": (now + chrono::Duration::minutes(mins)).to_rfc3339(),
+                "end": (now + chrono::Duration::minutes(mins + 60)).to_rfc3339(),
+                "guests": ["ong.a@xa.test", "Bà Trưởng thôn", "canbo@huyen.test"],
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    s
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reminders_go_through_a_relay_that_wants_tls_and_a_login() {
+    let dir = tempfile::tempdir().unwrap();
+    // The relay's certificate (for 127.0.0.1), trusted through ca_file.
+    let (cert, key) = xaso::tls::self_signed(&xaso::config::Config::default()).unwrap();
+    let (cert_file, key_file) = (dir.path().join("relay.pem"), dir.path().join("relay.key"));
+    std::fs::write(&cert_file, cert).unwrap();
+    std::fs::write(&key_file, key).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/smtp_relay.py");
+    let (cert_s, key_s) = (cert_file.to_str().unwrap(), key_file.to_str().unwrap());
+    let smtp = |port: u16, tls: &str, password: &str| {
+        format!(
+            "host = \"127.0.0.1\"\nport = {port}\nfrom = \"xaso@xa.test\"\ntls = \"{tls}\"\n\
+             username = \"xaso\"\npassword = \"{password}\"\nca_file = \"{cert_s}\"\n"
+        )
+    };
+
+    // STARTTLS and the right login: the message goes over TLS, signed in. TLS from the
+    // first byte and a wrong password: refused, nothing sent, and the server goes on
+    // serving (the reminder is tried again at the next check).
+    for (mode, password, until) in [
+        ("starttls", "mật-khẩu-đúng", "END MESSAGE"),
+        ("tls", "mật-khẩu-sai", "AUTH REFUSED"),
+    ] {
+        let args = [
+            "-u",
+            script,
+            "{port}",
+            cert_s,
+            key_s,
+            "xaso",
+            "mật-khẩu-đúng",
+            mode,
+        ];
+        let (relay, port, rx) = smtp_relay(&args);
+        lines_until(&rx, "READY", 10, None);
+        let sub = tempfile::tempdir().unwrap();
+        let s = schedule_reminders(sub.path(), &smtp(port, mode, password)).await;
+        let text = lines_until(&rx, until, 25, Some(&s)).join("\n");
+        if mode == "starttls" {
+            assert!(text.contains("SESSION tls=True auth=xaso"), "{text}");
+            assert!(
+                text.contains("FROM xaso@xa.test TO ong.a@xa.test canbo@huyen.test"),
+                "{text}"
+            );
+            assert!(
+                text.contains("To: ong.a@xa.test, canbo@huyen.test"),
+                "{text}"
+            );
+        } else {
+            assert!(!text.contains("END MESSAGE"), "{text}");
+            assert_eq!(login(&client(), &s.url, "admin", ADMIN_PW).await, 200);
+            std::thread::sleep(Duration::from_secs(1));
+            assert!(!rx.try_iter().any(|l| l.contains("END MESSAGE")));
+        }
+        assert!(stop(s).success());
+        drop(relay);
+    }
 }

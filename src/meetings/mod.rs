@@ -1091,7 +1091,14 @@ pub async fn remind_due(
             &date,
             &format!("meeting-{}-{now_ms}@{host}", m.id),
         );
-        match mail::send(&smtp.host, smtp.port, host, &smtp.from, &to, &msg).await {
+        let relay = mail::Relay {
+            host: &smtp.host,
+            port: smtp.port,
+            tls: smtp.tls,
+            login: smtp.username.as_deref().zip(smtp.password.as_deref()),
+            ca_file: smtp.ca_file.as_deref(),
+        };
+        match mail::send(&relay, host, &smtp.from, &to, &msg).await {
             Ok(()) => {
                 store::set_reminded(db, m.id, now_ms).await?;
                 sent += 1;
