@@ -735,9 +735,12 @@ impl Core {
         // Each feed's layers that can be chosen: those that arrive, those the page was
         // told to pause (chosen, they are resumed), and those resumed less than
         // LAYER_START ago. A layer that runs at the page and yet does not arrive (the
-        // page's encoder left it out: its own uplink estimate is too low for it) is not
-        // offered: a slot on it would show a frozen picture.
+        // page's encoder left it out: its own uplink estimate is too low for it) is
+        // stalled: not offered, as a slot on it would show a frozen picture, and not
+        // paused either, so that the page sends it as soon as its estimate allows (it is
+        // then offered again).
         let mut layers: HashMap<Feed, Vec<(Option<Rid>, u64)>> = HashMap::new();
+        let mut stalled: HashMap<Feed, Vec<Rid>> = HashMap::new();
         for id in &ids {
             if let Some(p) = self.peers.get(id) {
                 for t in p.published.iter().filter(|t| t.track.is_video()) {
@@ -747,10 +750,8 @@ impl Core {
                     };
                     let all = p.layers(t.mid);
                     let reported = self.layers_reported.get(&feed);
-                    let usable: Vec<(Option<Rid>, u64)> = all
-                        .iter()
-                        .copied()
-                        .filter(|(rid, _)| {
+                    let (usable, stuck): (Vec<_>, Vec<_>) =
+                        all.iter().copied().partition(|(rid, _)| {
                             let Some(r) = rid else { return true };
                             let paused = reported.is_some_and(|a| !a.iter().any(|x| x == &**r));
                             let since = self.layers_since.get(&(feed, *r)).copied();
@@ -758,9 +759,13 @@ impl Core {
                                 || p.arriving(t.mid, *rid, now)
                                 || now.saturating_duration_since(since.unwrap_or(p.joined))
                                     < LAYER_START
-                        })
-                        .collect();
-                    layers.insert(feed, if usable.is_empty() { all } else { usable });
+                        });
+                    if usable.is_empty() {
+                        layers.insert(feed, all);
+                    } else {
+                        stalled.insert(feed, stuck.into_iter().filter_map(|x| x.0).collect());
+                        layers.insert(feed, usable);
+                    }
                 }
             }
         }
@@ -851,6 +856,7 @@ impl Core {
                 .enumerate()
                 .filter(|(k, (rid, _))| *k == 0 || w.is_some_and(|w| w.contains(rid)))
                 .filter_map(|(_, (rid, _))| rid.map(|r| r.to_string()))
+                .chain(stalled.get(f).into_iter().flatten().map(|r| r.to_string()))
                 .collect();
             active.sort();
             if self.layers_reported.get(f) != Some(&active) {

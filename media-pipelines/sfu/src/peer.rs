@@ -226,6 +226,9 @@ struct Rate {
     last: Option<Instant>,
 }
 
+/// A layer with no packet for longer is paused (or left out by the page's encoder).
+const LAYER_GAP: Duration = Duration::from_millis(500);
+
 /// Video packets kept per published track for [`Peer::recent`].
 const RECENT: usize = 128;
 
@@ -633,7 +636,7 @@ impl Peer {
                         // A layer back from a pause starts a new window (the pause is not
                         // part of its bitrate).
                         if rate.last.is_some_and(|l| {
-                            at.saturating_duration_since(l) > Duration::from_millis(500)
+                            at.saturating_duration_since(l) > LAYER_GAP
                         }) {
                             rate.bytes = 0;
                             rate.since = None;
@@ -660,12 +663,12 @@ impl Peer {
         }
     }
 
-    /// Whether video of layer `rid` of track `mid` arrived in the last half second.
+    /// Whether video of layer `rid` of track `mid` arrived within [`LAYER_GAP`].
     pub fn arriving(&self, mid: Mid, rid: Option<Rid>, now: Instant) -> bool {
         self.rates
             .get(&(mid, rid))
             .and_then(|r| r.last)
-            .is_some_and(|l| now.saturating_duration_since(l) < Duration::from_millis(500))
+            .is_some_and(|l| now.saturating_duration_since(l) <= LAYER_GAP)
     }
 
     /// Tells the bandwidth estimator what this participant's video needs: `minimum` what
