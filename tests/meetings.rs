@@ -380,6 +380,20 @@ async fn four_participants_see_and_hear_each_other() {
     assert!(stop(s).success());
 }
 
+/// A guest in the meeting whose socket is `base`, through its link token `link`: the
+/// socket and the participant's key.
+async fn join_guest(base: &str, link: &str, name: &str) -> (Ws, String) {
+    let (mut g, _) = tokio_tungstenite::connect_async(format!("{base}?t={link}"))
+        .await
+        .unwrap();
+    send(&mut g, json!({"type": "join", "name": name})).await;
+    let key = until(&mut g, "welcome").await["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (g, key)
+}
+
 /// A WebSocket with a Bearer token.
 async fn ws_bearer(url: &str, token: &str) -> Ws {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -439,12 +453,8 @@ async fn votes_documents_and_the_record() {
     let mut guests = Vec::new();
     let mut keys = Vec::new();
     for name in ["Anh Minh", "Chị Hoa"] {
-        let (mut g, _) = tokio_tungstenite::connect_async(format!("{base}?t={link}"))
-            .await
-            .unwrap();
-        send(&mut g, json!({"type": "join", "name": name})).await;
-        let w = until(&mut g, "welcome").await;
-        keys.push(w["key"].as_str().unwrap().to_string());
+        let (g, key) = join_guest(&base, &link, name).await;
+        keys.push(key);
         guests.push(g);
     }
     // A guest may not open a vote.
@@ -493,15 +503,7 @@ async fn votes_documents_and_the_record() {
     );
     // Nor by leaving and joining again under the same name (its case and spacing aside).
     guests[1].close(None).await.unwrap();
-    let (mut g, _) = tokio_tungstenite::connect_async(format!("{base}?t={link}"))
-        .await
-        .unwrap();
-    send(&mut g, json!({"type": "join", "name": " chị  HOA"})).await;
-    keys[1] = until(&mut g, "welcome").await["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    guests[1] = g;
+    (guests[1], keys[1]) = join_guest(&base, &link, " chị  HOA").await;
     send(
         &mut guests[1],
         json!({"type": "vote_cast", "vote": vid, "option": 1}),

@@ -159,6 +159,7 @@ async function checkReminders(fresh = false) {
 }
 
 function showReminder() {
+  if (!me || !reminderList) return; // signed out while the list was on its way
   const now = Date.now();
   const mine = reminderList.meetings.filter((m) => (m.chair.username === me.username || m.invitees.includes(me.username))
     && (m.phase === 'upcoming' || m.phase === 'now')
