@@ -635,9 +635,10 @@ impl Peer {
                         let rate = self.rates.entry((mid, rid)).or_default();
                         // A layer back from a pause starts a new window (the pause is not
                         // part of its bitrate).
-                        if rate.last.is_some_and(|l| {
-                            at.saturating_duration_since(l) > LAYER_GAP
-                        }) {
+                        if rate
+                            .last
+                            .is_some_and(|l| at.saturating_duration_since(l) > LAYER_GAP)
+                        {
                             rate.bytes = 0;
                             rate.since = None;
                         }
