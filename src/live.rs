@@ -420,6 +420,10 @@ pub struct Live {
     /// Times the live task woke for the forwarding core's timers, and datagrams it got.
     pub timer_wakeups: AtomicU64,
     pub datagrams_in: AtomicU64,
+    /// Microphone packets received from meeting participants, and of those with redundant
+    /// audio (RED): the core's counters, copied after each batch of inputs.
+    pub meeting_audio_in: AtomicU64,
+    pub meeting_red_in: AtomicU64,
     mse_sessions: std::sync::atomic::AtomicUsize,
     /// Streams pulled for live view alone (set once at start; see `live_sources`).
     pub sources: std::sync::OnceLock<Arc<crate::live_sources::LiveSources>>,
@@ -586,6 +590,8 @@ impl Live {
             latency: Histogram::default(),
             timer_wakeups: AtomicU64::new(0),
             datagrams_in: AtomicU64::new(0),
+            meeting_audio_in: AtomicU64::new(0),
+            meeting_red_in: AtomicU64::new(0),
             mse_sessions: Default::default(),
             sources: std::sync::OnceLock::new(),
             meeting_events: std::sync::OnceLock::new(),
@@ -1248,10 +1254,14 @@ async fn run(
             }
         }
         send_all(&sockets, &tcp, &mut out, &mut scratch).await;
-        if let Some(at) = forwarding.take()
-            && let Some(live) = live.upgrade()
-        {
-            live.latency.record(at.elapsed());
+        if let Some(live) = live.upgrade() {
+            if let Some(at) = forwarding.take() {
+                live.latency.record(at.elapsed());
+            }
+            let c = core.counters();
+            live.meeting_audio_in
+                .store(c.audio_packets, Ordering::Relaxed);
+            live.meeting_red_in.store(c.red_packets, Ordering::Relaxed);
         }
         let cmd = match deadline {
             Some(d) => tokio::select! {

@@ -188,6 +188,16 @@ fn render_live(out: &mut String, l: &crate::live::Live) {
                 "Datagrams received from viewers (UDP and ICE-TCP).",
                 l.datagrams_in.load(Relaxed),
             ),
+            (
+                "xaso_meeting_audio_packets_received_total",
+                "Microphone packets received from meeting participants.",
+                l.meeting_audio_in.load(Relaxed),
+            ),
+            (
+                "xaso_meeting_red_packets_received_total",
+                "Of those, packets with redundant audio (RED, RFC 2198).",
+                l.meeting_red_in.load(Relaxed),
+            ),
         ],
     );
     let name = "xaso_live_forward_seconds";

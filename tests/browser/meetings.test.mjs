@@ -152,7 +152,7 @@ async function startServer(cameras = []) {
   await writeFile(cfg, toml);
   const child = spawn(BIN, ['--config', cfg, 'serve', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`], {
     // the server treats unknown XASO_* variables as configuration errors: pass none through
-    env: { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('XASO_'))), XASO_ADMIN_PASSWORD: ADMIN.password },
+    env: { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('XASO_') || k === 'XASO_LOG')), XASO_ADMIN_PASSWORD: ADMIN.password },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.push(child);
@@ -190,6 +190,12 @@ async function apiLogin(base) {
   assert.equal(res.status, 200);
   const cookie = res.headers.get('set-cookie').split(';')[0];
   return (p, init = {}) => fetch(`${base}${p}`, { ...init, headers: { cookie, ...(init.headers || {}) } });
+}
+
+/** The server's unlabelled metrics: {name: value}. */
+async function metrics(api) {
+  const text = await (await api('/metrics')).text();
+  return Object.fromEntries(text.split('\n').filter((l) => /^[a-z_]+ /.test(l)).map((l) => [l.split(' ')[0], Number(l.split(' ')[1])]));
 }
 
 /** Schedules a meeting through the API from `startMs` to `endMs` (ms since the epoch); returns the meeting. */
@@ -493,7 +499,9 @@ async function main() {
 
       // frames keep coming and sound arrives: two samples ~2 s apart, on every page
       const before = await Promise.all(people.map((x) => tilesOf(x.page)));
+      const m0 = await metrics(api);
       await sleep(2_000);
+      const m1 = await metrics(api);
       const after = await Promise.all(people.map((x) => tilesOf(x.page)));
       for (const [i, person] of people.entries()) {
         for (const o of people.filter((x) => x !== person)) {
@@ -512,6 +520,12 @@ async function main() {
             `${person.key} hears ${o.key} (audio played, not just received): ${JSON.stringify([a0, a1])}`);
         }
       }
+      // Chrome offers RED (RFC 2198) for Opus and the server answers with it: each audio
+      // packet carries a copy of the previous one (the server counts them)
+      const audio = { packets: m1.xaso_meeting_audio_packets_received_total - m0.xaso_meeting_audio_packets_received_total,
+        red: m1.xaso_meeting_red_packets_received_total - m0.xaso_meeting_red_packets_received_total };
+      observe('microphone_packets_in_2s', audio);
+      assert.ok(audio.packets > 4 * 50 && audio.red === audio.packets, `the pages send RED audio: ${JSON.stringify(audio)}`);
       // audio plays through <audio> elements that are not paused
       for (const person of people) {
         const paused = await person.page.evaluate(() => [...document.querySelectorAll('[data-testid^="audio-slot-"]')]

@@ -177,6 +177,16 @@ pub struct Core {
     /// Set after [`Core::poll_output`] has returned everything but the timeout.
     timeout_due: bool,
     seed: u64,
+    counters: Counters,
+}
+
+/// What the core has received from meeting participants since it started (for metrics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Microphone packets.
+    pub audio_packets: u64,
+    /// Of those, the ones with redundant audio (RED, RFC 2198).
+    pub red_packets: u64,
 }
 
 impl Core {
@@ -483,6 +493,11 @@ impl Core {
         Ok(answer)
     }
 
+    /// What the core has received from participants since it started.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
     /// The bandwidth estimated toward participant `id`, bits per second.
     pub fn bwe_of(&self, id: SessionId) -> Option<u64> {
         self.peers.get(&id).and_then(|p| p.bwe_bps)
@@ -558,6 +573,7 @@ impl Core {
                 starts: frame.kind == Kind::Audio || (frame.keyframe && i == 0),
                 audio_level: None,
                 payload: p.payload.clone(),
+                plain: None,
                 vp8: None,
                 at: now,
             })
@@ -630,6 +646,10 @@ impl Core {
                     let Some(track) = p.track_of(r.mid) else {
                         continue;
                     };
+                    if track == TrackKind::Mic {
+                        self.counters.audio_packets += 1;
+                        self.counters.red_packets += u64::from(r.plain.is_some());
+                    }
                     if p.blocked.contains(&track) {
                         continue;
                     }
@@ -736,11 +756,12 @@ impl Core {
         // told to pause (chosen, they are resumed), and those resumed less than
         // LAYER_START ago. A layer that runs at the page and yet does not arrive (the
         // page's encoder left it out: its own uplink estimate is too low for it) is
-        // stalled: not offered, as a slot on it would show a frozen picture, and not
-        // paused either, so that the page sends it as soon as its estimate allows (it is
-        // then offered again).
+        // stalled: not offered, as a slot on it would show a frozen picture. While a tile
+        // would take it if it arrived, it is not paused either, so that the page sends it
+        // as soon as its estimate allows (it is then offered again).
         let mut layers: HashMap<Feed, Vec<(Option<Rid>, u64)>> = HashMap::new();
         let mut stalled: HashMap<Feed, Vec<Rid>> = HashMap::new();
+        let mut all_layers: HashMap<Feed, Vec<(Option<Rid>, u64)>> = HashMap::new();
         for id in &ids {
             if let Some(p) = self.peers.get(id) {
                 for t in p.published.iter().filter(|t| t.track.is_video()) {
@@ -760,17 +781,20 @@ impl Core {
                                 || now.saturating_duration_since(since.unwrap_or(p.joined))
                                     < LAYER_START
                         });
-                    if usable.is_empty() {
+                    if usable.is_empty() || stuck.is_empty() {
                         layers.insert(feed, all);
                     } else {
                         stalled.insert(feed, stuck.into_iter().filter_map(|x| x.0).collect());
                         layers.insert(feed, usable);
+                        all_layers.insert(feed, all);
                     }
                 }
             }
         }
         let mut keyframes = Vec::new();
         let mut wanted: HashMap<Feed, Vec<Option<Rid>>> = HashMap::new();
+        // Stalled layers a tile would take if they arrived: kept on at their page.
+        let mut awaited: Vec<(Feed, Option<Rid>)> = Vec::new();
         for sid in &ids {
             let Some(sub) = self.peers.get_mut(sid) else {
                 continue;
@@ -794,7 +818,26 @@ impl Core {
                 })
                 .collect();
             // 85 % of the estimate for video: audio, RTCP and retransmissions need room.
-            let pick = allocate(sub.bwe_bps.map(|b| b * 85 / 100), &wants);
+            let budget = sub.bwe_bps.map(|b| b * 85 / 100);
+            let pick = allocate(budget, &wants);
+            if slots.iter().any(|(_, f)| all_layers.contains_key(f)) {
+                let with_stalled: Vec<Want> = slots
+                    .iter()
+                    .zip(&wants)
+                    .map(|((_, f), w)| match all_layers.get(f) {
+                        Some(all) => Want {
+                            layers: all.iter().map(|x| x.1).collect(),
+                            ..*w
+                        },
+                        None => w.clone(),
+                    })
+                    .collect();
+                for ((_, f), k) in slots.iter().zip(allocate(budget, &with_stalled)) {
+                    if let Some(all) = all_layers.get(f) {
+                        awaited.push((*f, all[k.min(all.len() - 1)].0));
+                    }
+                }
+            }
             let ideal = allocate(None, &wants);
             // What the tiles would take at their best, with room for audio and RTCP.
             sub.set_bitrate(
@@ -856,7 +899,14 @@ impl Core {
                 .enumerate()
                 .filter(|(k, (rid, _))| *k == 0 || w.is_some_and(|w| w.contains(rid)))
                 .filter_map(|(_, (rid, _))| rid.map(|r| r.to_string()))
-                .chain(stalled.get(f).into_iter().flatten().map(|r| r.to_string()))
+                .chain(
+                    stalled
+                        .get(f)
+                        .into_iter()
+                        .flatten()
+                        .filter(|r| awaited.contains(&(*f, Some(**r))))
+                        .map(|r| r.to_string()),
+                )
                 .collect();
             active.sort();
             if self.layers_reported.get(f) != Some(&active) {

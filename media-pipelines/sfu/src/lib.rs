@@ -8,6 +8,7 @@
 //! - [`session`]: one subscriber, a str0m `Rtc` kept behind our own types.
 //! - [`peer`]: one meeting participant (publishes and receives through slots).
 //! - [`vp8`]: the VP8 payload descriptor: keyframes, picture renumbering per slot.
+//! - [`red`]: redundant audio (RFC 2198): the primary block, for subscribers without it.
 //! - [`alloc`]: simulcast layer choice per subscriber (pure).
 //! - [`core`]: sources, sessions, meeting rooms (which track each slot carries, the active
 //!   speaker), demultiplexing, timeouts.
@@ -23,12 +24,13 @@ pub mod h264;
 pub mod h265;
 pub mod participant;
 pub mod peer;
+pub mod red;
 pub mod session;
 pub mod source;
 pub mod viewer;
 pub mod vp8;
 
-pub use crate::core::{Closed, Core, Input, Output, SessionId, SlotsUpdate, SourceId};
+pub use crate::core::{Closed, Core, Counters, Input, Output, SessionId, SlotsUpdate, SourceId};
 pub use peer::{Feed, TrackKind};
 pub use session::{Proto, SessionError, Transmit};
 pub use source::{Kind, MediaFrame, Tracks};

@@ -14,7 +14,7 @@ use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec as RtcCodec;
 pub use str0m::media::Mid;
 use str0m::media::{Direction, MediaKind, Pt, Rid, Simulcast, SimulcastLayer};
-use str0m::rtp::{ExtensionValues, RtpWrite};
+use str0m::rtp::{ExtensionValues, RedEncoder, RedundantBlock, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
 /// What arrived on one slot.
@@ -38,6 +38,11 @@ pub struct SlotStats {
     /// Added latency samples, microseconds: arrival - send (the payload carries its send
     /// time), from [`Participant::count_from`] on (the steady state, not the joins).
     pub latency_us: Vec<u64>,
+    /// Audio packets that came as RED (RFC 2198).
+    pub red: u64,
+    /// Audio packets whose payload (a RED packet's primary block) does not begin as the
+    /// test microphone's do (0x78): a RED packet passed on as plain Opus counts here.
+    pub audio_unlike_mic: u64,
 }
 
 impl SlotStats {
@@ -130,6 +135,8 @@ pub struct Participant {
     pub withheld: Vec<Rid>,
     /// Frames are also counted in [`SlotStats::frames_counted`] from this time on.
     pub count_from: Option<Instant>,
+    /// The latest microphone payload (the next RED packet's redundant block).
+    last_audio: Option<Vec<u8>>,
 }
 
 /// A layer's VP8 picture ID and TL0PICIDX for a frame: each layer of each participant
@@ -194,7 +201,38 @@ impl Participant {
         simulcast: bool,
         publish: bool,
     ) -> (Participant, String, Vec<(String, crate::TrackKind)>) {
-        let mut rtc = Self::rtc(now, local);
+        let rtc = Self::rtc(now, local, false);
+        Self::offer_on(
+            rtc,
+            now,
+            tag,
+            (video_slots, audio_slots),
+            simulcast,
+            publish,
+        )
+    }
+
+    /// As [`Participant::offer`], offering RED (RFC 2198) for Opus as Chrome does: once
+    /// the answer has it too, each microphone packet carries a copy of the previous one.
+    pub fn offer_red(
+        now: Instant,
+        local: SocketAddr,
+        tag: u8,
+        video_slots: usize,
+        audio_slots: usize,
+    ) -> (Participant, String, Vec<(String, crate::TrackKind)>) {
+        let rtc = Self::rtc(now, local, true);
+        Self::offer_on(rtc, now, tag, (video_slots, audio_slots), false, true)
+    }
+
+    fn offer_on(
+        mut rtc: Rtc,
+        now: Instant,
+        tag: u8,
+        (video_slots, audio_slots): (usize, usize),
+        simulcast: bool,
+        publish: bool,
+    ) -> (Participant, String, Vec<(String, crate::TrackKind)>) {
         let mut api = rtc.sdp_api();
         let sim = simulcast.then(|| {
             let mut s = Simulcast::new();
@@ -241,7 +279,7 @@ impl Participant {
         offer: &str,
     ) -> Result<(Participant, String), String> {
         let parsed = SdpOffer::from_sdp_string(offer).map_err(|e| e.to_string())?;
-        let mut rtc = Self::rtc(now, local);
+        let mut rtc = Self::rtc(now, local, false);
         let answer = rtc
             .sdp_api()
             .accept_offer(parsed)
@@ -257,13 +295,13 @@ impl Participant {
         Ok((Self::new(now, rtc, tag, none, video, audio, false), answer))
     }
 
-    /// A browser-like `Rtc` on `local`: Opus and VP8, and H.264 and G.711 too (a camera in
-    /// the meeting sends those).
-    fn rtc(now: Instant, local: SocketAddr) -> Rtc {
+    /// A browser-like `Rtc` on `local`: Opus (with RED if `red`) and VP8, and H.264 and
+    /// G.711 too (a camera in the meeting sends those).
+    fn rtc(now: Instant, local: SocketAddr, red: bool) -> Rtc {
         let mut rtc = Rtc::builder()
             .set_rtp_mode(true)
             .clear_codecs()
-            .enable_opus(true, false)
+            .enable_opus(true, red)
             .enable_vp8(true)
             .enable_h264(true)
             .enable_pcmu(true, false)
@@ -319,6 +357,7 @@ impl Participant {
             paused: Vec::new(),
             withheld: Vec::new(),
             count_from: None,
+            last_audio: None,
         }
     }
 
@@ -367,6 +406,16 @@ impl Participant {
 
     pub fn disconnect(&mut self) {
         self.rtc.disconnect();
+    }
+
+    /// The RED payload type of Opus on `mid`, when both sides have RED.
+    fn red_pt(&self, mid: Mid) -> Option<Pt> {
+        let media = self.rtc.media(mid)?;
+        let params = self.rtc.codec_config().params();
+        params
+            .iter()
+            .filter(|p| p.spec().codec == RtcCodec::Opus && media.remote_pts().contains(&p.pt()))
+            .find_map(|p| p.red())
     }
 
     fn pt(&self, mid: Mid, codec: RtcCodec) -> Option<Pt> {
@@ -492,6 +541,20 @@ impl Participant {
             voice_activity: Some(self.level < 60),
             ..Default::default()
         };
+        // With RED negotiated: the packet, after a copy of the previous one.
+        let red = self.red_pt(self.mic);
+        let (pt, p) = match (red, self.last_audio.replace(p.clone())) {
+            (Some(red), Some(prev)) => {
+                let block = RedundantBlock {
+                    pt: *pt,
+                    timestamp_offset: 960,
+                    payload: prev,
+                };
+                (red, RedEncoder::encode(*pt, &p, &[block]))
+            }
+            (Some(red), None) => (red, RedEncoder::encode(*pt, &p, &[])),
+            (None, _) => (pt, p),
+        };
         let mut api = self.rtc.direct_api();
         let Some(stream) = api.stream_tx_by_mid(self.mic, None) else {
             return;
@@ -538,10 +601,23 @@ impl Participant {
                     return;
                 };
                 let video = self.video_slots.contains(&mid);
+                // RED: the primary block's send stamp (its tag is the last byte too).
+                let red = !video && Some(p.header.payload_type) == self.red_pt(mid);
                 let Some(s) = self.slots.get_mut(&mid) else {
                     return;
                 };
                 let Some(&tag) = p.payload.last() else { return };
+                let payload = match red.then(|| crate::red::primary(&p.payload)) {
+                    Some(Some((_, r))) => &p.payload[r],
+                    Some(None) => return,
+                    None => &p.payload[..],
+                };
+                if red {
+                    s.red += 1;
+                }
+                if !video && payload.first() != Some(&0x78) {
+                    s.audio_unlike_mic += 1;
+                }
                 if video && p.payload.len() >= 2 {
                     let layer = p.payload[p.payload.len() - 2];
                     *s.layers.entry(layer).or_default() += 1;
@@ -571,12 +647,12 @@ impl Participant {
                     }
                 }
                 // The send time (same epoch only in one process: the tests and load client).
-                let at = match p.payload.first() {
+                let at = match payload.first() {
                     Some(&0x90) if video => 7,
                     Some(&0x80) if video => 6,
                     _ => 1,
                 };
-                if let Some(b) = p.payload.get(at..at + 8) {
+                if let Some(b) = payload.get(at..at + 8) {
                     let sent = u64::from_be_bytes(b.try_into().expect("8 bytes"));
                     let now_us = now.duration_since(self.epoch).as_micros() as u64;
                     if s.latency_us.len() < 100_000 && self.count_from.is_some_and(|t| now >= t) {

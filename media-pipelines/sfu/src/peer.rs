@@ -73,8 +73,9 @@ pub struct Slot {
     pub mid: Mid,
     pub video: bool,
     pub feed: Option<Feed>,
-    /// Publisher payload type → ours for the same codec (`None`: this slot cannot take it).
-    pt_map: Vec<(Pt, Option<Pt>)>,
+    /// Publisher payload type → ours for the same codec (`None`: this slot cannot take it),
+    /// and whether a RED payload goes out as its primary block (the page has no RED).
+    pt_map: Vec<(Pt, Option<(Pt, bool)>)>,
     /// Next outgoing sequence number (extended; below 2^16 at start, RFC 3711 ROC 0).
     next_seq: u64,
     /// Set at the first packet forwarded from the current feed (a keyframe's first, for
@@ -157,6 +158,9 @@ pub struct RtpIn {
     /// RFC 6464 level, 0 (loudest) to 127 dBov below; `None` when the packet had none.
     pub audio_level: Option<u8>,
     pub payload: Arc<[u8]>,
+    /// A RED packet's (RFC 2198) primary block: what a subscriber without RED gets, with
+    /// the codec's own payload type. `None` for any other packet.
+    pub plain: Option<Arc<[u8]>>,
     /// VP8's payload descriptor, parsed once on the way in.
     pub vp8: Option<Vp8Descriptor>,
     pub at: Instant,
@@ -210,8 +214,9 @@ pub struct Peer {
     now: Instant,
     bitrate_set: Option<(u64, u64)>,
     rnd: u64,
-    /// Payload type → codec of what the participant sends (looked up once per type).
-    codecs: Vec<(Pt, RtcCodec)>,
+    /// Payload type → codec of what the participant sends, and whether the type is the
+    /// codec's RED (looked up once per type).
+    codecs: Vec<(Pt, RtcCodec, bool)>,
     /// Packets were forwarded to it since its last [`Peer::flush`] (the core's to do).
     unflushed: bool,
     /// It has a bandwidth estimate, and with it str0m's pacer.
@@ -234,6 +239,35 @@ const RECENT: usize = 128;
 
 /// How long a peer may stay unconnected after its offer.
 pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Adds `usedtx=1` to the answer's Opus format lines: a silent microphone then sends next
+/// to nothing, and the speaker detection takes the silence for quiet. (str0m's Opus with
+/// RED has no DTX parameter; the answer is what the sender reads.)
+fn ask_for_dtx(answer: &str) -> String {
+    let opus: Vec<&str> = answer
+        .lines()
+        .filter_map(|l| l.strip_prefix("a=rtpmap:"))
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(_, c)| c.to_ascii_lowercase().starts_with("opus/"))
+        .map(|(pt, _)| pt)
+        .collect();
+    let mut out = String::with_capacity(answer.len() + 16 * opus.len());
+    for line in answer.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\r', '\n']);
+        let is_opus = body
+            .strip_prefix("a=fmtp:")
+            .and_then(|l| l.split_once(' '))
+            .is_some_and(|(pt, _)| opus.contains(&pt));
+        if is_opus && !body.contains("usedtx=") {
+            out.push_str(body);
+            out.push_str(";usedtx=1");
+            out.push_str(&line[body.len()..]);
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
+}
 
 /// The send layers each media section of an offer declares (`a=rid:X send`), by mid.
 fn declared_rids(sdp: &str) -> HashMap<Mid, Vec<Rid>> {
@@ -309,22 +343,11 @@ impl Peer {
             .enable_bwe(estimate.then_some(str0m::bwe::Bitrate::kbps(1500)))
             .set_stats_interval(None);
         // Opus first (the answer's first codec is what the browser sends), with in-band
-        // FEC and DTX asked of the senders (`usedtx=1`): a silent microphone sends next to
-        // nothing, and the speaker detection takes the silence for quiet.
-        cfg.codec_config().add_config(
-            Pt::from(111),
-            None,
-            RtcCodec::Opus,
-            str0m::media::Frequency::FORTY_EIGHT_KHZ,
-            Some(2),
-            str0m::format::FormatParams {
-                min_p_time: Some(10),
-                use_inband_fec: Some(true),
-                use_dtx: Some(true),
-                ..Default::default()
-            },
-        );
+        // FEC, and RED (RFC 2198) where the offer has it: str0m then lists it before Opus,
+        // and the browser sends each packet with a copy of the previous one. DTX is asked
+        // of the senders in the answer (`usedtx=1`, see `ask_for_dtx`).
         let codecs = cfg.codec_config();
+        codecs.enable_opus(true, true);
         codecs.enable_vp8(true);
         codecs.enable_h264(true);
         // G.711 for cameras in the meeting (a camera's audio, forwarded as it is), after
@@ -397,6 +420,7 @@ impl Peer {
             .map_err(|p| SessionError::BadSdp(format!("the offer could not be handled ({p})")))?
             .map_err(|e| SessionError::BadSdp(e.to_string()))?
             .to_sdp_string();
+        let answer = ask_for_dtx(&answer);
         self.codecs.clear();
         let mut published = Vec::new();
         let mut slots = Vec::new();
@@ -600,10 +624,17 @@ impl Peer {
                         continue;
                     };
                     let pt = p.header.payload_type;
-                    let Some(codec) = self.codec_of(pt) else {
+                    let Some((codec, red)) = self.codec_of(pt) else {
                         continue;
                     };
-                    let video = codec != RtcCodec::Opus;
+                    let video = codec.is_video();
+                    // RED: its primary block, for subscribers without RED (a malformed
+                    // one is dropped).
+                    let plain = match red.then(|| crate::red::primary(&p.payload)) {
+                        None => None,
+                        Some(Some((_, r))) => Some(Arc::from(&p.payload[r])),
+                        Some(None) => continue,
+                    };
                     let vp8 = match codec {
                         RtcCodec::Vp8 => crate::vp8::descriptor(&p.payload),
                         _ => None,
@@ -625,6 +656,7 @@ impl Peer {
                         starts,
                         audio_level: p.header.ext_vals.audio_level.map(|l| l.unsigned_abs()),
                         payload: p.payload,
+                        plain,
                         vp8,
                         at: p.timestamp,
                     };
@@ -783,20 +815,20 @@ impl Peer {
         }
     }
 
-    /// The codec of a payload type the participant sends.
-    fn codec_of(&mut self, pt: Pt) -> Option<RtcCodec> {
-        if let Some((_, c)) = self.codecs.iter().find(|(p, _)| *p == pt) {
-            return Some(*c);
+    /// The codec of a payload type the participant sends, and whether the type is its RED.
+    fn codec_of(&mut self, pt: Pt) -> Option<(RtcCodec, bool)> {
+        if let Some((_, c, red)) = self.codecs.iter().find(|(p, ..)| *p == pt) {
+            return Some((*c, *red));
         }
-        let codec = self
+        let (codec, red) = self
             .rtc
             .codec_config()
             .params()
             .iter()
-            .find(|c| c.pt() == pt)
-            .map(|c| c.spec().codec)?;
-        self.codecs.push((pt, codec));
-        Some(codec)
+            .find(|c| c.pt() == pt || c.red() == Some(pt))
+            .map(|c| (c.spec().codec, c.pt() != pt))?;
+        self.codecs.push((pt, codec, red));
+        Some((codec, red))
     }
 
     /// Our payload type for `codec` on slot `i` (the page's first that fits).
@@ -812,6 +844,16 @@ impl Peer {
         })
     }
 
+    /// Our RED payload type for `codec` on slot `i`, when the page negotiated RED.
+    fn our_red_pt(&self, i: usize, codec: RtcCodec) -> Option<Pt> {
+        let media = self.rtc.media(self.slots[i].mid)?;
+        let params = self.rtc.codec_config().params();
+        params
+            .iter()
+            .filter(|p| p.spec().codec == codec && media.remote_pts().contains(&p.pt()))
+            .find_map(|p| p.red())
+    }
+
     /// Forwards a packet of the slot's feed. Returns whether it was written (str0m then
     /// needs a [`Peer::flush`] before its datagrams come out).
     pub fn forward(&mut self, i: usize, p: &RtpIn) -> bool {
@@ -821,12 +863,18 @@ impl Peer {
         let pt = match self.slots[i].pt_map.iter().find(|(a, _)| *a == p.pt) {
             Some((_, b)) => *b,
             None => {
-                let b = self.our_pt(i, p.codec);
+                let b = match p.plain {
+                    Some(_) => self
+                        .our_red_pt(i, p.codec)
+                        .map(|r| (r, false))
+                        .or_else(|| self.our_pt(i, p.codec).map(|o| (o, true))),
+                    None => self.our_pt(i, p.codec).map(|o| (o, false)),
+                };
                 self.slots[i].pt_map.push((p.pt, b));
                 b
             }
         };
-        let Some(pt) = pt else { return false };
+        let Some((pt, strip)) = pt else { return false };
         let step = if self.slots[i].video { 3000 } else { 960 };
         let seed = self.rand() as u32;
         let s = &mut self.slots[i];
@@ -870,7 +918,10 @@ impl Peer {
             ext.audio_level = Some(-(l.min(127) as i8));
         }
         let patch = p.vp8.as_ref().and_then(|d| s.vp8.patch(d, &p.payload));
-        let payload = p.payload.clone();
+        let payload = match &p.plain {
+            Some(plain) if strip => plain.clone(),
+            _ => p.payload.clone(),
+        };
         let written = guard(|| {
             let mut api = self.rtc.direct_api();
             let Some(stream) = api.stream_tx_by_mid(mid, None) else {

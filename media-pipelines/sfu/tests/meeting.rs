@@ -9,6 +9,15 @@ use xaso_sfu::{Core, Input, Output, Proto, SessionId, SlotsUpdate, TrackKind, Tr
 
 const SERVER: &str = "127.0.0.2:5000";
 
+/// How a participant joins: as [`Participant::offer`], with three simulcast layers, or
+/// offering RED for its audio (as Chrome does).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Join {
+    Plain,
+    Simulcast,
+    Red,
+}
+
 struct Net {
     now: Instant,
     core: Core,
@@ -57,31 +66,29 @@ impl Net {
     }
 
     fn join(&mut self, room: i64, video_slots: usize, audio_slots: usize) -> usize {
-        self.join_with(room, video_slots, audio_slots, false)
+        self.join_with(room, video_slots, audio_slots, Join::Plain)
     }
 
     /// As [`Net::join`], publishing three simulcast layers.
     fn join_simulcast(&mut self, room: i64, video_slots: usize, audio_slots: usize) -> usize {
-        self.join_with(room, video_slots, audio_slots, true)
+        self.join_with(room, video_slots, audio_slots, Join::Simulcast)
     }
 
-    fn join_with(
-        &mut self,
-        room: i64,
-        video_slots: usize,
-        audio_slots: usize,
-        simulcast: bool,
-    ) -> usize {
+    fn join_with(&mut self, room: i64, video_slots: usize, audio_slots: usize, how: Join) -> usize {
         let n = self.parts.len();
         let addr = SocketAddr::from(([127, 0, 0, 3], 6000 + n as u16));
-        let (mut p, offer, tracks) = Participant::offer_simulcast(
-            self.now,
-            addr,
-            n as u8 + 1,
-            video_slots,
-            audio_slots,
-            simulcast,
-        );
+        let (now, tag) = (self.now, n as u8 + 1);
+        let (mut p, offer, tracks) = match how {
+            Join::Red => Participant::offer_red(now, addr, tag, video_slots, audio_slots),
+            _ => Participant::offer_simulcast(
+                now,
+                addr,
+                tag,
+                video_slots,
+                audio_slots,
+                how == Join::Simulcast,
+            ),
+        };
         let (id, answer) = self
             .core
             .join(
@@ -584,6 +591,15 @@ fn a_layer_that_stops_arriving_is_left_for_one_that_arrives() {
     let s = slot(&net);
     assert_eq!(s.last_layer, Some(3), "{:?}", s.layer_runs());
     assert_eq!(s.numbering_breaks(), 0);
+    // Withheld again, and A's tile shrinks so that the lowest layer is enough: no tile
+    // would take h even if it arrived, so it is paused like any layer nobody wants.
+    net.parts[1].2.withheld = vec!["h".into()];
+    net.run(Duration::from_secs(1), |_| true);
+    net.core.set_view(net.id(0), &[(b, 180)]);
+    net.run(Duration::from_secs(3), |_| true);
+    let last = net.layer_msgs.iter().rev().find(|(p, _)| *p == b);
+    assert_eq!(last.map(|(_, a)| a.clone()), Some(vec!["l".to_string()]));
+    assert_eq!(slot(&net).last_layer, Some(1));
 }
 
 #[test]
@@ -626,22 +642,21 @@ fn a_throttled_subscriber_gets_the_low_layer_another_the_high_one() {
     }
 }
 
-#[test]
-fn the_answer_asks_senders_for_opus_dtx_and_fec() {
+/// The core's answer to the offer `make` gives (now, a local address).
+fn answer_to(
+    make: impl FnOnce(Instant, SocketAddr) -> (Participant, String, Vec<(String, TrackKind)>),
+) -> String {
     xaso_sfu::init_crypto();
     let now = Instant::now();
     let mut core = Core::new(1);
-    let addr = SocketAddr::from(([127, 0, 0, 3], 6300));
-    let (_, offer, tracks) = Participant::offer(now, addr, 1, 1, 1);
-    let (_, answer) = core
-        .join(
-            now,
-            1,
-            &offer,
-            &tracks,
-            &[(Proto::Udp, SERVER.parse().unwrap())],
-        )
-        .unwrap();
+    let (_, offer, tracks) = make(now, SocketAddr::from(([127, 0, 0, 3], 6300)));
+    let server = [(Proto::Udp, SERVER.parse().unwrap())];
+    core.join(now, 1, &offer, &tracks, &server).unwrap().1
+}
+
+#[test]
+fn the_answer_asks_senders_for_opus_dtx_and_fec() {
+    let answer = answer_to(|now, addr| Participant::offer(now, addr, 1, 1, 1));
     let fmtp = answer
         .lines()
         .find(|l| l.starts_with("a=fmtp:111"))
@@ -653,4 +668,70 @@ fn the_answer_asks_senders_for_opus_dtx_and_fec() {
     // Opus is the answer's first audio codec: browsers send the first one.
     let mline = answer.lines().find(|l| l.starts_with("m=audio")).unwrap();
     assert_eq!(mline.split_whitespace().nth(3), Some("111"), "{mline}");
+}
+
+#[test]
+fn red_audio_goes_on_as_red_to_pages_that_have_it_and_as_opus_to_the_others() {
+    let mut net = Net::new(11);
+    let a = net.join_with(1, 2, 2, Join::Red);
+    let b = net.join_with(1, 2, 2, Join::Red);
+    let c = net.join(1, 2, 2);
+    net.run(Duration::from_secs(4), |_| true);
+    // What each participant's audio slots got from each publisher (tags are index + 1):
+    // (packets, as RED, unlike the microphone's Opus, holes).
+    let got = |net: &Net, i: usize, from: usize| {
+        let p = net.part(i);
+        let s = p
+            .audio_slots
+            .iter()
+            .map(|m| &p.slots[m])
+            .find(|s| s.publishers == [from as u8 + 1])
+            .unwrap_or_else(|| panic!("no audio slot of {i} carries only {from}"));
+        (s.packets, s.red, s.audio_unlike_mic, s.holes())
+    };
+    for (i, from) in [(a, b), (b, a)] {
+        let (packets, red, unlike, holes) = got(&net, i, from);
+        assert!(packets > 100, "{i} from {from}: {packets} packets");
+        assert_eq!((red, unlike, holes), (packets, 0, 0), "{i} from {from}");
+    }
+    // The page without RED gets the primary blocks, as Opus.
+    for from in [a, b] {
+        let (packets, red, unlike, holes) = got(&net, c, from);
+        assert!(packets > 100, "c from {from}: {packets} packets");
+        assert_eq!((red, unlike, holes), (0, 0, 0), "c from {from}");
+    }
+    // Plain Opus stays plain for the pages with RED.
+    for i in [a, b] {
+        let (packets, red, unlike, _) = got(&net, i, c);
+        assert!(packets > 100 && red == 0 && unlike == 0, "{i} from c");
+    }
+}
+
+#[test]
+fn an_offer_with_red_gets_red_first_and_dtx_asked() {
+    let answer = answer_to(|now, addr| Participant::offer_red(now, addr, 1, 1, 1));
+    let pt_of = |name: &str| {
+        answer
+            .lines()
+            .filter_map(|l| l.strip_prefix("a=rtpmap:"))
+            .find(|l| l.contains(name))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no {name} in {answer}"))
+            .to_string()
+    };
+    let (red, opus) = (pt_of("red/48000"), pt_of("opus/48000"));
+    let mline = answer.lines().find(|l| l.starts_with("m=audio")).unwrap();
+    assert_eq!(
+        mline.split_whitespace().nth(3),
+        Some(red.as_str()),
+        "{mline}"
+    );
+    let fmtp = answer
+        .lines()
+        .find(|l| l.starts_with(&format!("a=fmtp:{opus} ")))
+        .unwrap_or_else(|| panic!("no Opus fmtp: {answer}"));
+    assert!(
+        fmtp.ends_with(";usedtx=1") && fmtp.contains("useinbandfec=1"),
+        "{fmtp}"
+    );
 }
