@@ -512,6 +512,8 @@ async function main() {
             assert.fail(`${person.key} sees ${o.key}'s video playing: ${await explainFreeze(person, o, before[i], after[i], o.joinClick)}; `
               + `${o.key} sends ${sends}; ${JSON.stringify([v0, v1])}`);
           }
+          // VP8 stays the pages' codec (VP9 and AV1 come after it in the answer)
+          assert.equal(v1.codec, 'video/VP8', `${person.key} receives ${o.key}'s video as VP8`);
           const a0 = slotOf(before[i], o.id, 'mic');
           const a1 = slotOf(after[i], o.id, 'mic');
           assert.ok(a0 && a1, `${person.key} has an audio slot for ${o.key}: ${JSON.stringify(after[i])}`);
@@ -1120,6 +1122,78 @@ async function main() {
       } finally {
         // (a failure above must not leave the camera in for the tests after this one)
         if ((await participantsOf(cp)).some((q) => q.id === pid)) await cp.evaluate((c) => window.xasoMeeting.removeCamera(c), cam.id);
+      }
+    });
+
+    await test('WHIP publishers sending VP9 and AV1 (Chrome preferring each) reach a WHEP page, which decodes both', async () => {
+      const m = await schedule(api, 'VP9 và AV1', Date.now() - 60_000, Date.now() + 3_600_000);
+      const token = new URLSearchParams(m.join_url.split('?')[1]).get('t');
+      const ctx = await guest3.browser.newContext({ baseURL: server.base });
+      const page = await ctx.newPage();
+      page.on('pageerror', (err) => pageErrors.push(`whip/whep page: ${err.message}`));
+      try {
+        await page.goto('/healthz');
+        const t0 = Date.now();
+        const got = await page.evaluate(async ({ id, token }) => {
+          const door = (d, name) => `/api/meetings/${id}/${d}?t=${encodeURIComponent(token)}&name=${encodeURIComponent(name)}`;
+          const post = async (url, pc) => {
+            await pc.setLocalDescription(await pc.createOffer());
+            const r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: pc.localDescription.sdp });
+            const text = await r.text();
+            if (r.status !== 201) throw new Error(`${url}: ${r.status} ${text}`);
+            await pc.setRemoteDescription({ type: 'answer', sdp: text });
+            return r.headers.get('location');
+          };
+          const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 360 } });
+          const pcs = [];
+          const locations = [];
+          for (const mime of ['video/VP9', 'video/AV1']) {
+            const pc = new RTCPeerConnection();
+            pcs.push(pc);
+            const tr = pc.addTransceiver(stream.getVideoTracks()[0].clone(), { direction: 'sendonly' });
+            tr.setCodecPreferences(RTCRtpSender.getCapabilities('video').codecs
+              .filter((c) => c.mimeType === mime && !/profile-id=[123]/.test(c.sdpFmtpLine || '')));
+            locations.push(await post(door('whip', mime.slice(6)), pc));
+          }
+          const rx = new RTCPeerConnection();
+          pcs.push(rx);
+          rx.addTransceiver('video', { direction: 'recvonly' });
+          rx.addTransceiver('video', { direction: 'recvonly' });
+          locations.push(await post(door('whep', 'Máy chiếu'), rx));
+          const stats = async () => {
+            const out = { received: [], sent: [] };
+            for (const [i, pc] of pcs.entries()) {
+              const report = await pc.getStats();
+              for (const r of report.values()) {
+                const codec = (r.codecId && report.get(r.codecId) && report.get(r.codecId).mimeType) || null;
+                if (r.type === 'inbound-rtp' && r.kind === 'video') out.received.push({ codec, framesDecoded: r.framesDecoded || 0, frameWidth: r.frameWidth || 0 });
+                if (r.type === 'outbound-rtp' && r.kind === 'video') out.sent.push({ pc: i, codec, framesSent: r.framesSent || 0 });
+              }
+            }
+            return out;
+          };
+          let s = await stats();
+          const until = Date.now() + 15_000;
+          while (Date.now() < until) {
+            s = await stats();
+            const decoding = (c) => s.received.some((x) => x.codec === c && x.framesDecoded > 25);
+            if (decoding('video/VP9') && decoding('video/AV1')) break;
+            await new Promise((r) => setTimeout(r, 250));
+          }
+          for (const l of locations) await fetch(l, { method: 'DELETE' });
+          for (const pc of pcs) pc.close();
+          stream.getTracks().forEach((t) => t.stop());
+          return s;
+        }, { id: m.id, token });
+        observe('vp9_av1', got);
+        assert.deepEqual(got.sent.map((x) => x.codec), ['video/VP9', 'video/AV1'], JSON.stringify(got));
+        for (const c of ['video/VP9', 'video/AV1']) {
+          const r = got.received.find((x) => x.codec === c);
+          assert.ok(r && r.framesDecoded > 25 && r.frameWidth > 0, `the WHEP page decodes ${c}: ${JSON.stringify(got)}`);
+        }
+        measure('whip_vp9_av1_to_whep_decoding', Date.now() - t0);
+      } finally {
+        await ctx.close();
       }
     });
 

@@ -574,6 +574,7 @@ impl Core {
                 audio_level: None,
                 payload: p.payload.clone(),
                 plain: None,
+                vp9: None,
                 vp8: None,
                 at: now,
             })

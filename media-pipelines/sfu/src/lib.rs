@@ -8,6 +8,7 @@
 //! - [`session`]: one subscriber, a str0m `Rtc` kept behind our own types.
 //! - [`peer`]: one meeting participant (publishes and receives through slots).
 //! - [`vp8`]: the VP8 payload descriptor: keyframes, picture renumbering per slot.
+//! - [`vp9`]: the VP9 payload descriptor (keyframes, renumbering) and AV1's keyframes.
 //! - [`red`]: redundant audio (RFC 2198): the primary block, for subscribers without it.
 //! - [`alloc`]: simulcast layer choice per subscriber (pure).
 //! - [`core`]: sources, sessions, meeting rooms (which track each slot carries, the active
@@ -29,6 +30,7 @@ pub mod session;
 pub mod source;
 pub mod viewer;
 pub mod vp8;
+pub mod vp9;
 
 pub use crate::core::{Closed, Core, Counters, Input, Output, SessionId, SlotsUpdate, SourceId};
 pub use peer::{Feed, TrackKind};

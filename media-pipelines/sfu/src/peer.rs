@@ -163,6 +163,8 @@ pub struct RtpIn {
     pub plain: Option<Arc<[u8]>>,
     /// VP8's payload descriptor, parsed once on the way in.
     pub vp8: Option<Vp8Descriptor>,
+    /// VP9's, likewise.
+    pub vp9: Option<crate::vp9::Descriptor>,
     pub at: Instant,
 }
 
@@ -293,6 +295,8 @@ fn declared_rids(sdp: &str) -> HashMap<Mid, Vec<Rid>> {
 pub fn keyframe_start(codec: RtcCodec, p: &[u8]) -> bool {
     match codec {
         RtcCodec::Vp8 => crate::vp8::keyframe_start(p),
+        RtcCodec::Vp9 => crate::vp9::Descriptor::parse(p).is_some_and(|d| d.starts_keyframe()),
+        RtcCodec::Av1 => crate::vp9::av1_keyframe_start(p),
         RtcCodec::H264 => h264_keyframe_start(p),
         _ => false,
     }
@@ -350,6 +354,24 @@ impl Peer {
         codecs.enable_opus(true, true);
         codecs.enable_vp8(true);
         codecs.enable_h264(true);
+        // VP9 (profile 0, the one every browser decodes) and AV1 after them: a page sends
+        // VP8 unless it prefers one of these (a WHIP encoder may send only these).
+        for (pt, rtx, codec, profile) in [
+            (98, 99, RtcCodec::Vp9, Some(0)),
+            (45, 46, RtcCodec::Av1, None),
+        ] {
+            codecs.add_config(
+                Pt::from(pt),
+                Some(Pt::from(rtx)),
+                codec,
+                str0m::media::Frequency::NINETY_KHZ,
+                None,
+                str0m::format::FormatParams {
+                    profile_id: profile,
+                    ..Default::default()
+                },
+            );
+        }
         // G.711 for cameras in the meeting (a camera's audio, forwarded as it is), after
         // Opus.
         codecs.enable_pcmu(true, false);
@@ -639,11 +661,16 @@ impl Peer {
                         RtcCodec::Vp8 => crate::vp8::descriptor(&p.payload),
                         _ => None,
                     };
-                    let starts = match (vp8, codec) {
-                        (Some(d), _) => d.starts_keyframe(&p.payload),
-                        // A VP8 payload whose descriptor did not parse starts nothing.
-                        (None, RtcCodec::Vp8) => false,
-                        (None, _) => !video || keyframe_start(codec, &p.payload),
+                    let vp9 = match codec {
+                        RtcCodec::Vp9 => crate::vp9::Descriptor::parse(&p.payload),
+                        _ => None,
+                    };
+                    let starts = match (vp8, vp9, codec) {
+                        (Some(d), _, _) => d.starts_keyframe(&p.payload),
+                        (_, Some(d), _) => d.starts_keyframe(),
+                        // A VP8 or VP9 payload whose descriptor did not parse starts nothing.
+                        (None, None, RtcCodec::Vp8 | RtcCodec::Vp9) => false,
+                        (None, None, _) => !video || keyframe_start(codec, &p.payload),
                     };
                     let r = RtpIn {
                         mid,
@@ -658,6 +685,7 @@ impl Peer {
                         payload: p.payload,
                         plain,
                         vp8,
+                        vp9,
                         at: p.timestamp,
                     };
                     if video {
@@ -903,6 +931,9 @@ impl Peer {
                 if let Some(d) = &p.vp8 {
                     s.vp8.restart(d, &p.payload);
                 }
+                if let Some(d) = &p.vp9 {
+                    s.vp8.restart_at(d.numbered(), d.tl0_pic_idx);
+                }
                 o
             }
             None => return false,
@@ -918,8 +949,17 @@ impl Peer {
             ext.audio_level = Some(-(l.min(127) as i8));
         }
         let patch = p.vp8.as_ref().and_then(|d| s.vp8.patch(d, &p.payload));
-        let payload = match &p.plain {
-            Some(plain) if strip => plain.clone(),
+        let payload = match (&p.plain, &p.vp9) {
+            (Some(plain), _) if strip => plain.clone(),
+            (_, Some(d)) => {
+                // VP9: renumbered in a copy (str0m patches only VP8's descriptor).
+                let (pic, tl0) = s.vp8.map(d.numbered(), d.tl0_pic_idx);
+                if pic == d.picture_id.map(|x| x.0) && tl0 == d.tl0_pic_idx {
+                    p.payload.clone()
+                } else {
+                    Arc::from(crate::vp9::rewrite(&p.payload, d, pic, tl0))
+                }
+            }
             _ => p.payload.clone(),
         };
         let written = guard(|| {

@@ -49,38 +49,52 @@ impl Renumber {
     /// Called at the packet a feed starts (or restarts) with: its picture is numbered one
     /// after the last written, and its TL0PICIDX likewise.
     pub fn restart(&mut self, d: &Vp8Descriptor, p: &[u8]) {
-        if let Some(pic) = d.picture_id() {
-            let m = modulus(p);
+        self.restart_at(d.picture_id().map(|pic| (pic, modulus(p))), d.tl0_pic_idx());
+    }
+
+    /// As [`Renumber::restart`], for any codec that numbers its pictures so (VP8, VP9):
+    /// the picture ID with its modulus, and the TL0PICIDX.
+    pub fn restart_at(&mut self, pic: Option<(u16, u32)>, tl0: Option<u8>) {
+        if let Some((pic, m)) = pic {
             let next = self.last_pic.map_or(u32::from(pic), |l| u32::from(l) + 1) % m;
             self.pic_offset = ((next + m - u32::from(pic) % m) % m) as u16;
         }
-        if let Some(t) = d.tl0_pic_idx() {
+        if let Some(t) = tl0 {
             let next = self.last_tl0.map_or(t, |l| l.wrapping_add(1));
             self.tl0_offset = next.wrapping_sub(t);
         }
+    }
+
+    /// The numbers one packet goes out with (as [`Renumber::restart_at`] takes them in).
+    pub fn map(&mut self, pic: Option<(u16, u32)>, tl0: Option<u8>) -> (Option<u16>, Option<u8>) {
+        let pic = pic.map(|(pic, m)| {
+            let new = ((u32::from(pic) + u32::from(self.pic_offset)) % m) as u16;
+            self.last_pic = Some(new);
+            new
+        });
+        let tl0 = tl0.map(|t| {
+            let new = t.wrapping_add(self.tl0_offset);
+            self.last_tl0 = Some(new);
+            new
+        });
+        (pic, tl0)
     }
 
     /// The rewrite of one packet of the feed: `None` when its fields go out as they came
     /// (the shared payload is sent untouched), else the patch str0m applies as it
     /// serializes the packet (no extra copy).
     pub fn patch(&mut self, d: &Vp8Descriptor, p: &[u8]) -> Option<Vp8Patch> {
+        let (pic, tl0) = (d.picture_id(), d.tl0_pic_idx());
+        let (new_pic, new_tl0) = self.map(pic.map(|x| (x, modulus(p))), tl0);
         let mut b = d.patch();
         let mut changed = false;
-        if let Some(pic) = d.picture_id() {
-            let new = ((u32::from(pic) + u32::from(self.pic_offset)) % modulus(p)) as u16;
-            self.last_pic = Some(new);
-            if new != pic {
-                b = b.picture_id(new);
-                changed = true;
-            }
+        if let Some(new) = new_pic.filter(|n| Some(*n) != pic) {
+            b = b.picture_id(new);
+            changed = true;
         }
-        if let Some(t) = d.tl0_pic_idx() {
-            let new = t.wrapping_add(self.tl0_offset);
-            self.last_tl0 = Some(new);
-            if new != t {
-                b = b.tl0_pic_idx(new);
-                changed = true;
-            }
+        if let Some(new) = new_tl0.filter(|n| Some(*n) != tl0) {
+            b = b.tl0_pic_idx(new);
+            changed = true;
         }
         if changed { b.build().ok() } else { None }
     }
