@@ -610,6 +610,30 @@ pub async fn granted_camera_ids(db: &AnyPool, user_id: i64) -> Result<Vec<i64>> 
     )
 }
 
+/// The account's e-mail address, if it has one.
+pub async fn user_email(db: &AnyPool, user_id: i64) -> Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar::<_, Option<String>>("SELECT email FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(db)
+            .await?
+            .flatten(),
+    )
+}
+
+/// Sets (or with `None` clears) the account's e-mail address.
+pub async fn set_user_email(db: &AnyPool, user_id: i64, email: Option<&str>) -> Result<()> {
+    let r = sqlx::query("UPDATE users SET email = $1 WHERE id = $2")
+        .bind(email)
+        .bind(user_id)
+        .execute(db)
+        .await?;
+    if r.rows_affected() == 0 {
+        bail!(NotFound, "no user with id {user_id}");
+    }
+    Ok(())
+}
+
 pub async fn has_grant(db: &AnyPool, user_id: i64, camera_id: i64) -> Result<bool> {
     let n: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM grants WHERE user_id = $1 AND camera_id = $2")

@@ -946,6 +946,68 @@ async fn both_catalogues_have_the_same_keys() {
 }
 
 #[tokio::test]
+async fn a_user_may_have_an_email_address_for_meeting_reminders() {
+    let h = Harness::new().await;
+    let admin = h.admin().await;
+    let body = json!({"username": "thu.ky", "password": PASSWORD, "role": "member", "email": " thu.ky@xa.test "});
+    let r = h
+        .call(Method::POST, "/api/users", Some(&admin), Some(body))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.json);
+    assert_eq!(r.json["email"], "thu.ky@xa.test");
+    let id = r.json["id"].as_i64().unwrap();
+    let url = format!("/api/users/{id}");
+    let patch = |s: &str, body: serde_json::Value| {
+        let (url, s) = (url.clone(), s.to_string());
+        let h = &h;
+        async move { h.call(Method::PATCH, &url, Some(&s), Some(body)).await }
+    };
+    // Not an address: refused with the reason, and nothing changes.
+    for bad in ["thu.ky", "a@b", "a b@xa.test", "<a@xa.test>"] {
+        let r = patch(&admin, json!({"email": bad})).await;
+        assert_eq!(r.status, 400, "{bad}");
+        let reason = r.json["error"]["message"].as_str().unwrap_or_default();
+        assert!(reason.contains("e-mail"), "{:?}", r.json);
+    }
+    let body = json!({"username": "x", "password": PASSWORD, "role": "member", "email": "x@"});
+    let r = h
+        .call(Method::POST, "/api/users", Some(&admin), Some(body))
+        .await;
+    assert_eq!(r.status, 400);
+    let users = h.get("/api/users", &admin).await.json;
+    let names: Vec<(&str, &serde_json::Value)> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["username"].as_str().unwrap(), &u["email"]))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("admin", &serde_json::Value::Null),
+            ("thu.ky", &json!("thu.ky@xa.test"))
+        ]
+    );
+    // Changed, then removed with "", then set again; a patch that does not name it
+    // keeps it.
+    let r = patch(&admin, json!({"email": "tk@huyen.test"})).await;
+    assert_eq!(r.json["email"], "tk@huyen.test");
+    let r = patch(&admin, json!({"email": ""})).await;
+    assert_eq!(r.json["email"], serde_json::Value::Null);
+    assert_eq!(
+        patch(&admin, json!({"email": "tk@huyen.test"}))
+            .await
+            .status,
+        200
+    );
+    let r = patch(&admin, json!({"role": "reviewer"})).await;
+    assert_eq!(r.json["email"], "tk@huyen.test");
+    // Only admins set it.
+    let s = h.login("thu.ky", PASSWORD).await;
+    assert_eq!(patch(&s, json!({"email": "a@xa.test"})).await.status, 403);
+}
+
+#[tokio::test]
 async fn user_listing_shows_grants() {
     let h = Harness::new().await;
     let admin = h.admin().await;

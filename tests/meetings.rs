@@ -1107,10 +1107,12 @@ async fn reminders_go_out_by_email_fifteen_minutes_before() {
     // The message, within two checks (every 10 s).
     let lines = lines_until(&rx, "END MESSAGE", 25, Some(&s));
     let text = lines.join("\n");
+    // The guests by address, and the invited user whose (enabled) account has one.
     assert!(
-        text.contains("To: ong.a@xa.test, canbo@huyen.test"),
+        text.contains("To: ong.a@xa.test, canbo@huyen.test, to.truong@xa.test"),
         "{text}"
     );
+    assert!(!text.contains("nghi.huu@xa.test"), "{text}");
     assert!(text.contains("Subject: =?UTF-8?B?"), "{text}");
     let body: String = lines
         .iter()
@@ -1203,7 +1205,9 @@ fn lines_until(
 
 /// xaso with `[meetings.smtp]` set to `smtp` (TOML lines), and two meetings scheduled: one
 /// in 10 minutes (its reminder is due at once), one in 2 hours; each for the guests
-/// ong.a@xa.test, "Bà Trưởng thôn" and canbo@huyen.test.
+/// ong.a@xa.test, "Bà Trưởng thôn" and canbo@huyen.test, and the invited users `totruong`
+/// (whose account has the address to.truong@xa.test), `phoban` (none) and `nghihuu`
+/// (an address, but the account is disabled).
 async fn schedule_reminders(dir: &std::path::Path, smtp: &str) -> Server {
     let cfg = dir.join("xaso.toml");
     std::fs::write(
@@ -1221,6 +1225,29 @@ async fn schedule_reminders(dir: &std::path::Path, smtp: &str) -> Server {
     );
     let c = client();
     assert_eq!(login(&c, &s.url, "admin", ADMIN_PW).await, 200);
+    for (name, email) in [
+        ("totruong", Some("to.truong@xa.test")),
+        ("phoban", None),
+        ("nghihuu", Some("nghi.huu@xa.test")),
+    ] {
+        let r = c
+            .post(format!("{}/api/users", s.url))
+            .json(&json!({"username": name, "password": "mat-khau-dai-1", "role": "member", "email": email}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        if name == "nghihuu" {
+            let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+            let r = c
+                .patch(format!("{}/api/users/{id}", s.url))
+                .json(&json!({"disabled": true}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    }
     let now = chrono::Utc::now();
     for (title, mins) in [("Họp giao ban", 10), ("Họp chiều", 120)] {
         let r = c
@@ -1230,6 +1257,7 @@ async fn schedule_reminders(dir: &std::path::Path, smtp: &str) -> Server {
                 "start": (now + chrono::Duration::minutes(mins)).to_rfc3339(),
                 "end": (now + chrono::Duration::minutes(mins + 60)).to_rfc3339(),
                 "guests": ["ong.a@xa.test", "Bà Trưởng thôn", "canbo@huyen.test"],
+                "invitees": ["totruong", "phoban", "nghihuu"],
             }))
             .send()
             .await
@@ -1281,11 +1309,13 @@ async fn reminders_go_through_a_relay_that_wants_tls_and_a_login() {
         if mode == "starttls" {
             assert!(text.contains("SESSION tls=True auth=xaso"), "{text}");
             assert!(
-                text.contains("FROM xaso@xa.test TO ong.a@xa.test canbo@huyen.test"),
+                text.contains(
+                    "FROM xaso@xa.test TO ong.a@xa.test canbo@huyen.test to.truong@xa.test"
+                ),
                 "{text}"
             );
             assert!(
-                text.contains("To: ong.a@xa.test, canbo@huyen.test"),
+                text.contains("To: ong.a@xa.test, canbo@huyen.test, to.truong@xa.test"),
                 "{text}"
             );
         } else {

@@ -29,6 +29,8 @@ pub struct UserOut {
     pub username: String,
     pub role: Role,
     pub disabled: bool,
+    /// Where meeting reminders for this user go; `null` without one.
+    pub email: Option<String>,
     /// RFC 3339.
     pub created_at: String,
     pub camera_ids: Vec<i64>,
@@ -37,6 +39,7 @@ pub struct UserOut {
 async fn user_out(st: &AppState, u: User) -> Result<UserOut> {
     Ok(UserOut {
         camera_ids: store::granted_camera_ids(&st.db, u.id).await?,
+        email: store::user_email(&st.db, u.id).await?,
         id: u.id,
         username: u.username,
         role: u.role,
@@ -62,6 +65,21 @@ pub struct NewUser {
     pub username: String,
     pub password: String,
     pub role: Role,
+    /// Optional: where meeting reminders for this user go.
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// An e-mail address as given: trimmed, `None` when empty; 400 when it is not one.
+fn email_field(s: Option<&str>) -> Result<Option<String>> {
+    let s = s.map(str::trim).unwrap_or_default();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    if s.len() > 254 || !crate::meetings::mail::is_email(s) {
+        crate::bail!(InvalidArgument, "not an e-mail address: {s:?}");
+    }
+    Ok(Some(s.to_string()))
 }
 
 /// Create a user (admin).
@@ -75,11 +93,17 @@ async fn create(
     caller.require_admin()?;
     store::validate_username(&req.username)?;
     store::validate_password(&req.password, st.cfg.auth.min_password_len)?;
+    let email = email_field(req.email.as_deref())?;
     let pw = req.password;
     let hash = blocking(move || auth::hash_password(&pw)).await?;
     let user = store::create_user(&st.db, &req.username, req.role, &hash, st.now_ms()).await?;
+    if let Some(e) = &email {
+        store::set_user_email(&st.db, user.id, Some(e)).await?;
+    }
     let mut ev = caller.event("user.create");
-    ev.detail = Some(serde_json::json!({ "user": user.username, "role": user.role }));
+    ev.detail = Some(
+        serde_json::json!({ "user": user.username, "role": user.role, "email": email.is_some() }),
+    );
     st.audit(ev).await?;
     Ok((StatusCode::CREATED, axum::Json(user_out(&st, user).await?)))
 }
@@ -91,6 +115,8 @@ pub struct UserPatch {
     pub disabled: Option<bool>,
     /// A new password; ends all of the user's sessions.
     pub password: Option<String>,
+    /// A new e-mail address; `""` removes it.
+    pub email: Option<String>,
 }
 
 /// Change a user's role, disable/enable them, or reset their password (admin).
@@ -106,7 +132,15 @@ async fn update(
     if let Some(pw) = &req.password {
         store::validate_password(pw, st.cfg.auth.min_password_len)?;
     }
+    let email = req
+        .email
+        .as_deref()
+        .map(|e| email_field(Some(e)))
+        .transpose()?;
     let mut user = store::user_by_id(&st.db, id).await?;
+    if let Some(e) = &email {
+        store::set_user_email(&st.db, id, e.as_deref()).await?;
+    }
     if req.role.is_some() || req.disabled.is_some() {
         user = store::update_user(&st.db, id, req.role, req.disabled).await?;
     }
@@ -119,6 +153,7 @@ async fn update(
     ev.detail = Some(serde_json::json!({
         "user": user.username, "role": req.role, "disabled": req.disabled,
         "password_reset": password_reset,
+        "email": email.as_ref().map(|e| if e.is_some() { "set" } else { "removed" }),
     }));
     st.audit(ev).await?;
     Ok(axum::Json(user_out(&st, user).await?))

@@ -1031,7 +1031,8 @@ fn slots_message(u: &SlotsUpdate, peers: &HashMap<SessionId, (i64, u64)>) -> Val
 pub const REMIND_AHEAD_MS: i64 = 15 * 60_000;
 
 /// Sends the e-mail reminders that are due (`[meetings.smtp]`): one message per meeting to
-/// its guests listed by address, with the signed join link. A meeting is marked reminded
+/// its guests listed by address and its invited users that have an address, with the
+/// signed join link (a user who is signed in joins under the account). A meeting is marked reminded
 /// once its message is accepted by the relay (or when it has no address to write to); a
 /// relay that fails is tried again at the next call. Returns the messages sent.
 pub async fn remind_due(
@@ -1044,12 +1045,17 @@ pub async fn remind_due(
     };
     let mut sent = 0;
     for m in store::due_reminders(db, now_ms, REMIND_AHEAD_MS).await? {
-        let to: Vec<String> = m
+        let mut to: Vec<String> = m
             .guests
             .iter()
             .map(|g| g.trim().to_string())
             .filter(|g| mail::is_email(g))
             .collect();
+        for e in store::invitee_emails(db, m.id).await? {
+            if mail::is_email(&e) && !to.iter().any(|t| t.eq_ignore_ascii_case(&e)) {
+                to.push(e);
+            }
+        }
         if to.is_empty() {
             store::set_reminded(db, m.id, now_ms).await?;
             continue;

@@ -67,6 +67,17 @@ async fn with_invitees(db: &AnyPool, mut m: Meeting) -> Result<Meeting> {
     Ok(m)
 }
 
+/// The e-mail addresses of the meeting's invited users (enabled accounts that have one).
+pub async fn invitee_emails(db: &AnyPool, meeting: i64) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT u.email FROM meeting_invitees i JOIN users u ON u.id = i.user_id \
+         WHERE i.meeting_id = $1 AND u.email IS NOT NULL AND u.disabled = 0 ORDER BY u.username",
+    )
+    .bind(meeting)
+    .fetch_all(db)
+    .await?)
+}
+
 pub async fn create(db: &AnyPool, m: &NewMeeting<'_>, now_ms: i64) -> Result<Meeting> {
     let mut tx = db.begin().await?;
     let r = sqlx::query(

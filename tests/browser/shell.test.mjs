@@ -265,10 +265,22 @@ async function main() {
       await page.getByTestId('user-add-username').fill(OPERATOR.username);
       await page.getByTestId('user-add-password').fill(OPERATOR.password);
       await page.getByTestId('user-add-role').selectOption('operator');
+      await page.getByTestId('user-add-email').fill('can.bo@xa.test');
       await page.getByTestId('user-add-submit').click();
       await expectText(page.getByTestId('users-status'), `Đã tạo người dùng ${OPERATOR.username}`);
       await page.getByTestId(`user-row-${OPERATOR.username}`).waitFor();
       assert.equal(await page.getByTestId(`user-role-${OPERATOR.username}`).inputValue(), 'operator');
+      // the address for meeting reminders: shown in the row, changed there (saved when
+      // the field is left), refused on the page when it is not one
+      const email = page.getByTestId(`user-email-${OPERATOR.username}`);
+      assert.equal(await email.inputValue(), 'can.bo@xa.test');
+      await email.fill('khong-phai-email');
+      await email.press('Enter');
+      await expectText(page.getByTestId('users-status'), 'Địa chỉ e-mail không hợp lệ');
+      await page.getByTestId(`user-email-${OPERATOR.username}`).fill('truong.ca@xa.test');
+      await page.getByTestId(`user-email-${OPERATOR.username}`).press('Enter');
+      await expectText(page.getByTestId('users-status'), `Đã cập nhật người dùng ${OPERATOR.username}`);
+      assert.equal(await page.getByTestId(`user-email-${OPERATOR.username}`).inputValue(), 'truong.ca@xa.test');
 
       const grant = page.getByTestId(`grant-${OPERATOR.username}-${cameraId}`);
       assert.equal(await grant.isChecked(), false);
@@ -281,6 +293,7 @@ async function main() {
       const op = users.find((u) => u.username === OPERATOR.username);
       assert.ok(op, 'operator not returned by GET /api/users');
       assert.equal(op.role, 'operator');
+      assert.equal(op.email, 'truong.ca@xa.test');
       assert.deepEqual(op.camera_ids, [cameraId]);
       await shot('admin');
     });

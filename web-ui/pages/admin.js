@@ -58,7 +58,7 @@ export function render({ me }) {
   function usersTable() {
     return h('table', { class: 'table', testid: 'users-table' },
       h('thead', {}, h('tr', {},
-        h('th', {}, t('admin.users.username')), h('th', {}, t('admin.users.role')),
+        h('th', {}, t('admin.users.username')), h('th', {}, t('admin.users.email')), h('th', {}, t('admin.users.role')),
         h('th', {}, t('admin.users.status')), h('th', {}, t('admin.users.cameras')),
         h('th', {}, t('admin.users.actions')))),
       h('tbody', {}, state.users.map(userRow)));
@@ -72,6 +72,19 @@ export function render({ me }) {
         'admin.users.updated', { username: u }),
     }, ROLES.map((r) => h('option', { value: r }, roleLabel(r))));
     roleSelect.value = user.role;
+    // where meeting reminders go: saved when the field is left or Enter is pressed
+    const emailInput = h('input', {
+      type: 'email', testid: `user-email-${u}`, 'aria-label': t('admin.users.email'),
+      placeholder: t('admin.users.emailNone'), value: user.email || '', autocomplete: 'off',
+      onchange: () => {
+        if (!emailInput.checkValidity()) {
+          usersStatus.error(t('admin.users.emailInvalid'));
+          return;
+        }
+        act(usersStatus, () => api.patch(`/api/users/${user.id}`, { email: emailInput.value.trim() }),
+          'admin.users.updated', { username: u });
+      },
+    });
 
     const grants = state.cameras.map((c) => h('label', { class: 'check' },
       h('input', { type: 'checkbox', value: String(c.id), testid: `grant-${u}-${c.id}`, checked: user.camera_ids.includes(c.id) }),
@@ -107,6 +120,7 @@ export function render({ me }) {
 
     return h('tr', { testid: `user-row-${u}`, class: user.disabled ? 'disabled' : '' },
       h('td', { class: 'strong' }, u, user.id === me.id ? h('span', { class: 'muted small' }, ` (${t('admin.users.you')})`) : null),
+      h('td', {}, emailInput),
       h('td', {}, roleSelect),
       h('td', {},
         h('span', { class: user.disabled ? 'badge off' : 'badge on', testid: `user-disabled-${u}` },
@@ -128,21 +142,24 @@ export function render({ me }) {
     const password = h('input', { id: 'user-add-password', testid: 'user-add-password', type: 'password', required: true, autocomplete: 'new-password' });
     const role = h('select', { id: 'user-add-role', testid: 'user-add-role', value: 'member' },
       ROLES.map((r) => h('option', { value: r }, roleLabel(r))));
+    const email = h('input', { id: 'user-add-email', testid: 'user-add-email', type: 'email', autocomplete: 'off', placeholder: t('admin.users.emailNone') });
     const onsubmit = async (e) => {
       e.preventDefault();
       const name = username.value.trim();
       const ok = await act(usersStatus,
-        () => api.post('/api/users', { username: name, password: password.value, role: role.value }),
+        () => api.post('/api/users', { username: name, password: password.value, role: role.value, email: email.value.trim() || null }),
         'admin.users.created', { username: name });
       if (ok) {
         username.value = '';
         password.value = '';
+        email.value = '';
       }
     };
     return h('form', { class: 'form-row', testid: 'user-add-form', onsubmit },
       field('user-add-username', t('admin.users.username'), username),
       field('user-add-password', t('admin.users.password'), password),
       field('user-add-role', t('admin.users.role'), role),
+      field('user-add-email', t('admin.users.email'), email),
       h('button', { type: 'submit', class: 'primary', testid: 'user-add-submit' }, t('admin.users.add')));
   }
 
