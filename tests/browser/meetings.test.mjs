@@ -712,10 +712,11 @@ async function main() {
         }));
         observe(`layer_kbps.${o.key}`, kbps);
       });
-      // 600 kbit/s: three lowest layers (~140 kbit/s each) and the sound fit; one middle
-      // layer instead of a lowest (l+l+m ~ 530-570) does not fit in 85 % of what the server
-      // can estimate through it (at most the link's 600: 510)
-      const kbit = Number(process.env.THROTTLE_KBIT || 600);
+      // 800 kbit/s: three lowest layers (~140 kbit/s each) and the sound (three
+      // microphones with RED: ~170 kbit/s) fit; one middle layer instead of a lowest
+      // (l+l+m ~ 530-570) does not fit in 85 % of what the server can estimate through it,
+      // less the sound (at most 680 - 170 = 510)
+      const kbit = Number(process.env.THROTTLE_KBIT || 800);
       const t0 = Date.now();
       throttle(tr.local, kbit);
       let got = null;

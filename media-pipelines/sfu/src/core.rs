@@ -792,6 +792,12 @@ impl Core {
                 }
             }
         }
+        // What each participant's microphone sends now (RED doubles it): the audio a
+        // subscriber gets comes out of its estimate before the video is chosen.
+        let mic: HashMap<SessionId, u64> = ids
+            .iter()
+            .filter_map(|id| self.peers.get(id).map(|p| (*id, p.mic_bps(now))))
+            .collect();
         let mut keyframes = Vec::new();
         let mut wanted: HashMap<Feed, Vec<Option<Rid>>> = HashMap::new();
         // Stalled layers a tile would take if they arrived: kept on at their page.
@@ -818,8 +824,15 @@ impl Core {
                     screen: f.track == TrackKind::Screen,
                 })
                 .collect();
-            // 85 % of the estimate for video: audio, RTCP and retransmissions need room.
-            let budget = sub.bwe_bps.map(|b| b * 85 / 100);
+            // 85 % of the estimate, less the audio it receives, for video: RTCP and
+            // retransmissions need room too.
+            let audio: u64 = sub
+                .slots
+                .iter()
+                .filter(|s| !s.video)
+                .filter_map(|s| s.feed.and_then(|f| mic.get(&f.publisher)))
+                .sum();
+            let budget = sub.bwe_bps.map(|b| (b * 85 / 100).saturating_sub(audio));
             let pick = allocate(budget, &wants);
             if slots.iter().any(|(_, f)| all_layers.contains_key(f)) {
                 let with_stalled: Vec<Want> = slots
@@ -840,12 +853,12 @@ impl Core {
                 }
             }
             let ideal = allocate(None, &wants);
-            // What the tiles would take at their best, with room for audio and RTCP.
+            // What the tiles would take at their best, with the audio and room for RTCP.
             sub.set_bitrate(
                 cost(&wants, &pick),
-                cost(&wants, &ideal) * 100 / 85 + 100_000,
+                (cost(&wants, &ideal) + audio) * 100 / 85 + 100_000,
             );
-            tracing::debug!(peer = sid, bwe = ?sub.bwe_bps, ?wants, ?pick, "simulcast allocation");
+            tracing::debug!(peer = sid, bwe = ?sub.bwe_bps, audio, ?wants, ?pick, "simulcast allocation");
             for ((i, f), k) in slots.into_iter().zip(pick) {
                 let Some(ls) = layers.get(&f).filter(|l| l.len() > 1) else {
                     continue; // no simulcast: nothing to choose

@@ -203,7 +203,8 @@ pub struct Peer {
     /// starts on a keyframe's first packet also gets those of its frame that arrived
     /// before it (reordered on the way in).
     pub recent: HashMap<Mid, std::collections::VecDeque<RtpIn>>,
-    /// Bitrate of each layer of each published track, measured over the last second.
+    /// Bitrate of each published track (of each layer of a video one), measured over the
+    /// last second.
     rates: HashMap<(Mid, Option<Rid>), Rate>,
     /// Tile heights this participant shows, per publisher (from the page's `view`).
     pub view: HashMap<u64, u32>,
@@ -688,29 +689,28 @@ impl Peer {
                         vp9,
                         at: p.timestamp,
                     };
+                    // Our clock, not the packet's stamp: bitrates are measured on arrival.
+                    let at = self.now;
+                    let rate = self.rates.entry((mid, rid)).or_default();
+                    // A layer back from a pause starts a new window (the pause is not
+                    // part of its bitrate).
+                    if rate
+                        .last
+                        .is_some_and(|l| at.saturating_duration_since(l) > LAYER_GAP)
+                    {
+                        rate.bytes = 0;
+                        rate.since = None;
+                    }
+                    rate.bytes += r.payload.len() as u64 + 12;
+                    rate.last = Some(at);
+                    let since = *rate.since.get_or_insert(at);
+                    let d = at.duration_since(since);
+                    if d >= Duration::from_secs(1) {
+                        rate.bps = rate.bytes * 8 * 1000 / d.as_millis().max(1) as u64;
+                        rate.bytes = 0;
+                        rate.since = Some(at);
+                    }
                     if video {
-                        // Our clock, not the packet's stamp: layer bitrates are measured
-                        // on arrival.
-                        let at = self.now;
-                        let rate = self.rates.entry((mid, rid)).or_default();
-                        // A layer back from a pause starts a new window (the pause is not
-                        // part of its bitrate).
-                        if rate
-                            .last
-                            .is_some_and(|l| at.saturating_duration_since(l) > LAYER_GAP)
-                        {
-                            rate.bytes = 0;
-                            rate.since = None;
-                        }
-                        rate.bytes += r.payload.len() as u64 + 12;
-                        rate.last = Some(at);
-                        let since = *rate.since.get_or_insert(at);
-                        let d = at.duration_since(since);
-                        if d >= Duration::from_secs(1) {
-                            rate.bps = rate.bytes * 8 * 1000 / d.as_millis().max(1) as u64;
-                            rate.bytes = 0;
-                            rate.since = Some(at);
-                        }
                         let q = self.recent.entry(mid).or_default();
                         if q.len() == RECENT {
                             q.pop_front();
@@ -722,6 +722,21 @@ impl Peer {
                 _ => {}
             }
         }
+    }
+
+    /// The bitrate of the microphone as it arrives (RED included), bits per second; 0 when
+    /// it sent nothing for a second (muted, or silent with DTX).
+    pub fn mic_bps(&self, now: Instant) -> u64 {
+        let Some(mid) = self.mid_of(TrackKind::Mic) else {
+            return 0;
+        };
+        self.rates
+            .get(&(mid, None))
+            .filter(|r| {
+                r.last
+                    .is_some_and(|l| now.saturating_duration_since(l) <= Duration::from_secs(1))
+            })
+            .map_or(0, |r| r.bps)
     }
 
     /// Whether video of layer `rid` of track `mid` arrived within [`LAYER_GAP`].

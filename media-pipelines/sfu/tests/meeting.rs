@@ -453,6 +453,9 @@ fn garbage_offers_are_refused_and_hurt_nobody() {
 #[test]
 fn simulcast_layers_follow_tile_sizes_switch_on_keyframes_and_unwanted_ones_pause() {
     let mut net = Net::new(11);
+    // No bandwidth estimate: the layers follow the tiles alone (the estimate's part is
+    // the throttled test's).
+    net.core = Core::new(11).without_estimate();
     for _ in 0..3 {
         net.join_simulcast(5, 2, 2);
     }
