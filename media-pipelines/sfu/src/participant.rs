@@ -66,6 +66,12 @@ impl SlotStats {
         breaks
     }
 
+    /// Frames whose picture ID and TL0PICIDX were read (what [`SlotStats::numbering_breaks`]
+    /// looks at).
+    pub fn numbered_frames(&self) -> usize {
+        self.pictures.len()
+    }
+
     /// Sequence numbers never received between the first and the last.
     pub fn holes(&self) -> u64 {
         match (self.seqs.first_key_value(), self.seqs.last_key_value()) {
@@ -137,6 +143,8 @@ pub struct Participant {
     pub count_from: Option<Instant>,
     /// The latest microphone payload (the next RED packet's redundant block).
     last_audio: Option<Vec<u8>>,
+    /// The camera sends VP9 instead of VP8.
+    pub vp9: bool,
 }
 
 /// A layer's VP8 picture ID and TL0PICIDX for a frame: each layer of each participant
@@ -295,14 +303,15 @@ impl Participant {
         Ok((Self::new(now, rtc, tag, none, video, audio, false), answer))
     }
 
-    /// A browser-like `Rtc` on `local`: Opus (with RED if `red`) and VP8, and H.264 and
-    /// G.711 too (a camera in the meeting sends those).
+    /// A browser-like `Rtc` on `local`: Opus (with RED if `red`), VP8 and VP9, and H.264
+    /// and G.711 too (a camera in the meeting sends those).
     fn rtc(now: Instant, local: SocketAddr, red: bool) -> Rtc {
         let mut rtc = Rtc::builder()
             .set_rtp_mode(true)
             .clear_codecs()
             .enable_opus(true, red)
             .enable_vp8(true)
+            .enable_vp9(true)
             .enable_h264(true)
             .enable_pcmu(true, false)
             .build(now);
@@ -358,6 +367,7 @@ impl Participant {
             withheld: Vec::new(),
             count_from: None,
             last_audio: None,
+            vp9: false,
         }
     }
 
@@ -408,6 +418,12 @@ impl Participant {
         self.rtc.disconnect();
     }
 
+    /// The codec of a payload type this participant receives.
+    fn codec_of(&self, pt: Pt) -> Option<RtcCodec> {
+        let params = self.rtc.codec_config().params();
+        params.iter().find(|p| p.pt() == pt).map(|p| p.spec().codec)
+    }
+
     /// The RED payload type of Opus on `mid`, when both sides have RED.
     fn red_pt(&self, mid: Mid) -> Option<Pt> {
         let media = self.rtc.media(mid)?;
@@ -434,7 +450,12 @@ impl Participant {
         if !self.connected {
             return;
         }
-        let Some(pt) = self.pt(self.camera, RtcCodec::Vp8) else {
+        let codec = if self.vp9 {
+            RtcCodec::Vp9
+        } else {
+            RtcCodec::Vp8
+        };
+        let Some(pt) = self.pt(self.camera, codec) else {
             return;
         };
         let key = self.frame.is_multiple_of(gop) || std::mem::take(&mut self.force_key);
@@ -467,17 +488,28 @@ impl Participant {
                 // start; then the frame header's P bit. The tag byte before ours says the
                 // layer (0 without simulcast).
                 let (pic, tl0) = numbering(tag, rid, frame);
-                let mut p = vec![
-                    if i == 0 { 0x90 } else { 0x80 },
-                    0xe0,
-                    0x80 | (pic >> 8) as u8,
-                    pic as u8,
-                    tl0,
-                    0x00,
-                ];
-                if i == 0 {
-                    p.push(if key { 0x00 } else { 0x01 });
-                }
+                let mut p = if codec == RtcCodec::Vp9 {
+                    // VP9 (non-flexible mode): I, P unless a keyframe, L, B on the first
+                    // packet, E on the last; a 15-bit picture ID, TID/SID 0, TL0PICIDX.
+                    let b0 = 0xa0
+                        | if key { 0 } else { 0x40 }
+                        | if i == 0 { 0x08 } else { 0 }
+                        | if i == n - 1 { 0x04 } else { 0 };
+                    vec![b0, 0x80 | (pic >> 8) as u8, pic as u8, 0x00, tl0]
+                } else {
+                    let mut p = vec![
+                        if i == 0 { 0x90 } else { 0x80 },
+                        0xe0,
+                        0x80 | (pic >> 8) as u8,
+                        pic as u8,
+                        tl0,
+                        0x00,
+                    ];
+                    if i == 0 {
+                        p.push(if key { 0x00 } else { 0x01 });
+                    }
+                    p
+                };
                 p.extend_from_slice(&sent_us.to_be_bytes());
                 p.resize((size / n).max(12), 0x55);
                 p.push(match rid.as_deref() {
@@ -601,6 +633,7 @@ impl Participant {
                     return;
                 };
                 let video = self.video_slots.contains(&mid);
+                let vp9 = video && self.codec_of(p.header.payload_type) == Some(RtcCodec::Vp9);
                 // RED: the primary block's send stamp (its tag is the last byte too).
                 let red = !video && Some(p.header.payload_type) == self.red_pt(mid);
                 let Some(s) = self.slots.get_mut(&mid) else {
@@ -624,15 +657,24 @@ impl Participant {
                     s.last_layer = Some(layer);
                 }
                 s.packets += 1;
-                let key = video && crate::peer::keyframe_start(RtcCodec::Vp8, &p.payload);
+                let codec = if vp9 { RtcCodec::Vp9 } else { RtcCodec::Vp8 };
+                let key = video && crate::peer::keyframe_start(codec, &p.payload);
                 let layer = if video && p.payload.len() >= 2 {
                     p.payload[p.payload.len() - 2]
                 } else {
                     0
                 };
                 s.seqs.insert(*p.seq_no, (tag, layer, key));
-                let start = video && p.payload[0] & 0x10 != 0;
-                if let Some(d) = crate::vp8::descriptor(&p.payload).filter(|_| start)
+                if vp9 {
+                    if let Some(d) =
+                        crate::vp9::Descriptor::parse(&p.payload).filter(|d| d.starts_frame)
+                        && let (Some((pic, _)), Some(tl0)) = (d.picture_id, d.tl0_pic_idx)
+                    {
+                        s.pictures.insert(*p.seq_no, (pic, tl0));
+                    }
+                } else if video
+                    && p.payload[0] & 0x10 != 0
+                    && let Some(d) = crate::vp8::descriptor(&p.payload)
                     && let (Some(pic), Some(tl0)) = (d.picture_id(), d.tl0_pic_idx())
                 {
                     s.pictures.insert(*p.seq_no, (pic, tl0));
@@ -648,6 +690,7 @@ impl Participant {
                 }
                 // The send time (same epoch only in one process: the tests and load client).
                 let at = match payload.first() {
+                    _ if vp9 => 5,
                     Some(&0x90) if video => 7,
                     Some(&0x80) if video => 6,
                     _ => 1,

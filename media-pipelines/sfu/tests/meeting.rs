@@ -369,6 +369,34 @@ fn loss_and_jitter_are_repaired_by_nack_and_switches_land_on_keyframes() {
 }
 
 #[test]
+fn vp9_publishers_switch_on_a_slot_at_keyframes_with_continuous_picture_numbers() {
+    let mut net = Net::new(0x9);
+    for _ in 0..3 {
+        net.join(1, 1, 2);
+    }
+    // Participants 0 and 2 send VP9 (as a WHIP encoder may); 1 watches through one slot.
+    net.parts[0].2.vp9 = true;
+    net.parts[2].2.vp9 = true;
+    net.parts[0].2.level = 20;
+    net.run(Duration::from_secs(2), |_| true);
+    net.parts[0].2.level = 127;
+    net.parts[2].2.level = 15;
+    net.run(Duration::from_secs(3), |_| true);
+    let p = net.part(1);
+    let slot = &p.slots[&p.video_slots[0]];
+    assert_eq!(slot.publishers, vec![1, 3], "the slot follows the speaker");
+    assert_eq!(slot.runs_started_on_keyframe(), vec![true, true]);
+    // Each publisher numbers its pictures from its own start; the slot renumbers them.
+    assert!(slot.numbered_frames() > 80, "{}", slot.numbered_frames());
+    assert_eq!(
+        slot.numbering_breaks(),
+        0,
+        "VP9 picture IDs stay continuous"
+    );
+    assert_eq!(slot.holes(), 0);
+}
+
+#[test]
 fn a_blocked_microphone_is_not_forwarded_and_a_leaver_is_dropped() {
     let mut net = Net::new(3);
     for _ in 0..3 {
