@@ -98,8 +98,6 @@ const ROOM_TICK: Duration = Duration::from_millis(200);
 /// How long a lower (higher) simulcast layer must stay chosen before a slot switches to it.
 const LAYER_DOWN_HOLD: Duration = Duration::from_secs(1);
 const LAYER_UP_HOLD: Duration = Duration::from_secs(3);
-/// How long a layer that runs at its page may take to arrive before slots leave it.
-const LAYER_START: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 struct Room {
@@ -156,11 +154,6 @@ pub struct Core {
     peers: HashMap<SessionId, Peer>,
     rooms: HashMap<RoomId, Room>,
     reported: HashMap<SessionId, SlotsUpdate>,
-    layers_reported: HashMap<Feed, Vec<String>>,
-    /// Since when each layer of a feed runs at its page, as far as the core knows: since
-    /// the report that resumed it, or since the publisher joined (a page starts with all
-    /// its layers on).
-    layers_since: HashMap<(Feed, Rid), Instant>,
     camera_seq: HashMap<(SourceId, Kind), u64>,
     room_tick: Option<Instant>,
     /// The time of the last input (keyframe requests made outside one are stamped there).
@@ -278,8 +271,6 @@ impl Core {
             self.timeout_due = false;
             self.remotes.retain(|_, s| *s != id);
             self.reported.remove(&id);
-            self.layers_reported.retain(|f, _| f.publisher != id);
-            self.layers_since.retain(|(f, _), _| f.publisher != id);
             p.close(reason);
             let room = p.room;
             if let Some(r) = self.rooms.get_mut(&room) {
@@ -753,13 +744,10 @@ impl Core {
             return;
         };
         let ids = r.peers.clone();
-        // Each feed's layers that can be chosen: those that arrive, those the page was
-        // told to pause (chosen, they are resumed), and those resumed less than
-        // LAYER_START ago. A layer that runs at the page and yet does not arrive (the
-        // page's encoder left it out: its own uplink estimate is too low for it) is
-        // stalled: not offered, as a slot on it would show a frozen picture. While a tile
-        // would take it if it arrived, it is not paused either, so that the page sends it
-        // as soon as its estimate allows (it is then offered again).
+        // Each feed's layers that can be chosen, and the stalled ones ([`Peer::layer_choice`]):
+        // a stalled layer is not offered, as a slot on it would show a frozen picture.
+        // While a tile would take it if it arrived, it is not paused either, so that the
+        // page sends it as soon as its estimate allows (it is then offered again).
         let mut layers: HashMap<Feed, Vec<(Option<Rid>, u64)>> = HashMap::new();
         let mut stalled: HashMap<Feed, Vec<Rid>> = HashMap::new();
         let mut all_layers: HashMap<Feed, Vec<(Option<Rid>, u64)>> = HashMap::new();
@@ -770,24 +758,13 @@ impl Core {
                         publisher: *id,
                         track: t.track,
                     };
-                    let all = p.layers(t.mid);
-                    let reported = self.layers_reported.get(&feed);
-                    let (usable, stuck): (Vec<_>, Vec<_>) =
-                        all.iter().copied().partition(|(rid, _)| {
-                            let Some(r) = rid else { return true };
-                            let paused = reported.is_some_and(|a| !a.iter().any(|x| x == &**r));
-                            let since = self.layers_since.get(&(feed, *r)).copied();
-                            paused
-                                || p.arriving(t.mid, *rid, now)
-                                || now.saturating_duration_since(since.unwrap_or(p.joined))
-                                    < LAYER_START
-                        });
-                    if usable.is_empty() || stuck.is_empty() {
-                        layers.insert(feed, all);
+                    let c = p.layer_choice(t.mid, t.track, now);
+                    if c.stalled.is_empty() {
+                        layers.insert(feed, c.all);
                     } else {
-                        stalled.insert(feed, stuck.into_iter().filter_map(|x| x.0).collect());
-                        layers.insert(feed, usable);
-                        all_layers.insert(feed, all);
+                        stalled.insert(feed, c.stalled);
+                        layers.insert(feed, c.usable);
+                        all_layers.insert(feed, c.all);
                     }
                 }
             }
@@ -923,14 +900,11 @@ impl Core {
                 )
                 .collect();
             active.sort();
-            if self.layers_reported.get(f) != Some(&active) {
-                let before = self.layers_reported.get(f);
-                for r in &active {
-                    if before.is_some_and(|b| !b.contains(r)) {
-                        self.layers_since.insert((*f, Rid::from(r.as_str())), now);
-                    }
-                }
-                self.layers_reported.insert(*f, active.clone());
+            if self
+                .peers
+                .get_mut(&f.publisher)
+                .is_some_and(|p| p.tell_layers(f.track, &active, now))
+            {
                 self.out.push_back(Output::Layers {
                     peer: f.publisher,
                     track: f.track,

@@ -142,6 +142,16 @@ impl Slot {
     }
 }
 
+/// A published track's layers ([`Peer::layer_choice`]), each with its bitrate, lowest
+/// first.
+pub struct LayerChoice {
+    pub all: Vec<(Option<Rid>, u64)>,
+    /// Those a slot may be given.
+    pub usable: Vec<(Option<Rid>, u64)>,
+    /// Those that run at the page and yet do not arrive.
+    pub stalled: Vec<Rid>,
+}
+
 /// A packet the participant published.
 #[derive(Clone, Debug)]
 pub struct RtpIn {
@@ -210,6 +220,11 @@ pub struct Peer {
     pub view: HashMap<u64, u32>,
     /// The simulcast layers each published track's offer declared.
     declared: HashMap<Mid, Vec<Rid>>,
+    /// The layers each published track runs at the page, as the page was last told
+    /// (none told yet: all run), and since when each was resumed (the page starts with
+    /// all of them on, at its join).
+    told: HashMap<TrackKind, Vec<String>>,
+    resumed: HashMap<(TrackKind, Rid), Instant>,
     /// The bandwidth estimated toward this participant (transport-wide congestion
     /// control), bits per second.
     pub bwe_bps: Option<u64>,
@@ -236,6 +251,9 @@ struct Rate {
 
 /// A layer with no packet for longer is paused (or left out by the page's encoder).
 const LAYER_GAP: Duration = Duration::from_millis(500);
+
+/// How long a layer that runs at its page may take to arrive before slots leave it.
+const LAYER_START: Duration = Duration::from_secs(1);
 
 /// Video packets kept per published track for [`Peer::recent`].
 const RECENT: usize = 128;
@@ -405,6 +423,8 @@ impl Peer {
             rates: HashMap::new(),
             view: HashMap::new(),
             declared: HashMap::new(),
+            told: HashMap::new(),
+            resumed: HashMap::new(),
             now,
             bitrate_set: None,
             bwe_bps: None,
@@ -737,6 +757,53 @@ impl Peer {
                     .is_some_and(|l| now.saturating_duration_since(l) <= Duration::from_secs(1))
             })
             .map_or(0, |r| r.bps)
+    }
+
+    /// The layers of published track `mid` ([`Peer::layers`]), those of them that can be
+    /// chosen, and the stalled ones. Chosen can be: a layer that arrives, one the page was
+    /// told to pause (chosen, it is resumed), and one resumed less than [`LAYER_START`]
+    /// ago. A layer that runs at the page and yet does not arrive (the page's encoder left
+    /// it out: its own uplink estimate is too low for it) is stalled, unless no layer
+    /// arrives at all.
+    pub fn layer_choice(&self, mid: Mid, track: TrackKind, now: Instant) -> LayerChoice {
+        let all = self.layers(mid);
+        let told = self.told.get(&track);
+        let (usable, stuck): (Vec<_>, Vec<_>) = all.iter().copied().partition(|(rid, _)| {
+            let Some(r) = rid else { return true };
+            let paused = told.is_some_and(|a| !a.iter().any(|x| x == &**r));
+            let since = self.resumed.get(&(track, *r)).copied();
+            paused
+                || self.arriving(mid, *rid, now)
+                || now.saturating_duration_since(since.unwrap_or(self.joined)) < LAYER_START
+        });
+        if usable.is_empty() {
+            return LayerChoice {
+                usable: all.clone(),
+                all,
+                stalled: Vec::new(),
+            };
+        }
+        LayerChoice {
+            all,
+            usable,
+            stalled: stuck.into_iter().filter_map(|x| x.0).collect(),
+        }
+    }
+
+    /// Notes that the page runs layers `active` (sorted) of `track` from now on; `true`
+    /// when that is news to it (a `layers` message is due).
+    pub fn tell_layers(&mut self, track: TrackKind, active: &[String], now: Instant) -> bool {
+        let before = self.told.get(&track);
+        if before.is_some_and(|b| b == active) {
+            return false;
+        }
+        for r in active {
+            if before.is_some_and(|b| !b.contains(r)) {
+                self.resumed.insert((track, Rid::from(r.as_str())), now);
+            }
+        }
+        self.told.insert(track, active.to_vec());
+        true
     }
 
     /// Whether video of layer `rid` of track `mid` arrived within [`LAYER_GAP`].
