@@ -77,6 +77,16 @@ pub struct MeetingOut {
     /// The signed guest link (the chair and admins only).
     #[serde(skip_serializing_if = "Option::is_none")]
     join_url: Option<String>,
+    /// Each invited guest's own link, in the order of `guests` (the chair and admins
+    /// only): whoever joins with it is that guest, with one ballot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    guest_links: Option<Vec<GuestLink>>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct GuestLink {
+    guest: String,
+    join_url: String,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -108,12 +118,20 @@ fn may_manage(caller: &Caller, m: &store::Meeting) -> bool {
 }
 
 async fn out(st: &AppState, caller: &Caller, m: store::Meeting) -> Result<MeetingOut> {
-    let join_url = if may_manage(caller, &m) {
+    let (join_url, guest_links) = if may_manage(caller, &m) {
         let key = link_key(st).await?;
-        let token = link::sign(&key, m.id, m.end_ms + link::GRACE_MS);
-        Some(format!("/#/meet/{}?t={token}", m.id))
+        let exp = m.end_ms + link::GRACE_MS;
+        let url = |token: String| format!("/#/meet/{}?t={token}", m.id);
+        let guests = m.guests.iter().enumerate().map(|(i, g)| GuestLink {
+            guest: g.clone(),
+            join_url: url(link::sign_guest(&key, m.id, exp, i)),
+        });
+        (
+            Some(url(link::sign(&key, m.id, exp))),
+            Some(guests.collect()),
+        )
     } else {
-        None
+        (None, None)
     };
     let participants = st.meetings.as_ref().map_or(0, |h| h.occupancy(m.id));
     Ok(MeetingOut {
@@ -131,6 +149,7 @@ async fn out(st: &AppState, caller: &Caller, m: store::Meeting) -> Result<Meetin
         invitees: m.invitees,
         guests: m.guests,
         join_url,
+        guest_links,
     })
 }
 
@@ -230,24 +249,32 @@ struct WsQuery {
 }
 
 /// Who the socket belongs to: a user (cookie or token) who may attend, or a guest with a
-/// valid link. `None` for a guest (the name comes in `join`).
+/// valid link. `None` for a guest (the name comes in `join`), with the invitation its link
+/// is for, if it is an invited guest's own.
 async fn admit(
     st: &AppState,
     caller: std::result::Result<Caller, Error>,
     token: Option<&str>,
     m: &store::Meeting,
-) -> Result<Option<Caller>> {
+) -> Result<(Option<Caller>, Option<usize>)> {
     if let Some(t) = token {
         let key = link_key(st).await?;
-        link::verify(&key, m.id, t, st.now_ms()).map_err(|e| err!(PermissionDenied, "{e}"))?;
+        let invite =
+            link::verify(&key, m.id, t, st.now_ms()).map_err(|e| err!(PermissionDenied, "{e}"))?;
+        if invite.is_some_and(|g| g >= m.guests.len()) {
+            bail!(PermissionDenied, "the meeting has no such guest");
+        }
         // A logged-in user with the link still joins under their account.
-        return Ok(caller.ok());
+        return Ok(match caller {
+            Ok(c) => (Some(c), None),
+            Err(_) => (None, invite),
+        });
     }
     let caller = caller?;
     if !may_attend(st, &caller, m).await? {
         bail!(PermissionDenied, "you are not invited to this meeting");
     }
-    Ok(Some(caller))
+    Ok((Some(caller), None))
 }
 
 /// The signalling WebSocket of one participant (protocol: docs/design/meetings.md).
@@ -286,8 +313,8 @@ async fn socket(
         Err(e) => Ok(ws
             .on_upgrade(move |s| super::live::refuse(s, e))
             .into_response()),
-        Ok((hub, m, who)) => Ok(ws
-            .on_upgrade(move |s| run(st, hub, m, who, address, s))
+        Ok((hub, m, (who, invite))) => Ok(ws
+            .on_upgrade(move |s| run(st, hub, m, (who, invite), address, s))
             .into_response()),
     }
 }
@@ -372,7 +399,7 @@ async fn run(
     st: AppState,
     hub: Arc<Meetings>,
     m: store::Meeting,
-    caller: Option<Caller>,
+    (caller, invite): (Option<Caller>, Option<usize>),
     address: Option<String>,
     socket: WebSocket,
 ) {
@@ -450,10 +477,17 @@ async fn run(
                         }
                         (_, Some(n)) => n,
                         (Some(c), None) => c.user.username.clone(),
-                        (None, None) => bail!(InvalidArgument, "a guest must give a name"),
+                        // An invited guest invited by name is that name.
+                        (None, None) => match invite.map(|g| m.guests[g].trim()) {
+                            Some(g) if !g.is_empty() && !crate::meetings::mail::is_email(g) => {
+                                g.chars().take(60).collect()
+                            }
+                            _ => bail!(InvalidArgument, "a guest must give a name"),
+                        },
                     };
                     let who = Who {
                         name,
+                        invite,
                         user_id: caller.as_ref().map(|c| c.user.id),
                         chair: caller.as_ref().is_some_and(|c| c.user.id == m.chair_id),
                         admin: caller.as_ref().is_some_and(|c| c.user.role == Role::Admin),
@@ -1057,7 +1091,7 @@ async fn door(
         .clone()
         .ok_or_else(|| err!(Unavailable, "meetings are not running on this server"))?;
     let m = store::get(&st.db, id).await?;
-    let caller = admit(&st, caller, q.t.as_deref(), &m).await?;
+    let (caller, invite) = admit(&st, caller, q.t.as_deref(), &m).await?;
     let is_sdp = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -1114,6 +1148,7 @@ async fn door(
         .unwrap_or_else(|| kind.to_uppercase());
     let who = Who {
         name: name.clone(),
+        invite,
         user_id: caller.as_ref().map(|c| c.user.id),
         chair: false,
         admin: caller.as_ref().is_some_and(|c| c.user.role == Role::Admin),

@@ -40,6 +40,9 @@ pub enum Out {
 #[derive(Clone, Debug)]
 pub struct Who {
     pub name: String,
+    /// The invited guest (its number in the meeting's guest list) whose own link it came
+    /// with.
+    pub invite: Option<usize>,
     pub user_id: Option<i64>,
     pub chair: bool,
     /// Admins enter locked rooms.
@@ -109,13 +112,15 @@ impl Part {
         }
     }
 
-    /// Who votes: one ballot per user account, or per guest's name in the meeting (so a
-    /// guest who leaves and joins again under that name cannot vote twice; case and
-    /// spacing do not make a new name).
+    /// Who votes: one ballot per user account, per invited guest who came with its own
+    /// link (under whatever name), or else per guest's name in the meeting (so a guest who
+    /// leaves and joins again under that name cannot vote twice; case and spacing do not
+    /// make a new name).
     fn voter(&self) -> String {
-        match self.who.user_id {
-            Some(u) => format!("user:{u}"),
-            None => format!("guest:{}", guest_voter(&self.who.name)),
+        match (self.who.user_id, self.who.invite) {
+            (Some(u), _) => format!("user:{u}"),
+            (None, Some(g)) => format!("invite:{g}"),
+            (None, None) => format!("guest:{}", guest_voter(&self.who.name)),
         }
     }
 }
@@ -1030,11 +1035,13 @@ fn slots_message(u: &SlotsUpdate, peers: &HashMap<SessionId, (i64, u64)>) -> Val
 /// How long before a meeting its reminder goes out.
 pub const REMIND_AHEAD_MS: i64 = 15 * 60_000;
 
-/// Sends the e-mail reminders that are due (`[meetings.smtp]`): one message per meeting to
-/// its guests listed by address and its invited users that have an address, with the
-/// signed join link (a user who is signed in joins under the account). A meeting is marked reminded
-/// once its message is accepted by the relay (or when it has no address to write to); a
-/// relay that fails is tried again at the next call. Returns the messages sent.
+/// Sends the e-mail reminders that are due (`[meetings.smtp]`): to each guest listed by
+/// address, a message with its own signed link (whoever joins with it is that guest); to
+/// the invited users whose enabled accounts have an address, one message with the
+/// meeting's shared link (a user who is signed in joins under the account). A meeting is
+/// marked reminded once the relay accepted all of its messages (or when it has no
+/// address to write to); when one fails, all are tried again at the next call. Returns
+/// the messages sent.
 pub async fn remind_due(
     db: &AnyPool,
     cfg: &crate::config::MeetingsConfig,
@@ -1045,81 +1052,111 @@ pub async fn remind_due(
     };
     let mut sent = 0;
     for m in store::due_reminders(db, now_ms, REMIND_AHEAD_MS).await? {
-        let mut to: Vec<String> = m
+        let key = store::server_key(db, "meeting_links").await?;
+        let exp = m.end_ms + link::GRACE_MS;
+        let url = |token: String| {
+            format!(
+                "{}/#/meet/{}?t={token}",
+                cfg.public_url.trim_end_matches('/'),
+                m.id
+            )
+        };
+        // (recipients, the link they get)
+        let mut messages: Vec<(Vec<String>, String)> = m
             .guests
             .iter()
-            .map(|g| g.trim().to_string())
-            .filter(|g| mail::is_email(g))
+            .enumerate()
+            .map(|(i, g)| (g.trim().to_string(), i))
+            .filter(|(g, _)| mail::is_email(g))
+            .map(|(g, i)| (vec![g], url(link::sign_guest(&key, m.id, exp, i))))
             .collect();
+        let mut users: Vec<String> = Vec::new();
         for e in store::invitee_emails(db, m.id).await? {
-            if mail::is_email(&e) && !to.iter().any(|t| t.eq_ignore_ascii_case(&e)) {
-                to.push(e);
+            let known = messages
+                .iter()
+                .any(|(to, _)| to[0].eq_ignore_ascii_case(&e))
+                || users.iter().any(|u| u.eq_ignore_ascii_case(&e));
+            if mail::is_email(&e) && !known {
+                users.push(e);
             }
         }
-        if to.is_empty() {
+        if !users.is_empty() {
+            messages.push((users, url(link::sign(&key, m.id, exp))));
+        }
+        let mut failed = false;
+        for (i, (to, url)) in messages.iter().enumerate() {
+            match send_reminder(smtp, &m, to, url, now_ms, i).await {
+                Ok(()) => {
+                    sent += 1;
+                    tracing::info!(
+                        meeting = m.id,
+                        recipients = to.len(),
+                        "meeting reminder sent"
+                    );
+                }
+                Err(e) => {
+                    failed = true;
+                    tracing::warn!(meeting = m.id, error = %e, "meeting reminder not sent; trying again");
+                }
+            }
+        }
+        if !failed {
             store::set_reminded(db, m.id, now_ms).await?;
-            continue;
-        }
-        let key = store::server_key(db, "meeting_links").await?;
-        let token = link::sign(&key, m.id, m.end_ms + link::GRACE_MS);
-        let url = format!(
-            "{}/#/meet/{}?t={token}",
-            cfg.public_url.trim_end_matches('/'),
-            m.id
-        );
-        let vn = chrono::FixedOffset::east_opt(7 * 3600).expect("UTC+7");
-        let start = chrono::DateTime::from_timestamp_millis(m.start_ms)
-            .unwrap_or_default()
-            .with_timezone(&vn);
-        let when_vi = start.format("%H:%M ngày %d/%m/%Y").to_string();
-        let when_en = start.format("%H:%M on %d/%m/%Y").to_string();
-        let subject = format!("Nhắc lịch họp: {} ({})", m.title, start.format("%H:%M"));
-        let body = format!(
-            "Kính gửi quý đại biểu,\n\n\
-             Cuộc họp \"{title}\" bắt đầu lúc {when_vi} (giờ Việt Nam), do {chair} chủ trì.\n\
-             Vào họp bằng trình duyệt Chrome theo đường dẫn sau (không cần cài đặt):\n{url}\n\n\
-             ---\n\
-             Reminder: the meeting \"{title}\" starts at {when_en} (Vietnam time), chaired by \
-             {chair}. Join in Chrome, nothing to install:\n{url}\n",
-            title = m.title,
-            chair = m.chair,
-        );
-        let date = chrono::DateTime::from_timestamp_millis(now_ms)
-            .unwrap_or_default()
-            .with_timezone(&vn)
-            .to_rfc2822();
-        let host = smtp.from.split('@').nth(1).unwrap_or("xaso");
-        let msg = mail::compose(
-            &smtp.from,
-            &to,
-            &subject,
-            &body,
-            &date,
-            &format!("meeting-{}-{now_ms}@{host}", m.id),
-        );
-        let relay = mail::Relay {
-            host: &smtp.host,
-            port: smtp.port,
-            tls: smtp.tls,
-            login: smtp.username.as_deref().zip(smtp.password.as_deref()),
-            ca_file: smtp.ca_file.as_deref(),
-        };
-        match mail::send(&relay, host, &smtp.from, &to, &msg).await {
-            Ok(()) => {
-                store::set_reminded(db, m.id, now_ms).await?;
-                sent += 1;
-                tracing::info!(
-                    meeting = m.id,
-                    recipients = to.len(),
-                    "meeting reminder sent"
-                );
-            }
-            Err(e) => {
-                tracing::warn!(meeting = m.id, error = %e, "meeting reminder not sent; trying again")
-            }
         }
     }
     Ok(sent)
+}
+
+/// One reminder of meeting `m` to `to`, with the join link `url` (Vietnamese, then
+/// English); `n` tells the meeting's messages apart in their Message-IDs.
+async fn send_reminder(
+    smtp: &crate::config::SmtpConfig,
+    m: &store::Meeting,
+    to: &[String],
+    url: &str,
+    now_ms: i64,
+    n: usize,
+) -> std::result::Result<(), String> {
+    let vn = chrono::FixedOffset::east_opt(7 * 3600).expect("UTC+7");
+    let start = chrono::DateTime::from_timestamp_millis(m.start_ms)
+        .unwrap_or_default()
+        .with_timezone(&vn);
+    let when_vi = start.format("%H:%M ngày %d/%m/%Y").to_string();
+    let when_en = start.format("%H:%M on %d/%m/%Y").to_string();
+    let subject = format!("Nhắc lịch họp: {} ({})", m.title, start.format("%H:%M"));
+    let body = format!(
+        "Kính gửi quý đại biểu,\n\n\
+         Cuộc họp \"{title}\" bắt đầu lúc {when_vi} (giờ Việt Nam), do {chair} chủ trì.\n\
+         Vào họp bằng trình duyệt Chrome theo đường dẫn sau (không cần cài đặt):\n{url}\n\n\
+         ---\n\
+         Reminder: the meeting \"{title}\" starts at {when_en} (Vietnam time), chaired by \
+         {chair}. Join in Chrome, nothing to install:\n{url}\n",
+        title = m.title,
+        chair = m.chair,
+    );
+    let date = chrono::DateTime::from_timestamp_millis(now_ms)
+        .unwrap_or_default()
+        .with_timezone(&vn)
+        .to_rfc2822();
+    let host = smtp.from.split('@').nth(1).unwrap_or("xaso");
+    let msg = mail::compose(
+        &smtp.from,
+        to,
+        &subject,
+        &body,
+        &date,
+        &format!("meeting-{}-{now_ms}-{n}@{host}", m.id),
+    );
+    let relay = mail::Relay {
+        host: &smtp.host,
+        port: smtp.port,
+        tls: smtp.tls,
+        login: smtp.username.as_deref().zip(smtp.password.as_deref()),
+        ca_file: smtp.ca_file.as_deref(),
+    };
+    mail::send(&relay, host, &smtp.from, to, &msg)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -1131,6 +1168,7 @@ mod tests {
         let (tx, rx) = mpsc::unbounded_channel();
         let who = Who {
             name: name.into(),
+            invite: None,
             user_id: None,
             chair: false,
             admin: false,

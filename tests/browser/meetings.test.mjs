@@ -388,6 +388,12 @@ async function main() {
       assert.equal(await p.getByTestId('meetings-now').getByTestId(`meeting-${meeting.id}`).count(), 1);
       const link = await p.getByTestId(`meeting-link-${meeting.id}`).inputValue();
       assert.equal(link, `${server.base}${meeting.join_url}`);
+      // the invited guest's own link, under the shared one
+      assert.equal(meeting.guest_links.length, 1, JSON.stringify(meeting));
+      await p.getByTestId(`meeting-guest-links-${meeting.id}`).locator('summary').click();
+      const own = await p.getByTestId(`meeting-guest-link-${meeting.id}-0`).inputValue();
+      assert.equal(own, `${server.base}${meeting.guest_links[0].join_url}`);
+      assert.match(own, /\?t=\d+\.g0\.[A-Za-z0-9_-]+$/);
       // the form: a meeting at the next quarter hour (the default times), with an invitee
       const user = await api('/api/users', {
         method: 'POST', headers: { 'content-type': 'application/json' },

@@ -100,23 +100,30 @@ function meetingCard(m, status) {
   if (m.invitees && m.invitees.length) people.push(h('div', {}, t('meetings.invitees', { names: m.invitees.join(', ') })));
   if (m.guests && m.guests.length) people.push(h('div', {}, t('meetings.guests', { names: m.guests.join(', ') })));
 
-  let link = null;
-  if (m.join_url) {
-    const inputId = `meeting-link-${m.id}`;
+  // a link with its copy button (the shared one, and each invited guest's own)
+  const linkRow = (inputId, url, label) => {
     const input = h('input', {
-      id: inputId, testid: `meeting-link-${m.id}`, readonly: true, value: absoluteUrl(m.join_url),
+      id: inputId, testid: inputId, readonly: true, value: absoluteUrl(url),
       class: 'mono', onfocus: () => input.select(),
     });
     const copy = h('button', {
-      type: 'button', class: 'small', testid: `meeting-copy-${m.id}`,
+      type: 'button', class: 'small', testid: inputId.replace('-link-', '-copy-'),
       onclick: async () => {
         if (await copyText(input)) status.ok(t('meetings.copied', { title: m.title }));
         else status.error(t('meetings.copyFailed'));
       },
     }, t('meetings.copy'));
-    link = h('div', { class: 'meeting-link' },
-      h('label', { for: inputId }, t('meetings.joinLink')),
+    return h('div', { class: 'meeting-link' },
+      h('label', { for: inputId }, label),
       h('div', { class: 'meeting-link-row' }, input, copy));
+  };
+  let link = null;
+  if (m.join_url) {
+    const own = (m.guest_links || []).map((g, i) => linkRow(`meeting-guest-link-${m.id}-${i}`, g.join_url, g.guest));
+    link = h('div', {},
+      linkRow(`meeting-link-${m.id}`, m.join_url, t('meetings.joinLink')),
+      own.length ? h('details', { class: 'meeting-guest-links', testid: `meeting-guest-links-${m.id}` },
+        h('summary', {}, t('meetings.guestLinks')), own) : null);
   }
 
   const join = phase === 'ended' ? null : h('a', {
