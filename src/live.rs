@@ -424,6 +424,8 @@ pub struct Live {
     /// audio (RED): the core's counters, copied after each batch of inputs.
     pub meeting_audio_in: AtomicU64,
     pub meeting_red_in: AtomicU64,
+    /// Keyframe requests sent to meeting participants (the core's counter, likewise).
+    pub meeting_keyframe_requests: AtomicU64,
     mse_sessions: std::sync::atomic::AtomicUsize,
     /// Streams pulled for live view alone (set once at start; see `live_sources`).
     pub sources: std::sync::OnceLock<Arc<crate::live_sources::LiveSources>>,
@@ -592,6 +594,7 @@ impl Live {
             datagrams_in: AtomicU64::new(0),
             meeting_audio_in: AtomicU64::new(0),
             meeting_red_in: AtomicU64::new(0),
+            meeting_keyframe_requests: AtomicU64::new(0),
             mse_sessions: Default::default(),
             sources: std::sync::OnceLock::new(),
             meeting_events: std::sync::OnceLock::new(),
@@ -1262,6 +1265,8 @@ async fn run(
             live.meeting_audio_in
                 .store(c.audio_packets, Ordering::Relaxed);
             live.meeting_red_in.store(c.red_packets, Ordering::Relaxed);
+            live.meeting_keyframe_requests
+                .store(c.keyframe_requests, Ordering::Relaxed);
         }
         let cmd = match deadline {
             Some(d) => tokio::select! {

@@ -198,6 +198,11 @@ fn render_live(out: &mut String, l: &crate::live::Live) {
                 "Of those, packets with redundant audio (RED, RFC 2198).",
                 l.meeting_red_in.load(Relaxed),
             ),
+            (
+                "xaso_meeting_keyframe_requests_total",
+                "Keyframe requests (PLI) sent to meeting participants: many mean pictures are being lost.",
+                l.meeting_keyframe_requests.load(Relaxed),
+            ),
         ],
     );
     let name = "xaso_live_forward_seconds";

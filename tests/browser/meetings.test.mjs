@@ -533,6 +533,8 @@ async function main() {
       const audio = { packets: m1.xaso_meeting_audio_packets_received_total - m0.xaso_meeting_audio_packets_received_total,
         red: m1.xaso_meeting_red_packets_received_total - m0.xaso_meeting_red_packets_received_total };
       observe('microphone_packets_in_2s', audio);
+      // slots that started asked their publishers for keyframes, and /metrics counts them
+      assert.ok(m1.xaso_meeting_keyframe_requests_total > 0, JSON.stringify(m1));
       assert.ok(audio.packets > 4 * 50 && audio.red === audio.packets, `the pages send RED audio: ${JSON.stringify(audio)}`);
       // audio plays through <audio> elements that are not paused
       for (const person of people) {

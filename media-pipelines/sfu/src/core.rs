@@ -180,6 +180,9 @@ pub struct Counters {
     pub audio_packets: u64,
     /// Of those, the ones with redundant audio (RED, RFC 2198).
     pub red_packets: u64,
+    /// Keyframe requests (PLI) sent to participants, per video layer: a slot that starts
+    /// or switches, or a page that lost a picture.
+    pub keyframe_requests: u64,
 }
 
 impl Core {
@@ -725,7 +728,9 @@ impl Core {
         if let Some(p) = self.peers.get_mut(&f.publisher)
             && let Some(mid) = p.mid_of(f.track)
         {
+            let before = p.keyframes_asked;
             p.request_keyframe(now, mid, rid, &mut self.scratch);
+            self.counters.keyframe_requests += p.keyframes_asked - before;
         }
     }
 

@@ -8,7 +8,8 @@
 //! - [`session`]: one subscriber, a str0m `Rtc` kept behind our own types.
 //! - [`peer`]: one meeting participant (publishes and receives through slots).
 //! - [`vp8`]: the VP8 payload descriptor: keyframes, picture renumbering per slot.
-//! - [`vp9`]: the VP9 payload descriptor (keyframes, renumbering) and AV1's keyframes.
+//! - [`vp9`]: the VP9 payload descriptor: keyframes, picture renumbering per slot.
+//! - [`av1`]: AV1's aggregation header: keyframes.
 //! - [`red`]: redundant audio (RFC 2198): the primary block, for subscribers without it.
 //! - [`alloc`]: simulcast layer choice per subscriber (pure).
 //! - [`core`]: sources, sessions, meeting rooms (which track each slot carries, the active
@@ -20,6 +21,7 @@
 //! Why str0m, and how the choice is contained: docs/design/sfu.md.
 
 pub mod alloc;
+pub mod av1;
 pub mod core;
 pub mod h264;
 pub mod h265;

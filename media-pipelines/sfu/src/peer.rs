@@ -315,7 +315,7 @@ pub fn keyframe_start(codec: RtcCodec, p: &[u8]) -> bool {
     match codec {
         RtcCodec::Vp8 => crate::vp8::keyframe_start(p),
         RtcCodec::Vp9 => crate::vp9::Descriptor::parse(p).is_some_and(|d| d.starts_keyframe()),
-        RtcCodec::Av1 => crate::vp9::av1_keyframe_start(p),
+        RtcCodec::Av1 => crate::av1::keyframe_start(p),
         RtcCodec::H264 => h264_keyframe_start(p),
         _ => false,
     }

@@ -1,12 +1,9 @@
-//! The VP9 RTP payload descriptor (RFC 9628 §4.2) and AV1's aggregation header (the AV1
-//! RTP specification §4.4), as far as forwarding needs them: whether a packet starts a
-//! keyframe, and, for VP9, where its picture ID and TL0PICIDX are, so that a slot that
-//! switches publisher or layer keeps them continuous as it does for VP8 (see [`crate::vp8`]
-//! for why, and [`crate::vp8::Renumber`] for the numbering itself). VP9's descriptor has no
-//! in-place patch in str0m: a renumbered packet is copied and rewritten here.
-//!
-//! AV1 carries no picture numbers in its payload; a receiver orders its frames by sequence
-//! number, which the slot rewrites anyway.
+//! The VP9 RTP payload descriptor (RFC 9628 §4.2), as far as forwarding needs it: whether
+//! a packet starts a keyframe, and where its picture ID and TL0PICIDX are, so that a slot
+//! that switches publisher or layer keeps them continuous as it does for VP8 (see
+//! [`crate::vp8`] for why, and [`crate::vp8::Renumber`] for the numbering itself). VP9's
+//! descriptor has no in-place patch in str0m: a renumbered packet is copied and rewritten
+//! here.
 //!
 //! Pure functions; no I/O.
 
@@ -99,12 +96,6 @@ pub fn rewrite(p: &[u8], d: &Descriptor, pic: Option<u16>, tl0: Option<u8>) -> V
         out[at + 1] = v;
     }
     out
-}
-
-/// AV1 (aggregation header Z|Y|W W|N): the first packet of a new coded video sequence,
-/// which starts with a keyframe.
-pub fn av1_keyframe_start(p: &[u8]) -> bool {
-    p.first().is_some_and(|h| h & 0x80 == 0 && h & 0x08 != 0)
 }
 
 #[cfg(test)]
@@ -200,15 +191,9 @@ mod tests {
     }
 
     #[test]
-    fn av1_keyframes_and_garbage() {
-        // N set, Z clear: a new coded video sequence begins here.
-        assert!(av1_keyframe_start(&[0x18, 0x0a]));
-        assert!(!av1_keyframe_start(&[0x10, 0x0a]));
-        assert!(!av1_keyframe_start(&[0x88, 0x0a]));
-        assert!(!av1_keyframe_start(&[]));
+    fn garbage_never_panics() {
         let mut r = Renumber::default();
         for b in crate::testutil::garbage(0x51_7cc1_b727_220a, 20_000, 8) {
-            let _ = av1_keyframe_start(&b);
             if let Some(d) = Descriptor::parse(&b) {
                 r.restart_at(d.numbered(), d.tl0_pic_idx);
                 let (pic, tl0) = r.map(d.numbered(), d.tl0_pic_idx);

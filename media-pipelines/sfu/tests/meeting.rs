@@ -366,6 +366,9 @@ fn loss_and_jitter_are_repaired_by_nack_and_switches_land_on_keyframes() {
     // keyframe comes before the retry, none arrives, and the switch still lands on a
     // keyframe, as checked above.)
     assert!(net.core.keyframes_asked_of(net.id(2)) > asked_before);
+    // The core's counter (for metrics) has every request to every publisher.
+    let each: u64 = (0..3).map(|i| net.core.keyframes_asked_of(net.id(i))).sum();
+    assert_eq!(net.core.counters().keyframe_requests, each);
 }
 
 #[test]
