@@ -24,9 +24,11 @@ pub struct User {
     pub role: Role,
     pub disabled: bool,
     pub created_ms: i64,
+    /// Where meeting reminders for the user go.
+    pub email: Option<String>,
 }
 
-const USER_COLS: &str = "u.id, u.username, u.role, u.disabled, u.created_ms";
+const USER_COLS: &str = "u.id, u.username, u.role, u.disabled, u.created_ms, u.email";
 
 fn user_from(r: &AnyRow) -> Result<User> {
     let role: String = r.try_get(2)?;
@@ -37,6 +39,7 @@ fn user_from(r: &AnyRow) -> Result<User> {
             .ok_or_else(|| err!(Internal, "unknown role {role:?} in database"))?,
         disabled: to_bool(r.try_get(3)?),
         created_ms: r.try_get(4)?,
+        email: r.try_get(5)?,
     })
 }
 
@@ -98,6 +101,7 @@ pub async fn create_user(
         role,
         disabled: false,
         created_ms: now_ms,
+        email: None,
     })
 }
 
@@ -109,7 +113,7 @@ pub async fn user_by_name(db: &AnyPool, username: &str) -> Result<Option<(User, 
     .bind(username)
     .fetch_optional(db)
     .await?;
-    r.map(|r| Ok((user_from(&r)?, r.try_get(5)?))).transpose()
+    r.map(|r| Ok((user_from(&r)?, r.try_get(6)?))).transpose()
 }
 
 pub async fn user_by_id(db: &AnyPool, id: i64) -> Result<User> {
@@ -316,7 +320,7 @@ pub async fn token_user(db: &AnyPool, token_hash: &str, now_ms: i64) -> Result<O
     .fetch_optional(db)
     .await?;
     let Some(r) = r else { return Ok(None) };
-    let token_id: i64 = r.try_get(5)?;
+    let token_id: i64 = r.try_get(6)?;
     sqlx::query("UPDATE api_tokens SET last_used_ms = $1 WHERE id = $2")
         .bind(now_ms)
         .bind(token_id)
@@ -607,17 +611,6 @@ pub async fn granted_camera_ids(db: &AnyPool, user_id: i64) -> Result<Vec<i64>> 
             .bind(user_id)
             .fetch_all(db)
             .await?,
-    )
-}
-
-/// The account's e-mail address, if it has one.
-pub async fn user_email(db: &AnyPool, user_id: i64) -> Result<Option<String>> {
-    Ok(
-        sqlx::query_scalar::<_, Option<String>>("SELECT email FROM users WHERE id = $1")
-            .bind(user_id)
-            .fetch_optional(db)
-            .await?
-            .flatten(),
     )
 }
 

@@ -39,7 +39,7 @@ pub struct UserOut {
 async fn user_out(st: &AppState, u: User) -> Result<UserOut> {
     Ok(UserOut {
         camera_ids: store::granted_camera_ids(&st.db, u.id).await?,
-        email: store::user_email(&st.db, u.id).await?,
+        email: u.email,
         id: u.id,
         username: u.username,
         role: u.role,
@@ -71,8 +71,8 @@ pub struct NewUser {
 }
 
 /// An e-mail address as given: trimmed, `None` when empty; 400 when it is not one.
-fn email_field(s: Option<&str>) -> Result<Option<String>> {
-    let s = s.map(str::trim).unwrap_or_default();
+fn email_field(s: &str) -> Result<Option<String>> {
+    let s = s.trim();
     if s.is_empty() {
         return Ok(None);
     }
@@ -93,12 +93,13 @@ async fn create(
     caller.require_admin()?;
     store::validate_username(&req.username)?;
     store::validate_password(&req.password, st.cfg.auth.min_password_len)?;
-    let email = email_field(req.email.as_deref())?;
+    let email = email_field(req.email.as_deref().unwrap_or_default())?;
     let pw = req.password;
     let hash = blocking(move || auth::hash_password(&pw)).await?;
-    let user = store::create_user(&st.db, &req.username, req.role, &hash, st.now_ms()).await?;
+    let mut user = store::create_user(&st.db, &req.username, req.role, &hash, st.now_ms()).await?;
     if let Some(e) = &email {
         store::set_user_email(&st.db, user.id, Some(e)).await?;
+        user.email = email.clone();
     }
     let mut ev = caller.event("user.create");
     ev.detail = Some(
@@ -132,14 +133,11 @@ async fn update(
     if let Some(pw) = &req.password {
         store::validate_password(pw, st.cfg.auth.min_password_len)?;
     }
-    let email = req
-        .email
-        .as_deref()
-        .map(|e| email_field(Some(e)))
-        .transpose()?;
+    let email = req.email.as_deref().map(email_field).transpose()?;
     let mut user = store::user_by_id(&st.db, id).await?;
     if let Some(e) = &email {
         store::set_user_email(&st.db, id, e.as_deref()).await?;
+        user.email = e.clone();
     }
     if req.role.is_some() || req.disabled.is_some() {
         user = store::update_user(&st.db, id, req.role, req.disabled).await?;

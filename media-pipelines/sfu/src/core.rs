@@ -16,10 +16,10 @@
 
 use crate::alloc::{Want, allocate, cost};
 use crate::peer::RtpIn;
-use crate::peer::{Feed, PEER_CONNECT_TIMEOUT, Peer, PeerEvent, TrackKind};
+use crate::peer::{Feed, LayerChoice, PEER_CONNECT_TIMEOUT, Peer, PeerEvent, TrackKind};
 use crate::session::{CONNECT_TIMEOUT, Proto, Session, SessionError, Transmit};
 use crate::source::{Frame, Kind, MediaFrame, Source};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use str0m::format::Codec as RtcCodec;
@@ -728,9 +728,7 @@ impl Core {
         if let Some(p) = self.peers.get_mut(&f.publisher)
             && let Some(mid) = p.mid_of(f.track)
         {
-            let before = p.keyframes_asked;
-            p.request_keyframe(now, mid, rid, &mut self.scratch);
-            self.counters.keyframe_requests += p.keyframes_asked - before;
+            self.counters.keyframe_requests += p.request_keyframe(now, mid, rid, &mut self.scratch);
         }
     }
 
@@ -753,9 +751,7 @@ impl Core {
         // a stalled layer is not offered, as a slot on it would show a frozen picture.
         // While a tile would take it if it arrived, it is not paused either, so that the
         // page sends it as soon as its estimate allows (it is then offered again).
-        let mut layers: HashMap<Feed, Vec<(Option<Rid>, u64)>> = HashMap::new();
-        let mut stalled: HashMap<Feed, Vec<Rid>> = HashMap::new();
-        let mut all_layers: HashMap<Feed, Vec<(Option<Rid>, u64)>> = HashMap::new();
+        let mut choice: HashMap<Feed, LayerChoice> = HashMap::new();
         for id in &ids {
             if let Some(p) = self.peers.get(id) {
                 for t in p.published.iter().filter(|t| t.track.is_video()) {
@@ -763,14 +759,7 @@ impl Core {
                         publisher: *id,
                         track: t.track,
                     };
-                    let c = p.layer_choice(t.mid, t.track, now);
-                    if c.stalled.is_empty() {
-                        layers.insert(feed, c.all);
-                    } else {
-                        stalled.insert(feed, c.stalled);
-                        layers.insert(feed, c.usable);
-                        all_layers.insert(feed, c.all);
-                    }
+                    choice.insert(feed, p.layer_choice(t.mid, t.track, now));
                 }
             }
         }
@@ -783,7 +772,7 @@ impl Core {
         let mut keyframes = Vec::new();
         let mut wanted: HashMap<Feed, Vec<Option<Rid>>> = HashMap::new();
         // Stalled layers a tile would take if they arrived: kept on at their page.
-        let mut awaited: Vec<(Feed, Option<Rid>)> = Vec::new();
+        let mut awaited: HashSet<(Feed, Option<Rid>)> = HashSet::new();
         for sid in &ids {
             let Some(sub) = self.peers.get_mut(sid) else {
                 continue;
@@ -798,9 +787,9 @@ impl Core {
             let wants: Vec<Want> = slots
                 .iter()
                 .map(|(_, f)| Want {
-                    layers: layers
+                    layers: choice
                         .get(f)
-                        .map(|l| l.iter().map(|x| x.1).collect())
+                        .map(|c| c.usable.iter().map(|x| x.1).collect())
                         .unwrap_or_default(),
                     tile_height: sub.view.get(&f.publisher).copied(),
                     screen: f.track == TrackKind::Screen,
@@ -816,21 +805,22 @@ impl Core {
                 .sum();
             let budget = sub.bwe_bps.map(|b| (b * 85 / 100).saturating_sub(audio));
             let pick = allocate(budget, &wants);
-            if slots.iter().any(|(_, f)| all_layers.contains_key(f)) {
+            let stalled = |f: &Feed| choice.get(f).filter(|c| !c.stalled.is_empty());
+            if slots.iter().any(|(_, f)| stalled(f).is_some()) {
                 let with_stalled: Vec<Want> = slots
                     .iter()
                     .zip(&wants)
-                    .map(|((_, f), w)| match all_layers.get(f) {
-                        Some(all) => Want {
-                            layers: all.iter().map(|x| x.1).collect(),
+                    .map(|((_, f), w)| match stalled(f) {
+                        Some(c) => Want {
+                            layers: c.all.iter().map(|x| x.1).collect(),
                             ..*w
                         },
                         None => w.clone(),
                     })
                     .collect();
                 for ((_, f), k) in slots.iter().zip(allocate(budget, &with_stalled)) {
-                    if let Some(all) = all_layers.get(f) {
-                        awaited.push((*f, all[k.min(all.len() - 1)].0));
+                    if let Some(c) = stalled(f) {
+                        awaited.insert((*f, c.all[k.min(c.all.len() - 1)].0));
                     }
                 }
             }
@@ -842,7 +832,7 @@ impl Core {
             );
             tracing::debug!(peer = sid, bwe = ?sub.bwe_bps, audio, ?wants, ?pick, "simulcast allocation");
             for ((i, f), k) in slots.into_iter().zip(pick) {
-                let Some(ls) = layers.get(&f).filter(|l| l.len() > 1) else {
+                let Some(ls) = choice.get(&f).map(|c| &c.usable).filter(|l| l.len() > 1) else {
                     continue; // no simulcast: nothing to choose
                 };
                 let rid = ls[k.min(ls.len() - 1)].0;
@@ -884,7 +874,8 @@ impl Core {
         for (f, rid) in keyframes {
             self.ask_keyframe_of(now, f, rid);
         }
-        for (f, ls) in &layers {
+        for (f, c) in &choice {
+            let ls = &c.usable;
             if ls.len() < 2 || f.track != TrackKind::Camera {
                 continue;
             }
@@ -896,10 +887,8 @@ impl Core {
                 .filter(|(k, (rid, _))| *k == 0 || w.is_some_and(|w| w.contains(rid)))
                 .filter_map(|(_, (rid, _))| rid.map(|r| r.to_string()))
                 .chain(
-                    stalled
-                        .get(f)
-                        .into_iter()
-                        .flatten()
+                    c.stalled
+                        .iter()
                         .filter(|r| awaited.contains(&(*f, Some(**r))))
                         .map(|r| r.to_string()),
                 )

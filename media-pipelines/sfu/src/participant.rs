@@ -420,18 +420,12 @@ impl Participant {
 
     /// The codec of a payload type this participant receives.
     fn codec_of(&self, pt: Pt) -> Option<RtcCodec> {
-        let params = self.rtc.codec_config().params();
-        params.iter().find(|p| p.pt() == pt).map(|p| p.spec().codec)
+        crate::peer::codec_of_pt(&self.rtc, pt).map(|c| c.0)
     }
 
     /// The RED payload type of Opus on `mid`, when both sides have RED.
     fn red_pt(&self, mid: Mid) -> Option<Pt> {
-        let media = self.rtc.media(mid)?;
-        let params = self.rtc.codec_config().params();
-        params
-            .iter()
-            .filter(|p| p.spec().codec == RtcCodec::Opus && media.remote_pts().contains(&p.pt()))
-            .find_map(|p| p.red())
+        crate::peer::red_pt_on(&self.rtc, mid, RtcCodec::Opus)
     }
 
     fn pt(&self, mid: Mid, codec: RtcCodec) -> Option<Pt> {
@@ -575,7 +569,11 @@ impl Participant {
         };
         // With RED negotiated: the packet, after a copy of the previous one.
         let red = self.red_pt(self.mic);
-        let (pt, p) = match (red, self.last_audio.replace(p.clone())) {
+        let prev = match red {
+            Some(_) => self.last_audio.replace(p.clone()),
+            None => None,
+        };
+        let (pt, p) = match (red, prev) {
             (Some(red), Some(prev)) => {
                 let block = RedundantBlock {
                     pt: *pt,

@@ -261,6 +261,26 @@ const RECENT: usize = 128;
 /// How long a peer may stay unconnected after its offer.
 pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The codec of payload type `pt` in `rtc`'s negotiated configuration, and whether `pt` is
+/// that codec's RED type.
+pub(crate) fn codec_of_pt(rtc: &Rtc, pt: Pt) -> Option<(RtcCodec, bool)> {
+    rtc.codec_config()
+        .params()
+        .iter()
+        .find(|c| c.pt() == pt || c.red() == Some(pt))
+        .map(|c| (c.spec().codec, c.pt() != pt))
+}
+
+/// The RED payload type of `codec` on media `mid`, when both sides negotiated RED.
+pub(crate) fn red_pt_on(rtc: &Rtc, mid: Mid, codec: RtcCodec) -> Option<Pt> {
+    let media = rtc.media(mid)?;
+    rtc.codec_config()
+        .params()
+        .iter()
+        .filter(|p| p.spec().codec == codec && media.remote_pts().contains(&p.pt()))
+        .find_map(|p| p.red())
+}
+
 /// Adds `usedtx=1` to the answer's Opus format lines: a silent microphone then sends next
 /// to nothing, and the speaker detection takes the silence for quiet. (str0m's Opus with
 /// RED has no DTX parameter; the answer is what the sender reads.)
@@ -880,21 +900,21 @@ impl Peer {
     }
 
     /// Asks the page for a keyframe of its track `mid` (layer `rid`, or every layer), at
-    /// most one each 500 ms per layer.
+    /// most one each 500 ms per layer. Returns the requests sent (one per layer).
     pub fn request_keyframe(
         &mut self,
         now: Instant,
         mid: Mid,
         rid: Option<Rid>,
         out: &mut Vec<Transmit>,
-    ) {
+    ) -> u64 {
         let key = (mid, rid);
         if self
             .last_pli
             .get(&key)
             .is_some_and(|t| now.duration_since(*t) < Duration::from_millis(500))
         {
-            return;
+            return 0;
         }
         self.last_pli.insert(key, now);
         let rids: Vec<Option<Rid>> = match rid {
@@ -909,20 +929,21 @@ impl Peer {
         };
         let asked = guard(|| {
             let mut api = self.rtc.direct_api();
-            let mut any = false;
+            let mut n = 0;
             for rid in rids {
                 if let Some(s) = api.stream_rx_by_mid(mid, rid) {
                     s.request_keyframe(KeyframeRequestKind::Pli);
-                    self.keyframes_asked += 1;
-                    any = true;
+                    n += 1;
                 }
             }
-            any
+            n
         })
-        .unwrap_or(false);
-        if asked {
+        .unwrap_or(0);
+        if asked > 0 {
+            self.keyframes_asked += asked;
             self.input(Input::Timeout(now), out);
         }
+        asked
     }
 
     /// The codec of a payload type the participant sends, and whether the type is its RED.
@@ -930,13 +951,7 @@ impl Peer {
         if let Some((_, c, red)) = self.codecs.iter().find(|(p, ..)| *p == pt) {
             return Some((*c, *red));
         }
-        let (codec, red) = self
-            .rtc
-            .codec_config()
-            .params()
-            .iter()
-            .find(|c| c.pt() == pt || c.red() == Some(pt))
-            .map(|c| (c.spec().codec, c.pt() != pt))?;
+        let (codec, red) = codec_of_pt(&self.rtc, pt)?;
         self.codecs.push((pt, codec, red));
         Some((codec, red))
     }
@@ -956,12 +971,7 @@ impl Peer {
 
     /// Our RED payload type for `codec` on slot `i`, when the page negotiated RED.
     fn our_red_pt(&self, i: usize, codec: RtcCodec) -> Option<Pt> {
-        let media = self.rtc.media(self.slots[i].mid)?;
-        let params = self.rtc.codec_config().params();
-        params
-            .iter()
-            .filter(|p| p.spec().codec == codec && media.remote_pts().contains(&p.pt()))
-            .find_map(|p| p.red())
+        red_pt_on(&self.rtc, self.slots[i].mid, codec)
     }
 
     /// Forwards a packet of the slot's feed. Returns whether it was written (str0m then
