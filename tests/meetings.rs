@@ -1391,23 +1391,44 @@ async fn schedule_reminders(dir: &std::path::Path, smtp: &str) -> Server {
     s
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn reminders_go_through_a_relay_that_wants_tls_and_a_login() {
-    let dir = tempfile::tempdir().unwrap();
+/// tests/support/smtp_relay.py (TLS as `mode` says, the login xaso / mật-khẩu-đúng, and
+/// `refuse_once` refused once), its certificate written to `dir`; returns the relay, its
+/// lines, and the `[meetings.smtp]` lines that reach it signing in with `password`.
+fn tls_relay(
+    dir: &std::path::Path,
+    mode: &str,
+    password: &str,
+    refuse_once: Option<&str>,
+) -> (Relay, std::sync::mpsc::Receiver<String>, String) {
     // The relay's certificate (for 127.0.0.1), trusted through ca_file.
     let (cert, key) = xaso::tls::self_signed(&xaso::config::Config::default()).unwrap();
-    let (cert_file, key_file) = (dir.path().join("relay.pem"), dir.path().join("relay.key"));
+    let (cert_file, key_file) = (dir.join("relay.pem"), dir.join("relay.key"));
     std::fs::write(&cert_file, cert).unwrap();
     std::fs::write(&key_file, key).unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/smtp_relay.py");
     let (cert_s, key_s) = (cert_file.to_str().unwrap(), key_file.to_str().unwrap());
-    let smtp = |port: u16, tls: &str, password: &str| {
-        format!(
-            "host = \"127.0.0.1\"\nport = {port}\nfrom = \"xaso@xa.test\"\ntls = \"{tls}\"\n\
-             username = \"xaso\"\npassword = \"{password}\"\nca_file = \"{cert_s}\"\n"
-        )
-    };
+    let mut args = vec![
+        "-u",
+        script,
+        "{port}",
+        cert_s,
+        key_s,
+        "xaso",
+        "mật-khẩu-đúng",
+        mode,
+    ];
+    args.extend(refuse_once);
+    let (relay, port, rx) = smtp_relay(&args);
+    lines_until(&rx, "READY", 10, None);
+    let smtp = format!(
+        "host = \"127.0.0.1\"\nport = {port}\nfrom = \"xaso@xa.test\"\ntls = \"{mode}\"\n\
+         username = \"xaso\"\npassword = \"{password}\"\nca_file = \"{cert_s}\"\n"
+    );
+    (relay, rx, smtp)
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn reminders_go_through_a_relay_that_wants_tls_and_a_login() {
     // STARTTLS and the right login: the message goes over TLS, signed in. TLS from the
     // first byte and a wrong password: refused, nothing sent, and the server goes on
     // serving (the reminder is tried again at the next check).
@@ -1415,20 +1436,9 @@ async fn reminders_go_through_a_relay_that_wants_tls_and_a_login() {
         ("starttls", "mật-khẩu-đúng", "END MESSAGE"),
         ("tls", "mật-khẩu-sai", "AUTH REFUSED"),
     ] {
-        let args = [
-            "-u",
-            script,
-            "{port}",
-            cert_s,
-            key_s,
-            "xaso",
-            "mật-khẩu-đúng",
-            mode,
-        ];
-        let (relay, port, rx) = smtp_relay(&args);
-        lines_until(&rx, "READY", 10, None);
         let sub = tempfile::tempdir().unwrap();
-        let s = schedule_reminders(sub.path(), &smtp(port, mode, password)).await;
+        let (relay, rx, smtp) = tls_relay(sub.path(), mode, password, None);
+        let s = schedule_reminders(sub.path(), &smtp).await;
         let text = lines_until(&rx, until, 25, Some(&s)).join("\n");
         if mode == "starttls" {
             // (The first of the meeting's messages: the first guest's.)
@@ -1447,4 +1457,47 @@ async fn reminders_go_through_a_relay_that_wants_tls_and_a_login() {
         assert!(stop(s).success());
         drop(relay);
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_reminder_is_tried_again_alone() {
+    // The relay refuses canbo@huyen.test's first message with a temporary failure: the
+    // first check reaches the others, the next one (10 s later) canbo alone, and nobody
+    // gets a message twice.
+    let dir = tempfile::tempdir().unwrap();
+    let (_relay, rx, smtp) = tls_relay(
+        dir.path(),
+        "starttls",
+        "mật-khẩu-đúng",
+        Some("canbo@huyen.test"),
+    );
+    let s = schedule_reminders(dir.path(), &smtp).await;
+    let envelope = |lines: &[String]| {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix("FROM xaso@xa.test TO "))
+            .unwrap_or_else(|| panic!("no envelope: {lines:?}"))
+            .to_string()
+    };
+    let mut first = Vec::new();
+    let mut refused = false;
+    for _ in 0..2 {
+        let lines = lines_until(&rx, "END MESSAGE", 25, Some(&s));
+        refused |= lines.iter().any(|l| l == "REFUSED canbo@huyen.test");
+        first.push(envelope(&lines));
+    }
+    first.sort();
+    assert_eq!(first, ["ong.a@xa.test", "to.truong@xa.test"]);
+    let t = std::time::Instant::now();
+    let lines = lines_until(&rx, "END MESSAGE", 25, Some(&s));
+    refused |= lines.iter().any(|l| l == "REFUSED canbo@huyen.test");
+    assert!(refused, "{lines:?}");
+    assert_eq!(envelope(&lines), "canbo@huyen.test");
+    // The retry came with a later check (every 10 s), not in the same one.
+    assert!(t.elapsed() > Duration::from_secs(3), "{:?}", t.elapsed());
+    // And that was the last: the meeting is reminded.
+    std::thread::sleep(Duration::from_secs(11));
+    let more: Vec<String> = rx.try_iter().collect();
+    assert!(!more.iter().any(|l| l.contains("END MESSAGE")), "{more:?}");
+    assert!(stop(s).success());
 }

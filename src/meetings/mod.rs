@@ -1038,10 +1038,11 @@ pub const REMIND_AHEAD_MS: i64 = 15 * 60_000;
 /// Sends the e-mail reminders that are due (`[meetings.smtp]`): to each guest listed by
 /// address, a message with its own signed link (whoever joins with it is that guest); to
 /// the invited users whose enabled accounts have an address, one message with the
-/// meeting's shared link (a user who is signed in joins under the account). A meeting is
-/// marked reminded once the relay accepted all of its messages (or when it has no
-/// address to write to); when one fails, all are tried again at the next call. Returns
-/// the messages sent.
+/// meeting's shared link (a user who is signed in joins under the account). Each address
+/// the relay accepted a message for is recorded, and is not written to again: when a
+/// message fails, only its recipients are tried at the next call. A meeting is marked
+/// reminded once every address has had its message (or when it has none). Returns the
+/// messages sent.
 pub async fn remind_due(
     db: &AnyPool,
     cfg: &crate::config::MeetingsConfig,
@@ -1053,6 +1054,8 @@ pub async fn remind_due(
     let mut sent = 0;
     for m in store::due_reminders(db, now_ms, REMIND_AHEAD_MS).await? {
         let key = store::server_key(db, "meeting_links").await?;
+        let done = store::reminded_addresses(db, m.id).await?;
+        let reached = |a: &str| done.iter().any(|d| d.eq_ignore_ascii_case(a));
         let exp = m.end_ms + link::GRACE_MS;
         let url = |token: String| {
             format!(
@@ -1067,16 +1070,15 @@ pub async fn remind_due(
             .iter()
             .enumerate()
             .map(|(i, g)| (g.trim().to_string(), i))
-            .filter(|(g, _)| mail::is_email(g))
+            .filter(|(g, _)| mail::is_email(g) && !reached(g))
             .map(|(g, i)| (vec![g], url(link::sign_guest(&key, m.id, exp, i))))
             .collect();
         let mut users: Vec<String> = Vec::new();
         for e in store::invitee_emails(db, m.id).await? {
-            let known = messages
-                .iter()
-                .any(|(to, _)| to[0].eq_ignore_ascii_case(&e))
-                || users.iter().any(|u| u.eq_ignore_ascii_case(&e));
-            if mail::is_email(&e) && !known {
+            // (A guest's address is left out here even once reached: it had its own link.)
+            let guest = m.guests.iter().any(|g| g.trim().eq_ignore_ascii_case(&e));
+            let known = guest || users.iter().any(|u| u.eq_ignore_ascii_case(&e));
+            if mail::is_email(&e) && !known && !reached(&e) {
                 users.push(e);
             }
         }
@@ -1088,6 +1090,7 @@ pub async fn remind_due(
             match send_reminder(smtp, &m, to, url, now_ms, i).await {
                 Ok(()) => {
                     sent += 1;
+                    store::add_reminded(db, m.id, to, now_ms).await?;
                     tracing::info!(
                         meeting = m.id,
                         recipients = to.len(),

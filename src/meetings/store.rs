@@ -600,6 +600,35 @@ pub async fn due_reminders(db: &AnyPool, now_ms: i64, ahead_ms: i64) -> Result<V
     rows.iter().map(meeting_from).collect()
 }
 
+/// The addresses (lower-cased) that meeting `id`'s reminder has already reached.
+pub async fn reminded_addresses(db: &AnyPool, id: i64) -> Result<Vec<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT address FROM meeting_reminders WHERE meeting_id = $1")
+            .bind(id)
+            .fetch_all(db)
+            .await?,
+    )
+}
+
+/// Records that meeting `id`'s reminder reached `addresses` (stored lower-cased; one
+/// already recorded is left as it is).
+pub async fn add_reminded(db: &AnyPool, id: i64, addresses: &[String], now_ms: i64) -> Result<()> {
+    let mut tx = db.begin().await?;
+    for a in addresses {
+        sqlx::query(
+            "INSERT INTO meeting_reminders (meeting_id, address, sent_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (meeting_id, address) DO NOTHING",
+        )
+        .bind(id)
+        .bind(a.to_lowercase())
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 pub async fn set_reminded(db: &AnyPool, id: i64, now_ms: i64) -> Result<()> {
     sqlx::query("UPDATE meetings SET reminded_ms = $1 WHERE id = $2")
         .bind(now_ms)

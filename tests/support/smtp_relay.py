@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """A real SMTP relay for the tests (Debian's python3-aiosmtpd) that wants TLS and a login.
 
-Usage: smtp_relay.py PORT CERT KEY USER PASSWORD (starttls|tls)
+Usage: smtp_relay.py PORT CERT KEY USER PASSWORD (starttls|tls) [REFUSE_ONCE]
 - starttls: plain SMTP that refuses everything but EHLO/STARTTLS/QUIT before STARTTLS, and
   AUTH (PLAIN, LOGIN) before MAIL;
-- tls: TLS from the first byte (SMTPS), AUTH before MAIL.
+- tls: TLS from the first byte (SMTPS), AUTH before MAIL;
+- REFUSE_ONCE: an address whose first RCPT TO gets a temporary failure (451), as a relay
+  that is briefly unable to take mail for a domain answers; later ones are accepted.
 Prints READY once listening, then for each message: SESSION tls=<bool> auth=<user>, the
-envelope (FROM, TO), the message, and END MESSAGE.
+envelope (FROM, TO), the message, and END MESSAGE; and REFUSED <address> for the refusal.
 """
 import ssl
 import sys
@@ -16,9 +18,19 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 port, cert, key, user, password, mode = sys.argv[1:7]
+refuse_once = sys.argv[7] if len(sys.argv) > 7 else None
 
 
 class Handler:
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        global refuse_once
+        if refuse_once is not None and address.lower() == refuse_once.lower():
+            refuse_once = None
+            print(f"REFUSED {address}", flush=True)
+            return "451 4.3.0 Try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server, session, envelope):
         login = session.login_data.decode() if session.authenticated and session.login_data else None
         print(f"SESSION tls={session.ssl is not None} auth={login}", flush=True)
