@@ -174,19 +174,17 @@ impl Inner {
         let Some(room) = self.rooms.get(&meeting) else {
             return;
         };
-        for (sub, u) in &self.slots {
+        // (Only this meeting's participants: their reports are the ones that can name it.)
+        for p in room.parts.values().filter(|p| p.answered) {
+            let Some(u) = p.peer.and_then(|sub| self.slots.get(&sub)) else {
+                continue;
+            };
             let names_it = u
                 .video
                 .iter()
                 .chain(&u.audio)
                 .any(|(_, f)| f.is_some_and(|f| f.publisher == peer));
-            if let Some(p) = names_it
-                .then(|| self.peers.get(sub))
-                .flatten()
-                .filter(|(m, _)| *m == meeting)
-                .and_then(|(_, pid)| room.parts.get(pid))
-                .filter(|p| p.answered)
-            {
+            if names_it {
                 send(p, &slots_message(u, &self.peers));
             }
         }
