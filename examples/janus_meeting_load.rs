@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
-use xaso_sfu::participant::Participant;
+use xaso_sfu::participant::{Offer, Participant};
 
 const VIDEOROOM: &str = "janus.plugin.videoroom";
 /// How long Janus may take to answer a join or an offer.
@@ -104,7 +104,7 @@ async fn publish(
         .await?;
     let feed = data(&joined)["id"].as_u64().ok_or("joined without an id")?;
     let (sock, local) = bind(ip).await?;
-    let (mut p, offer, _) = Participant::offer_with(Instant::now(), local, tag, 0, 0, false, true);
+    let (mut p, offer, _) = Participant::offer_as(Instant::now(), local, tag, Offer::slots(0, 0));
     p.set_epoch(epoch);
     session
         .message(

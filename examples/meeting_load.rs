@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
-use xaso_sfu::participant::{Mid, Participant, SlotStats};
+use xaso_sfu::participant::{Mid, Offer, Participant, SlotStats};
 
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -145,8 +145,15 @@ pub async fn participant_on(
     let welcome = recv_json(&mut ws, "welcome").await?;
     let me = welcome["you"].clone();
     let start = Instant::now();
-    let (mut p, offer, tracks) =
-        Participant::offer_simulcast(start, local, tag, slots.min(9), slots, o.simulcast);
+    let (mut p, offer, tracks) = Participant::offer_as(
+        start,
+        local,
+        tag,
+        Offer {
+            simulcast: o.simulcast,
+            ..Offer::slots(slots.min(9), slots)
+        },
+    );
     p.set_epoch(epoch);
     p.count_from = Some(start + WARM_UP);
     let labels: serde_json::Map<String, Value> = tracks

@@ -948,7 +948,7 @@ async fn the_chair_adds_a_camera_and_everyone_sees_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn whip_publishes_into_a_meeting_and_whep_receives_it() {
-    use xaso_sfu::participant::Participant;
+    use xaso_sfu::participant::{Offer, Participant};
     xaso_sfu::init_crypto();
     let (_dir, s, c) = serve().await;
     let m = schedule(&c, &s.url, "Họp có cửa WHIP", &[]).await;
@@ -975,7 +975,7 @@ async fn whip_publishes_into_a_meeting_and_whep_receives_it() {
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let local = sock.local_addr().unwrap();
     let now = std::time::Instant::now();
-    let (pubr, pub_offer, _) = Participant::offer_with(now, local, 9, 0, 0, false, true);
+    let (pubr, pub_offer, _) = Participant::offer_as(now, local, 9, Offer::slots(0, 0));
     assert_eq!(
         post("whip", pub_offer.clone(), None)
             .await
@@ -1015,7 +1015,15 @@ async fn whip_publishes_into_a_meeting_and_whep_receives_it() {
 
     let rsock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let rlocal = rsock.local_addr().unwrap();
-    let (mut recv, recv_offer, _) = Participant::offer_with(now, rlocal, 10, 1, 1, false, false);
+    let (mut recv, recv_offer, _) = Participant::offer_as(
+        now,
+        rlocal,
+        10,
+        Offer {
+            publish: false,
+            ..Offer::slots(1, 1)
+        },
+    );
     let r = post("whep", recv_offer, Some(&token)).await.unwrap();
     assert_eq!(r.status(), 201);
     let whep_at = r.headers()["location"].to_str().unwrap().to_string();

@@ -172,6 +172,35 @@ fn tx(t: str0m::net::Transmit) -> Transmit {
     }
 }
 
+/// What a test participant offers ([`Participant::offer_as`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Offer {
+    /// Video and audio slots: what it receives.
+    pub video: usize,
+    pub audio: usize,
+    /// The camera goes out in three layers (`l`, `m`, `h`: a quarter, half and all of each
+    /// frame's size), as the page sends.
+    pub simulcast: bool,
+    /// `false`: a receiver only (a WHEP client: a recorder, a projector in the hall).
+    pub publish: bool,
+    /// RED (RFC 2198) offered for Opus, as Chrome does: once the answer has it too, each
+    /// microphone packet carries a copy of the previous one.
+    pub red: bool,
+}
+
+impl Offer {
+    /// A publisher with these slots, one layer, no RED.
+    pub fn slots(video: usize, audio: usize) -> Offer {
+        Offer {
+            video,
+            audio,
+            simulcast: false,
+            publish: true,
+            red: false,
+        }
+    }
+}
+
 impl Participant {
     /// A participant on `local` with `video_slots` and `audio_slots`; returns it, its SDP
     /// offer and the track labels for the signalling (`mid` → `mic`/`camera`).
@@ -182,55 +211,18 @@ impl Participant {
         video_slots: usize,
         audio_slots: usize,
     ) -> (Participant, String, Vec<(String, crate::TrackKind)>) {
-        Self::offer_simulcast(now, local, tag, video_slots, audio_slots, false)
+        Self::offer_as(now, local, tag, Offer::slots(video_slots, audio_slots))
     }
 
-    /// As [`Participant::offer`]; with `simulcast`, the camera goes out in three layers
-    /// (`l`, `m`, `h`: a quarter, half and all of each frame's size), as the page sends.
-    pub fn offer_simulcast(
+    /// As [`Participant::offer`], as `o` says (simulcast, RED, receiving only).
+    pub fn offer_as(
         now: Instant,
         local: SocketAddr,
         tag: u8,
-        video_slots: usize,
-        audio_slots: usize,
-        simulcast: bool,
+        o: Offer,
     ) -> (Participant, String, Vec<(String, crate::TrackKind)>) {
-        Self::offer_with(now, local, tag, video_slots, audio_slots, simulcast, true)
-    }
-
-    /// As [`Participant::offer_simulcast`]; `publish: false` makes a receiver only (a WHEP
-    /// client: a recorder, a projector in the hall).
-    pub fn offer_with(
-        now: Instant,
-        local: SocketAddr,
-        tag: u8,
-        video_slots: usize,
-        audio_slots: usize,
-        simulcast: bool,
-        publish: bool,
-    ) -> (Participant, String, Vec<(String, crate::TrackKind)>) {
-        let rtc = Self::rtc(now, local, false);
-        Self::offer_on(
-            rtc,
-            now,
-            tag,
-            (video_slots, audio_slots),
-            simulcast,
-            publish,
-        )
-    }
-
-    /// As [`Participant::offer`], offering RED (RFC 2198) for Opus as Chrome does: once
-    /// the answer has it too, each microphone packet carries a copy of the previous one.
-    pub fn offer_red(
-        now: Instant,
-        local: SocketAddr,
-        tag: u8,
-        video_slots: usize,
-        audio_slots: usize,
-    ) -> (Participant, String, Vec<(String, crate::TrackKind)>) {
-        let rtc = Self::rtc(now, local, true);
-        Self::offer_on(rtc, now, tag, (video_slots, audio_slots), false, true)
+        let rtc = Self::rtc(now, local, o.red);
+        Self::offer_on(rtc, now, tag, (o.video, o.audio), o.simulcast, o.publish)
     }
 
     fn offer_on(

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use xaso_sfu::participant::Participant;
+use xaso_sfu::participant::{Offer, Participant};
 use xaso_sfu::{Core, Input, Output, Proto, SessionId, SlotsUpdate, TrackKind, Transmit};
 
 const SERVER: &str = "127.0.0.2:5000";
@@ -78,17 +78,12 @@ impl Net {
         let n = self.parts.len();
         let addr = SocketAddr::from(([127, 0, 0, 3], 6000 + n as u16));
         let (now, tag) = (self.now, n as u8 + 1);
-        let (mut p, offer, tracks) = match how {
-            Join::Red => Participant::offer_red(now, addr, tag, video_slots, audio_slots),
-            _ => Participant::offer_simulcast(
-                now,
-                addr,
-                tag,
-                video_slots,
-                audio_slots,
-                how == Join::Simulcast,
-            ),
+        let o = Offer {
+            simulcast: how == Join::Simulcast,
+            red: how == Join::Red,
+            ..Offer::slots(video_slots, audio_slots)
         };
+        let (mut p, offer, tracks) = Participant::offer_as(now, addr, tag, o);
         let (id, answer) = self
             .core
             .join(
@@ -743,7 +738,17 @@ fn red_audio_goes_on_as_red_to_pages_that_have_it_and_as_opus_to_the_others() {
 
 #[test]
 fn an_offer_with_red_gets_red_first_and_dtx_asked() {
-    let answer = answer_to(|now, addr| Participant::offer_red(now, addr, 1, 1, 1));
+    let answer = answer_to(|now, addr| {
+        Participant::offer_as(
+            now,
+            addr,
+            1,
+            Offer {
+                red: true,
+                ..Offer::slots(1, 1)
+            },
+        )
+    });
     let pt_of = |name: &str| {
         answer
             .lines()
