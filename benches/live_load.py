@@ -92,10 +92,15 @@ def main():
     ap.add_argument("--viewers", default="1,10,50,100,200")
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--janus", action="store_true", help="measure Janus 1.1.2 side by side")
+    ap.add_argument("--janus-event-loops", type=int, default=None, metavar="N",
+                    help="Janus's event_loops: its PeerConnections share N loop threads (Janus's "
+                         "default, without this: one thread each)")
     ap.add_argument("--no-pin", action="store_true")
     ap.add_argument("--rounds", type=int, default=1,
                     help="measure every N this many times (xaso and Janus in turn) and report medians")
     a = ap.parse_args()
+    if a.janus_event_loops is not None:
+        os.environ["JANUS_EVENT_LOOPS"] = str(a.janus_event_loops)  # read by benches/janus/env.sh
     for exe in (XASO, LOAD, SIMCAM) + ((JLOAD,) if a.janus else ()):
         if not os.path.exists(exe):
             raise SystemExit(f"missing {exe}: build the release binaries first (see the docstring)")
@@ -169,7 +174,9 @@ def main():
         sim.wait(timeout=30)
     print(f"\none 640x360 H.264 camera (~0.7 Mbit/s), N viewers, {a.seconds} s each, {a.rounds} round(s) (medians); with no viewer: "
           f"xaso {100 * idle:.2f} % of one core (it also records)"
-          + (f", Janus {100 * jidle:.2f} %" if jidle is not None else "") + "\n")
+          + (f", Janus {100 * jidle:.2f} %" if jidle is not None else "")
+          + (f"; Janus with event_loops = {a.janus_event_loops}" if a.janus and a.janus_event_loops else "")
+          + "\n")
     if a.janus:
         print("| viewers | xaso % of one core | per viewer-stream | Janus % of one core | per viewer-stream "
               "| xaso / Janus per viewer (rounds) | forwarding p50 | p99 | viewers failed (xaso, Janus) |")

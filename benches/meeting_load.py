@@ -75,11 +75,16 @@ def main():
     ap.add_argument("--simulcast", action="store_true")
     ap.add_argument("--tile-height", type=int, default=360)
     ap.add_argument("--janus", action="store_true", help="measure Janus 1.1.2's videoroom side by side")
+    ap.add_argument("--janus-event-loops", type=int, default=None, metavar="N",
+                    help="Janus's event_loops: its PeerConnections share N loop threads (Janus's "
+                         "default, without this: one thread each)")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--estimate", action="store_true",
                     help="one layer, but xaso configured for simulcast (bandwidth estimate and pacer on)")
     ap.add_argument("--no-pin", action="store_true")
     a = ap.parse_args()
+    if a.janus_event_loops is not None:
+        os.environ["JANUS_EVENT_LOOPS"] = str(a.janus_event_loops)  # read by benches/janus/env.sh
     if a.janus and a.simulcast:
         raise SystemExit("--janus compares one layer per camera: drop --simulcast")
     for exe in (XASO, LOAD) + ((JLOAD,) if a.janus else ()):
@@ -151,7 +156,9 @@ def main():
             + (", xaso with its bandwidth estimate on" if a.estimate else ", xaso configured without simulcast"))
     print(f"\nN participants, each publishing audio + 25 fps video ({mode}), receiving all audio and "
           f"at most 9 videos, {a.seconds} s each, {a.rounds} round(s) (medians); idle: xaso "
-          f"{100 * idle:.2f} % of one core" + (f", Janus {100 * jidle:.2f} %" if jidle is not None else "") + "\n")
+          f"{100 * idle:.2f} % of one core" + (f", Janus {100 * jidle:.2f} %" if jidle is not None else "")
+          + (f"; Janus with event_loops = {a.janus_event_loops}" if a.janus and a.janus_event_loops else "")
+          + "\n")
     if a.janus:
         print("| participants | video streams forwarded | xaso % of one core | Janus % of one core "
               "| xaso streams per core / Janus's (rounds) | lowest fps xaso, Janus (of 25) "

@@ -2,6 +2,8 @@
 # Janus 1.1.2 (Debian `janus`) with its videoroom plugin (the SFU) and, given a camera URL,
 # its streaming plugin (RTSP pull -> WebRTC), for CPU benchmarks.
 # Usage (root):  env.sh up | start [RTSP_URL] | stop | down      See README.md.
+# JANUS_EVENT_LOOPS=N (start): its PeerConnections share N loop threads (Janus's
+# `event_loops`); unset, Janus's default: a thread for each.
 #
 # Janus skips loopback interfaces when gathering ICE candidates, so it runs in netns
 # $NS on a veth pair that carries loopback addresses:
@@ -74,6 +76,7 @@ general: {
   interface = "$JANUS_IP"        # address put in the SDP o=/c= lines (else 127.0.0.1)
   debug_level = 4
   session_timeout = 60          # clients must send a keepalive more often than this
+$( [ -z "${JANUS_EVENT_LOOPS:-}" ] || echo "  event_loops = $JANUS_EVENT_LOOPS          # PeerConnections share this many loop threads (default: one thread each)" )
 }
 media: { rtp_port_range = "$RTP_RANGE" }
 nat: {
