@@ -17,7 +17,7 @@
 use crate::alloc::{Want, allocate, cost};
 use crate::peer::RtpIn;
 use crate::peer::{Feed, LayerChoice, PEER_CONNECT_TIMEOUT, Peer, PeerEvent, TrackKind};
-use crate::session::{CONNECT_TIMEOUT, Proto, Session, SessionError, Transmit};
+use crate::session::{CONNECT_TIMEOUT, Endpoint, Proto, Session, SessionError, Transmit};
 use crate::source::{Frame, Kind, MediaFrame, Source};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;

@@ -9,7 +9,7 @@
 //! runs under `catch_unwind`.
 
 use crate::session::{
-    Proto, Section, SessionError, Transmit, add_candidates, guard, receive, sections,
+    Endpoint, Proto, Section, SessionError, Transmit, add_candidates, guard, sections,
 };
 use crate::vp8::Renumber;
 use std::collections::HashMap;
@@ -19,9 +19,8 @@ use std::time::{Duration, Instant};
 use str0m::change::SdpOffer;
 use str0m::format::Codec as RtcCodec;
 use str0m::media::{KeyframeRequestKind, Mid, Pt, Rid};
-use str0m::net::Protocol;
 use str0m::rtp::{ExtensionValues, RtpWrite, Vp8Descriptor};
-use str0m::{Event, IceConnectionState, Input, Output, Rtc};
+use str0m::{Event, IceConnectionState, Input, Rtc};
 
 /// What a published track is, as the page labels it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -570,197 +569,10 @@ impl Peer {
             .map(|p| p.mid)
     }
 
-    pub fn accepts(
-        &self,
-        now: Instant,
-        proto: Proto,
-        source: SocketAddr,
-        destination: SocketAddr,
-        data: &[u8],
-    ) -> bool {
-        if self.ended.is_some() {
-            return false;
-        }
-        let Some(input) = receive(now, proto, source, destination, data) else {
-            return false;
-        };
-        guard(|| self.rtc.accepts(&input)).unwrap_or(false)
-    }
-
-    pub fn handle_receive(
-        &mut self,
-        now: Instant,
-        proto: Proto,
-        source: SocketAddr,
-        destination: SocketAddr,
-        data: &[u8],
-        out: &mut Vec<Transmit>,
-    ) {
-        if let Some(input) = receive(now, proto, source, destination, data) {
-            self.input(input, out);
-        }
-    }
-
-    pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Transmit>) {
-        self.input(Input::Timeout(now), out);
-    }
-
     pub fn close(&mut self, reason: &str) {
         if self.ended.is_none() {
             let _ = guard(|| self.rtc.disconnect());
             self.ended = Some(reason.to_string());
-        }
-    }
-
-    fn input(&mut self, input: Input<'_>, out: &mut Vec<Transmit>) {
-        if self.ended.is_some() {
-            return;
-        }
-        self.now = match &input {
-            Input::Timeout(t) | Input::Receive(t, _) => *t,
-        };
-        match guard(|| self.rtc.handle_input(input)) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => self.close(&format!("WebRTC error: {e}")),
-            Err(p) => self.close(&format!("internal error in the WebRTC stack: {p}")),
-        }
-        self.drain(out);
-    }
-
-    fn drain(&mut self, out: &mut Vec<Transmit>) {
-        if self.ended.is_some() {
-            return;
-        }
-        let mut raw = Vec::new();
-        let res = guard(|| {
-            for _ in 0..100_000 {
-                match self.rtc.poll_output() {
-                    Ok(Output::Timeout(t)) => return Ok(t),
-                    Ok(Output::Transmit(t)) => {
-                        self.bytes_sent += t.contents.len() as u64;
-                        out.push(Transmit {
-                            proto: if t.proto == Protocol::Udp {
-                                Proto::Udp
-                            } else {
-                                Proto::Tcp
-                            },
-                            source: t.source,
-                            destination: t.destination,
-                            contents: t.contents.into(),
-                        });
-                    }
-                    Ok(Output::Event(e)) => raw.push(e),
-                    Err(e) => return Err(e.to_string()),
-                }
-            }
-            Err("str0m did not settle".to_string())
-        });
-        match res {
-            Ok(Ok(t)) => self.timeout = t,
-            Ok(Err(e)) => return self.close(&format!("WebRTC error: {e}")),
-            Err(p) => return self.close(&format!("internal error in the WebRTC stack: {p}")),
-        }
-        for e in raw {
-            match e {
-                Event::Connected => {
-                    self.connected = true;
-                    self.events.push(PeerEvent::Connected);
-                }
-                Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                    self.close("the participant's connection is gone")
-                }
-                Event::KeyframeRequest(k) => self.events.push(PeerEvent::KeyframeWanted(k.mid)),
-                Event::EgressBitrateEstimate(str0m::bwe::BweKind::Twcc { estimate, .. })
-                | Event::EgressBitrateEstimate(str0m::bwe::BweKind::Remb { estimate, .. }) => {
-                    self.bwe_bps = Some(estimate.as_u64());
-                }
-                Event::RtpPacket(p) => {
-                    let ssrc = p.header.ssrc;
-                    let Some((mid, rid)) = guard(|| {
-                        self.rtc
-                            .direct_api()
-                            .stream_rx(&ssrc)
-                            .map(|s| (s.mid(), s.rid()))
-                    })
-                    .ok()
-                    .flatten() else {
-                        continue;
-                    };
-                    let pt = p.header.payload_type;
-                    let Some((codec, red)) = self.codec_of(pt) else {
-                        continue;
-                    };
-                    let video = codec.is_video();
-                    // RED: its primary block, for subscribers without RED (a malformed
-                    // one is dropped).
-                    let plain = match red.then(|| crate::red::primary(&p.payload)) {
-                        None => None,
-                        Some(Some((_, r))) => Some(Arc::from(&p.payload[r])),
-                        Some(None) => continue,
-                    };
-                    let vp8 = match codec {
-                        RtcCodec::Vp8 => crate::vp8::descriptor(&p.payload),
-                        _ => None,
-                    };
-                    let vp9 = match codec {
-                        RtcCodec::Vp9 => crate::vp9::Descriptor::parse(&p.payload),
-                        _ => None,
-                    };
-                    let starts = match (vp8, vp9, codec) {
-                        (Some(d), _, _) => d.starts_keyframe(&p.payload),
-                        (_, Some(d), _) => d.starts_keyframe(),
-                        // A VP8 or VP9 payload whose descriptor did not parse starts nothing.
-                        (None, None, RtcCodec::Vp8 | RtcCodec::Vp9) => false,
-                        (None, None, _) => !video || keyframe_start(codec, &p.payload),
-                    };
-                    let r = RtpIn {
-                        mid,
-                        rid,
-                        pt,
-                        codec,
-                        seq: *p.seq_no,
-                        ts: p.header.timestamp,
-                        marker: p.header.marker,
-                        starts,
-                        audio_level: p.header.ext_vals.audio_level.map(|l| l.unsigned_abs()),
-                        payload: p.payload,
-                        plain,
-                        vp8,
-                        vp9,
-                        at: p.timestamp,
-                    };
-                    // Our clock, not the packet's stamp: bitrates are measured on arrival.
-                    let at = self.now;
-                    let rate = self.rates.entry((mid, rid)).or_default();
-                    // A layer back from a pause starts a new window (the pause is not
-                    // part of its bitrate).
-                    if rate
-                        .last
-                        .is_some_and(|l| at.saturating_duration_since(l) > LAYER_GAP)
-                    {
-                        rate.bytes = 0;
-                        rate.since = None;
-                    }
-                    rate.bytes += r.payload.len() as u64 + 12;
-                    rate.last = Some(at);
-                    let since = *rate.since.get_or_insert(at);
-                    let d = at.duration_since(since);
-                    if d >= Duration::from_secs(1) {
-                        rate.bps = rate.bytes * 8 * 1000 / d.as_millis().max(1) as u64;
-                        rate.bytes = 0;
-                        rate.since = Some(at);
-                    }
-                    if video {
-                        let q = self.recent.entry(mid).or_default();
-                        if q.len() == RECENT {
-                            q.pop_front();
-                        }
-                        q.push_back(r.clone());
-                    }
-                    self.events.push(PeerEvent::Rtp(r));
-                }
-                _ => {}
-            }
         }
     }
 
@@ -1122,6 +934,144 @@ impl Peer {
         match self.loud_at {
             Some(t) if now.duration_since(t) < Duration::from_millis(300) => self.loudness,
             _ => 0.0,
+        }
+    }
+}
+
+impl Endpoint for Peer {
+    fn rtc(&self) -> &Rtc {
+        &self.rtc
+    }
+
+    fn is_ended(&self) -> bool {
+        self.ended.is_some()
+    }
+
+    fn rtc_mut(&mut self) -> &mut Rtc {
+        &mut self.rtc
+    }
+
+    fn fail(&mut self, reason: String) {
+        self.close(&reason);
+    }
+
+    fn at(&mut self, now: Instant) {
+        self.now = now;
+    }
+
+    fn drain(&mut self, out: &mut Vec<Transmit>) {
+        if self.ended.is_some() {
+            return;
+        }
+        let raw = match crate::session::poll_output(&mut self.rtc, out, &mut self.bytes_sent) {
+            Ok(Ok((t, raw))) => {
+                self.timeout = t;
+                raw
+            }
+            Ok(Err(e)) => return self.close(&format!("WebRTC error: {e}")),
+            Err(p) => return self.close(&format!("internal error in the WebRTC stack: {p}")),
+        };
+        for e in raw {
+            match e {
+                Event::Connected => {
+                    self.connected = true;
+                    self.events.push(PeerEvent::Connected);
+                }
+                Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                    self.close("the participant's connection is gone")
+                }
+                Event::KeyframeRequest(k) => self.events.push(PeerEvent::KeyframeWanted(k.mid)),
+                Event::EgressBitrateEstimate(str0m::bwe::BweKind::Twcc { estimate, .. })
+                | Event::EgressBitrateEstimate(str0m::bwe::BweKind::Remb { estimate, .. }) => {
+                    self.bwe_bps = Some(estimate.as_u64());
+                }
+                Event::RtpPacket(p) => {
+                    let ssrc = p.header.ssrc;
+                    let Some((mid, rid)) = guard(|| {
+                        self.rtc
+                            .direct_api()
+                            .stream_rx(&ssrc)
+                            .map(|s| (s.mid(), s.rid()))
+                    })
+                    .ok()
+                    .flatten() else {
+                        continue;
+                    };
+                    let pt = p.header.payload_type;
+                    let Some((codec, red)) = self.codec_of(pt) else {
+                        continue;
+                    };
+                    let video = codec.is_video();
+                    // RED: its primary block, for subscribers without RED (a malformed
+                    // one is dropped).
+                    let plain = match red.then(|| crate::red::primary(&p.payload)) {
+                        None => None,
+                        Some(Some((_, r))) => Some(Arc::from(&p.payload[r])),
+                        Some(None) => continue,
+                    };
+                    let vp8 = match codec {
+                        RtcCodec::Vp8 => crate::vp8::descriptor(&p.payload),
+                        _ => None,
+                    };
+                    let vp9 = match codec {
+                        RtcCodec::Vp9 => crate::vp9::Descriptor::parse(&p.payload),
+                        _ => None,
+                    };
+                    let starts = match (vp8, vp9, codec) {
+                        (Some(d), _, _) => d.starts_keyframe(&p.payload),
+                        (_, Some(d), _) => d.starts_keyframe(),
+                        // A VP8 or VP9 payload whose descriptor did not parse starts nothing.
+                        (None, None, RtcCodec::Vp8 | RtcCodec::Vp9) => false,
+                        (None, None, _) => !video || keyframe_start(codec, &p.payload),
+                    };
+                    let r = RtpIn {
+                        mid,
+                        rid,
+                        pt,
+                        codec,
+                        seq: *p.seq_no,
+                        ts: p.header.timestamp,
+                        marker: p.header.marker,
+                        starts,
+                        audio_level: p.header.ext_vals.audio_level.map(|l| l.unsigned_abs()),
+                        payload: p.payload,
+                        plain,
+                        vp8,
+                        vp9,
+                        at: p.timestamp,
+                    };
+                    // Our clock, not the packet's stamp: bitrates are measured on arrival.
+                    let at = self.now;
+                    let rate = self.rates.entry((mid, rid)).or_default();
+                    // A layer back from a pause starts a new window (the pause is not
+                    // part of its bitrate).
+                    if rate
+                        .last
+                        .is_some_and(|l| at.saturating_duration_since(l) > LAYER_GAP)
+                    {
+                        rate.bytes = 0;
+                        rate.since = None;
+                    }
+                    rate.bytes += r.payload.len() as u64 + 12;
+                    rate.last = Some(at);
+                    let since = *rate.since.get_or_insert(at);
+                    let d = at.duration_since(since);
+                    if d >= Duration::from_secs(1) {
+                        rate.bps = rate.bytes * 8 * 1000 / d.as_millis().max(1) as u64;
+                        rate.bytes = 0;
+                        rate.since = Some(at);
+                    }
+                    if video {
+                        let q = self.recent.entry(mid).or_default();
+                        if q.len() == RECENT {
+                            q.pop_front();
+                        }
+                        q.push_back(r.clone());
+                    }
+                    self.events.push(PeerEvent::Rtp(r));
+                }
+                _ => {}
+            }
         }
     }
 }

@@ -284,9 +284,79 @@ impl Session {
     pub fn timeout(&self) -> Instant {
         self.timeout
     }
+}
 
-    /// Whether this datagram belongs to this session (ICE ufrag, or a known remote).
-    pub fn accepts(
+/// Polls str0m until it asks for a timeout: its datagrams go into `out` (their bytes
+/// counted in `bytes_sent`); returns that timeout and the events, str0m's error, or the
+/// panic it raised (caught).
+pub(crate) fn poll_output(
+    rtc: &mut Rtc,
+    out: &mut Vec<Transmit>,
+    bytes_sent: &mut u64,
+) -> std::result::Result<std::result::Result<(Instant, Vec<Event>), String>, String> {
+    guard(|| {
+        let mut events = Vec::new();
+        for _ in 0..100_000 {
+            match rtc.poll_output() {
+                Ok(Output::Timeout(t)) => return Ok((t, events)),
+                Ok(Output::Transmit(t)) => {
+                    *bytes_sent += t.contents.len() as u64;
+                    out.push(Transmit {
+                        proto: if t.proto == Protocol::Udp {
+                            Proto::Udp
+                        } else {
+                            Proto::Tcp
+                        },
+                        source: t.source,
+                        destination: t.destination,
+                        contents: t.contents.into(),
+                    });
+                }
+                Ok(Output::Event(e)) => events.push(e),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Err("str0m did not settle".to_string())
+    })
+}
+
+/// What a live viewer ([`Session`]) and a meeting participant ([`crate::peer::Peer`])
+/// share: a str0m `Rtc` that is fed datagrams and timeouts, and that stops taking them
+/// once it ended.
+pub trait Endpoint {
+    fn rtc(&self) -> &Rtc;
+
+    fn rtc_mut(&mut self) -> &mut Rtc;
+
+    fn is_ended(&self) -> bool;
+
+    /// str0m failed (an error, or a panic caught): the endpoint ends with `reason`.
+    fn fail(&mut self, reason: String);
+
+    /// Takes str0m's output after an input: datagrams into `out`, events handled.
+    fn drain(&mut self, out: &mut Vec<Transmit>);
+
+    /// The time of the input about to be fed (for endpoints that keep their own clock).
+    fn at(&mut self, _now: Instant) {}
+
+    /// Feeds str0m one input; `out` gets what to send.
+    fn input(&mut self, input: Input<'_>, out: &mut Vec<Transmit>) {
+        if self.is_ended() {
+            return;
+        }
+        self.at(match &input {
+            Input::Timeout(t) | Input::Receive(t, _) => *t,
+        });
+        match guard(|| self.rtc_mut().handle_input(input)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => self.fail(format!("WebRTC error: {e}")),
+            Err(p) => self.fail(format!("internal error in the WebRTC stack: {p}")),
+        }
+        self.drain(out);
+    }
+
+    /// Whether this datagram belongs to this endpoint (ICE ufrag, or a known remote).
+    fn accepts(
         &self,
         now: Instant,
         proto: Proto,
@@ -294,17 +364,17 @@ impl Session {
         destination: SocketAddr,
         data: &[u8],
     ) -> bool {
-        if self.ended.is_some() {
+        if self.is_ended() {
             return false;
         }
         let Some(input) = receive(now, proto, source, destination, data) else {
             return false;
         };
-        guard(|| self.rtc.accepts(&input)).unwrap_or(false)
+        guard(|| self.rtc().accepts(&input)).unwrap_or(false)
     }
 
-    /// Feeds a datagram that [`Session::accepts`]; `out` gets what to send back.
-    pub fn handle_receive(
+    /// Feeds a datagram that [`Endpoint::accepts`]; `out` gets what to send back.
+    fn handle_receive(
         &mut self,
         now: Instant,
         proto: Proto,
@@ -318,35 +388,26 @@ impl Session {
         }
     }
 
-    pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Transmit>) {
+    fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Transmit>) {
         self.input(Input::Timeout(now), out);
     }
+}
 
-    fn input(&mut self, input: Input<'_>, out: &mut Vec<Transmit>) {
-        if self.ended.is_some() {
-            return;
-        }
-        match guard(|| self.rtc.handle_input(input)) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => self.end(format!("WebRTC error: {e}")),
-            Err(p) => self.end(format!("internal error in the WebRTC stack: {p}")),
-        }
-        self.drain(out);
+impl Endpoint for Session {
+    fn rtc(&self) -> &Rtc {
+        &self.rtc
     }
 
-    /// Ends the session (a DELETE, or the server's decision).
-    pub fn close(&mut self, reason: &str) {
-        if self.ended.is_none() {
-            let _ = guard(|| self.rtc.disconnect());
-            self.end(reason.to_string());
-        }
+    fn is_ended(&self) -> bool {
+        self.ended.is_some()
     }
 
-    fn end(&mut self, reason: String) {
-        if self.ended.is_none() {
-            tracing::debug!(reason, "WebRTC session ended");
-            self.ended = Some(reason);
-        }
+    fn rtc_mut(&mut self) -> &mut Rtc {
+        &mut self.rtc
+    }
+
+    fn fail(&mut self, reason: String) {
+        self.end(reason);
     }
 
     /// Collects what str0m wants to send and its next timeout.
@@ -354,31 +415,7 @@ impl Session {
         if self.ended.is_some() {
             return;
         }
-        let res = guard(|| {
-            let mut events = Vec::new();
-            for _ in 0..100_000 {
-                match self.rtc.poll_output() {
-                    Ok(Output::Timeout(t)) => return Ok((t, events)),
-                    Ok(Output::Transmit(t)) => {
-                        self.bytes_sent += t.contents.len() as u64;
-                        out.push(Transmit {
-                            proto: if t.proto == Protocol::Udp {
-                                Proto::Udp
-                            } else {
-                                Proto::Tcp
-                            },
-                            source: t.source,
-                            destination: t.destination,
-                            contents: t.contents.into(),
-                        });
-                    }
-                    Ok(Output::Event(e)) => events.push(e),
-                    Err(e) => return Err(e.to_string()),
-                }
-            }
-            Err("str0m did not settle".to_string())
-        });
-        match res {
+        match poll_output(&mut self.rtc, out, &mut self.bytes_sent) {
             Ok(Ok((t, events))) => {
                 self.timeout = t;
                 for e in events {
@@ -393,6 +430,23 @@ impl Session {
             }
             Ok(Err(e)) => self.end(format!("WebRTC error: {e}")),
             Err(p) => self.end(format!("internal error in the WebRTC stack: {p}")),
+        }
+    }
+}
+
+impl Session {
+    /// Ends the session (a DELETE, or the server's decision).
+    pub fn close(&mut self, reason: &str) {
+        if self.ended.is_none() {
+            let _ = guard(|| self.rtc.disconnect());
+            self.end(reason.to_string());
+        }
+    }
+
+    fn end(&mut self, reason: String) {
+        if self.ended.is_none() {
+            tracing::debug!(reason, "WebRTC session ended");
+            self.ended = Some(reason);
         }
     }
 
