@@ -280,7 +280,7 @@ impl Session {
         self.audio.is_some()
     }
 
-    /// When str0m next needs [`Session::handle_timeout`].
+    /// When str0m next needs [`Endpoint::handle_timeout`].
     pub fn timeout(&self) -> Instant {
         self.timeout
     }
