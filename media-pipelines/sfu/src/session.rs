@@ -677,3 +677,30 @@ pub(crate) fn receive(
         },
     ))
 }
+
+/// For the test clients ([`crate::viewer`], [`crate::participant`]): takes the server's SDP
+/// answer to the offer that `pending` holds.
+pub(crate) fn take_answer(
+    rtc: &mut Rtc,
+    pending: &mut Option<str0m::change::SdpPendingOffer>,
+    sdp: &str,
+) -> std::result::Result<(), String> {
+    let answer = str0m::change::SdpAnswer::from_sdp_string(sdp).map_err(|e| e.to_string())?;
+    let pending = pending.take().ok_or("answer already taken")?;
+    rtc.sdp_api()
+        .accept_answer(pending, answer)
+        .map_err(|e| e.to_string())
+}
+
+/// For the test clients: feeds a UDP datagram from the server; whether str0m took it (its
+/// output is then to be polled).
+pub(crate) fn take_datagram(
+    rtc: &mut Rtc,
+    now: Instant,
+    source: SocketAddr,
+    destination: SocketAddr,
+    data: &[u8],
+) -> bool {
+    receive(now, Proto::Udp, source, destination, data)
+        .is_some_and(|input| rtc.accepts(&input) && rtc.handle_input(input).is_ok())
+}

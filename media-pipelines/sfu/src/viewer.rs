@@ -9,7 +9,7 @@ use crate::session::Transmit;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant;
-use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::change::{SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
@@ -129,12 +129,7 @@ impl Viewer {
 
     /// Takes the server's SDP answer.
     pub fn answer(&mut self, sdp: &str) -> Result<(), String> {
-        let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| e.to_string())?;
-        let pending = self.pending.take().ok_or("answer already taken")?;
-        self.rtc
-            .sdp_api()
-            .accept_answer(pending, answer)
-            .map_err(|e| e.to_string())
+        crate::session::take_answer(&mut self.rtc, &mut self.pending, sdp)
     }
 
     pub fn timeout(&self) -> Instant {
@@ -149,12 +144,7 @@ impl Viewer {
         data: &[u8],
         out: &mut Vec<Transmit>,
     ) {
-        let Some(input) =
-            crate::session::receive(now, crate::Proto::Udp, source, destination, data)
-        else {
-            return;
-        };
-        if self.rtc.accepts(&input) && self.rtc.handle_input(input).is_ok() {
+        if crate::session::take_datagram(&mut self.rtc, now, source, destination, data) {
             self.drain(out);
         }
     }
