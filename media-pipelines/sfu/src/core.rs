@@ -832,14 +832,8 @@ impl Core {
             );
             tracing::debug!(peer = sid, bwe = ?sub.bwe_bps, audio, ?wants, ?pick, "simulcast allocation");
             for ((i, f), k) in slots.into_iter().zip(pick) {
-                // (A feed whose other layers stalled has one usable layer: the slot goes
-                // to it. Only a feed without simulcast has nothing to choose.)
-                let Some(ls) = choice
-                    .get(&f)
-                    .filter(|c| c.all.len() > 1)
-                    .map(|c| &c.usable)
-                else {
-                    continue;
+                let Some(ls) = choice.get(&f).map(|c| &c.usable).filter(|l| l.len() > 1) else {
+                    continue; // no simulcast: nothing to choose
                 };
                 let rid = ls[k.min(ls.len() - 1)].0;
                 let s = &mut sub.slots[i];
@@ -882,7 +876,7 @@ impl Core {
         }
         for (f, c) in &choice {
             let ls = &c.usable;
-            if c.all.len() < 2 || f.track != TrackKind::Camera {
+            if ls.len() < 2 || f.track != TrackKind::Camera {
                 continue;
             }
             // The lowest layer always runs, so that a newcomer gets a picture at once.
