@@ -63,6 +63,19 @@ def pin(pid, cpu):
     subprocess.run(["taskset", "-a", "-pc", str(cpu), str(pid)], check=True, stdout=subprocess.DEVNULL)
 
 
+def janus_event_loops_option(ap):
+    """--janus-event-loops N: Janus's event_loops (benches/janus/env.sh writes it)."""
+    ap.add_argument("--janus-event-loops", type=int, default=None, metavar="N",
+                    help="Janus's event_loops: its PeerConnections share N loop threads (Janus's "
+                         "default, without this: one thread each)")
+
+
+def use_janus_event_loops(a):
+    """Passes --janus-event-loops to benches/janus/env.sh (JANUS_EVENT_LOOPS)."""
+    if a.janus_event_loops is not None:
+        os.environ["JANUS_EVENT_LOOPS"] = str(a.janus_event_loops)
+
+
 def idle_cpu(pid, seconds):
     c0 = cpu_seconds(pid)
     time.sleep(seconds)
@@ -92,15 +105,12 @@ def main():
     ap.add_argument("--viewers", default="1,10,50,100,200")
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--janus", action="store_true", help="measure Janus 1.1.2 side by side")
-    ap.add_argument("--janus-event-loops", type=int, default=None, metavar="N",
-                    help="Janus's event_loops: its PeerConnections share N loop threads (Janus's "
-                         "default, without this: one thread each)")
+    janus_event_loops_option(ap)
     ap.add_argument("--no-pin", action="store_true")
     ap.add_argument("--rounds", type=int, default=1,
                     help="measure every N this many times (xaso and Janus in turn) and report medians")
     a = ap.parse_args()
-    if a.janus_event_loops is not None:
-        os.environ["JANUS_EVENT_LOOPS"] = str(a.janus_event_loops)  # read by benches/janus/env.sh
+    use_janus_event_loops(a)
     for exe in (XASO, LOAD, SIMCAM) + ((JLOAD,) if a.janus else ()):
         if not os.path.exists(exe):
             raise SystemExit(f"missing {exe}: build the release binaries first (see the docstring)")

@@ -47,7 +47,7 @@ JANUS_ENV = os.path.join(ROOT, "benches/janus/env.sh")
 JANUS_API = "http://127.0.0.2:8088"
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from record_load import rss_kb, start_xaso  # noqa: E402
-from live_load import idle_cpu, load_run, pin  # noqa: E402
+from live_load import idle_cpu, janus_event_loops_option, load_run, pin, use_janus_event_loops  # noqa: E402
 
 
 def meeting(op, base, title):
@@ -75,16 +75,13 @@ def main():
     ap.add_argument("--simulcast", action="store_true")
     ap.add_argument("--tile-height", type=int, default=360)
     ap.add_argument("--janus", action="store_true", help="measure Janus 1.1.2's videoroom side by side")
-    ap.add_argument("--janus-event-loops", type=int, default=None, metavar="N",
-                    help="Janus's event_loops: its PeerConnections share N loop threads (Janus's "
-                         "default, without this: one thread each)")
+    janus_event_loops_option(ap)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--estimate", action="store_true",
                     help="one layer, but xaso configured for simulcast (bandwidth estimate and pacer on)")
     ap.add_argument("--no-pin", action="store_true")
     a = ap.parse_args()
-    if a.janus_event_loops is not None:
-        os.environ["JANUS_EVENT_LOOPS"] = str(a.janus_event_loops)  # read by benches/janus/env.sh
+    use_janus_event_loops(a)
     if a.janus and a.simulcast:
         raise SystemExit("--janus compares one layer per camera: drop --simulcast")
     for exe in (XASO, LOAD) + ((JLOAD,) if a.janus else ()):

@@ -1053,7 +1053,7 @@ pub async fn remind_due(
     for m in store::due_reminders(db, now_ms, REMIND_AHEAD_MS).await? {
         let key = store::server_key(db, "meeting_links").await?;
         let done = store::reminded_addresses(db, m.id).await?;
-        let reached = |a: &str| done.iter().any(|d| d.eq_ignore_ascii_case(a));
+        let reached = |a: &str| done.contains(&a.trim().to_ascii_lowercase());
         let exp = m.end_ms + link::GRACE_MS;
         let url = |token: String| {
             format!(

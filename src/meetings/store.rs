@@ -600,7 +600,7 @@ pub async fn due_reminders(db: &AnyPool, now_ms: i64, ahead_ms: i64) -> Result<V
     rows.iter().map(meeting_from).collect()
 }
 
-/// The addresses (lower-cased) that meeting `id`'s reminder has already reached.
+/// The addresses (ASCII lower case) that meeting `id`'s reminder has already reached.
 pub async fn reminded_addresses(db: &AnyPool, id: i64) -> Result<Vec<String>> {
     Ok(
         sqlx::query_scalar("SELECT address FROM meeting_reminders WHERE meeting_id = $1")
@@ -610,8 +610,8 @@ pub async fn reminded_addresses(db: &AnyPool, id: i64) -> Result<Vec<String>> {
     )
 }
 
-/// Records that meeting `id`'s reminder reached `addresses` (stored lower-cased; one
-/// already recorded is left as it is).
+/// Records that meeting `id`'s reminder reached `addresses` (stored in ASCII lower case,
+/// as addresses are compared; one already recorded is left as it is).
 pub async fn add_reminded(db: &AnyPool, id: i64, addresses: &[String], now_ms: i64) -> Result<()> {
     let mut tx = db.begin().await?;
     for a in addresses {
@@ -620,7 +620,7 @@ pub async fn add_reminded(db: &AnyPool, id: i64, addresses: &[String], now_ms: i
              ON CONFLICT (meeting_id, address) DO NOTHING",
         )
         .bind(id)
-        .bind(a.to_lowercase())
+        .bind(a.to_ascii_lowercase())
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;
