@@ -832,8 +832,14 @@ impl Core {
             );
             tracing::debug!(peer = sid, bwe = ?sub.bwe_bps, audio, ?wants, ?pick, "simulcast allocation");
             for ((i, f), k) in slots.into_iter().zip(pick) {
-                let Some(ls) = choice.get(&f).map(|c| &c.usable).filter(|l| l.len() > 1) else {
-                    continue; // no simulcast: nothing to choose
+                // (A feed whose other layers stalled has one usable layer: the slot goes
+                // to it. Only a feed without simulcast has nothing to choose.)
+                let Some(ls) = choice
+                    .get(&f)
+                    .filter(|c| c.all.len() > 1)
+                    .map(|c| &c.usable)
+                else {
+                    continue;
                 };
                 let rid = ls[k.min(ls.len() - 1)].0;
                 let s = &mut sub.slots[i];
@@ -862,6 +868,8 @@ impl Core {
                     }
                 };
                 if apply {
+                    let (from, to) = (s.want, rid);
+                    tracing::debug!(peer = sid, feed = ?f, ?from, ?to, usable = ?ls, "slot layer");
                     s.want = rid;
                     s.pending = None;
                     if s.layer != rid {
@@ -875,25 +883,28 @@ impl Core {
             self.ask_keyframe_of(now, f, rid);
         }
         for (f, c) in &choice {
-            let ls = &c.usable;
-            if ls.len() < 2 || f.track != TrackKind::Camera {
+            if c.all.len() < 2 || f.track != TrackKind::Camera {
                 continue;
             }
-            // The lowest layer always runs, so that a newcomer gets a picture at once.
+            // The lowest layer always runs, so that a newcomer gets a picture at once (even
+            // while it looks stalled: it is the one the page drops last).
             let w = wanted.get(f);
-            let mut active: Vec<String> = ls
+            let mut active: Vec<String> = c
+                .usable
                 .iter()
-                .enumerate()
-                .filter(|(k, (rid, _))| *k == 0 || w.is_some_and(|w| w.contains(rid)))
-                .filter_map(|(_, (rid, _))| rid.map(|r| r.to_string()))
+                .filter(|(rid, _)| w.is_some_and(|w| w.contains(rid)))
+                .map(|(rid, _)| *rid)
+                .chain(c.all.first().map(|(rid, _)| *rid))
                 .chain(
                     c.stalled
                         .iter()
                         .filter(|r| awaited.contains(&(*f, Some(**r))))
-                        .map(|r| r.to_string()),
+                        .map(|r| Some(*r)),
                 )
+                .filter_map(|rid| rid.map(|r| r.to_string()))
                 .collect();
             active.sort();
+            active.dedup();
             if self
                 .peers
                 .get_mut(&f.publisher)

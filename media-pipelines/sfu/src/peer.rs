@@ -246,6 +246,9 @@ struct Rate {
     since: Option<Instant>,
     bps: u64,
     last: Option<Instant>,
+    /// When the current run of packets began: the first packet after a gap longer than
+    /// [`LAYER_GAP`] (or ever).
+    run: Option<Instant>,
 }
 
 /// A layer with no packet for longer is paused (or left out by the page's encoder).
@@ -595,18 +598,39 @@ impl Peer {
     /// chosen, and the stalled ones. Chosen can be: a layer that arrives, one the page was
     /// told to pause (chosen, it is resumed), and one resumed less than [`LAYER_START`]
     /// ago. A layer that runs at the page and yet does not arrive (the page's encoder left
-    /// it out: its own uplink estimate is too low for it) is stalled, unless no layer
-    /// arrives at all.
+    /// it out: its own uplink estimate is too low for it) is stalled, but only while
+    /// another layer of the track has arrived without a break since before the silence
+    /// began: when every layer stopped together (the page, the link or this server
+    /// stalled), the first layer back does not make the others look stalled.
     pub fn layer_choice(&self, mid: Mid, track: TrackKind, now: Instant) -> LayerChoice {
         let all = self.layers(mid);
         let told = self.told.get(&track);
+        // Whether a layer other than `rid` has arrived without a break since `t`.
+        let flowing_since = |rid: Option<Rid>, t: Instant| {
+            all.iter().any(|(x, _)| {
+                *x != rid
+                    && self.arriving(mid, *x, now)
+                    && self
+                        .rates
+                        .get(&(mid, *x))
+                        .and_then(|r| r.run)
+                        .is_some_and(|run| run <= t)
+            })
+        };
         let (usable, stuck): (Vec<_>, Vec<_>) = all.iter().copied().partition(|(rid, _)| {
             let Some(r) = rid else { return true };
             let paused = told.is_some_and(|a| !a.iter().any(|x| x == &**r));
             let since = self.resumed.get(&(track, *r)).copied();
+            let started = since.unwrap_or(self.joined);
+            let silent = self
+                .rates
+                .get(&(mid, *rid))
+                .and_then(|x| x.last)
+                .map_or(started, |l| l.max(started));
             paused
                 || self.arriving(mid, *rid, now)
-                || now.saturating_duration_since(since.unwrap_or(self.joined)) < LAYER_START
+                || now.saturating_duration_since(started) < LAYER_START
+                || !flowing_since(*rid, silent)
         });
         if usable.is_empty() {
             return LayerChoice {
@@ -1045,12 +1069,13 @@ impl Endpoint for Peer {
                     let rate = self.rates.entry((mid, rid)).or_default();
                     // A layer back from a pause starts a new window (the pause is not
                     // part of its bitrate).
-                    if rate
+                    let broke = rate
                         .last
-                        .is_some_and(|l| at.saturating_duration_since(l) > LAYER_GAP)
-                    {
+                        .is_none_or(|l| at.saturating_duration_since(l) > LAYER_GAP);
+                    if broke {
                         rate.bytes = 0;
                         rate.since = None;
+                        rate.run = Some(at);
                     }
                     rate.bytes += r.payload.len() as u64 + 12;
                     rate.last = Some(at);

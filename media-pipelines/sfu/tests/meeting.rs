@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use xaso_sfu::participant::{Offer, Participant};
+use xaso_sfu::participant::{Offer, Participant, SlotStats};
 use xaso_sfu::{Core, Input, Output, Proto, SessionId, SlotsUpdate, TrackKind, Transmit};
 
 const SERVER: &str = "127.0.0.2:5000";
@@ -490,7 +490,7 @@ fn simulcast_layers_follow_tile_sizes_switch_on_keyframes_and_unwanted_ones_paus
     net.core.set_view(net.id(0), &[(b, 120)]);
     net.core.set_view(net.id(2), &[(b, 720)]);
     net.run(Duration::from_secs(4), |_| true);
-    let carrying = |net: &Net, i: usize| -> xaso_sfu::participant::SlotStats {
+    let carrying = |net: &Net, i: usize| -> SlotStats {
         let p = net.part(i);
         p.video_slots
             .iter()
@@ -555,36 +555,34 @@ fn simulcast_layers_follow_tile_sizes_switch_on_keyframes_and_unwanted_ones_paus
     );
 }
 
-#[test]
-fn a_layer_that_stops_arriving_is_left_for_one_that_arrives() {
-    let mut net = Net::new(17);
-    // No bandwidth estimate: the layers follow the tile and what arrives, nothing else.
-    net.core = Core::new(17).without_estimate();
+/// Two simulcast publishers A and B, with no bandwidth estimate (the layers follow the tile
+/// and what arrives, nothing else); A shows B large, and after 2 s its slot carries B's
+/// high layer. Returns the net and B's id.
+fn a_shows_b_large(seed: u64) -> (Net, SessionId) {
+    let mut net = Net::new(seed);
+    net.core = Core::new(seed).without_estimate();
     for _ in 0..2 {
         net.join_simulcast(6, 1, 1);
     }
-    // A shows B large: the high layer.
     let b = net.id(1);
     net.core.set_view(net.id(0), &[(b, 720)]);
-    let slot = |net: &Net| {
-        let p = net.part(0);
-        p.slots[&p.video_slots[0]].clone()
-    };
     net.run(Duration::from_secs(2), |_| true);
-    assert_eq!(
-        slot(&net).last_layer,
-        Some(3),
-        "{:?}",
-        slot(&net).layer_runs()
-    );
-    // B's encoder leaves its high layer out (its uplink estimate fell), though the server
-    // still wants it: A's slot goes down to a layer that arrives, at once (no 1 s hold),
-    // at a keyframe, and its picture goes on.
-    net.parts[1].2.withheld = vec!["h".into()];
-    let told = net.layer_msgs.len();
-    net.run(Duration::from_millis(1500), |_| true);
     let s = slot(&net);
-    assert_eq!(s.last_layer, Some(2), "{:?}", s.layer_runs());
+    assert_eq!(s.last_layer, Some(3), "{:?}", s.layer_runs());
+    (net, b)
+}
+
+/// A's (participant 0's) video slot.
+fn slot(net: &Net) -> SlotStats {
+    let p = net.part(0);
+    p.slots[&p.video_slots[0]].clone()
+}
+
+/// A's slot went to layer `layer` on keyframes with unbroken numbering, and its picture
+/// goes on (20 frames in the next second).
+fn moved_to(net: &mut Net, layer: u8) {
+    let s = slot(net);
+    assert_eq!(s.last_layer, Some(layer), "{:?}", s.layer_runs());
     assert!(
         s.layer_runs().iter().all(|(_, key)| *key),
         "{:?}",
@@ -594,11 +592,23 @@ fn a_layer_that_stops_arriving_is_left_for_one_that_arrives() {
     let frames = s.frames;
     net.run(Duration::from_secs(1), |_| true);
     assert!(
-        slot(&net).frames >= frames + 20,
+        slot(net).frames >= frames + 20,
         "{} then {}",
         frames,
-        slot(&net).frames
+        slot(net).frames
     );
+}
+
+#[test]
+fn a_layer_that_stops_arriving_is_left_for_one_that_arrives() {
+    let (mut net, b) = a_shows_b_large(17);
+    // B's encoder leaves its high layer out (its uplink estimate fell), though the server
+    // still wants it: A's slot goes down to a layer that arrives, at once (no 1 s hold),
+    // at a keyframe, and its picture goes on.
+    net.parts[1].2.withheld = vec!["h".into()];
+    let told = net.layer_msgs.len();
+    net.run(Duration::from_millis(1500), |_| true);
+    moved_to(&mut net, 2);
     // Meanwhile h stays on at B's page (it is not paused and resumed over and over), so
     // that B sends it as soon as it can; when it does, A's slot steps up to it again
     // (after the 3 s a step up holds).
@@ -629,6 +639,38 @@ fn a_layer_that_stops_arriving_is_left_for_one_that_arrives() {
     let last = net.layer_msgs.iter().rev().find(|(p, _)| *p == b);
     assert_eq!(last.map(|(_, a)| a.clone()), Some(vec!["l".to_string()]));
     assert_eq!(slot(&net).last_layer, Some(1));
+}
+
+#[test]
+fn a_slot_goes_to_the_only_layer_that_arrives() {
+    // As above, but B's encoder leaves out both its high and its middle layer: the lowest
+    // is then the only layer to choose from, and A's slot must still go to it (a feed with
+    // one usable layer is not a feed without simulcast).
+    let (mut net, _) = a_shows_b_large(19);
+    // (Within 3 s: the paused middle layer is tried first, as choosing a paused layer
+    // resumes it, and left once it does not arrive either.)
+    net.parts[1].2.withheld = vec!["m".into(), "h".into()];
+    net.run(Duration::from_millis(3000), |_| true);
+    moved_to(&mut net, 1);
+}
+
+#[test]
+fn a_publisher_that_stops_and_comes_back_keeps_the_slots_on_their_layers() {
+    // B's whole camera stops for 0.8 s (its page, its link or the server stalled) and comes
+    // back a layer at a time, the lowest first. No layer stopped while another went on, so
+    // none is taken for stalled: A's slot stays on the high layer, without a switch (each
+    // would cost a keyframe, and the slot a step back up 3 s later).
+    let (mut net, _) = a_shows_b_large(23);
+    let runs = slot(&net).layer_runs();
+    net.parts[1].2.withheld = vec!["l".into(), "m".into(), "h".into()];
+    net.run(Duration::from_millis(800), |_| true);
+    net.parts[1].2.withheld = vec!["m".into(), "h".into()];
+    net.run(Duration::from_millis(400), |_| true);
+    net.parts[1].2.withheld = Vec::new();
+    net.run(Duration::from_secs(1), |_| true);
+    let s = slot(&net);
+    assert_eq!(s.layer_runs(), runs, "{:?}", s.layer_runs());
+    assert_eq!(s.last_layer, Some(3));
 }
 
 #[test]
