@@ -749,10 +749,50 @@ async fn upload(
     headers: http::HeaderMap,
     body: axum::body::Body,
 ) -> Result<(StatusCode, axum::Json<DocumentOut>)> {
+    let mut stream = body.into_data_stream();
+    let r = receive(&st, caller, id, &q, &headers, &mut stream).await;
+    if r.is_err() {
+        discard_rest(stream);
+    }
+    r
+}
+
+/// How much of a refused upload is still read (and dropped), and for how long.
+const DISCARD_MAX: u64 = 1 << 30;
+const DISCARD_FOR: Duration = Duration::from_secs(60);
+
+/// Reads and drops what the client still sends of a refused upload, while the refusal goes
+/// out (up to [`DISCARD_MAX`] bytes within [`DISCARD_FOR`]). A server that closes its socket
+/// with data unread resets the connection, and the client, still sending, then sees a
+/// broken connection instead of the refusal ("at most 20 MB" on the page).
+fn discard_rest(mut stream: axum::body::BodyDataStream) {
+    use futures::StreamExt;
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + DISCARD_FOR;
+        let mut n = 0u64;
+        while let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(deadline, stream.next()).await {
+            n += chunk.len() as u64;
+            if n > DISCARD_MAX {
+                break;
+            }
+        }
+    });
+}
+
+/// [`upload`]'s work: the caller checked, the file received into the meeting's folder and
+/// recorded.
+async fn receive(
+    st: &AppState,
+    caller: std::result::Result<Caller, Error>,
+    id: i64,
+    q: &DocQuery,
+    headers: &http::HeaderMap,
+    stream: &mut axum::body::BodyDataStream,
+) -> Result<(StatusCode, axum::Json<DocumentOut>)> {
     use futures::StreamExt;
     use sha2::Digest;
     use tokio::io::AsyncWriteExt;
-    let (uploader, user_id) = attendee(&st, caller, meeting_key(&headers, &q), id).await?;
+    let (uploader, user_id) = attendee(st, caller, meeting_key(headers, q), id).await?;
     let name = q
         .name
         .as_deref()
@@ -793,7 +833,6 @@ async fn upload(
         let mut size = 0u64;
         let mut head = Vec::new();
         let mut mime = None;
-        let mut stream = body.into_data_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| err!(InvalidArgument, "upload interrupted: {e}"))?;
             size += chunk.len() as u64;
