@@ -136,10 +136,10 @@ fn writer(
     while let Ok(first) = rx.recv() {
         let deadline = Instant::now() + SYNC_EVERY;
         let mut next = Some(first);
-        let mut urgent = false;
+        let mut barriers = Vec::new();
         while let Some(cmd) = next.take() {
-            urgent |= matches!(cmd, DiskCmd::Barrier(_));
-            handle(&dir, cmd, &mut files, &mut done, &stats);
+            handle(&dir, cmd, &mut files, &mut done, &mut barriers, &stats);
+            let urgent = !barriers.is_empty();
             let wait = deadline.saturating_duration_since(Instant::now());
             next = if urgent || wait.is_zero() {
                 rx.try_recv().ok()
@@ -159,6 +159,10 @@ fn writer(
             files.remove(&path);
             done.push(IndexEvent::Closed { path });
         }
+        // Barriers go last: what they wait for includes the segments that failed in this
+        // round (at shutdown, a segment whose first write failed on a full disk was left
+        // open in the index, its `Closed` after the barrier the process stopped at).
+        done.extend(barriers.into_iter().map(IndexEvent::Barrier));
         if !done.is_empty() {
             let _ = index.send(std::mem::take(&mut done));
         }
@@ -206,6 +210,7 @@ fn handle(
     cmd: DiskCmd,
     files: &mut HashMap<String, Open>,
     done: &mut Vec<IndexEvent>,
+    barriers: &mut Vec<tokio::sync::oneshot::Sender<()>>,
     stats: &DiskStats,
 ) {
     match cmd {
@@ -278,7 +283,8 @@ fn handle(
                 }
             }
         }
-        DiskCmd::Barrier(tx) => done.push(IndexEvent::Barrier(tx)),
+        // Held until the round's sync and failed segments (see `writer`).
+        DiskCmd::Barrier(tx) => barriers.push(tx),
         DiskCmd::Close { path } => {
             if let Some(mut f) = files.remove(&path) {
                 if let Err(e) = f.file.sync_data() {
@@ -335,4 +341,90 @@ pub fn read_scan(segment: &Path, closed: bool) -> std::io::Result<xaso_record::s
         );
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A segment whose first fragment fails to be written (a full disk) is closed in the
+    /// index before a barrier queued with it is answered: at shutdown the barrier is the
+    /// last thing awaited, and the segment was left open.
+    #[test]
+    fn a_barrier_comes_after_the_segments_that_failed_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+            .arg(dir.path())
+            .status();
+        if !mounted.is_ok_and(|s| s.success()) {
+            eprintln!("skipped: mounting a small tmpfs needs root");
+            return;
+        }
+        let (itx, mut irx) = tokio::sync::mpsc::unbounded_channel();
+        let disk = start(dir.path().to_owned(), 16, itx, Default::default());
+        let path = "recordings/1/seg.mp4".to_string();
+        let meta = SegmentMeta {
+            camera_id: 1,
+            path: path.clone(),
+            run_id: 1,
+            start_ms: 0,
+            video_codec: xaso_base::Codec::H264,
+            audio_codec: None,
+            width: 640,
+            height: 360,
+        };
+        let failed = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let too_big = xaso_record::fmp4::FragmentBytes {
+            head: vec![0; 8],
+            data: vec![bytes::Bytes::from(vec![0u8; 256 << 10])],
+        };
+        let frag = FragMeta {
+            end_ms: 1000,
+            video_samples: 25,
+            audio_samples: 0,
+            keyframe: Some((0, 1000)),
+        };
+        for cmd in [
+            DiskCmd::Create {
+                meta,
+                init: vec![0; 1000],
+                failed: failed.clone(),
+            },
+            DiskCmd::Append {
+                path: path.clone(),
+                bytes: too_big,
+                frag,
+            },
+            DiskCmd::Barrier(tx),
+        ] {
+            assert!(disk.try_send(cmd).is_ok());
+        }
+        let mut events = Vec::new();
+        while let Some(batch) = irx.blocking_recv() {
+            let end = batch.iter().any(|e| matches!(e, IndexEvent::Barrier(_)));
+            events.extend(batch);
+            if end {
+                break;
+            }
+        }
+        let names: Vec<&str> = events
+            .iter()
+            .map(|e| match e {
+                IndexEvent::Created { .. } => "created",
+                IndexEvent::Appended { .. } => "appended",
+                IndexEvent::Closed { .. } => "closed",
+                IndexEvent::Barrier(_) => "barrier",
+            })
+            .collect();
+        assert_eq!(names, ["created", "closed", "barrier"]);
+        assert!(failed.load(Ordering::Relaxed));
+        assert_eq!(disk.stats.write_errors.load(Ordering::Relaxed), 1);
+        drop(rx);
+        drop(disk);
+        let _ = std::process::Command::new("umount")
+            .arg(dir.path())
+            .status();
+    }
 }
