@@ -124,7 +124,8 @@ fn ffprobe(file: &Path) -> Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
-/// What `ffmpeg -v error -i FILE -f null -` prints: nothing for a clean file.
+/// What `ffmpeg -v error -i FILE -enc_time_base:v -1 -f null -` prints: nothing for a clean
+/// file.
 fn decode_errors(file: &Path) -> String {
     // The frames keep the file's own time base (`-enc_time_base:v -1`). By default ffmpeg
     // 5.1 re-stamps them in 1/frame-rate, guessed from the file: with a gap in a clip the
