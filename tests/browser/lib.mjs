@@ -19,7 +19,7 @@ export async function freePort() {
  * failure saves a screenshot of the current page (`setPage`) as OUT/<prefix>failure-N.png.
  */
 export function runner(out, root, prefix = '') {
-  const results = { passed: 0, failed: 0 };
+  const results = { passed: 0, failed: 0, failures: [] };
   let page = null;
   let shots = 0;
   async function test(name, fn) {
@@ -30,7 +30,9 @@ export function runner(out, root, prefix = '') {
       console.log(`ok   ${name} (${Date.now() - started} ms)`);
     } catch (err) {
       results.failed += 1;
-      console.log(`FAIL ${name}: ${(err && (err.stack || err.message)) || err}`);
+      const why = (err && (err.stack || err.message)) || String(err);
+      results.failures.push(`${name}: ${why.split('\n')[0]}`);
+      console.log(`FAIL ${name}: ${why}`);
       if (page) {
         const file = path.join(out, `${prefix}failure-${++shots}.png`);
         await page.screenshot({ path: file, fullPage: true }).catch(() => {});
@@ -39,4 +41,13 @@ export function runner(out, root, prefix = '') {
     }
   }
   return { test, results, setPage: (p) => { page = p; } };
+}
+
+/**
+ * The last lines of a test file: each failed test's name and first line of its error again
+ * (a CI log that keeps only its tail then still says what failed), then "N passed, M failed".
+ */
+export function summary(results) {
+  for (const f of results.failures || []) console.log(`failed: ${f}`);
+  console.log(`${results.passed} passed, ${results.failed} failed`);
 }

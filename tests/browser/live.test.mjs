@@ -17,7 +17,7 @@ import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
-import { freePort, runner, sleep } from './lib.mjs';
+import { freePort, runner, sleep, summary } from './lib.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const OUT = path.join(ROOT, 'tests', 'output', 'browser');
@@ -360,7 +360,7 @@ async function main() {
     await server.stop();
     children.forEach((c) => c.kill('SIGTERM'));
   }
-  console.log(`${results.passed} passed, ${results.failed} failed`);
+  summary(results);
   process.exit(results.failed ? 1 : 0);
 }
 

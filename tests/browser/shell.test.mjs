@@ -14,7 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
-import { freePort, runner, sleep } from './lib.mjs';
+import { freePort, runner, sleep, summary } from './lib.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const OUT = path.join(ROOT, 'tests', 'output', 'browser');
@@ -591,7 +591,8 @@ try {
 } catch (err) {
   crashed = true;
   results.failed += 1;
+  results.failures.push(`crash: ${String((err && err.message) || err).split('\n')[0]}`);
   console.log(`CRASH ${(err && err.stack) || err}`);
 }
-console.log(`${results.passed} passed, ${results.failed} failed`);
+summary(results);
 process.exit(results.failed > 0 || crashed ? 1 : 0);
