@@ -497,6 +497,12 @@ impl Core {
         self.peers.get(&id).and_then(|p| p.bwe_bps)
     }
 
+    /// What the core last asked of the estimator toward participant `id`, bits per second:
+    /// the rate its slots carry, and the rate it probes toward (what its tiles would take).
+    pub fn bitrate_asked_of(&self, id: SessionId) -> Option<(u64, u64)> {
+        self.peers.get(&id).and_then(|p| p.bitrate_set)
+    }
+
     /// How many keyframe requests (PLI) the core sent participant `id` as a publisher.
     pub fn keyframes_asked_of(&self, id: SessionId) -> u64 {
         self.peers.get(&id).map_or(0, |p| p.keyframes_asked)
@@ -805,30 +811,34 @@ impl Core {
                 .sum();
             let budget = sub.bwe_bps.map(|b| (b * 85 / 100).saturating_sub(audio));
             let pick = allocate(budget, &wants);
+            // The same with the stalled layers offered as if they arrived.
             let stalled = |f: &Feed| choice.get(f).filter(|c| !c.stalled.is_empty());
+            let with_stalled: Vec<Want> = slots
+                .iter()
+                .zip(&wants)
+                .map(|((_, f), w)| match stalled(f) {
+                    Some(c) => Want {
+                        layers: c.all.iter().map(|x| x.1).collect(),
+                        ..*w
+                    },
+                    None => w.clone(),
+                })
+                .collect();
             if slots.iter().any(|(_, f)| stalled(f).is_some()) {
-                let with_stalled: Vec<Want> = slots
-                    .iter()
-                    .zip(&wants)
-                    .map(|((_, f), w)| match stalled(f) {
-                        Some(c) => Want {
-                            layers: c.all.iter().map(|x| x.1).collect(),
-                            ..*w
-                        },
-                        None => w.clone(),
-                    })
-                    .collect();
                 for ((_, f), k) in slots.iter().zip(allocate(budget, &with_stalled)) {
                     if let Some(c) = stalled(f) {
                         awaited.insert((*f, c.all[k.min(c.all.len() - 1)].0));
                     }
                 }
             }
-            let ideal = allocate(None, &wants);
-            // What the tiles would take at their best, with the audio and room for RTCP.
+            // What the tiles would take at their best, with the audio and room for RTCP:
+            // the estimator probes toward it. Stalled layers count (a page leaves out its
+            // top layers until its own estimate grows: the way to them must be open when
+            // they come).
+            let ideal = allocate(None, &with_stalled);
             sub.set_bitrate(
                 cost(&wants, &pick),
-                (cost(&wants, &ideal) + audio) * 100 / 85 + 100_000,
+                (cost(&with_stalled, &ideal) + audio) * 100 / 85 + 100_000,
             );
             tracing::debug!(peer = sid, bwe = ?sub.bwe_bps, audio, ?wants, ?pick, "simulcast allocation");
             for ((i, f), k) in slots.into_iter().zip(pick) {

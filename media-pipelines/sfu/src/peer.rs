@@ -229,7 +229,8 @@ pub struct Peer {
     pub bwe_bps: Option<u64>,
     /// The time of the latest input.
     now: Instant,
-    bitrate_set: Option<(u64, u64)>,
+    /// What [`Peer::set_bitrate`] last gave the estimator: (carried, desired).
+    pub(crate) bitrate_set: Option<(u64, u64)>,
     rnd: u64,
     /// Payload type → codec of what the participant sends, and whether the type is the
     /// codec's RED (looked up once per type).
@@ -599,14 +600,15 @@ impl Peer {
     /// told to pause (chosen, it is resumed), and one resumed less than [`LAYER_START`]
     /// ago. A layer that runs at the page and yet does not arrive (the page's encoder left
     /// it out: its own uplink estimate is too low for it) is stalled, but only while
-    /// another layer of the track has arrived without a break since before the silence
-    /// began: when every layer stopped together (the page, the link or this server
-    /// stalled), the first layer back does not make the others look stalled.
+    /// another layer of the track has arrived without a break for [`LAYER_GAP`] at least:
+    /// when every layer stopped together (the page, the link or this server stalled), the
+    /// first layer back does not make the others look stalled before they had time to
+    /// follow it.
     pub fn layer_choice(&self, mid: Mid, track: TrackKind, now: Instant) -> LayerChoice {
         let all = self.layers(mid);
         let told = self.told.get(&track);
-        // Whether a layer other than `rid` has arrived without a break since `t`.
-        let flowing_since = |rid: Option<Rid>, t: Instant| {
+        // Whether a layer other than `rid` has arrived without a break for LAYER_GAP.
+        let others_flow = |rid: Option<Rid>| {
             all.iter().any(|(x, _)| {
                 *x != rid
                     && self.arriving(mid, *x, now)
@@ -614,23 +616,17 @@ impl Peer {
                         .rates
                         .get(&(mid, *x))
                         .and_then(|r| r.run)
-                        .is_some_and(|run| run <= t)
+                        .is_some_and(|run| now.saturating_duration_since(run) >= LAYER_GAP)
             })
         };
         let (usable, stuck): (Vec<_>, Vec<_>) = all.iter().copied().partition(|(rid, _)| {
             let Some(r) = rid else { return true };
             let paused = told.is_some_and(|a| !a.iter().any(|x| x == &**r));
             let since = self.resumed.get(&(track, *r)).copied();
-            let started = since.unwrap_or(self.joined);
-            let silent = self
-                .rates
-                .get(&(mid, *rid))
-                .and_then(|x| x.last)
-                .map_or(started, |l| l.max(started));
             paused
                 || self.arriving(mid, *rid, now)
-                || now.saturating_duration_since(started) < LAYER_START
-                || !flowing_since(*rid, silent)
+                || now.saturating_duration_since(since.unwrap_or(self.joined)) < LAYER_START
+                || !others_flow(*rid)
         });
         if usable.is_empty() {
             return LayerChoice {
