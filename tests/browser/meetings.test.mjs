@@ -54,6 +54,11 @@ const CHROMIUM_ARGS = ['--headless=new', '--no-sandbox', '--disable-gpu', '--dis
 
 const children = [];
 process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')));
+// An interrupted run (Ctrl-C, a timeout) exits through the handlers above too: the server
+// runs in a session of its own, which the terminal's signal does not reach, and a throttle
+// on lo must not outlive the test.
+process.on('SIGINT', () => process.exit(130));
+process.on('SIGTERM', () => process.exit(143));
 
 const timings = {};
 function measure(name, ms) {
