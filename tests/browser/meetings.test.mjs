@@ -589,7 +589,8 @@ async function main() {
       await waitFor('a page was asked to pause a layer', async () => (await Promise.all(people.map((x) => layersLogOf(x.page))))
         .some((log) => log.some((m) => m.active.length < 3)), 10_000, 200);
       // per publisher, once settled: its encodings are active exactly as the last `layers`
-      // said; the lowest always runs; a layer above every tile's want is paused
+      // said; the lowest always runs; a layer above every tile's want is paused (once no
+      // tile wanted it for 5 s)
       let last = null;
       await waitFor('each page\'s encodings follow the server\'s `layers`', async () => {
         const [senders, logs, views] = await Promise.all([

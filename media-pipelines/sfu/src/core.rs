@@ -915,10 +915,10 @@ impl Core {
                 .collect();
             active.sort();
             active.dedup();
-            if self
+            if let Some(active) = self
                 .peers
                 .get_mut(&f.publisher)
-                .is_some_and(|p| p.tell_layers(f.track, &active, now))
+                .and_then(|p| p.tell_layers(f.track, &active, now))
             {
                 self.out.push_back(Output::Layers {
                     peer: f.publisher,

@@ -224,6 +224,8 @@ pub struct Peer {
     /// all of them on, at its join).
     told: HashMap<TrackKind, Vec<String>>,
     resumed: HashMap<(TrackKind, Rid), Instant>,
+    /// When each layer was last wanted (see [`LAYER_PAUSE_DELAY`]).
+    wanted_at: HashMap<(TrackKind, Rid), Instant>,
     /// The bandwidth estimated toward this participant (transport-wide congestion
     /// control), bits per second.
     pub bwe_bps: Option<u64>,
@@ -257,6 +259,11 @@ const LAYER_GAP: Duration = Duration::from_millis(500);
 
 /// How long a layer that runs at its page may take to arrive before slots leave it.
 const LAYER_START: Duration = Duration::from_secs(1);
+/// A layer that no tile wants any more runs on at the page this long before it is paused:
+/// the speaker's enlarged tile moves from one participant to another every few seconds,
+/// and each layer paused and resumed again costs its publisher a keyframe of it (LiveKit's
+/// dynacast waits 5 s as well). Wanted again, a layer is resumed at once.
+pub const LAYER_PAUSE_DELAY: Duration = Duration::from_secs(5);
 
 /// Video packets kept per published track for [`Peer::recent`].
 const RECENT: usize = 128;
@@ -448,6 +455,7 @@ impl Peer {
             declared: HashMap::new(),
             told: HashMap::new(),
             resumed: HashMap::new(),
+            wanted_at: HashMap::new(),
             now,
             bitrate_set: None,
             bwe_bps: None,
@@ -642,20 +650,45 @@ impl Peer {
         }
     }
 
-    /// Notes that the page runs layers `active` (sorted) of `track` from now on; `true`
-    /// when that is news to it (a `layers` message is due).
-    pub fn tell_layers(&mut self, track: TrackKind, active: &[String], now: Instant) -> bool {
-        let before = self.told.get(&track);
-        if before.is_some_and(|b| b == active) {
-            return false;
+    /// Notes that layers `wanted` of `track` are wanted now; the page is to run them and,
+    /// for [`LAYER_PAUSE_DELAY`] after they were last wanted, those it runs already.
+    /// Returns the layers it is to run (sorted) when that is news to it (a `layers` message
+    /// is due).
+    pub fn tell_layers(
+        &mut self,
+        track: TrackKind,
+        wanted: &[String],
+        now: Instant,
+    ) -> Option<Vec<String>> {
+        for r in wanted {
+            self.wanted_at.insert((track, Rid::from(r.as_str())), now);
         }
-        for r in active {
+        let before = self.told.get(&track);
+        let recently = |r: &String| {
+            self.wanted_at
+                .get(&(track, Rid::from(r.as_str())))
+                .is_some_and(|t| now.saturating_duration_since(*t) < LAYER_PAUSE_DELAY)
+        };
+        let mut active = wanted.to_vec();
+        active.extend(
+            before
+                .into_iter()
+                .flatten()
+                .filter(|r| recently(r))
+                .cloned(),
+        );
+        active.sort();
+        active.dedup();
+        if before.is_some_and(|b| *b == active) {
+            return None;
+        }
+        for r in &active {
             if before.is_some_and(|b| !b.contains(r)) {
                 self.resumed.insert((track, Rid::from(r.as_str())), now);
             }
         }
-        self.told.insert(track, active.to_vec());
-        true
+        self.told.insert(track, active.clone());
+        Some(active)
     }
 
     /// Whether video of layer `rid` of track `mid` arrived within [`LAYER_GAP`].

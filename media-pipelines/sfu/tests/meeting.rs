@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use xaso_sfu::participant::{Offer, Participant, SlotStats};
+use xaso_sfu::peer::LAYER_PAUSE_DELAY;
 use xaso_sfu::{Core, Input, Output, Proto, SessionId, SlotsUpdate, TrackKind, Transmit};
 
 const SERVER: &str = "127.0.0.2:5000";
@@ -633,13 +634,44 @@ fn a_layer_that_stops_arriving_is_left_for_one_that_arrives() {
     assert_eq!(s.last_layer, Some(3), "{:?}", s.layer_runs());
     assert_eq!(s.numbering_breaks(), 0);
     // Withheld again, and A's tile shrinks so that the lowest layer is enough: no tile
-    // would take h even if it arrived, so it is paused like any layer nobody wants.
+    // would take h even if it arrived, so it is paused like any layer nobody wants (once
+    // nobody wanted it for LAYER_PAUSE_DELAY).
     net.parts[1].2.withheld = vec!["h".into()];
     net.run(Duration::from_secs(1), |_| true);
     net.core.set_view(net.id(0), &[(b, 180)]);
-    net.run(Duration::from_secs(3), |_| true);
+    net.run(Duration::from_secs(3) + LAYER_PAUSE_DELAY, |_| true);
     let last = net.layer_msgs.iter().rev().find(|(p, _)| *p == b);
     assert_eq!(last.map(|(_, a)| a.clone()), Some(vec!["l".to_string()]));
+    assert_eq!(slot(&net).last_layer, Some(1));
+}
+
+#[test]
+fn a_layer_nobody_wants_any_more_runs_on_a_while_before_it_is_paused() {
+    // A's tile of B shrinks and grows back every 2 s, as the speaker's enlarged tile moves
+    // from one participant to another. B's high layer is not paused and resumed each time
+    // (each resume costs B a keyframe of it): B's page is told nothing. Once A's tile stays
+    // small, h is paused, LAYER_PAUSE_DELAY after it was last wanted at the soonest.
+    let (mut net, b) = a_shows_b_large(31);
+    let told = net.layer_msgs.len();
+    let to_b = |net: &Net| -> Vec<Vec<String>> {
+        net.layer_msgs[told..]
+            .iter()
+            .filter(|(p, _)| *p == b)
+            .map(|(_, a)| a.clone())
+            .collect()
+    };
+    for _ in 0..3 {
+        net.core.set_view(net.id(0), &[(b, 180)]);
+        net.run(Duration::from_secs(2), |_| true);
+        net.core.set_view(net.id(0), &[(b, 720)]);
+        net.run(Duration::from_secs(2), |_| true);
+    }
+    assert_eq!(to_b(&net), Vec::<Vec<String>>::new());
+    net.core.set_view(net.id(0), &[(b, 180)]);
+    net.run(LAYER_PAUSE_DELAY, |_| true);
+    assert_eq!(to_b(&net), Vec::<Vec<String>>::new());
+    net.run(Duration::from_secs(3), |_| true);
+    assert_eq!(to_b(&net), vec![vec!["l".to_string()]]);
     assert_eq!(slot(&net).last_layer, Some(1));
 }
 
