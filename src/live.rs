@@ -10,6 +10,7 @@
 //! - The HTTP handlers (`api::live`) talk to it through [`Live`].
 
 use bytes::Bytes;
+use nix::sys::socket::sockopt::ReceiveTimestampns;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -313,6 +314,8 @@ enum Cmd {
         source: SocketAddr,
         destination: SocketAddr,
         data: Vec<u8>,
+        /// When it reached this host ([`recv_stamped`]).
+        received: Instant,
     },
     Subscribe {
         camera: i64,
@@ -417,6 +420,8 @@ pub struct Live {
     pub dropped: Arc<AtomicU64>,
     /// Frame handed over by the camera task → its last datagram sent to every viewer.
     pub latency: Histogram,
+    /// How long datagrams waited between reaching this host and the forwarding core.
+    pub receive_wait: Histogram,
     /// Times the live task woke for the forwarding core's timers, and datagrams it got.
     pub timer_wakeups: AtomicU64,
     pub datagrams_in: AtomicU64,
@@ -590,6 +595,7 @@ impl Live {
             candidates,
             dropped: Arc::new(AtomicU64::new(0)),
             latency: Histogram::default(),
+            receive_wait: Histogram::default(),
             timer_wakeups: AtomicU64::new(0),
             datagrams_in: AtomicU64::new(0),
             meeting_audio_in: AtomicU64::new(0),
@@ -850,15 +856,26 @@ impl Live {
 }
 
 async fn read_socket(destination: SocketAddr, s: Arc<UdpSocket>, tx: mpsc::Sender<Cmd>) {
+    // The kernel stamps each datagram as it arrives: the congestion control's arrival
+    // times then leave out how long this thread took to come to it (seen here: tens to
+    // hundreds of milliseconds while browsers on the same cores kept it waiting, which the
+    // senders' estimators took for a congested network).
+    if let Err(e) = nix::sys::socket::setsockopt(&*s, ReceiveTimestampns, &true) {
+        tracing::warn!(error = %e, "no kernel receive timestamps: arrival times are taken when read");
+    }
     let mut buf = vec![0u8; 2048];
     loop {
-        match s.recv_from(&mut buf).await {
-            Ok((n, source)) => {
+        match s
+            .async_io(tokio::io::Interest::READABLE, || recv_stamped(&s, &mut buf))
+            .await
+        {
+            Ok((n, source, received)) => {
                 let c = Cmd::Datagram {
                     proto: Proto::Udp,
                     source,
                     destination,
                     data: buf[..n].to_vec(),
+                    received,
                 };
                 if tx.send(c).await.is_err() {
                     return;
@@ -869,6 +886,51 @@ async fn read_socket(destination: SocketAddr, s: Arc<UdpSocket>, tx: mpsc::Sende
         }
     }
 }
+
+/// Reads one datagram from `s`: its length, its sender, and when it reached this host (the
+/// kernel's stamp, or now when there is none).
+fn recv_stamped(s: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr, Instant)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrLike, SockaddrStorage, recvmsg};
+    use std::os::fd::AsRawFd;
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let mut space = nix::cmsg_space!(nix::sys::time::TimeSpec);
+    let m =
+        recvmsg::<SockaddrStorage>(s.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::empty())?;
+    let (now, wall) = (Instant::now(), std::time::SystemTime::now());
+    let mut received = now;
+    for c in m.cmsgs().into_iter().flatten() {
+        if let ControlMessageOwned::ScmTimestampns(ts) = c
+            && let (Ok(secs), Ok(nanos)) = (u64::try_from(ts.tv_sec()), u32::try_from(ts.tv_nsec()))
+        {
+            let stamp = std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos);
+            received = arrival(now, wall, stamp);
+        }
+    }
+    let source = m.address.as_ref().and_then(|a| match a.family() {
+        Some(nix::sys::socket::AddressFamily::Inet) => a
+            .as_sockaddr_in()
+            .map(|x| SocketAddr::V4(std::net::SocketAddrV4::from(*x))),
+        Some(nix::sys::socket::AddressFamily::Inet6) => a
+            .as_sockaddr_in6()
+            .map(|x| SocketAddr::V6(std::net::SocketAddrV6::from(*x))),
+        _ => None,
+    });
+    let source = source.ok_or_else(|| std::io::Error::other("a datagram without a sender"))?;
+    Ok((m.bytes, source, received))
+}
+
+/// The monotonic time of a kernel receive stamp `stamp` (wall clock), read at `now` /
+/// `wall`: `now` for a stamp in the future or older than [`MAX_STAMP_AGE`] (the wall clock
+/// was stepped in between).
+fn arrival(now: Instant, wall: std::time::SystemTime, stamp: std::time::SystemTime) -> Instant {
+    match wall.duration_since(stamp) {
+        Ok(age) if age <= MAX_STAMP_AGE => now.checked_sub(age).unwrap_or(now),
+        _ => now,
+    }
+}
+
+/// A kernel receive stamp older than this is not believed (see [`arrival`]).
+const MAX_STAMP_AGE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// ICE-TCP connections by the viewer's address: where to write its framed datagrams.
 type TcpConns = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>;
@@ -948,6 +1010,7 @@ async fn tcp_connection(
             source: peer,
             destination: local,
             data: buf[..n].to_vec(),
+            received: Instant::now(),
         };
         if tx.send(c).await.is_err() {
             break;
@@ -1314,9 +1377,12 @@ fn handle_cmd(
             source,
             destination,
             data,
+            received,
         } => {
             if let Some(live) = live.upgrade() {
                 live.datagrams_in.fetch_add(1, Ordering::Relaxed);
+                live.receive_wait
+                    .record(now.saturating_duration_since(received));
             }
             core.handle_input(
                 now,
@@ -1325,6 +1391,7 @@ fn handle_cmd(
                     source,
                     destination,
                     data: &data,
+                    received,
                 },
             );
         }
@@ -1401,6 +1468,39 @@ fn handle_cmd(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn a_kernel_stamp_becomes_the_monotonic_time_of_arrival() {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let ms = Duration::from_millis;
+        assert_eq!(arrival(now, wall, wall - ms(30)), now - ms(30));
+        // A stamp from the future, or from before the wall clock was stepped: now.
+        assert_eq!(arrival(now, wall, wall + ms(5)), now);
+        assert_eq!(arrival(now, wall, wall - Duration::from_secs(60)), now);
+    }
+
+    #[tokio::test]
+    async fn a_datagram_read_late_keeps_the_time_it_arrived() {
+        // The datagram waits 100 ms in the socket before it is read: its arrival time is
+        // the kernel's, 100 ms back, not the time of the read.
+        let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        nix::sys::socket::setsockopt(&s, ReceiveTimestampns, &true).unwrap();
+        let from = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        from.send_to(b"hello", s.local_addr().unwrap()).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut buf = [0u8; 64];
+        let (n, source, received) = s
+            .async_io(tokio::io::Interest::READABLE, || recv_stamped(&s, &mut buf))
+            .await
+            .unwrap();
+        let waited = Instant::now().saturating_duration_since(received);
+        assert_eq!(
+            (&buf[..n], source),
+            (&b"hello"[..], from.local_addr().unwrap())
+        );
+        assert!(waited >= Duration::from_millis(90), "{waited:?}");
+    }
 
     fn t(to: u16, len: usize) -> Transmit {
         Transmit {

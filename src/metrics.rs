@@ -146,7 +146,6 @@ pub async fn render(State(st): State<AppState>) -> impl IntoResponse {
 /// Live view: sessions, frames dropped on the way to the forwarding task, and the
 /// forwarding latency (frame from the camera task → its datagrams sent to every viewer).
 fn render_live(out: &mut String, l: &crate::live::Live) {
-    use std::fmt::Write;
     use std::sync::atomic::Ordering::Relaxed;
     scalars(
         out,
@@ -205,22 +204,36 @@ fn render_live(out: &mut String, l: &crate::live::Live) {
             ),
         ],
     );
-    let name = "xaso_live_forward_seconds";
-    let _ = writeln!(
+    histogram(
         out,
-        "# HELP {name} From a camera frame handed to live view to its last datagram sent to every viewer.\n# TYPE {name} histogram"
+        "xaso_live_forward_seconds",
+        "From a camera frame handed to live view to its last datagram sent to every viewer.",
+        &l.latency,
     );
+    histogram(
+        out,
+        "xaso_live_receive_wait_seconds",
+        "From a datagram reaching this host (the kernel's stamp) to the forwarding core: long waits mean the box is short of CPU.",
+        &l.receive_wait,
+    );
+}
+
+/// One of the live task's histograms, in seconds.
+fn histogram(out: &mut String, name: &str, help: &str, h: &crate::live::Histogram) {
+    use std::fmt::Write;
+    use std::sync::atomic::Ordering::Relaxed;
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
     let mut cum = 0;
     for (i, b) in crate::live::LATENCY_BUCKETS_US.iter().enumerate() {
-        cum += l.latency.counts[i].load(Relaxed);
+        cum += h.counts[i].load(Relaxed);
         let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {cum}", *b as f64 / 1e6);
     }
-    cum += l.latency.counts[crate::live::LATENCY_BUCKETS_US.len()].load(Relaxed);
+    cum += h.counts[crate::live::LATENCY_BUCKETS_US.len()].load(Relaxed);
     let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cum}");
     let _ = writeln!(
         out,
         "{name}_sum {}\n{name}_count {cum}",
-        l.latency.sum_us.load(Relaxed) as f64 / 1e6
+        h.sum_us.load(Relaxed) as f64 / 1e6
     );
 }
 

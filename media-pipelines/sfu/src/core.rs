@@ -34,12 +34,16 @@ pub type SessionId = u64;
 pub enum Input<'a> {
     /// A frame from a source.
     Frame(SourceId, MediaFrame<'a>),
-    /// A datagram that arrived on the shared UDP socket.
+    /// A datagram that arrived on the shared UDP socket (or an ICE-TCP connection).
     Datagram {
         proto: Proto,
         source: SocketAddr,
         destination: SocketAddr,
         data: &'a [u8],
+        /// When it reached this host (the kernel's receive stamp), at or before `now`:
+        /// the arrival time reported back to its sender for congestion control, so that
+        /// the time the datagram waited for this thread is not taken for the network's.
+        received: Instant,
     },
     /// Time passed (at or after the last [`Output::Timeout`]).
     Timeout,
@@ -355,7 +359,9 @@ impl Core {
                 source,
                 destination,
                 data,
+                received,
             } => {
+                let received = received.min(now);
                 let known = self
                     .remotes
                     .get(&source)
@@ -379,17 +385,21 @@ impl Core {
                     return;
                 };
                 self.remotes.insert(source, id);
-                if let Some(e) = self.sessions.get_mut(&id) {
-                    e.session.handle_receive(
-                        now,
+                let endpoint: Option<&mut dyn Endpoint> = match self.sessions.get_mut(&id) {
+                    Some(e) => Some(&mut e.session),
+                    None => self.peers.get_mut(&id).map(|p| p as &mut dyn Endpoint),
+                };
+                if let Some(e) = endpoint {
+                    e.handle_receive(
+                        received,
                         proto,
                         source,
                         destination,
                         data,
                         &mut self.scratch,
                     );
-                } else if let Some(p) = self.peers.get_mut(&id) {
-                    p.handle_receive(now, proto, source, destination, data, &mut self.scratch);
+                }
+                if self.peers.contains_key(&id) {
                     self.peer_events(now, id);
                 }
                 self.flush_scratch();

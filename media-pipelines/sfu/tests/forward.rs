@@ -162,6 +162,7 @@ impl Net {
                         source,
                         destination,
                         data: &data,
+                        received: self.now,
                     },
                 );
             }

@@ -187,6 +187,7 @@ impl Net {
                             source: t.source,
                             destination: t.destination,
                             data: &t.contents,
+                            received: now,
                         },
                     );
                 }
