@@ -856,10 +856,10 @@ impl Live {
 }
 
 async fn read_socket(destination: SocketAddr, s: Arc<UdpSocket>, tx: mpsc::Sender<Cmd>) {
-    // The kernel stamps each datagram as it arrives: the congestion control's arrival
-    // times then leave out how long this thread took to come to it (seen here: tens to
-    // hundreds of milliseconds while browsers on the same cores kept it waiting, which the
-    // senders' estimators took for a congested network).
+    // The kernel stamps each datagram as it arrives, for the histogram of how long
+    // datagrams wait for the live thread (`receive_wait`: tens to hundreds of milliseconds
+    // were seen while browsers on the same cores kept it waiting). The WebRTC stack still
+    // gets the time the core takes a datagram as its arrival: see docs/design/sfu.md.
     if let Err(e) = nix::sys::socket::setsockopt(&*s, ReceiveTimestampns, &true) {
         tracing::warn!(error = %e, "no kernel receive timestamps: arrival times are taken when read");
     }
@@ -1391,7 +1391,6 @@ fn handle_cmd(
                     source,
                     destination,
                     data: &data,
-                    received,
                 },
             );
         }

@@ -40,10 +40,6 @@ pub enum Input<'a> {
         source: SocketAddr,
         destination: SocketAddr,
         data: &'a [u8],
-        /// When it reached this host (the kernel's receive stamp), at or before `now`:
-        /// the arrival time reported back to its sender for congestion control, so that
-        /// the time the datagram waited for this thread is not taken for the network's.
-        received: Instant,
     },
     /// Time passed (at or after the last [`Output::Timeout`]).
     Timeout,
@@ -359,9 +355,7 @@ impl Core {
                 source,
                 destination,
                 data,
-                received,
             } => {
-                let received = received.min(now);
                 let known = self
                     .remotes
                     .get(&source)
@@ -390,14 +384,7 @@ impl Core {
                     None => self.peers.get_mut(&id).map(|p| p as &mut dyn Endpoint),
                 };
                 if let Some(e) = endpoint {
-                    e.handle_receive(
-                        received,
-                        proto,
-                        source,
-                        destination,
-                        data,
-                        &mut self.scratch,
-                    );
+                    e.handle_receive(now, proto, source, destination, data, &mut self.scratch);
                 }
                 if self.peers.contains_key(&id) {
                     self.peer_events(now, id);

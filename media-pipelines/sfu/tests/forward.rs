@@ -162,7 +162,6 @@ impl Net {
                         source,
                         destination,
                         data: &data,
-                        received: self.now,
                     },
                 );
             }

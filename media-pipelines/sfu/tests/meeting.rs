@@ -187,7 +187,6 @@ impl Net {
                             source: t.source,
                             destination: t.destination,
                             data: &t.contents,
-                            received: now,
                         },
                     );
                 }
