@@ -502,7 +502,8 @@ impl Drop for MseFeed {
     }
 }
 
-/// Upper bounds of the forwarding-latency buckets, in microseconds.
+/// Upper bounds of the buckets of the live task's histograms (forwarding latency, receive
+/// wait), in microseconds.
 pub const LATENCY_BUCKETS_US: [u64; 14] = [
     50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 10_000, 20_000, 50_000,
 ];
