@@ -1,4 +1,5 @@
-//! The command line: `serve`, `user add|passwd|list`, `config check`, `audit verify`.
+//! The command line: `serve`, `user add|passwd|list`, `node add|list|remove`, `config check`,
+//! `audit verify`.
 //! Parses arguments, sets up logging and the runtime, and reports errors to people.
 
 use crate::audit::{self, AuditLog, Event, Verdict};
@@ -44,6 +45,9 @@ enum Command {
     /// Manage user accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage the child nodes that join this one (the tree of xaso nodes).
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// Check configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -72,6 +76,23 @@ enum UserCommand {
     },
     /// List users.
     List,
+}
+
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// Register a child node; prints its join token (one line, nothing else) for the
+    /// child's `[parent] token`. This node must serve HTTPS.
+    Add {
+        /// Lower-case letters, digits and '-', e.g. xa-tan-lap.
+        name: String,
+        /// Free text: commune, district, province, ...
+        #[arg(long)]
+        level: String,
+    },
+    /// List the child nodes and the state of their links (as the server last recorded it).
+    List,
+    /// Revoke a child node: its link drops within seconds and its token stops working.
+    Remove { name: String },
 }
 
 #[derive(Subcommand)]
@@ -150,6 +171,11 @@ fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = load_config(&cli, None)?;
             init_logging(cfg.log_format);
             runtime()?.block_on(user_command(&cfg, cmd))
+        }
+        Command::Node(cmd) => {
+            let cfg = load_config(&cli, None)?;
+            init_logging(cfg.log_format);
+            runtime()?.block_on(node_command(&cfg, cmd))
         }
         Command::Audit(AuditCommand::Verify) => {
             let cfg = load_config(&cli, None)?;
@@ -289,6 +315,73 @@ async fn user_command(cfg: &Config, cmd: &UserCommand) -> anyhow::Result<ExitCod
                     status
                 );
             }
+        }
+    }
+    pool.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn node_command(cfg: &Config, cmd: &NodeCommand) -> anyhow::Result<ExitCode> {
+    use crate::federation::{store as nodes, token};
+    let pool = open_existing(cfg).await?;
+    let clocks = RealClocks;
+    let log = AuditLog::new();
+    match cmd {
+        NodeCommand::Add { name, level } => {
+            nodes::validate_name(name)?;
+            nodes::validate_level(level)?;
+            let pin = token::own_pin(cfg)?;
+            let t = token::JoinToken::generate(pin);
+            let now = clocks.realtime_ms();
+            let n = nodes::create(&pool, name, level, &auth::secret_hash(&t.secret), now).await?;
+            log.append(
+                &pool,
+                now,
+                cli_event(
+                    "node.add",
+                    serde_json::json!({ "node": n.name, "level": n.level, "via": "cli" }),
+                ),
+            )
+            .await?;
+            println!("{}", t.encode());
+        }
+        NodeCommand::List => {
+            println!(
+                "{:<24} {:<12} {:<6} {:<25} address",
+                "name", "level", "link", "since"
+            );
+            for n in nodes::list(&pool).await? {
+                let since = n
+                    .link_since_ms
+                    .map(crate::api::rfc3339)
+                    .unwrap_or_else(|| "-".into());
+                println!(
+                    "{:<24} {:<12} {:<6} {:<25} {}",
+                    n.name,
+                    n.level,
+                    if n.link_up { "up" } else { "down" },
+                    since,
+                    n.link_address.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        NodeCommand::Remove { name } => {
+            let n = nodes::by_name(&pool, name).await?;
+            nodes::delete(&pool, n.id).await?;
+            log.append(
+                &pool,
+                clocks.realtime_ms(),
+                cli_event(
+                    "node.remove",
+                    serde_json::json!({ "node": n.name, "level": n.level, "via": "cli" }),
+                ),
+            )
+            .await?;
+            println!(
+                "removed node {}; a running server ends its link within {} s",
+                n.name,
+                crate::federation::CHECK_EVERY.as_secs()
+            );
         }
     }
     pool.close().await;

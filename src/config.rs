@@ -36,6 +36,8 @@ pub struct Config {
     pub playback: PlaybackConfig,
     pub webrtc: WebrtcConfig,
     pub meetings: MeetingsConfig,
+    /// The node above this one in the tree of xaso nodes (none by default).
+    pub parent: ParentConfig,
     /// Cameras declared here are kept in the catalogue as declared (`[[camera]]`).
     #[serde(rename = "camera")]
     pub cameras: Vec<CameraConfig>,
@@ -162,6 +164,27 @@ pub struct SmtpConfig {
     pub ca_file: Option<PathBuf>,
 }
 
+/// The parent node this one joins (`[parent]`): its address and the join token that
+/// `xaso node add` printed there. Both or neither.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ParentConfig {
+    /// `https://host[:port]` of the parent; empty: this node has no parent.
+    pub url: String,
+    /// The join token (`xn1.…`); may come from `XASO_PARENT__TOKEN` instead.
+    #[serde(serialize_with = "redacted")]
+    pub token: Option<String>,
+}
+
+impl ParentConfig {
+    /// The parent to dial, when one is configured (checked by [`Config::load`]).
+    pub fn target(&self) -> Option<(String, crate::federation::token::JoinToken)> {
+        let token = self.token.as_deref()?;
+        let t = crate::federation::token::JoinToken::decode(token).ok()?;
+        (!self.url.is_empty()).then(|| (self.url.trim().to_owned(), t))
+    }
+}
+
 /// Secrets are not shown (`xaso config check` prints the configuration).
 fn redacted<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
     match v {
@@ -274,6 +297,7 @@ impl Default for Config {
             recording: RecordingConfig::default(),
             playback: PlaybackConfig::default(),
             meetings: MeetingsConfig::default(),
+            parent: ParentConfig::default(),
             webrtc: WebrtcConfig::default(),
             cameras: Vec::new(),
         }
@@ -415,6 +439,22 @@ impl Config {
                     "meetings.smtp.ca_file {} does not exist",
                     f.display()
                 ));
+            }
+        }
+        let p = &self.parent;
+        match (p.url.trim().is_empty(), &p.token) {
+            (true, None) => {}
+            (false, Some(t)) => {
+                crate::federation::uplink::parse_url(&p.url)
+                    .map_err(|e| format!("parent.url: {e}"))?;
+                crate::federation::token::JoinToken::decode(t)
+                    .map_err(|e| format!("parent.token: {e}"))?;
+            }
+            (false, None) => {
+                return Err("parent.url needs parent.token (the line `xaso node add` printed on the parent), or XASO_PARENT__TOKEN".into());
+            }
+            (true, Some(_)) => {
+                return Err("parent.token needs parent.url (https://… of the parent)".into());
             }
         }
         let r = &self.recording;
@@ -664,6 +704,39 @@ mod tests {
                 .contains("database_url")
         );
         assert!(load_str("[auth]\nmin_password_len = 4\n", &[]).is_err());
+    }
+
+    #[test]
+    fn a_parent_needs_an_https_url_and_a_whole_token() {
+        let t = crate::federation::token::JoinToken::generate(crate::federation::token::KeyPin(
+            [7; 32],
+        ))
+        .encode();
+        let c = load_str(
+            "[parent]\nurl = \"https://tinh.example.vn:8443\"\n",
+            &[("XASO_PARENT__TOKEN", &t)],
+        )
+        .unwrap();
+        let (url, tok) = c.parent.target().unwrap();
+        assert_eq!(url, "https://tinh.example.vn:8443");
+        assert_eq!(tok.pin.0, [7; 32]);
+        let shown = toml::to_string_pretty(&c).unwrap();
+        assert!(!shown.contains(&t) && shown.contains("(hidden)"), "{shown}");
+        let e = load_str("[parent]\nurl = \"https://p.test\"\n", &[]).unwrap_err();
+        assert!(e.contains("parent.token"), "{e}");
+        let e = load_str(
+            "[parent]\nurl = \"http://p.test\"\n",
+            &[("XASO_PARENT__TOKEN", &t)],
+        )
+        .unwrap_err();
+        assert!(e.contains("https://"), "{e}");
+        let e = load_str(
+            "[parent]\nurl = \"https://p.test\"\n",
+            &[("XASO_PARENT__TOKEN", &t[..t.len() - 3])],
+        )
+        .unwrap_err();
+        assert!(e.contains("damaged"), "{e}");
+        assert!(Config::default().parent.target().is_none());
     }
 
     #[test]

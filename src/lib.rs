@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod federation;
 pub mod footage;
 pub mod live;
 pub mod live_sources;

@@ -161,6 +161,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         Duration::from_secs(60),
     );
     tokio::spawn(sweep_sessions(pool.clone(), clocks.clone()));
+    let parent = cfg.parent.target();
+    if let Some((url, _)) = &parent {
+        tracing::info!(%url, "joining the parent node");
+    }
+    state.federation.start(parent).await?;
     let handle = axum_server::Handle::new();
     tokio::spawn(shutdown_on_signal(handle.clone()));
     let make = app(state).into_make_service_with_connect_info::<SocketAddr>();

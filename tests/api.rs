@@ -260,6 +260,25 @@ async fn every_route_denies_and_allows_by_role() {
         ),
         (
             Method::GET,
+            "/api/nodes".into(),
+            None,
+            [401, 403, 403, 403, 200],
+        ),
+        // This harness serves plain HTTP: a join token needs this node's TLS key.
+        (
+            Method::POST,
+            "/api/nodes".into(),
+            Some(json!({"name": "xa-a", "level": "commune"})),
+            [401, 403, 403, 403, 409],
+        ),
+        (
+            Method::DELETE,
+            "/api/nodes/999999".into(),
+            None,
+            [401, 403, 403, 403, 404],
+        ),
+        (
+            Method::GET,
             "/api/audit".into(),
             None,
             [401, 403, 403, 403, 200],

@@ -8,6 +8,7 @@ pub mod cameras;
 pub mod extract;
 pub mod live;
 pub mod meetings;
+pub mod nodes;
 pub mod openapi;
 pub mod recordings;
 pub mod session;
@@ -45,16 +46,20 @@ pub struct AppState {
     pub live: Option<Arc<crate::live::Live>>,
     /// The meetings hub (None in tests that run without it).
     pub meetings: Option<Arc<crate::meetings::Meetings>>,
+    /// This node's links to its parent and children.
+    pub federation: Arc<crate::federation::Federation>,
 }
 
 impl AppState {
     pub fn new(db: AnyPool, cfg: Config, clocks: Arc<dyn Clocks>) -> Self {
         let window = Duration::from_secs(cfg.auth.login_window_secs);
+        let federation = crate::federation::Federation::new(db.clone(), clocks.clone());
         AppState {
             db,
             cfg: Arc::new(cfg),
             clocks,
             limiter: Arc::new(Mutex::new(LoginLimiter::new(window))),
+            federation,
             audit_log: Arc::new(AuditLog::new()),
             metrics: Arc::new(Metrics::default()),
             recorder: None,
@@ -94,6 +99,7 @@ pub fn app(state: AppState) -> Router {
         .merge(recordings::router())
         .merge(live::router())
         .merge(meetings::router())
+        .merge(nodes::router())
         .merge(tokens::router())
         .merge(audit::router())
         .merge(openapi::router())

@@ -36,9 +36,14 @@ pub fn xaso(data_dir: &Path) -> Command {
     c
 }
 
+/// Starts `xaso serve` on a free loopback port (or at `--listen` when `extra` has it).
 pub fn start(data_dir: &Path, env: &[(&str, &str)], extra: &[&str]) -> Server {
     let mut c = xaso(data_dir);
-    c.args(["serve", "--listen", "127.0.0.1:0"]).args(extra);
+    c.arg("serve");
+    if !extra.contains(&"--listen") {
+        c.args(["--listen", "127.0.0.1:0"]);
+    }
+    c.args(extra);
     for (k, v) in env {
         c.env(k, v);
     }

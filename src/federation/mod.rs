@@ -1,0 +1,229 @@
+//! Federation: this node's place in the tree of xaso nodes (central, province, district,
+//! commune, as many levels as the country has). A child dials its parent and keeps one
+//! link to it, a WebSocket over TLS bound to the parent's key by the join token; the parent
+//! never dials a child. [`Federation`] is the hub both ends of every link report to: the
+//! children's links ([`downlink`]), the link to the parent ([`uplink`]), and what the API
+//! shows of them. See `docs/design/federation.md`.
+//!
+//! What belongs here: joining, the links, and the tree. Each later feature that crosses a
+//! link (cameras, archive, meetings) sees a remote node through this hub, not a socket.
+
+pub mod downlink;
+pub mod link;
+pub mod proto;
+pub mod store;
+pub mod token;
+pub mod uplink;
+
+use proto::{LinkFigures, TreeNode};
+use sqlx::AnyPool;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use store::NodeRow;
+use tokio::sync::{Notify, watch};
+use xaso_base::Clocks;
+
+/// How often the server compares its children's links with the `nodes` table (a child
+/// removed from another process, `xaso node remove`, loses its link within this).
+pub const CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// The state of a link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkState {
+    /// Working.
+    Up,
+    /// Being dialled (the child's view of its uplink).
+    Connecting,
+    /// Not working; it is dialled again with backoff.
+    Down,
+    /// The parent refused this node (its token was revoked, or the key does not match):
+    /// dialled again, slowly, until the configuration changes.
+    Refused,
+}
+
+/// A child's live link, as the hub knows it.
+struct ChildLink {
+    /// Which connection (a child that dials again replaces its old link).
+    link: u64,
+    since_ms: i64,
+    address: Option<String>,
+    version: Option<String>,
+    figures: LinkFigures,
+    /// The nodes below the child, as it last reported them.
+    tree: Vec<TreeNode>,
+    kick: watch::Sender<Option<String>>,
+}
+
+/// A child, registered and perhaps linked, as the API shows it.
+#[derive(Clone, Debug)]
+pub struct ChildView {
+    pub row: NodeRow,
+    pub state: LinkState,
+    pub since_ms: Option<i64>,
+    pub address: Option<String>,
+    pub version: Option<String>,
+    pub figures: LinkFigures,
+    pub tree: Vec<TreeNode>,
+}
+
+/// The link to the parent, as the child sees it.
+#[derive(Clone, Debug)]
+pub struct UplinkView {
+    pub url: String,
+    pub state: LinkState,
+    pub since_ms: i64,
+    /// Why it is not up, in words for the admin.
+    pub error: Option<String>,
+    /// What the parent calls this node, and at which level (from its `welcome`).
+    pub name: Option<String>,
+    pub level: Option<String>,
+    pub parent_version: Option<String>,
+    pub figures: LinkFigures,
+}
+
+/// The hub of this node's links.
+pub struct Federation {
+    db: AnyPool,
+    clocks: Arc<dyn Clocks>,
+    children: Mutex<HashMap<i64, ChildLink>>,
+    /// The registered children, as last read (refreshed every [`CHECK_EVERY`]).
+    registered: Mutex<Vec<NodeRow>>,
+    uplink: Mutex<Option<UplinkView>>,
+    /// Wakes the uplink when the tree below this node changed (to report it up).
+    tree_changed: Notify,
+    next_link: AtomicU64,
+}
+
+impl Federation {
+    pub fn new(db: AnyPool, clocks: Arc<dyn Clocks>) -> Arc<Federation> {
+        Arc::new(Federation {
+            db,
+            clocks,
+            children: Mutex::new(HashMap::new()),
+            registered: Mutex::new(Vec::new()),
+            uplink: Mutex::new(None),
+            tree_changed: Notify::new(),
+            next_link: AtomicU64::new(1),
+        })
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clocks.realtime_ms()
+    }
+
+    /// Starts what runs for the life of the server: the check of the children's links
+    /// against the table, and the uplink when `[parent]` is configured.
+    pub async fn start(
+        self: &Arc<Self>,
+        parent: Option<(String, token::JoinToken)>,
+    ) -> crate::error::Result<()> {
+        let n = store::mark_all_down(&self.db, self.now_ms()).await?;
+        if n > 0 {
+            tracing::info!(n, "marked the child links of the last run as down");
+        }
+        self.refresh().await?;
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(CHECK_EVERY);
+            loop {
+                tick.tick().await;
+                if let Err(e) = me.refresh().await {
+                    tracing::warn!(error = %e, "cannot check the child nodes");
+                }
+            }
+        });
+        if let Some((url, token)) = parent {
+            tokio::spawn(uplink::run(self.clone(), url, token));
+        }
+        Ok(())
+    }
+
+    /// Rereads the registered children; ends the link of any that is no longer registered.
+    pub async fn refresh(&self) -> crate::error::Result<()> {
+        let rows = store::list(&self.db).await?;
+        let changed = {
+            let mut reg = self.registered.lock().unwrap();
+            let changed = reg
+                .iter()
+                .map(|r| (r.id, &r.name, &r.level))
+                .ne(rows.iter().map(|r| (r.id, &r.name, &r.level)));
+            *reg = rows;
+            changed
+        };
+        let ids: Vec<i64> = self
+            .registered
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        for (id, c) in self.children.lock().unwrap().iter() {
+            if !ids.contains(id) {
+                c.kick
+                    .send_replace(Some("this node was removed by the parent's admin".into()));
+            }
+        }
+        if changed {
+            self.tree_changed.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Ends a child's link at once (it was removed through the API).
+    pub fn kick(&self, id: i64, reason: &str) {
+        if let Some(c) = self.children.lock().unwrap().get(&id) {
+            c.kick.send_replace(Some(reason.to_owned()));
+        }
+    }
+
+    /// Every registered child with the state of its link.
+    pub fn children(&self) -> Vec<ChildView> {
+        let reg = self.registered.lock().unwrap().clone();
+        let live = self.children.lock().unwrap();
+        reg.into_iter()
+            .map(|row| match live.get(&row.id) {
+                Some(c) => ChildView {
+                    state: LinkState::Up,
+                    since_ms: Some(c.since_ms),
+                    address: c.address.clone(),
+                    version: c.version.clone(),
+                    figures: c.figures.clone(),
+                    tree: c.tree.clone(),
+                    row,
+                },
+                None => ChildView {
+                    state: LinkState::Down,
+                    since_ms: row.link_since_ms,
+                    address: row.link_address.clone(),
+                    version: None,
+                    figures: LinkFigures::default(),
+                    tree: Vec::new(),
+                    row,
+                },
+            })
+            .collect()
+    }
+
+    /// The link to the parent, when one is configured.
+    pub fn uplink(&self) -> Option<UplinkView> {
+        self.uplink.lock().unwrap().clone()
+    }
+
+    /// The tree below this node, as reported up to the parent.
+    pub fn tree(&self) -> Vec<TreeNode> {
+        self.children()
+            .into_iter()
+            .map(|c| TreeNode {
+                name: c.row.name,
+                level: c.row.level,
+                up: c.state == LinkState::Up,
+                since_ms: c.since_ms,
+                rtt_ms: c.figures.rtt.map(|d| d.as_secs_f64() * 1e3),
+                nodes: c.tree,
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,297 @@
+//! The child's end: dials the parent named by `[parent] url` over TLS pinned to the key in
+//! the join token, opens the link's WebSocket with the token's secret, reports the tree
+//! below this node, and dials again with backoff whenever the link ends.
+
+use super::link::{self, End, Side};
+use super::proto::{LinkCore, Msg, PROTO};
+use super::token::{self, JoinToken};
+use super::{Federation, LinkState, UplinkView};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite;
+
+/// The path of the link's WebSocket at the parent.
+pub const LINK_PATH: &str = "/api/federation/link";
+/// Waits between attempts after a link that was up or a parent that did not answer: the
+/// link is back within a few seconds of the path's return.
+const BACKOFF: [Duration; 4] = [
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+];
+/// Between attempts after the parent refused this node (revoked token, wrong key).
+const REFUSED_BACKOFF: Duration = Duration::from_secs(30);
+/// Each step of dialling (TCP, TLS, WebSocket) gives up after this.
+const STEP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why dialling failed.
+#[derive(Debug)]
+pub enum DialError {
+    /// The parent could not be reached or did not answer: try again soon.
+    Unreachable(String),
+    /// The parent is not the one in the token, or refused the token: an admin must act.
+    Refused(String),
+}
+
+impl std::fmt::Display for DialError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DialError::Unreachable(m) | DialError::Refused(m) => f.write_str(m),
+        }
+    }
+}
+
+/// The parent's host, port and base path from `[parent] url` (`https://host[:port][/base]`).
+pub fn parse_url(url: &str) -> Result<(String, u16, String), String> {
+    let u: http::Uri = url
+        .trim()
+        .parse()
+        .map_err(|e| format!("not a URL ({e}): {url:?}"))?;
+    if u.scheme_str() != Some("https") {
+        return Err(format!(
+            "the parent's URL must be https:// (the link is encrypted): {url:?}"
+        ));
+    }
+    let host = u
+        .host()
+        .ok_or_else(|| format!("no host in {url:?}"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = u.port_u16().unwrap_or(443);
+    let base = u.path().trim_end_matches('/').to_owned();
+    Ok((host, port, base))
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
+
+async fn step<T, E: std::fmt::Display>(
+    what: &str,
+    f: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(STEP_TIMEOUT, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(format!("{what}: {e}")),
+        Err(_) => Err(format!("{what}: no answer in {} s", STEP_TIMEOUT.as_secs())),
+    }
+}
+
+/// Opens the link: TCP, TLS checked against the pinned key, then the WebSocket.
+pub async fn dial(url: &str, token: &JoinToken) -> Result<Ws, DialError> {
+    use tungstenite::client::IntoClientRequest;
+    let (host, port, base) = parse_url(url).map_err(DialError::Refused)?;
+    let tcp = step(
+        &format!("cannot reach the parent at {host}:{port}"),
+        TcpStream::connect((host.as_str(), port)),
+    )
+    .await
+    .map_err(DialError::Unreachable)?;
+    let _ = tcp.set_nodelay(true);
+    let cfg = token::client_config(token.pin).map_err(|e| DialError::Refused(e.to_string()))?;
+    let name = rustls::pki_types::ServerName::try_from(host.clone())
+        .map_err(|e| DialError::Refused(format!("bad host {host:?}: {e}")))?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let tls = match tokio::time::timeout(STEP_TIMEOUT, tls.connect(name, tcp)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) if e.to_string().contains(token::IMPOSTOR) => {
+            return Err(DialError::Refused(token::IMPOSTOR.into()));
+        }
+        Ok(Err(e)) => return Err(DialError::Unreachable(format!("TLS with the parent: {e}"))),
+        Err(_) => {
+            return Err(DialError::Unreachable(
+                "TLS with the parent: no answer".into(),
+            ));
+        }
+    };
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let mut req = format!("wss://{authority}{base}{LINK_PATH}")
+        .into_client_request()
+        .map_err(|e| DialError::Refused(e.to_string()))?;
+    req.headers_mut().insert(
+        http::header::AUTHORIZATION,
+        format!("Bearer {}", token.secret)
+            .parse()
+            .expect("a base64url secret is a header value"),
+    );
+    match tokio::time::timeout(STEP_TIMEOUT, tokio_tungstenite::client_async(req, tls)).await {
+        Ok(Ok((ws, _))) => Ok(ws),
+        Ok(Err(tungstenite::Error::Http(r))) => {
+            let status = r.status();
+            let body = r
+                .body()
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default()
+                .chars()
+                .take(300)
+                .collect::<String>();
+            let msg = format!("the parent answered {status}: {body}");
+            if status == http::StatusCode::UNAUTHORIZED || status == http::StatusCode::FORBIDDEN {
+                Err(DialError::Refused(msg))
+            } else {
+                Err(DialError::Unreachable(msg))
+            }
+        }
+        Ok(Err(e)) => Err(DialError::Unreachable(format!("opening the link: {e}"))),
+        Err(_) => Err(DialError::Unreachable("opening the link: no answer".into())),
+    }
+}
+
+struct Up<'a> {
+    fed: &'a Federation,
+}
+
+impl Up<'_> {
+    fn set(&self, f: impl FnOnce(&mut UplinkView)) {
+        if let Some(v) = self.fed.uplink.lock().unwrap().as_mut() {
+            f(v);
+        }
+    }
+}
+
+impl Side for Up<'_> {
+    fn on_msg(&mut self, core: &mut LinkCore, m: Msg) -> Result<(), String> {
+        match m {
+            Msg::Welcome {
+                proto,
+                version,
+                name,
+                level,
+            } => {
+                if proto < PROTO {
+                    return Err(format!(
+                        "the parent speaks link protocol {proto}; this node needs {PROTO}"
+                    ));
+                }
+                tracing::info!(%name, %level, parent_version = %version, "linked to the parent");
+                self.set(|v| {
+                    v.name = Some(name);
+                    v.level = Some(level);
+                    v.parent_version = Some(version);
+                });
+                core.send(&Msg::Tree {
+                    nodes: self.fed.tree(),
+                });
+            }
+            other => tracing::debug!(msg = ?other, "link message ignored"),
+        }
+        Ok(())
+    }
+
+    fn on_wake(&mut self, core: &mut LinkCore) {
+        core.send(&Msg::Tree {
+            nodes: self.fed.tree(),
+        });
+    }
+
+    fn publish(&mut self, core: &LinkCore) {
+        let f = core.figures().clone();
+        self.set(|v| v.figures = f);
+    }
+}
+
+/// Keeps the link to the parent for the life of the server.
+pub async fn run(fed: Arc<Federation>, url: String, token: JoinToken) {
+    *fed.uplink.lock().unwrap() = Some(UplinkView {
+        url: url.clone(),
+        state: LinkState::Connecting,
+        since_ms: fed.now_ms(),
+        error: None,
+        name: None,
+        level: None,
+        parent_version: None,
+        figures: Default::default(),
+    });
+    let set_state = |state: LinkState, error: Option<String>| {
+        let now = fed.now_ms();
+        if let Some(v) = fed.uplink.lock().unwrap().as_mut() {
+            if v.state != state {
+                v.since_ms = now;
+            }
+            v.state = state;
+            v.error = error;
+        }
+    };
+    let mut failures = 0usize;
+    // Kicks come from the far side only; this end never closes its uplink on purpose.
+    let (_kick, mut kick_rx) = tokio::sync::watch::channel(None);
+    loop {
+        let wait = match dial(&url, &token).await {
+            Ok(mut ws) => {
+                failures = 0;
+                set_state(LinkState::Up, None);
+                let mut core = LinkCore::new(tokio::time::Instant::now().into_std());
+                core.send(&Msg::Hello {
+                    proto: PROTO,
+                    version: env!("CARGO_PKG_VERSION").into(),
+                });
+                // A tree change while the link was down is reported at the welcome.
+                let mut side = Up { fed: &fed };
+                let end = link::drive(
+                    &mut ws,
+                    &mut core,
+                    &mut side,
+                    &mut kick_rx,
+                    &fed.tree_changed,
+                )
+                .await;
+                tracing::warn!(reason = %end, "the link to the parent ended");
+                match end {
+                    End::Closed(r) if r.contains("removed") => {
+                        set_state(LinkState::Refused, Some(r));
+                        REFUSED_BACKOFF
+                    }
+                    e => {
+                        set_state(LinkState::Down, Some(e.to_string()));
+                        BACKOFF[0]
+                    }
+                }
+            }
+            Err(DialError::Refused(m)) => {
+                tracing::error!(error = %m, url = %url, "the parent refused this node");
+                set_state(LinkState::Refused, Some(m));
+                REFUSED_BACKOFF
+            }
+            Err(DialError::Unreachable(m)) => {
+                if failures == 0 {
+                    tracing::warn!(error = %m, url = %url, "cannot link to the parent");
+                }
+                set_state(LinkState::Down, Some(m));
+                let w = BACKOFF[failures.min(BACKOFF.len() - 1)];
+                failures += 1;
+                w
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_parent_url_is_https_with_an_optional_port_and_base() {
+        assert_eq!(
+            parse_url("https://huyen-a.example:8443").unwrap(),
+            ("huyen-a.example".into(), 8443, String::new())
+        );
+        assert_eq!(
+            parse_url("https://198.51.100.2/xaso/").unwrap(),
+            ("198.51.100.2".into(), 443, "/xaso".into())
+        );
+        assert_eq!(
+            parse_url("https://[2001:db8::1]:9443").unwrap(),
+            ("2001:db8::1".into(), 9443, String::new())
+        );
+        for bad in ["http://a:8080", "huyen-a", "", "ftp://x"] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+    }
+}

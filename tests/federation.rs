@@ -1,0 +1,312 @@
+//! The tree of nodes with real processes on loopback: three levels joined with
+//! `xaso node add` tokens, a middle node that restarts, a child removed from the shell,
+//! and a child pointed at a server that is not the parent in its token.
+
+mod common;
+
+use common::proc::*;
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const PW: &str = "admin-password-1";
+
+fn env<'a>(tls: bool, parent: Option<(&'a str, &'a str)>) -> Vec<(&'a str, &'a str)> {
+    let mut e = vec![
+        ("XASO_ADMIN_PASSWORD", PW),
+        ("XASO_RECORDING__SIMULATED_CAMERA", "false"),
+    ];
+    if tls {
+        e.push(("XASO_TLS", "self-signed"));
+    }
+    if let Some((url, token)) = parent {
+        e.push(("XASO_PARENT__URL", url));
+        e.push(("XASO_PARENT__TOKEN", token));
+    }
+    e
+}
+
+/// `xaso node add` on the node whose data is in `dir`: the token, the one line it prints.
+fn node_add(dir: &Path, name: &str, level: &str) -> String {
+    let o = run(
+        xaso(dir)
+            .env("XASO_TLS", "self-signed")
+            .args(["node", "add", name, "--level", level]),
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8(o.stdout).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "one line and nothing else: {out:?}");
+    assert!(lines[0].starts_with("xn1."), "{out:?}");
+    lines[0].to_owned()
+}
+
+async fn admin(url: &str) -> reqwest::Client {
+    let c = client();
+    assert_eq!(login(&c, url, "admin", PW).await, 200);
+    c
+}
+
+/// Polls `GET /api/nodes` until `ok` holds (or panics after `limit`, showing the last).
+async fn wait_nodes(
+    c: &reqwest::Client,
+    url: &str,
+    limit: Duration,
+    what: &str,
+    ok: impl Fn(&Value) -> bool,
+) -> (Value, Duration) {
+    let t0 = Instant::now();
+    loop {
+        let v = get_json(c, &format!("{url}/api/nodes")).await;
+        if ok(&v) {
+            return (v, t0.elapsed());
+        }
+        if t0.elapsed() > limit {
+            panic!("{what}: not within {limit:?}; last /api/nodes: {v:#}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn child<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    v["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+}
+
+#[tokio::test]
+async fn three_levels_join_survive_a_restart_and_a_removed_child_is_cut_off() {
+    let (top_dir, mid_dir, leaf_dir) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    // Tokens are made before the servers ever ran: `node add` makes the key it pins.
+    let mid_token = node_add(top_dir.path(), "huyen-a", "district");
+    let leaf_token = node_add(mid_dir.path(), "xa-tan-lap", "commune");
+
+    let top = start(top_dir.path(), &env(true, None), &[]);
+    let mid = start(
+        mid_dir.path(),
+        &env(true, Some((&top.url, &mid_token))),
+        &[],
+    );
+    let t_leaf = Instant::now();
+    let leaf = start(
+        leaf_dir.path(),
+        &env(false, Some((&mid.url, &leaf_token))),
+        &[],
+    );
+    let (ct, cm, cl) = (
+        admin(&top.url).await,
+        admin(&mid.url).await,
+        admin(&leaf.url).await,
+    );
+
+    // The top sees its child and its grandchild, both up, with the link's figures.
+    let (v, _) = wait_nodes(&ct, &top.url, Duration::from_secs(15), "tree up", |v| {
+        child(v, "huyen-a").is_some_and(|c| {
+            c["state"] == "up"
+                && c["rtt_ms"].is_number()
+                && c["nodes"][0]["name"] == "xa-tan-lap"
+                && c["nodes"][0]["up"] == true
+        })
+    })
+    .await;
+    println!(
+        "three levels linked {:?} after the leaf was started",
+        t_leaf.elapsed()
+    );
+    let c = child(&v, "huyen-a").unwrap();
+    assert_eq!(c["level"], "district");
+    assert!(c["bytes_sent"].as_u64().unwrap() > 0, "{c}");
+    assert!(c["bytes_received"].as_u64().unwrap() > 0, "{c}");
+    assert!(
+        c["address"].as_str().unwrap().starts_with("127.0.0.1"),
+        "{c}"
+    );
+    assert_eq!(c["nodes"][0]["level"], "commune");
+    assert!(v["parent"].is_null(), "the top has no parent: {v}");
+    // The middle knows what the top calls it; the leaf is up below it.
+    let (v, _) = wait_nodes(&cm, &mid.url, Duration::from_secs(5), "mid", |v| {
+        v["parent"]["state"] == "up" && child(v, "xa-tan-lap").is_some_and(|c| c["state"] == "up")
+    })
+    .await;
+    assert_eq!(v["name"], "huyen-a");
+    assert_eq!(v["level"], "district");
+    assert!(v["parent"]["rtt_ms"].as_f64().unwrap() < 1000.0, "{v}");
+    assert!(v["parent"]["error"].is_null(), "{v}");
+    let (v, _) = wait_nodes(&cl, &leaf.url, Duration::from_secs(5), "leaf", |v| {
+        v["parent"]["state"] == "up"
+    })
+    .await;
+    assert_eq!(v["name"], "xa-tan-lap");
+    assert_eq!(v["parent"]["url"], mid.url.as_str());
+    // Only admins see the tree.
+    let r = client()
+        .get(format!("{}/api/nodes", top.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // `node list` in the shell shows the link as the server recorded it.
+    let o = run(xaso(top_dir.path()).args(["node", "list"]), None);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    let row = out.lines().find(|l| l.starts_with("huyen-a")).expect(&out);
+    assert!(
+        row.contains("district") && row.contains(" up ") && row.contains("127.0.0.1"),
+        "{out}"
+    );
+
+    // The middle node goes away: the leaf keeps serving on its own, both ends see the
+    // link down, and it comes back by itself when the middle node is back.
+    assert!(stop(mid).success());
+    let (_, took) = wait_nodes(
+        &ct,
+        &top.url,
+        Duration::from_secs(6),
+        "top sees mid down",
+        |v| child(v, "huyen-a").is_some_and(|c| c["state"] == "down"),
+    )
+    .await;
+    println!("top saw the middle node's link down {took:?} after its process exited");
+    let (v, _) = wait_nodes(
+        &cl,
+        &leaf.url,
+        Duration::from_secs(6),
+        "leaf sees mid down",
+        |v| v["parent"]["state"] == "down",
+    )
+    .await;
+    assert!(v["parent"]["error"].is_string(), "{v}");
+    assert_eq!(
+        cl.get(format!("{}/api/cameras", leaf.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "the leaf keeps working without its parent"
+    );
+    let mid_url = mid_url_port(&v);
+    let t0 = Instant::now();
+    let mid = start(
+        mid_dir.path(),
+        &env(true, Some((&top.url, &mid_token))),
+        &["--listen", &mid_url],
+    );
+    wait_nodes(&ct, &top.url, Duration::from_secs(10), "tree back", |v| {
+        child(v, "huyen-a").is_some_and(|c| c["state"] == "up" && c["nodes"][0]["up"] == true)
+    })
+    .await;
+    println!(
+        "tree back up {:?} after the middle node was started again",
+        t0.elapsed()
+    );
+
+    // Removing the leaf in the middle node's shell cuts its link within 5 s; its token is
+    // refused from then on, and the top's view of the tree follows.
+    let o = run(
+        xaso(mid_dir.path()).args(["node", "remove", "xa-tan-lap"]),
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let t0 = Instant::now();
+    let (v, _) = wait_nodes(
+        &cl,
+        &leaf.url,
+        Duration::from_secs(5),
+        "leaf refused",
+        |v| v["parent"]["state"] == "refused",
+    )
+    .await;
+    println!(
+        "removed child's link cut {:?} after `node remove`",
+        t0.elapsed()
+    );
+    assert!(
+        v["parent"]["error"].as_str().unwrap().contains("removed"),
+        "{v}"
+    );
+    wait_nodes(&ct, &top.url, Duration::from_secs(5), "top's tree", |v| {
+        child(v, "huyen-a").is_some_and(|c| c["nodes"].as_array().unwrap().is_empty())
+    })
+    .await;
+    let r = client()
+        .get(format!("{}/api/federation/link", mid.url))
+        .bearer_auth(leaf_secret(&leaf_token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "a removed node's token no longer works");
+    let o = run(xaso(mid_dir.path()).args(["node", "list"]), None);
+    assert!(!text(&o).contains("xa-tan-lap"), "{}", text(&o));
+    drop((top, mid, leaf));
+}
+
+/// The middle node's `--listen` address, from the URL the leaf dials.
+fn mid_url_port(leaf_nodes: &Value) -> String {
+    let url = leaf_nodes["parent"]["url"].as_str().unwrap();
+    url.trim_start_matches("https://").to_owned()
+}
+
+/// The secret inside a join token, as the child sends it (`xns.` and the first 32 bytes).
+fn leaf_secret(token: &str) -> String {
+    use base64::Engine;
+    let b = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.trim_start_matches("xn1."))
+        .unwrap();
+    format!(
+        "xns.{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&b[..32])
+    )
+}
+
+#[tokio::test]
+async fn a_child_refuses_a_parent_whose_key_is_not_the_one_in_its_token() {
+    let (real_dir, other_dir, child_dir) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let token = node_add(real_dir.path(), "xa-b", "commune");
+    // Another server, with its own self-signed key, at the address the child is given.
+    let other = start(other_dir.path(), &env(true, None), &[]);
+    let child = start(
+        child_dir.path(),
+        &env(false, Some((&other.url, &token))),
+        &[],
+    );
+    let c = admin(&child.url).await;
+    let (v, _) = wait_nodes(&c, &child.url, Duration::from_secs(10), "refused", |v| {
+        v["parent"]["state"] == "refused"
+    })
+    .await;
+    let e = v["parent"]["error"].as_str().unwrap();
+    assert!(e.contains("not the one in the join token"), "{v}");
+    // The impostor never saw the secret: TLS stopped before any request was sent.
+    let co = admin(&other.url).await;
+    let v = get_json(&co, &format!("{}/api/nodes", other.url)).await;
+    assert!(v["children"].as_array().unwrap().is_empty(), "{v}");
+    let log: Vec<String> = other.stderr.try_iter().collect();
+    assert!(
+        !log.iter().any(|l| l.contains("node link")),
+        "no link request reached the impostor: {log:#?}"
+    );
+
+    // A token that does not decode is refused at start with a clear message.
+    let o = run(
+        xaso(child_dir.path())
+            .env("XASO_PARENT__URL", &other.url)
+            .env("XASO_PARENT__TOKEN", "xn1.abc")
+            .args(["serve", "--listen", "127.0.0.1:0"]),
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("parent.token"), "{}", text(&o));
+}
