@@ -1,7 +1,9 @@
-// Administration: users (role, disable, password, grants), cameras (with their status), API tokens.
+// Administration: users (role, disable, password, grants), cameras (with their status), API tokens,
+// and the tree of nodes (admin-nodes.js).
 import { h, fill } from '../dom.js';
 import { t, formatTime } from '../i18n.js';
 import { api } from '../api.js';
+import { nodesSection } from './admin-nodes.js';
 import { page, field, statusLine, roleLabel, ROLES, statusPoller, statusView } from '../components.js';
 
 export function render({ me }) {
@@ -447,7 +449,8 @@ export function render({ me }) {
       addCameraForm(), camerasStatus.el, camerasBox),
     h('section', { class: 'card' },
       h('h2', {}, t('admin.tokens.title')),
-      addTokenForm(), tokensStatus.el, newTokenBox, tokensBox));
+      addTokenForm(), tokensStatus.el, newTokenBox, tokensBox),
+    nodesSection());
 
   fill(usersBox, h('p', { class: 'muted' }, t('common.loading')));
   reload().catch((err) => usersStatus.error(err));

@@ -1,0 +1,178 @@
+// Headless-browser test of the Admin page's tree of nodes, with real servers: a parent on
+// HTTPS (self-signed) whose admin adds a child node in the page and copies its join token,
+// a child started with that token, both pages showing the link up, and the child removed
+// in the page, after which the child's page shows its parent refusing it. A server on
+// plain HTTP says in the page why it cannot take children.
+//
+//   node tests/browser/nodes.test.mjs
+//
+// Env: SERVER_BIN (default target/debug/xaso), CHROMIUM (default /usr/bin/chromium).
+
+import { spawn } from 'node:child_process';
+import { mkdtemp, mkdir, rm } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
+import { chromium } from 'playwright-core';
+import { freePort, runner, sleep, summary } from './lib.mjs';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const OUT = path.join(ROOT, 'tests', 'output', 'browser');
+const BIN = path.resolve(ROOT, process.env.SERVER_BIN || 'target/debug/xaso');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const PASSWORD = 'browser-test-Admin-7q2w';
+
+const { test, results, setPage } = runner(OUT, ROOT, 'nodes-');
+const servers = [];
+
+/** Starts `xaso serve` with `env` (XASO_* variables) and waits for /healthz. */
+async function startServer(name, env, tls) {
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), `xaso-nodes-${name}-`));
+  const port = await freePort();
+  const base = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
+  const child = spawn(BIN, ['serve', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`], {
+    // the server treats unknown XASO_* variables as configuration errors: pass none through
+    env: {
+      ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('XASO_') || k === 'XASO_LOG')),
+      XASO_ADMIN_PASSWORD: PASSWORD,
+      XASO_RECORDING__SIMULATED_CAMERA: 'false',
+      ...(tls ? { XASO_TLS: 'self-signed' } : {}),
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let exited = null;
+  child.on('exit', (code, signal) => { exited = { code, signal }; });
+  const log = createWriteStream(path.join(OUT, `nodes-${name}.log`));
+  child.stdout.pipe(log);
+  child.stderr.pipe(log);
+  const s = {
+    base,
+    async stop() {
+      if (!exited) {
+        child.kill('SIGTERM');
+        await new Promise((r) => { child.on('exit', r); setTimeout(r, 5_000); });
+      }
+      await rm(dataDir, { recursive: true, force: true }).catch(() => {});
+    },
+  };
+  servers.push(s);
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (exited) throw new Error(`${name} exited before answering /healthz: ${JSON.stringify(exited)}; see tests/output/browser/nodes-${name}.log`);
+    // Node's fetch checks certificates; the self-signed server is reached without TLS
+    // checks by the browser only, so here a TCP connect is enough.
+    if (await listening(port)) break;
+    if (Date.now() > deadline) throw new Error(`${name} did not start`);
+    await sleep(200);
+  }
+  return s;
+}
+
+async function listening(port) {
+  const net = await import('node:net');
+  return new Promise((resolve) => {
+    const c = net.connect(port, '127.0.0.1', () => { c.destroy(); resolve(true); });
+    c.on('error', () => resolve(false));
+  });
+}
+
+async function expectText(locator, expected, timeout = 10_000) {
+  const deadline = Date.now() + timeout;
+  let last = '';
+  while (Date.now() < deadline) {
+    last = (await locator.innerText({ timeout: 1_000 }).catch(() => '')) || '';
+    if (last.includes(expected)) return;
+    await sleep(100);
+  }
+  throw new Error(`expected text ${JSON.stringify(expected)}, got ${JSON.stringify(last)}`);
+}
+
+async function adminPage(browser, base) {
+  const context = await browser.newContext({
+    baseURL: base, locale: 'vi-VN', ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 },
+  });
+  const page = await context.newPage();
+  page.setDefaultTimeout(10_000);
+  page.on('dialog', (d) => d.accept());
+  await page.goto('/');
+  await page.getByTestId('login-username').fill('admin');
+  await page.getByTestId('login-password').fill(PASSWORD);
+  await page.getByTestId('login-submit').click();
+  await page.getByTestId('nav-admin').click();
+  await page.getByTestId('nodes-card').waitFor();
+  return page;
+}
+
+async function main() {
+  await mkdir(OUT, { recursive: true });
+  let browser = null;
+  try {
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      chromiumSandbox: false,
+      args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    const parent = await startServer('parent', {}, true);
+    const pp = await adminPage(browser, parent.base);
+    setPage(pp);
+    let token = null;
+
+    await test('a parent admin adds a child node and is shown its join token once', async () => {
+      await expectText(pp.getByTestId('nodes-no-parent'), 'không có cấp trên');
+      await expectText(pp.getByTestId('nodes-empty'), 'Chưa có cấp dưới');
+      await pp.getByTestId('node-add-name').fill('xa-tan-lap');
+      await pp.getByTestId('node-add-level').fill('commune');
+      await pp.getByTestId('node-add-submit').click();
+      await expectText(pp.getByTestId('nodes-status'), 'Đã thêm cấp dưới xa-tan-lap');
+      token = (await pp.getByTestId('node-token').innerText()).trim();
+      assert.match(token, /^xn1\.[A-Za-z0-9_-]{86}$/);
+      await expectText(pp.getByTestId('node-state-xa-tan-lap'), 'Mất kết nối');
+      await pp.screenshot({ path: path.join(OUT, 'nodes-added.png'), fullPage: true });
+    });
+
+    const child = await startServer('child', { XASO_PARENT__URL: parent.base, XASO_PARENT__TOKEN: token || 'xn1.none' }, false);
+    const cp = await adminPage(browser, child.base);
+
+    await test('the child links up and both Admin pages show the link', async () => {
+      // the parent's page refreshes itself every 5 s
+      await expectText(pp.getByTestId('node-state-xa-tan-lap'), 'Đang nối', 15_000);
+      await expectText(pp.getByTestId('node-row-xa-tan-lap'), 'trễ khứ hồi');
+      await expectText(cp.getByTestId('nodes-parent-state'), 'Đang nối', 15_000);
+      await expectText(cp.getByTestId('nodes-parent'), 'xa-tan-lap (cấp commune)');
+      await pp.screenshot({ path: path.join(OUT, 'nodes-linked.png'), fullPage: true });
+    });
+
+    await test('removing the child in the page cuts its link, and the child shows why', async () => {
+      await pp.getByTestId('node-remove-xa-tan-lap').click();
+      await expectText(pp.getByTestId('nodes-status'), 'Đã gỡ bỏ cấp dưới xa-tan-lap');
+      await pp.getByTestId('nodes-empty').waitFor();
+      await expectText(cp.getByTestId('nodes-parent-state'), 'Bị từ chối', 15_000);
+      await expectText(cp.getByTestId('nodes-parent-error'), 'removed');
+      await cp.screenshot({ path: path.join(OUT, 'nodes-child-refused.png'), fullPage: true });
+    });
+
+    await test('a server on plain HTTP says why it cannot take child nodes', async () => {
+      setPage(cp);
+      await cp.getByTestId('node-add-name').fill('thon-1');
+      await cp.getByTestId('node-add-level').fill('village');
+      await cp.getByTestId('node-add-submit').click();
+      await expectText(cp.getByTestId('nodes-status'), 'tls = "self-signed"');
+      assert.equal(await cp.getByTestId('nodes-table').count(), 0);
+    });
+  } catch (err) {
+    results.failed += 1;
+    results.failures.push(`CRASH ${err.message}`);
+    console.log(`CRASH ${err.stack || err}`);
+  } finally {
+    if (browser) await browser.close().catch(() => {});
+    for (const s of servers) await s.stop();
+  }
+  summary(results);
+  process.exit(results.failed ? 1 : 0);
+}
+
+main();
