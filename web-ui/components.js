@@ -12,6 +12,25 @@ export function errorText(err) {
   return message ? `${kind}: ${message}` : kind;
 }
 
+/**
+ * Run an API action, report it in `status` (`okKey` with `params` on success), then
+ * `reload()` the section; on failure show what the server really has (e.g. undo a select
+ * that failed to save). Resolves to whether the action succeeded.
+ */
+export async function runAction(status, reload, fn, okKey, params) {
+  status.clear();
+  try {
+    await fn();
+    await reload();
+    status.ok(t(okKey, params));
+    return true;
+  } catch (err) {
+    status.error(err);
+    reload().catch(() => {});
+    return false;
+  }
+}
+
 /** A status line for a form or section: success or error messages. */
 export function statusLine(testid) {
   const el = h('p', { class: 'status', testid, role: 'status', hidden: true });

@@ -5,6 +5,18 @@ import path from 'node:path';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** Wait until the locator's text contains `expected`. */
+export async function expectText(locator, expected, timeout = 10_000) {
+  const deadline = Date.now() + timeout;
+  let last = '';
+  while (Date.now() < deadline) {
+    last = (await locator.innerText({ timeout: 1_000 }).catch(() => '')) || '';
+    if (last.includes(expected)) return;
+    await sleep(100);
+  }
+  throw new Error(`expected text ${JSON.stringify(expected)}, got ${JSON.stringify(last)}`);
+}
+
 /** A free TCP port on 127.0.0.1 (taken and released). */
 export async function freePort() {
   const srv = net.createServer();

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
-import { freePort, runner, sleep, summary } from './lib.mjs';
+import { expectText, freePort, runner, sleep, summary } from './lib.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const OUT = path.join(ROOT, 'tests', 'output', 'browser');
@@ -77,17 +77,6 @@ async function listening(port) {
     const c = net.connect(port, '127.0.0.1', () => { c.destroy(); resolve(true); });
     c.on('error', () => resolve(false));
   });
-}
-
-async function expectText(locator, expected, timeout = 10_000) {
-  const deadline = Date.now() + timeout;
-  let last = '';
-  while (Date.now() < deadline) {
-    last = (await locator.innerText({ timeout: 1_000 }).catch(() => '')) || '';
-    if (last.includes(expected)) return;
-    await sleep(100);
-  }
-  throw new Error(`expected text ${JSON.stringify(expected)}, got ${JSON.stringify(last)}`);
 }
 
 async function adminPage(browser, base) {

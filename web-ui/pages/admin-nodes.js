@@ -4,7 +4,7 @@
 import { h, fill } from '../dom.js';
 import { t, formatTime } from '../i18n.js';
 import { api } from '../api.js';
-import { field, statusLine } from '../components.js';
+import { field, runAction, statusLine } from '../components.js';
 
 const REFRESH_MS = 5000;
 
@@ -97,19 +97,7 @@ export function nodesSection() {
         }, t('admin.nodes.remove')))))));
   }
 
-  async function act(fn, okKey, params) {
-    status.clear();
-    try {
-      await fn();
-      await reload();
-      status.ok(t(okKey, params));
-      return true;
-    } catch (err) {
-      status.error(err);
-      reload().catch(() => {});
-      return false;
-    }
-  }
+  const act = (fn, okKey, params) => runAction(status, reload, fn, okKey, params);
 
   function addForm() {
     const name = h('input', {

@@ -4,7 +4,7 @@ import { h, fill } from '../dom.js';
 import { t, formatTime } from '../i18n.js';
 import { api } from '../api.js';
 import { nodesSection } from './admin-nodes.js';
-import { page, field, statusLine, roleLabel, ROLES, statusPoller, statusView } from '../components.js';
+import { page, field, runAction, statusLine, roleLabel, ROLES, statusPoller, statusView } from '../components.js';
 
 export function render({ me }) {
   const state = { users: [], cameras: [], tokens: [], newToken: null };
@@ -30,20 +30,7 @@ export function render({ me }) {
   }
 
   /** Run an API action, report it in `status`, then reload everything. */
-  async function act(status, fn, okKey, params) {
-    status.clear();
-    try {
-      await fn();
-      await reload();
-      status.ok(t(okKey, params));
-      return true;
-    } catch (err) {
-      status.error(err);
-      // show what the server really has (e.g. undo a role select that failed to save)
-      reload().catch(() => {});
-      return false;
-    }
-  }
+  const act = (status, fn, okKey, params) => runAction(status, reload, fn, okKey, params);
 
   function draw() {
     fill(usersBox, usersTable());
