@@ -169,10 +169,16 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let handle = axum_server::Handle::new();
     tokio::spawn(shutdown_on_signal(handle.clone()));
     let make = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    // TCP_NODELAY on every connection: WebSockets (meetings' signalling, the MSE fallback,
+    // child nodes' links) send small messages that Nagle's algorithm would hold back until
+    // the far side's delayed ACK, 40 ms on Linux (a child's first round trips read 41 ms).
+    use axum_server::accept::NoDelayAcceptor;
+    use axum_server::tls_rustls::RustlsAcceptor;
     tracing::info!(%local, tls = ?cfg.tls, "serving");
     match tls_files {
         None => {
             axum_server::from_tcp(listener)
+                .acceptor(NoDelayAcceptor::new())
                 .handle(handle)
                 .serve(make)
                 .await?
@@ -187,7 +193,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                         key.display()
                     )
                 })?;
-            axum_server::from_tcp_rustls(listener, rc)
+            axum_server::from_tcp(listener)
+                .acceptor(RustlsAcceptor::new(rc).acceptor(NoDelayAcceptor::new()))
                 .handle(handle)
                 .serve(make)
                 .await?

@@ -1,9 +1,11 @@
-//! The tree of nodes with real processes on loopback: three levels joined with
-//! `xaso node add` tokens, a middle node that restarts, a child removed from the shell,
-//! and a child pointed at a server that is not the parent in its token.
+//! The tree of nodes with real processes: three levels on loopback joined with `xaso node
+//! add` tokens, a middle node that restarts, a child removed from the shell, a child pointed
+//! at a server that is not the parent in its token; and a child in a network namespace of
+//! its own behind a 6 Mbit/s veth pair whose path is cut, briefly and for longer.
 
 mod common;
 
+use common::netns::{in_new_netns, runtime_in_netns, sh, veth_into};
 use common::proc::*;
 use serde_json::Value;
 use std::path::Path;
@@ -309,4 +311,114 @@ async fn a_child_refuses_a_parent_whose_key_is_not_the_one_in_its_token() {
     );
     assert!(!o.status.success());
     assert!(text(&o).contains("parent.token"), "{}", text(&o));
+}
+
+/// The child's `since` of its uplink and the parent's `since` of the child's link.
+async fn since_both(
+    c: &reqwest::Client,
+    parent: &str,
+    cc: &reqwest::Client,
+    child: &str,
+) -> (Value, Value) {
+    let p = get_json(c, &format!("{parent}/api/nodes")).await;
+    let ch = get_json(cc, &format!("{child}/api/nodes")).await;
+    (child_of(&p)["since"].clone(), ch["parent"]["since"].clone())
+}
+
+fn child_of(v: &Value) -> &Value {
+    child(v, "xa-c").unwrap_or(&Value::Null)
+}
+
+#[test]
+fn a_link_over_a_6_mbit_veth_rides_out_a_short_cut_and_comes_back_after_a_long_one() {
+    let Some(rt) = runtime_in_netns(
+        "a_link_over_a_6_mbit_veth_rides_out_a_short_cut_and_comes_back_after_a_long_one",
+    ) else {
+        return;
+    };
+    // In this test's own namespace: the parent on 198.51.100.1 (and loopback, for the test);
+    // the child in a namespace of its own on 198.51.100.2, the two joined by a veth pair
+    // shaped to 6 Mbit/s each way.
+    rt.block_on(async {
+        let (parent_dir, child_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let token = node_add(parent_dir.path(), "xa-c", "commune");
+        let parent = start(
+            parent_dir.path(),
+            &env(true, None),
+            &["--listen", "0.0.0.0:0"],
+        );
+        let port = parent.url.rsplit(':').next().unwrap().to_owned();
+        let parent_url = format!("https://198.51.100.1:{port}");
+        let mut c = in_new_netns(std::path::Path::new(BIN), "vc", "198.51.100.2", "6mbit");
+        without_xaso_env(&mut c);
+        c.arg("--data-dir").arg(child_dir.path());
+        c.args(["serve", "--listen", "198.51.100.2:0"]);
+        for (k, v) in env(false, Some((&parent_url, &token))) {
+            c.env(k, v);
+        }
+        let child_srv = start_command(c, |pid| {
+            veth_into(pid, "vp", "vc", "198.51.100.1", "6mbit");
+        });
+        assert!(
+            child_srv.url.starts_with("http://198.51.100.2:"),
+            "{}",
+            child_srv.url
+        );
+        let (cp, cc) = (admin(&parent.url).await, admin(&child_srv.url).await);
+        let (v, _) = wait_nodes(&cp, &parent.url, Duration::from_secs(15), "linked", |v| {
+            child_of(v)["state"] == "up" && child_of(v)["rtt_ms"].is_number()
+        })
+        .await;
+        let c = child_of(&v);
+        assert_eq!(c["address"], "198.51.100.2", "{c}");
+        println!("round trip over the veth: {} ms", c["rtt_ms"]);
+        let before = since_both(&cp, &parent.url, &cc, &child_srv.url).await;
+
+        // A 1 s cut: TCP retransmits across it, neither end declares the link dead.
+        sh("ip link set vp down");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        sh("ip link set vp up");
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let v = get_json(&cp, &format!("{}/api/nodes", parent.url)).await;
+        assert_eq!(child_of(&v)["state"], "up", "{v}");
+        assert_eq!(
+            since_both(&cp, &parent.url, &cc, &child_srv.url).await,
+            before,
+            "the link rode out a 1 s cut without being dropped"
+        );
+
+        // An 8 s cut: the parent declares the silent link dead after 4 s; once the path is
+        // back, the child dials again by itself.
+        sh("ip link set vp down");
+        let cut = Instant::now();
+        let (_, _) = wait_nodes(&cp, &parent.url, Duration::from_secs(7), "dead link", |v| {
+            child_of(v)["state"] == "down"
+        })
+        .await;
+        println!(
+            "parent saw the silent link down {:?} into the cut",
+            cut.elapsed()
+        );
+        assert!(
+            cut.elapsed() >= Duration::from_secs(3),
+            "not before the dead time"
+        );
+        tokio::time::sleep(Duration::from_secs(8).saturating_sub(cut.elapsed())).await;
+        sh("ip link set vp up");
+        let (_, took) = wait_nodes(&cp, &parent.url, Duration::from_secs(5), "link back", |v| {
+            child_of(v)["state"] == "up"
+        })
+        .await;
+        println!("link back up {took:?} after the path returned");
+        let (v, _) = wait_nodes(
+            &cc,
+            &child_srv.url,
+            Duration::from_secs(2),
+            "child's view",
+            |v| v["parent"]["state"] == "up",
+        )
+        .await;
+        assert_ne!(v["parent"]["since"], before.1, "a new link: {v}");
+        drop((parent, child_srv));
+    });
 }

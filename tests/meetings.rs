@@ -10,6 +10,7 @@ mod common;
 #[path = "../examples/meeting_load.rs"]
 mod meeting_load;
 
+use common::netns::{runtime_in_netns, sh};
 use common::proc::*;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -1075,54 +1076,13 @@ async fn whip_publishes_into_a_meeting_and_whep_receives_it() {
     assert!(stop(s).success());
 }
 
-/// Runs `f` in a network namespace of its own (a fresh loopback, where `tc` may shape
-/// traffic without touching the machine's): the test binary runs itself again under
-/// `unshare --net` with `XASO_IN_NETNS` set. Returns false (the caller skips) where it
-/// cannot: not root, or no `unshare`/`ip`/`tc` (scripts/install-test-deps installs them).
-fn in_netns(test: &str) -> Option<bool> {
-    if std::env::var_os("XASO_IN_NETNS").is_some() {
-        return Some(true);
-    }
-    let root = std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0"));
-    if !root {
-        eprintln!("skipped: needs root for a network namespace");
-        return None;
-    }
-    let me = std::env::current_exe().unwrap();
-    let status = std::process::Command::new("unshare")
-        .args(["--net", "--"])
-        .arg(me)
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env("XASO_IN_NETNS", "1")
-        .status()
-        .expect("unshare runs");
-    assert!(status.success(), "{test} failed in its network namespace");
-    Some(false)
-}
-
-fn sh(cmd: &str) {
-    let st = std::process::Command::new("sh")
-        .args(["-c", cmd])
-        .status()
-        .unwrap();
-    assert!(st.success(), "{cmd}");
-}
-
 #[test]
 fn a_throttled_participant_steps_down_to_the_low_layer() {
-    if in_netns("a_throttled_participant_steps_down_to_the_low_layer") != Some(true) {
+    let Some(rt) = runtime_in_netns("a_throttled_participant_steps_down_to_the_low_layer") else {
         return;
-    }
+    };
     // Inside the namespace: its loopback, shaped with an HTB class of 450 kbit/s for
     // whatever goes to the throttled participant's UDP port.
-    sh("ip link set lo up");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     rt.block_on(async {
         xaso_sfu::init_crypto();
         let (_dir, s, c) = serve().await;

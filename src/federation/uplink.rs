@@ -23,8 +23,12 @@ const BACKOFF: [Duration; 4] = [
 ];
 /// Between attempts after the parent refused this node (revoked token, wrong key).
 const REFUSED_BACKOFF: Duration = Duration::from_secs(30);
-/// Each step of dialling (TCP, TLS, WebSocket) gives up after this.
+/// Each step of dialling (TLS, WebSocket) gives up after this.
 const STEP_TIMEOUT: Duration = Duration::from_secs(5);
+/// TCP's connect gives up sooner: while the path is down, each attempt's SYN is retried by
+/// the kernel after 1 s and then 2 s more, so a short attempt and the next one 2 s later
+/// find a returning path within about 3 s, where a 5 s attempt could take 4.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why dialling failed.
 #[derive(Debug)]
@@ -67,27 +71,23 @@ pub fn parse_url(url: &str) -> Result<(String, u16, String), String> {
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
 
-async fn step<T, E: std::fmt::Display>(
-    what: &str,
-    f: impl std::future::Future<Output = Result<T, E>>,
-) -> Result<T, String> {
-    match tokio::time::timeout(STEP_TIMEOUT, f).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(format!("{what}: {e}")),
-        Err(_) => Err(format!("{what}: no answer in {} s", STEP_TIMEOUT.as_secs())),
-    }
-}
-
 /// Opens the link: TCP, TLS checked against the pinned key, then the WebSocket.
 pub async fn dial(url: &str, token: &JoinToken) -> Result<Ws, DialError> {
     use tungstenite::client::IntoClientRequest;
     let (host, port, base) = parse_url(url).map_err(DialError::Refused)?;
-    let tcp = step(
-        &format!("cannot reach the parent at {host}:{port}"),
-        TcpStream::connect((host.as_str(), port)),
-    )
-    .await
-    .map_err(DialError::Unreachable)?;
+    let what = format!("cannot reach the parent at {host}:{port}");
+    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host.as_str(), port)))
+        .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(DialError::Unreachable(format!("{what}: {e}"))),
+        Err(_) => {
+            return Err(DialError::Unreachable(format!(
+                "{what}: no answer in {} s",
+                CONNECT_TIMEOUT.as_secs()
+            )));
+        }
+    };
     let _ = tcp.set_nodelay(true);
     let cfg = token::client_config(token.pin).map_err(|e| DialError::Refused(e.to_string()))?;
     let name = rustls::pki_types::ServerName::try_from(host.clone())

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod camera;
+pub mod netns;
 pub mod proc;
 
 use axum::Router;

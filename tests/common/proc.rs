@@ -27,13 +27,18 @@ impl Drop for Server {
 
 pub fn xaso(data_dir: &Path) -> Command {
     let mut c = Command::new(BIN);
+    without_xaso_env(&mut c);
+    c.arg("--data-dir").arg(data_dir);
+    c
+}
+
+/// The server treats unknown `XASO_` variables as errors: pass none of the test's through.
+pub fn without_xaso_env(c: &mut Command) {
     for (k, _) in std::env::vars() {
         if k.starts_with("XASO_") {
             c.env_remove(k);
         }
     }
-    c.arg("--data-dir").arg(data_dir);
-    c
 }
 
 /// Starts `xaso serve` on a free loopback port (or at `--listen` when `extra` has it).
@@ -47,11 +52,18 @@ pub fn start(data_dir: &Path, env: &[(&str, &str)], extra: &[&str]) -> Server {
     for (k, v) in env {
         c.env(k, v);
     }
+    start_command(c, |_| {})
+}
+
+/// Starts the server command `c` (made like [`start`]'s; perhaps behind a wrapper), calls
+/// `spawned` with its process id, then reads the banner.
+pub fn start_command(mut c: Command, spawned: impl FnOnce(u32)) -> Server {
     let mut child = c
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    spawned(child.id());
     let (tx, rx) = mpsc::channel();
     let out = child.stdout.take().unwrap();
     std::thread::spawn(move || {
