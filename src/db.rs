@@ -37,6 +37,14 @@ impl Backend {
 
 /// Opens the database at `url`, creating an SQLite file if needed, and brings its schema up
 /// to date.
+/// A fresh SQLite database in `dir`, for unit tests.
+#[cfg(test)]
+pub async fn open_in(dir: &std::path::Path) -> AnyPool {
+    open(&format!("sqlite://{}?mode=rwc", dir.join("x.db").display()))
+        .await
+        .unwrap()
+}
+
 pub async fn open(url: &str) -> Result<AnyPool> {
     install_default_drivers();
     let backend = Backend::of_url(url)?;

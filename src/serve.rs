@@ -161,6 +161,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         Duration::from_secs(60),
     );
     tokio::spawn(sweep_sessions(pool.clone(), clocks.clone()));
+    let rec = recorder.clone();
+    state.federation.set_local_states(Box::new(move || {
+        rec.statuses()
+            .into_iter()
+            .map(|(id, s)| (id, s.state))
+            .collect()
+    }));
     let parent = cfg.parent.target();
     if let Some((url, _)) = &parent {
         tracing::info!(%url, "joining the parent node");
@@ -253,7 +260,7 @@ pub async fn sync_config_cameras(
     cfg: &Config,
     clocks: &dyn Clocks,
 ) -> anyhow::Result<()> {
-    let existing = store::list_cameras(db, None).await?;
+    let existing = store::local_cameras(db).await?;
     for c in &cfg.cameras {
         let want = store::CameraSettings::from_config(c);
         match existing.iter().find(|e| e.name == want.name) {
@@ -293,7 +300,7 @@ pub async fn simulated_camera(
     cfg: &Config,
     clocks: &dyn Clocks,
 ) -> anyhow::Result<Option<xaso_simcam::SimCamera>> {
-    let cams = store::list_cameras(db, None).await?;
+    let cams = store::local_cameras(db).await?;
     let builtin = cams.iter().find(|c| c.origin == "builtin");
     let real = cams.iter().any(|c| c.origin != "builtin");
     if real || !cfg.recording.simulated_camera {

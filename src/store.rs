@@ -379,14 +379,60 @@ pub struct Camera {
     /// None: the global default.
     pub retention_days: Option<i64>,
     pub quota_bytes: Option<i64>,
-    /// `api`, `config` or `builtin`.
+    /// `api`, `config`, `builtin`, or `remote` (at a node below this one).
     pub origin: String,
+    /// Where a remote camera is (None for this node's own).
+    pub remote: Option<RemoteRef>,
 }
 
+/// A camera at a node below this one, reached through the child `node_id`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteRef {
+    pub node_id: i64,
+    /// Its id at that child.
+    pub remote_id: i64,
+    /// The node it is at, relative to this one: `huyen-a` or `huyen-a/xa-b`.
+    pub path: String,
+    /// Its state there, as last reported (`recording`, `streaming`, `failed`, ...).
+    pub state: Option<String>,
+}
+
+impl Camera {
+    /// A camera at another node: recorded and watched there, listed here.
+    pub fn is_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+}
+
+/// The `name` column of a remote camera: the node's path and the camera's own name joined
+/// by a control character, which local names cannot hold, so names never collide.
+pub fn remote_name_key(path: &str, name: &str) -> String {
+    format!("{REMOTE_SEP}{path}{REMOTE_SEP}{name}")
+}
+const REMOTE_SEP: char = '\u{1}';
+
 fn camera_from(r: &AnyRow) -> Result<Camera> {
+    let name: String = r.try_get(1)?;
+    let node_id: Option<i64> = r.try_get(10)?;
+    let remote = match node_id {
+        Some(node_id) => Some(RemoteRef {
+            node_id,
+            remote_id: r.try_get::<Option<i64>, _>(11)?.unwrap_or_default(),
+            path: r.try_get::<Option<String>, _>(12)?.unwrap_or_default(),
+            state: r.try_get(13)?,
+        }),
+        None => None,
+    };
+    let name = match &remote {
+        Some(rr) => name
+            .strip_prefix(&remote_name_key(&rr.path, ""))
+            .map(str::to_owned)
+            .unwrap_or(name),
+        None => name,
+    };
     Ok(Camera {
         id: r.try_get(0)?,
-        name: r.try_get(1)?,
+        name,
         url: r.try_get(2)?,
         record: to_bool(r.try_get(3)?),
         created_ms: r.try_get(4)?,
@@ -395,6 +441,7 @@ fn camera_from(r: &AnyRow) -> Result<Camera> {
         retention_days: r.try_get(7)?,
         quota_bytes: r.try_get(8)?,
         origin: r.try_get(9)?,
+        remote,
     })
 }
 
@@ -505,7 +552,9 @@ pub fn redact_rtsp_url(url: &str) -> String {
     }
 }
 
-const CAMERA_COLS: &str = "c.id, c.name, c.url, c.record, c.created_ms, c.substream_url, c.transport, c.retention_days, c.quota_bytes, c.origin";
+const CAMERA_COLS: &str = "c.id, c.name, c.url, c.record, c.created_ms, c.substream_url, c.transport, c.retention_days, c.quota_bytes, c.origin, c.node_id, c.remote_id, c.node_path, c.remote_state";
+/// This node's own cameras first, then each node's, by name.
+const CAMERA_ORDER: &str = "ORDER BY c.node_path IS NOT NULL, c.node_path, c.name";
 
 pub async fn create_camera(
     db: &AnyPool,
@@ -546,12 +595,39 @@ pub async fn camera(db: &AnyPool, id: i64) -> Result<Camera> {
     }
 }
 
-/// All cameras, or with `granted_to`, those granted to that user.
+/// A camera of this node's own: one at another node is refused with a clear error (its
+/// footage and live view are at that node).
+pub async fn local_camera(db: &AnyPool, id: i64) -> Result<Camera> {
+    let c = camera(db, id).await?;
+    if let Some(r) = &c.remote {
+        bail!(
+            FailedPrecondition,
+            "camera {:?} is at node {}: its live view and recordings are not yet reachable through this node (open them at {})",
+            c.name,
+            r.path,
+            r.path
+        );
+    }
+    Ok(c)
+}
+
+/// This node's own cameras (what it records and serves), without those of nodes below.
+pub async fn local_cameras(db: &AnyPool) -> Result<Vec<Camera>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {CAMERA_COLS} FROM cameras c WHERE c.node_id IS NULL ORDER BY c.name"
+    ))
+    .fetch_all(db)
+    .await?;
+    rows.iter().map(camera_from).collect()
+}
+
+/// All cameras (this node's and those of the nodes below it), or with `granted_to`, those
+/// granted to that user.
 pub async fn list_cameras(db: &AnyPool, granted_to: Option<i64>) -> Result<Vec<Camera>> {
     let rows = match granted_to {
         None => {
             sqlx::query(&format!(
-                "SELECT {CAMERA_COLS} FROM cameras c ORDER BY c.name"
+                "SELECT {CAMERA_COLS} FROM cameras c {CAMERA_ORDER}"
             ))
             .fetch_all(db)
             .await?
@@ -559,7 +635,7 @@ pub async fn list_cameras(db: &AnyPool, granted_to: Option<i64>) -> Result<Vec<C
         Some(uid) => {
             sqlx::query(&format!(
                 "SELECT {CAMERA_COLS} FROM cameras c JOIN grants g ON g.camera_id = c.id \
-             WHERE g.user_id = $1 ORDER BY c.name"
+             WHERE g.user_id = $1 {CAMERA_ORDER}"
             ))
             .bind(uid)
             .fetch_all(db)

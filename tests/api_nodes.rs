@@ -145,3 +145,123 @@ async fn a_child_is_registered_with_a_token_bound_to_this_nodes_key_and_revoked(
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert_ne!(r.json["token"].as_str().unwrap(), token, "a new token");
 }
+
+/// A child's camera report, as the link would apply it, seen through the API: listed with
+/// its node, managed there (409 here), offline while no link is up, not watched here yet,
+/// and granted like any camera. On SQLite and, in the PostgreSQL run, on PostgreSQL.
+#[tokio::test]
+async fn cameras_reported_by_a_child_are_listed_with_their_node_and_granted_like_any() {
+    use xaso::federation::cameras::{OFFLINE, sync_remote};
+    use xaso::federation::proto::CameraInfo;
+    let h = https_harness().await;
+    let admin = h.admin().await;
+    let local = h.add_camera(&admin, "Cổng chính").await;
+    let r = h
+        .call(
+            Method::POST,
+            "/api/nodes",
+            Some(&admin),
+            Some(json!({"name": "huyen-a", "level": "district"})),
+        )
+        .await;
+    let node = r.json["id"].as_i64().unwrap();
+    let report = [("Cổng chính", ""), ("Chợ", "xa-b")].map(|(name, at)| CameraInfo {
+        id: if at.is_empty() { 4 } else { 9 },
+        name: name.into(),
+        node: at.into(),
+        record: true,
+        state: Some("streaming".into()),
+    });
+    assert!(
+        sync_remote(&h.st.db, node, "huyen-a", &report, 1)
+            .await
+            .unwrap()
+    );
+    let r = h.get("/api/cameras", &admin).await;
+    let cams = r.json.as_array().unwrap();
+    let shown: Vec<(&str, Option<&str>, &str)> = cams
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap(),
+                c["node"].as_str(),
+                c["origin"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("Cổng chính", None, "api"),
+            ("Cổng chính", Some("huyen-a"), "remote"),
+            ("Chợ", Some("huyen-a/xa-b"), "remote"),
+        ]
+    );
+    let remote = cams[2]["id"].as_i64().unwrap();
+    assert_eq!(cams[2]["url"], "");
+    // No link is up in this harness: the camera is offline, with why.
+    let st = h
+        .get(&format!("/api/cameras/{remote}/status"), &admin)
+        .await;
+    assert_eq!(st.json["state"], OFFLINE, "{}", st.text);
+    assert!(
+        st.json["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("huyen-a/xa-b")
+    );
+    for (m, path, body) in [
+        (
+            Method::PATCH,
+            format!("/api/cameras/{remote}"),
+            Some(json!({"record": false})),
+        ),
+        (Method::DELETE, format!("/api/cameras/{remote}"), None),
+        (
+            Method::GET,
+            format!("/api/cameras/{remote}/recordings"),
+            None,
+        ),
+    ] {
+        let r = h.call(m.clone(), &path, Some(&admin), body).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{m} {path}: {}", r.text);
+        assert!(
+            r.json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("huyen-a/xa-b"),
+            "{}",
+            r.text
+        );
+    }
+    // Rights are this node's: a grant shows it to an operator.
+    let uid = h.add_user(&admin, "cong-an", "operator").await;
+    let op = h.login("cong-an", PASSWORD).await;
+    assert_eq!(h.get("/api/cameras", &op).await.json, json!([]));
+    let r = h
+        .call(
+            Method::PUT,
+            &format!("/api/users/{uid}/grants"),
+            Some(&admin),
+            Some(json!({"camera_ids": [remote]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let seen = h.get("/api/cameras", &op).await.json;
+    assert_eq!(seen[0]["id"], remote, "{seen}");
+    assert_eq!(seen[0]["node"], "huyen-a/xa-b");
+    // The child removed: its cameras and the grant go; the local camera stays.
+    let r = h
+        .call(
+            Method::DELETE,
+            &format!("/api/nodes/{node}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let left = h.get("/api/cameras", &admin).await.json;
+    assert_eq!(left.as_array().unwrap().len(), 1, "{left}");
+    assert_eq!(left[0]["id"], local);
+    assert_eq!(h.get("/api/cameras", &op).await.json, json!([]));
+}

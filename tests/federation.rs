@@ -155,6 +155,92 @@ async fn three_levels_join_survive_a_restart_and_a_removed_child_is_cut_off() {
         .unwrap();
     assert_eq!(r.status(), 401);
 
+    // Cameras across levels: the leaf's camera is listed at the middle node and at the top,
+    // with the node it is at; names may repeat across nodes; nothing goes down the tree.
+    let leaf_cam = add_camera(&cl, &leaf.url, "Cổng UBND xã").await;
+    let top_cam = add_camera(&ct, &top.url, "Cổng UBND xã").await;
+    let t0 = Instant::now();
+    let remote = wait_camera(&ct, &top.url, "huyen-a/xa-tan-lap", "Cổng UBND xã").await;
+    println!(
+        "a camera added at the leaf was listed at the top {:?} later",
+        t0.elapsed()
+    );
+    assert_eq!(remote["origin"], "remote", "{remote}");
+    assert_ne!(remote["id"], top_cam);
+    let rid = remote["id"].as_i64().unwrap();
+    wait_camera(&cm, &mid.url, "xa-tan-lap", "Cổng UBND xã").await;
+    let at_leaf: Vec<Value> = get_json(&cl, &format!("{}/api/cameras", leaf.url))
+        .await
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        at_leaf.len(),
+        1,
+        "a child never sees its parent's cameras: {at_leaf:?}"
+    );
+    assert_eq!(at_leaf[0]["id"], leaf_cam);
+    assert!(at_leaf[0].get("node").is_none(), "{at_leaf:?}");
+    let st = get_json(&ct, &format!("{}/api/cameras/{rid}/status", top.url)).await;
+    assert_eq!(st["state"], "stopped", "not recorded at the leaf: {st}");
+    // Managed at its node; not yet watched through the tree (a clear refusal).
+    let r = ct
+        .patch(format!("{}/api/cameras/{rid}", top.url))
+        .json(&serde_json::json!({"record": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    assert!(r.text().await.unwrap().contains("huyen-a/xa-tan-lap"));
+    let r = ct
+        .get(format!("{}/api/cameras/{rid}/recordings", top.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    // The top's rights: an operator there sees it only with a grant there.
+    let r = ct
+        .post(format!("{}/api/users", top.url))
+        .json(&serde_json::json!({"username": "cong-an-huyen", "password": "officer-pass-1", "role": "operator"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let officer_id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let co = client();
+    assert_eq!(
+        login(&co, &top.url, "cong-an-huyen", "officer-pass-1").await,
+        200
+    );
+    let seen = get_json(&co, &format!("{}/api/cameras", top.url)).await;
+    assert_eq!(seen.as_array().unwrap().len(), 0, "{seen}");
+    let r = co
+        .get(format!("{}/api/cameras/{rid}/status", top.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = ct
+        .put(format!("{}/api/users/{officer_id}/grants", top.url))
+        .json(&serde_json::json!({"camera_ids": [rid]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = get_json(&co, &format!("{}/api/cameras", top.url)).await;
+    assert_eq!(seen[0]["id"], rid, "{seen}");
+    assert_eq!(seen[0]["node"], "huyen-a/xa-tan-lap", "{seen}");
+    // Renamed at the leaf: the same id (and grant) at the top, with the new name.
+    let r = cl
+        .patch(format!("{}/api/cameras/{leaf_cam}", leaf.url))
+        .json(&serde_json::json!({"name": "Cổng trụ sở"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let renamed = wait_camera(&co, &top.url, "huyen-a/xa-tan-lap", "Cổng trụ sở").await;
+    assert_eq!(renamed["id"], rid);
+
     // `node list` in the shell shows the link as the server recorded it.
     let o = run(xaso(top_dir.path()).args(["node", "list"]), None);
     let out = text(&o);
@@ -186,6 +272,12 @@ async fn three_levels_join_survive_a_restart_and_a_removed_child_is_cut_off() {
     )
     .await;
     assert!(v["parent"]["error"].is_string(), "{v}");
+    let st = get_json(&ct, &format!("{}/api/cameras/{rid}/status", top.url)).await;
+    assert_eq!(st["state"], "offline", "{st}");
+    assert!(
+        st["last_error"].as_str().unwrap().contains("huyen-a"),
+        "{st}"
+    );
     assert_eq!(
         cl.get(format!("{}/api/cameras", leaf.url))
             .send()
@@ -248,7 +340,54 @@ async fn three_levels_join_survive_a_restart_and_a_removed_child_is_cut_off() {
     assert_eq!(r.status(), 401, "a removed node's token no longer works");
     let o = run(xaso(mid_dir.path()).args(["node", "list"]), None);
     assert!(!text(&o).contains("xa-tan-lap"), "{}", text(&o));
+    // Its cameras went with it, at both levels above it (and the grant with the row).
+    let t0 = Instant::now();
+    loop {
+        let top_cams = get_json(&ct, &format!("{}/api/cameras", top.url)).await;
+        let mid_cams = get_json(&cm, &format!("{}/api/cameras", mid.url)).await;
+        if top_cams.as_array().unwrap().len() == 1 && mid_cams.as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "a removed node's cameras stay: {top_cams} {mid_cams}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     drop((top, mid, leaf));
+}
+
+/// Adds a camera that is not recorded (nothing listens at its address); its id.
+async fn add_camera(c: &reqwest::Client, url: &str, name: &str) -> Value {
+    let r = c
+        .post(format!("{url}/api/cameras"))
+        .json(&serde_json::json!({"name": name, "url": "rtsp://127.0.0.1:9/x", "record": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    r.json::<Value>().await.unwrap()["id"].clone()
+}
+
+/// Waits (up to 5 s) for a camera named `name` at node `node` in `GET /api/cameras`.
+async fn wait_camera(c: &reqwest::Client, url: &str, node: &str, name: &str) -> Value {
+    let t0 = Instant::now();
+    loop {
+        let cams = get_json(c, &format!("{url}/api/cameras")).await;
+        if let Some(cam) = cams
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["node"] == node && c["name"] == name)
+        {
+            return cam.clone();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "no camera {name:?} at {node} within 5 s: {cams}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The middle node's `--listen` address, from the URL the leaf dials.

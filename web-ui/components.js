@@ -267,6 +267,14 @@ export function statusPoller(anchor) {
 // ---- camera list ----------------------------------------------------------
 
 /**
+ * This node's own cameras from a GET /api/cameras answer: the cameras of nodes below it
+ * are listed there (for grants) but are watched and reviewed at their node for now.
+ */
+export function localCameras(cameras) {
+  return Array.isArray(cameras) ? cameras.filter((c) => c.origin !== 'remote') : [];
+}
+
+/**
  * The list of cameras the user may see.  Members get 403 from
  * GET /api/cameras: then a "no access" message is shown instead.
  * With `withStatus`, each card shows the camera's recording status,
@@ -275,7 +283,7 @@ export function statusPoller(anchor) {
 export function cameraList({ withStatus = false } = {}) {
   const box = h('div', { class: 'camera-list-box' }, h('p', { class: 'muted' }, t('common.loading')));
   const poller = withStatus ? statusPoller(box) : null;
-  api.get('/api/cameras').then(
+  api.get('/api/cameras').then(localCameras).then(
     (cameras) => {
       if (!cameras.length) {
         fill(box, h('ul', { class: 'camera-list', testid: 'camera-list' }),

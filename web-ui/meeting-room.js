@@ -48,7 +48,7 @@
 import { h, fill } from './dom.js';
 import { t, lang } from './i18n.js';
 import { api, ApiError } from './api.js';
-import { errorText } from './components.js';
+import { errorText, localCameras } from './components.js';
 
 const INITIAL_VIDEO_SLOTS = 4;
 const INITIAL_AUDIO_SLOTS = 4;
@@ -1512,8 +1512,8 @@ export function render({ me = null } = {}) {
     if (guest || cameraList !== null || camerasLoading) return;
     camerasLoading = true;
     try {
-      const list = await api.get('/api/cameras');
-      cameraList = Array.isArray(list) ? list.filter((c) => c && c.id !== undefined) : [];
+      const list = localCameras(await api.get('/api/cameras'));
+      cameraList = list.filter((c) => c && c.id !== undefined);
     } catch {
       cameraList = []; // no access to any camera (or none to list): no control
     } finally {

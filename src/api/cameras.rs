@@ -37,8 +37,13 @@ pub struct CameraOut {
     /// Null: the global default.
     pub retention_days: Option<i64>,
     pub quota_gb: Option<f64>,
-    /// `api`, `config` (declared in the config file) or `builtin` (the simulated camera).
+    /// `api`, `config` (declared in the config file), `builtin` (the simulated camera) or
+    /// `remote` (at a node below this one).
     pub origin: String,
+    /// The node a remote camera is at, as a path from this node (`huyen-a/xa-b`); absent
+    /// for this node's own cameras.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl From<Camera> for CameraOut {
@@ -54,6 +59,7 @@ impl From<Camera> for CameraOut {
             retention_days: c.retention_days,
             quota_gb: c.quota_bytes.map(bytes_to_gb),
             origin: c.origin,
+            node: c.remote.map(|r| r.path),
         }
     }
 }
@@ -76,6 +82,17 @@ async fn status(
 ) -> Result<axum::Json<crate::recorder::CameraStatus>> {
     caller.require_camera(&st, id, CameraUse::See).await?;
     let cam = store::camera(&st.db, id).await?;
+    if let Some(r) = &cam.remote {
+        // As its node last reported it; `offline` while the link toward it is down.
+        let state = st.federation.remote_state(r);
+        return Ok(axum::Json(crate::recorder::CameraStatus {
+            recording: cam.record && state == "streaming",
+            last_error: (state == crate::federation::cameras::OFFLINE)
+                .then(|| format!("the link toward node {} is down", r.path)),
+            state,
+            ..Default::default()
+        }));
+    }
     let s = st
         .recorder
         .as_ref()
@@ -179,7 +196,9 @@ async fn update(
     ApiJson(req): ApiJson<CameraPatch>,
 ) -> Result<axum::Json<CameraOut>> {
     caller.require_admin()?;
-    let mut c = store::CameraSettings::of(&store::camera(&st.db, id).await?);
+    let cur = store::camera(&st.db, id).await?;
+    refuse_remote(&cur)?;
+    let mut c = store::CameraSettings::of(&cur);
     if let Some(n) = &req.name {
         c.name = n.trim().to_owned();
     }
@@ -214,13 +233,14 @@ async fn update(
 
 /// Remove a camera from the catalogue (admin).
 #[utoipa::path(delete, path = "/api/cameras/{id}", tag = "cameras", params(("id" = i64, Path)),
-    responses((status = 204), (status = 401), (status = 403), (status = 404)))]
+    responses((status = 204), (status = 401), (status = 403), (status = 404), (status = 409)))]
 async fn remove(
     State(st): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode> {
     caller.require_admin()?;
+    refuse_remote(&store::camera(&st.db, id).await?)?;
     let cam = store::delete_camera(&st.db, id).await?;
     st.cameras_changed().await;
     let mut ev = caller.event("camera.delete");
@@ -228,4 +248,17 @@ async fn remove(
     ev.detail = Some(serde_json::json!({ "name": cam.name }));
     st.audit(ev).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A camera of another node is managed there.
+fn refuse_remote(c: &Camera) -> Result<()> {
+    if let Some(r) = &c.remote {
+        bail!(
+            FailedPrecondition,
+            "camera {:?} belongs to node {}: change or remove it there",
+            c.name,
+            r.path
+        );
+    }
+    Ok(())
 }

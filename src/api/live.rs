@@ -208,7 +208,7 @@ async fn may_watch(st: &AppState, caller: &Caller, id: i64) -> Result<store::Cam
         }
         return Err(e);
     }
-    store::camera(&st.db, id).await
+    store::local_camera(&st.db, id).await
 }
 
 /// How long a viewer's request waits for a stream pulled on demand to show a keyframe.

@@ -574,7 +574,7 @@ async fn run(
                     c.require_camera(&st, cam, crate::auth::CameraUse::Live)
                         .await?;
                     if action == "add_camera" {
-                        let name = crate::store::camera(&st.db, cam).await?.name;
+                        let name = crate::store::local_camera(&st.db, cam).await?.name;
                         hub.add_camera(m.id, pid, cam, &name).await?;
                     } else {
                         hub.remove_camera(m.id, pid, cam).await?;

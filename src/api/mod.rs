@@ -68,12 +68,15 @@ impl AppState {
         }
     }
 
-    /// Tells the recorder that the camera table changed.
+    /// Tells the recorder, and the parent node, that the camera table changed.
     pub async fn cameras_changed(&self) {
         if let Some(r) = &self.recorder
             && let Err(e) = r.sync().await
         {
             tracing::error!(error = %e, "could not apply camera changes to the recorder");
+        }
+        if let Err(e) = self.federation.refresh().await {
+            tracing::warn!(error = %e, "could not report camera changes to the parent node");
         }
     }
 

@@ -105,7 +105,7 @@ async fn list(
     ApiQuery(p): ApiQuery<RangeParams>,
 ) -> Result<axum::Json<Recordings>> {
     caller.require_camera(&st, id, CameraUse::Playback).await?;
-    store::camera(&st.db, id).await?;
+    store::local_camera(&st.db, id).await?;
     let (start, end) = parse_range(&st, &p, MAX_LIST_MS)?;
     let segs = footage::segments(&st.db, id, start, end).await?;
     let (spans, gaps) = footage::spans(&segs, start, end);
@@ -449,7 +449,7 @@ async fn serve_mp4(
         }
         return Err(e);
     }
-    let cam = store::camera(&st.db, id).await?;
+    let cam = store::local_camera(&st.db, id).await?;
     let max_ms = i64::from(st.cfg.playback.max_export_hours) * 3_600_000;
     let range = RangeParams {
         start: Some(p.start.clone()),
@@ -603,7 +603,7 @@ async fn snapshot(
         }
         return Err(e);
     }
-    store::camera(&st.db, id).await?;
+    store::local_camera(&st.db, id).await?;
     if !xaso_pipelines::available() {
         bail!(Unimplemented, "{}", xaso_pipelines::PipelineError::NotBuilt);
     }

@@ -13,6 +13,7 @@ use tokio::sync::{Notify, watch};
 struct Child<'a> {
     fed: &'a Federation,
     id: i64,
+    name: String,
     link: u64,
 }
 
@@ -33,6 +34,9 @@ impl Side for Child<'_> {
                     ));
                 }
                 self.with(|c| c.version = Some(version));
+            }
+            Msg::Cameras { cameras } => {
+                self.fed.queue_report(self.id, &self.name, cameras);
             }
             Msg::Tree { nodes } => {
                 let nodes = bounded(nodes, 0);
@@ -119,6 +123,7 @@ pub async fn serve<L: LinkIo>(
     let mut side = Child {
         fed: &fed,
         id: node.id,
+        name: node.name.clone(),
         link,
     };
     let never = Notify::new();

@@ -5,9 +5,11 @@
 //! children's links ([`downlink`]), the link to the parent ([`uplink`]), and what the API
 //! shows of them. See `docs/design/federation.md`.
 //!
-//! What belongs here: joining, the links, and the tree. Each later feature that crosses a
+//! What belongs here: joining, the links, the tree, and what crosses the links
+//! ([`cameras`]: the catalogue of the cameras below). Each later feature that crosses a
 //! link (cameras, archive, meetings) sees a remote node through this hub, not a socket.
 
+pub mod cameras;
 pub mod downlink;
 pub mod link;
 pub mod proto;
@@ -15,11 +17,11 @@ pub mod store;
 pub mod token;
 pub mod uplink;
 
-use proto::{LinkFigures, TreeNode};
+use proto::{CameraInfo, LinkFigures, TreeNode};
 use sqlx::AnyPool;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use store::NodeRow;
 use tokio::sync::{Notify, watch};
@@ -95,7 +97,20 @@ pub struct Federation {
     /// Wakes the uplink when the tree below this node changed (to report it up).
     tree_changed: Notify,
     next_link: AtomicU64,
+    /// The state of each of this node's own cameras, from the recorder (set at start).
+    local_states: OnceLock<LocalStates>,
+    /// The cameras of this node and below, as last reported up (or to be).
+    cameras: Mutex<Vec<CameraInfo>>,
+    /// Camera reports from children, waiting to be written to the catalogue.
+    camera_reports: Mutex<HashMap<i64, (String, Vec<CameraInfo>)>>,
+    reports_waiting: Notify,
+    /// One [`Federation::refresh`] at a time: two interleaved could leave the older of two
+    /// camera reports as the last one sent.
+    refreshing: tokio::sync::Mutex<()>,
 }
+
+/// Reads the state of this node's own cameras (`camera id → state`).
+pub type LocalStates = Box<dyn Fn() -> HashMap<i64, String> + Send + Sync>;
 
 impl Federation {
     pub fn new(db: AnyPool, clocks: Arc<dyn Clocks>) -> Arc<Federation> {
@@ -107,6 +122,11 @@ impl Federation {
             uplink: Mutex::new(None),
             tree_changed: Notify::new(),
             next_link: AtomicU64::new(1),
+            local_states: OnceLock::new(),
+            cameras: Mutex::new(Vec::new()),
+            camera_reports: Mutex::new(HashMap::new()),
+            reports_waiting: Notify::new(),
+            refreshing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -135,6 +155,16 @@ impl Federation {
                 }
             }
         });
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                me.reports_waiting.notified().await;
+                if !me.apply_reports().await {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    me.reports_waiting.notify_one();
+                }
+            }
+        });
         if let Some((url, token)) = parent {
             tokio::spawn(uplink::run(self.clone(), url, token));
         }
@@ -143,6 +173,7 @@ impl Federation {
 
     /// Rereads the registered children; ends the link of any that is no longer registered.
     pub async fn refresh(&self) -> crate::error::Result<()> {
+        let _one = self.refreshing.lock().await;
         let rows = store::list(&self.db).await?;
         let changed = {
             let mut reg = self.registered.lock().unwrap();
@@ -166,10 +197,27 @@ impl Federation {
                     .send_replace(Some("this node was removed by the parent's admin".into()));
             }
         }
-        if changed {
+        let report = self.camera_report().await?;
+        let cameras_changed = {
+            let mut c = self.cameras.lock().unwrap();
+            let ch = *c != report;
+            *c = report;
+            ch
+        };
+        if changed || cameras_changed {
             self.tree_changed.notify_one();
         }
         Ok(())
+    }
+
+    /// Where the states of this node's own cameras come from (the recorder's statuses).
+    pub fn set_local_states(&self, f: LocalStates) {
+        let _ = self.local_states.set(f);
+    }
+
+    /// The cameras of this node and below, as reported up.
+    pub fn cameras(&self) -> Vec<CameraInfo> {
+        self.cameras.lock().unwrap().clone()
     }
 
     /// Ends a child's link at once (it was removed through the API).

@@ -47,6 +47,11 @@ pub enum Msg {
     Tree {
         nodes: Vec<TreeNode>,
     },
+    /// Child → parent: every camera at the child and below it, sent after `welcome` and
+    /// whenever the list or a camera's state changes.
+    Cameras {
+        cameras: Vec<CameraInfo>,
+    },
     /// Either side, before it closes the link on purpose (e.g. the child was removed).
     Bye {
         reason: String,
@@ -69,6 +74,24 @@ pub struct TreeNode {
     #[serde(default)]
     #[schema(no_recursion)]
     pub nodes: Vec<TreeNode>,
+}
+
+/// A camera as a child reports it up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CameraInfo {
+    /// Its id at the reporting node (for a camera further down, the reporting node's id of
+    /// it: each hop knows only its children's ids).
+    pub id: i64,
+    pub name: String,
+    /// The node it is at, relative to the reporting node: empty for the reporter's own, else
+    /// a path such as `xa-b` or `xa-b/thon-1`.
+    #[serde(default)]
+    pub node: String,
+    /// Whether it is recorded at its node.
+    pub record: bool,
+    /// Its state there (`recording`, `streaming`, `connecting`, `failed`, `stopped`).
+    #[serde(default)]
+    pub state: Option<String>,
 }
 
 /// What ended a link.

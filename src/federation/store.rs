@@ -201,12 +201,7 @@ mod tests {
     #[tokio::test]
     async fn a_node_is_found_by_its_secret_until_it_is_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let db = crate::db::open(&format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("x.db").display()
-        ))
-        .await
-        .unwrap();
+        let db = crate::db::open_in(dir.path()).await;
         let n = create(&db, "xa-b", "commune", "h1", 5).await.unwrap();
         assert_eq!(
             (n.name.as_str(), n.level.as_str(), n.link_up),

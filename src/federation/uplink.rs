@@ -153,6 +153,17 @@ impl Up<'_> {
             f(v);
         }
     }
+
+    /// Reports the tree and the cameras below this node (after the welcome, and whenever
+    /// either changed).
+    fn report(&self, core: &mut LinkCore) {
+        core.send(&Msg::Tree {
+            nodes: self.fed.tree(),
+        });
+        core.send(&Msg::Cameras {
+            cameras: self.fed.cameras(),
+        });
+    }
 }
 
 impl Side for Up<'_> {
@@ -175,9 +186,7 @@ impl Side for Up<'_> {
                     v.level = Some(level);
                     v.parent_version = Some(version);
                 });
-                core.send(&Msg::Tree {
-                    nodes: self.fed.tree(),
-                });
+                self.report(core);
             }
             other => tracing::debug!(msg = ?other, "link message ignored"),
         }
@@ -185,9 +194,7 @@ impl Side for Up<'_> {
     }
 
     fn on_wake(&mut self, core: &mut LinkCore) {
-        core.send(&Msg::Tree {
-            nodes: self.fed.tree(),
-        });
+        self.report(core);
     }
 
     fn publish(&mut self, core: &LinkCore) {

@@ -110,7 +110,7 @@ impl Recorder {
 
     /// Starts tasks for cameras to record, stops those of removed, changed or paused ones.
     pub async fn sync(self: &Arc<Self>) -> crate::error::Result<()> {
-        let wanted: HashMap<i64, Camera> = store::list_cameras(&self.db, None)
+        let wanted: HashMap<i64, Camera> = store::local_cameras(&self.db)
             .await?
             .into_iter()
             .filter(|c| c.record)

@@ -71,7 +71,7 @@ pub async fn enforce(
         paths.insert(id, r.try_get::<String, _>(6)?);
     }
     let mut cameras = HashMap::new();
-    for c in crate::store::list_cameras(db, None).await? {
+    for c in crate::store::local_cameras(db).await? {
         cameras.insert(
             c.id,
             CameraLimits {
@@ -177,12 +177,7 @@ mod tests {
     #[tokio::test]
     async fn deletes_old_and_over_quota_footage_rows_and_files() {
         let dir = tempfile::tempdir().unwrap();
-        let db = crate::db::open(&format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("x.db").display()
-        ))
-        .await
-        .unwrap();
+        let db = crate::db::open_in(dir.path()).await;
         let t0 = 1_795_000_000_000;
         let clocks = SimulatedClocks::new(t0);
         let mut settings = crate::store::CameraSettings {

@@ -135,6 +135,28 @@ async function main() {
       await pp.screenshot({ path: path.join(OUT, 'nodes-linked.png'), fullPage: true });
     });
 
+    await test("the child's camera is listed on the parent's Admin page, managed at the child", async () => {
+      const res = await cp.request.post('/api/cameras', { data: { name: 'Cổng UBND xã', url: 'rtsp://127.0.0.1:9/x', record: false } });
+      assert.equal(res.status(), 201);
+      // the parent's camera table is read when the page loads
+      let remote = null;
+      const deadline = Date.now() + 10_000;
+      while (!remote) {
+        remote = (await (await pp.request.get('/api/cameras')).json()).find((c) => c.origin === 'remote');
+        if (!remote && Date.now() > deadline) throw new Error('the child\'s camera was not listed at the parent');
+        if (!remote) await sleep(100);
+      }
+      assert.equal(remote.node, 'xa-tan-lap');
+      await pp.reload();
+      await pp.getByTestId('nodes-card').waitFor();
+      await expectText(pp.getByTestId(`camera-origin-${remote.id}`), 'Cấp dưới: xa-tan-lap');
+      await expectText(pp.getByTestId(`camera-locked-${remote.id}`), 'Quản lý tại xa-tan-lap');
+      assert.equal(await pp.getByTestId(`camera-edit-${remote.id}`).count(), 0);
+      // grants name it with its node
+      await expectText(pp.locator('label', { has: pp.getByTestId(`grant-admin-${remote.id}`) }), 'xa-tan-lap / Cổng UBND xã');
+      await pp.screenshot({ path: path.join(OUT, 'nodes-remote-camera.png'), fullPage: true });
+    });
+
     await test('removing the child in the page cuts its link, and the child shows why', async () => {
       await pp.getByTestId('node-remove-xa-tan-lap').click();
       await expectText(pp.getByTestId('nodes-status'), 'Đã gỡ bỏ cấp dưới xa-tan-lap');

@@ -77,7 +77,7 @@ export function render({ me }) {
 
     const grants = state.cameras.map((c) => h('label', { class: 'check' },
       h('input', { type: 'checkbox', value: String(c.id), testid: `grant-${u}-${c.id}`, checked: user.camera_ids.includes(c.id) }),
-      c.name));
+      c.node ? `${c.node} / ${c.name}` : c.name));
     const saveGrants = () => {
       const ids = grants.map((l) => l.querySelector('input')).filter((i) => i.checked).map((i) => Number(i.value));
       return act(usersStatus, () => api.put(`/api/users/${user.id}/grants`, { camera_ids: ids }),
@@ -179,17 +179,22 @@ export function render({ me }) {
   }
 
   function originBadge(c) {
-    const origin = ['api', 'config', 'builtin'].includes(c.origin) ? c.origin : 'api';
+    const origin = ['api', 'config', 'builtin', 'remote'].includes(c.origin) ? c.origin : 'api';
     return h('span', { class: `badge origin ${origin}`, testid: `camera-origin-${c.id}`, 'data-origin': origin },
-      t(`admin.cameras.origin.${origin}`));
+      t(`admin.cameras.origin.${origin}`, { node: c.node || '' }));
   }
 
-  /** Config and built-in cameras come back at the next start: no edit or delete here. */
+  /** Config and built-in cameras come back at the next start, and a remote camera is
+   * managed at its node: no edit or delete here. */
   const editable = (c) => !c.origin || c.origin === 'api';
 
   function lockedHint(c) {
-    return h('span', { class: 'muted small hint', testid: `camera-locked-${c.id}` },
-      t(c.origin === 'builtin' ? 'admin.cameras.builtinHint' : 'admin.cameras.configHint'));
+    return h('span', { class: 'muted small hint', testid: `camera-locked-${c.id}` }, lockedText(c));
+  }
+
+  function lockedText(c) {
+    if (c.origin === 'remote') return t('admin.cameras.remoteHint', { node: c.node || '' });
+    return t(c.origin === 'builtin' ? 'admin.cameras.builtinHint' : 'admin.cameras.configHint');
   }
 
   function camerasTable() {
@@ -223,7 +228,7 @@ export function render({ me }) {
       h('td', {}, h('input', {
         type: 'checkbox', checked: Boolean(c.record), testid: `camera-record-${c.id}`,
         'aria-label': t('admin.cameras.record'), disabled: !canEdit,
-        title: canEdit ? null : t(c.origin === 'builtin' ? 'admin.cameras.builtinHint' : 'admin.cameras.configHint'),
+        title: canEdit ? null : lockedText(c),
         onchange: (e) => act(camerasStatus, () => api.patch(`/api/cameras/${c.id}`, { record: e.target.checked }),
           'admin.cameras.updated', { name: c.name }),
       })),

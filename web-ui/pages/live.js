@@ -16,7 +16,7 @@
 import { h, fill } from '../dom.js';
 import { t } from '../i18n.js';
 import { api } from '../api.js';
-import { page, errorText, statusView, statusPoller } from '../components.js';
+import { page, errorText, localCameras, statusView, statusPoller } from '../components.js';
 import { whepConnect, whepSupported, framesDecoded, iceProtocol } from '../whep.js';
 import { mseConnect, mseSupported } from '../mse.js';
 
@@ -581,7 +581,7 @@ export function render() {
 
   // ---- start -------------------------------------------------------------------
   Promise.all([
-    api.get('/api/cameras'),
+    api.get('/api/cameras').then(localCameras),
     api.get('/api/live/config').catch(() => ({})),
   ]).then(
     ([list, config]) => {

@@ -7,7 +7,7 @@
 import { h, fill } from '../dom.js';
 import { t, formatTime } from '../i18n.js';
 import { ApiError, api } from '../api.js';
-import { page, field, statusLine, errorText } from '../components.js';
+import { page, field, statusLine, errorText, localCameras } from '../components.js';
 
 const WINDOW_MS = 10 * 60_000; // one playback.mp4 request
 const ZOOM_MS = 3_600_000; // the zoomed timeline shows one hour
@@ -974,7 +974,7 @@ export function render({ me } = {}) {
   drawTimeline();
   updateControls();
 
-  api.get('/api/cameras').then(
+  api.get('/api/cameras').then(localCameras).then(
     (cameras) => {
       const wanted = params.get('camera');
       const listed = cameras.some((c) => String(c.id) === wanted);
