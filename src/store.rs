@@ -634,8 +634,7 @@ pub async fn list_cameras(db: &AnyPool, granted_to: Option<i64>) -> Result<Vec<C
         }
         Some(uid) => {
             sqlx::query(&format!(
-                "SELECT {CAMERA_COLS} FROM cameras c JOIN grants g ON g.camera_id = c.id \
-             WHERE g.user_id = $1 {CAMERA_ORDER}"
+                "SELECT {CAMERA_COLS} FROM cameras c WHERE {GRANTED} {CAMERA_ORDER}"
             ))
             .bind(uid)
             .fetch_all(db)
@@ -703,13 +702,20 @@ pub async fn set_user_email(db: &AnyPool, user_id: i64, email: Option<&str>) -> 
     Ok(())
 }
 
+/// Whether camera `c` is granted to user `$1`: by itself, or by a grant of the node it is
+/// at or of a node above it (node names hold no `%` or `_`, so LIKE matches exactly).
+const GRANTED: &str = "(EXISTS (SELECT 1 FROM grants g WHERE g.user_id = $1 AND g.camera_id = c.id) \
+     OR EXISTS (SELECT 1 FROM node_grants n WHERE n.user_id = $1 \
+        AND (c.node_path = n.path OR c.node_path LIKE n.path || '/%')))";
+
 pub async fn has_grant(db: &AnyPool, user_id: i64, camera_id: i64) -> Result<bool> {
-    let n: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM grants WHERE user_id = $1 AND camera_id = $2")
-            .bind(user_id)
-            .bind(camera_id)
-            .fetch_one(db)
-            .await?;
+    let n: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM cameras c WHERE c.id = $2 AND {GRANTED}"
+    ))
+    .bind(user_id)
+    .bind(camera_id)
+    .fetch_one(db)
+    .await?;
     Ok(n > 0)
 }
 

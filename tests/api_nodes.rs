@@ -91,23 +91,9 @@ async fn a_child_is_registered_with_a_token_bound_to_this_nodes_key_and_revoked(
     assert!(r.text.contains("WebSocket"), "{}", r.text);
 
     // Removed: gone from the list, its secret refused, and both steps audited.
-    let r = h
-        .call(
-            Method::DELETE,
-            &format!("/api/nodes/{id}"),
-            Some(&admin),
-            None,
-        )
-        .await;
+    let r = h.delete(&format!("/api/nodes/{id}"), &admin).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
-    let r = h
-        .call(
-            Method::DELETE,
-            &format!("/api/nodes/{id}"),
-            Some(&admin),
-            None,
-        )
-        .await;
+    let r = h.delete(&format!("/api/nodes/{id}"), &admin).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert!(
         h.get("/api/nodes", &admin).await.json["children"]
@@ -251,17 +237,131 @@ async fn cameras_reported_by_a_child_are_listed_with_their_node_and_granted_like
     assert_eq!(seen[0]["id"], remote, "{seen}");
     assert_eq!(seen[0]["node"], "huyen-a/xa-b");
     // The child removed: its cameras and the grant go; the local camera stays.
-    let r = h
-        .call(
-            Method::DELETE,
-            &format!("/api/nodes/{node}"),
-            Some(&admin),
-            None,
-        )
-        .await;
+    let r = h.delete(&format!("/api/nodes/{node}"), &admin).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     let left = h.get("/api/cameras", &admin).await.json;
     assert_eq!(left.as_array().unwrap().len(), 1, "{left}");
     assert_eq!(left[0]["id"], local);
+    assert_eq!(h.get("/api/cameras", &op).await.json, json!([]));
+}
+
+/// A grant of a whole node shows a user every camera at it and below it, including those it
+/// reports later; a grant of a node further down, only those; a removed node takes its
+/// grants with it.
+#[tokio::test]
+async fn a_node_granted_whole_shows_every_camera_below_it() {
+    use xaso::federation::cameras::sync_remote;
+    use xaso::federation::proto::CameraInfo;
+    let h = https_harness().await;
+    let admin = h.admin().await;
+    h.add_camera(&admin, "Sân trụ sở").await;
+    let r = h
+        .call(
+            Method::POST,
+            "/api/nodes",
+            Some(&admin),
+            Some(json!({"name": "huyen-a", "level": "district"})),
+        )
+        .await;
+    let node = r.json["id"].as_i64().unwrap();
+    let cam = |id: i64, name: &str, at: &str| CameraInfo {
+        id,
+        name: name.into(),
+        node: at.into(),
+        record: true,
+        state: None,
+    };
+    let report = vec![cam(1, "Cổng huyện", ""), cam(2, "Chợ xã", "xa-b")];
+    sync_remote(&h.st.db, node, "huyen-a", &report, 1)
+        .await
+        .unwrap();
+    let uid = h.add_user(&admin, "cong-an", "operator").await;
+    let op = h.login("cong-an", PASSWORD).await;
+    let grants_path = format!("/api/users/{uid}/grants");
+    let grant =
+        |body: serde_json::Value| h.call(Method::PUT, &grants_path, Some(&admin), Some(body));
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let r = grant(json!({"camera_ids": [], "node_paths": ["huyen-a"]})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["node_paths"], json!(["huyen-a"]));
+    assert_eq!(
+        names(&h.get("/api/cameras", &op).await.json),
+        ["Cổng huyện", "Chợ xã"]
+    );
+    // A camera the node adds later is covered too.
+    let more = vec![
+        cam(1, "Cổng huyện", ""),
+        cam(2, "Chợ xã", "xa-b"),
+        cam(3, "Trạm y tế", "xa-c"),
+    ];
+    sync_remote(&h.st.db, node, "huyen-a", &more, 2)
+        .await
+        .unwrap();
+    let seen = h.get("/api/cameras", &op).await.json;
+    assert_eq!(seen.as_array().unwrap().len(), 3, "{seen}");
+    let id3 = seen[2]["id"].as_i64().unwrap();
+    assert_eq!(
+        h.get(&format!("/api/cameras/{id3}/status"), &op)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let me = h.get("/api/me", &op).await.json;
+    assert_eq!(me["camera_ids"].as_array().unwrap().len(), 3, "{me}");
+
+    // Only the commune: its camera, not the district's own.
+    let r = grant(json!({"camera_ids": [], "node_paths": ["huyen-a/xa-b"]})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(names(&h.get("/api/cameras", &op).await.json), ["Chợ xã"]);
+    assert_eq!(
+        h.get(&format!("/api/cameras/{id3}/status"), &op)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    // The users list shows it; camera grants alone leave node grants as they are.
+    let users = h.get("/api/users", &admin).await.json;
+    let u = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["id"] == uid)
+        .unwrap();
+    assert_eq!(u["node_paths"], json!(["huyen-a/xa-b"]));
+    let r = grant(json!({"camera_ids": [id3]})).await;
+    assert_eq!(r.json["node_paths"], json!(["huyen-a/xa-b"]), "{}", r.text);
+    assert_eq!(
+        names(&h.get("/api/cameras", &op).await.json),
+        ["Chợ xã", "Trạm y tế"]
+    );
+
+    // Unknown or malformed paths are refused and change nothing.
+    for bad in ["huyen-z", "huyen-a/", "Huyện A", "huyen-a/xa-b/../x"] {
+        let r = grant(json!({"camera_ids": [], "node_paths": [bad]})).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text);
+    }
+    assert_eq!(
+        names(&h.get("/api/cameras", &op).await.json),
+        ["Chợ xã", "Trạm y tế"]
+    );
+
+    // The node removed: its cameras and the grants of it go.
+    let r = h.delete(&format!("/api/nodes/{node}"), &admin).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let users = h.get("/api/users", &admin).await.json;
+    let u = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["id"] == uid)
+        .unwrap();
+    assert_eq!(u["node_paths"], json!([]), "{u}");
     assert_eq!(h.get("/api/cameras", &op).await.json, json!([]));
 }

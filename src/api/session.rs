@@ -177,14 +177,20 @@ pub struct Me {
     pub id: i64,
     pub username: String,
     pub role: Role,
-    /// Cameras granted to this user (admins see every camera regardless).
+    /// Cameras granted to this user, one by one or with their node (admins see every
+    /// camera regardless).
     pub camera_ids: Vec<i64>,
 }
 
 /// Who am I.
 #[utoipa::path(get, path = "/api/me", tag = "session", responses((status = 200, body = Me), (status = 401)))]
 async fn me(State(st): State<AppState>, caller: Caller) -> Result<axum::Json<Me>> {
-    let camera_ids = store::granted_camera_ids(&st.db, caller.user.id).await?;
+    // Granted one by one or with their node.
+    let camera_ids = store::list_cameras(&st.db, Some(caller.user.id))
+        .await?
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
     Ok(axum::Json(Me {
         id: caller.user.id,
         username: caller.user.username,

@@ -7,7 +7,9 @@ use super::extract::{ApiJson, ApiPath};
 use super::rfc3339;
 use super::session::blocking;
 use crate::auth::{self, Role};
+use crate::bail;
 use crate::error::Result;
+use crate::federation::store as nodes;
 use crate::store::{self, User};
 use axum::Router;
 use axum::extract::State;
@@ -34,11 +36,14 @@ pub struct UserOut {
     /// RFC 3339.
     pub created_at: String,
     pub camera_ids: Vec<i64>,
+    /// Nodes below this one granted whole (each with every node below it): `huyen-a/xa-b`.
+    pub node_paths: Vec<String>,
 }
 
 async fn user_out(st: &AppState, u: User) -> Result<UserOut> {
     Ok(UserOut {
         camera_ids: store::granted_camera_ids(&st.db, u.id).await?,
+        node_paths: nodes::granted_paths(&st.db, u.id).await?,
         email: u.email,
         id: u.id,
         username: u.username,
@@ -173,30 +178,64 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize, Serialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Grants {
     pub camera_ids: Vec<i64>,
+    /// Nodes below this one to grant whole, each with every node below it and every camera
+    /// they have or add later (`huyen-a`, `huyen-a/xa-b`); absent: left as they are.
+    #[serde(default)]
+    pub node_paths: Option<Vec<String>>,
 }
 
-/// Replace the cameras granted to a user (admin).
+#[derive(Serialize, ToSchema)]
+pub struct GrantsOut {
+    pub camera_ids: Vec<i64>,
+    pub node_paths: Vec<String>,
+}
+
+/// Replace the cameras (and nodes) granted to a user (admin).
 #[utoipa::path(put, path = "/api/users/{id}/grants", tag = "users", request_body = Grants, params(("id" = i64, Path)),
-    responses((status = 200, body = Grants), (status = 400), (status = 401), (status = 403), (status = 404)))]
+    responses((status = 200, body = GrantsOut), (status = 400), (status = 401), (status = 403), (status = 404)))]
 async fn set_grants(
     State(st): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
     ApiJson(req): ApiJson<Grants>,
-) -> Result<axum::Json<Grants>> {
+) -> Result<axum::Json<GrantsOut>> {
     caller.require_admin()?;
-    let before = store::granted_camera_ids(&st.db, id)
-        .await
-        .unwrap_or_default();
-    let camera_ids = store::set_grants(&st.db, id, &req.camera_ids).await?;
     let user = store::user_by_id(&st.db, id).await?;
+    let before = store::granted_camera_ids(&st.db, id).await?;
+    let paths_before = nodes::granted_paths(&st.db, id).await?;
+    if let Some(paths) = &req.node_paths {
+        // The nodes linked below now, and those the catalogue holds cameras of (a grant may
+        // be given while a link is down).
+        let mut known = st.federation.known_paths();
+        for c in store::list_cameras(&st.db, None).await? {
+            if let Some(r) = c.remote {
+                known.push(r.path);
+            }
+        }
+        for p in paths {
+            nodes::validate_path(p)?;
+            if !known.contains(p) {
+                bail!(InvalidArgument, "no node {p:?} below this one");
+            }
+        }
+    }
+    let camera_ids = store::set_grants(&st.db, id, &req.camera_ids).await?;
+    let node_paths = match &req.node_paths {
+        Some(p) => nodes::set_granted_paths(&st.db, id, p).await?,
+        None => paths_before.clone(),
+    };
     let mut ev = caller.event("grant.set");
-    ev.detail =
-        Some(serde_json::json!({ "user": user.username, "before": before, "after": camera_ids }));
+    ev.detail = Some(serde_json::json!({
+        "user": user.username, "before": before, "after": camera_ids,
+        "nodes_before": paths_before, "nodes_after": node_paths,
+    }));
     st.audit(ev).await?;
-    Ok(axum::Json(Grants { camera_ids }))
+    Ok(axum::Json(GrantsOut {
+        camera_ids,
+        node_paths,
+    }))
 }

@@ -260,6 +260,25 @@ impl Federation {
         self.uplink.lock().unwrap().clone()
     }
 
+    /// The path of every node below this one (`huyen-a`, `huyen-a/xa-b`, ...): the
+    /// registered children and what they report below them.
+    pub fn known_paths(&self) -> Vec<String> {
+        fn walk(prefix: &str, nodes: &[TreeNode], out: &mut Vec<String>) {
+            for n in nodes {
+                let p = format!("{prefix}/{}", n.name);
+                walk(&p, &n.nodes, out);
+                out.push(p);
+            }
+        }
+        let mut out = Vec::new();
+        for c in self.children() {
+            walk(&c.row.name, &c.tree, &mut out);
+            out.push(c.row.name);
+        }
+        out.sort();
+        out
+    }
+
     /// The tree below this node, as reported up to the parent.
     pub fn tree(&self) -> Vec<TreeNode> {
         self.children()

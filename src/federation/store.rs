@@ -125,13 +125,72 @@ pub async fn by_token_hash(db: &AnyPool, token_hash: &str) -> Result<Option<Node
     r.as_ref().map(row).transpose()
 }
 
+/// Removes a child: its row, its cameras (by the foreign key) and the grants of it and of
+/// the nodes below it (a node added again later under the same name is another node).
 pub async fn delete(db: &AnyPool, id: i64) -> Result<NodeRow> {
     let n = by_id(db, id).await?;
+    let mut tx = db.begin().await?;
+    sqlx::query("DELETE FROM node_grants WHERE path = $1 OR path LIKE $2")
+        .bind(&n.name)
+        .bind(format!("{}/%", n.name))
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("DELETE FROM nodes WHERE id = $1")
         .bind(id)
-        .execute(db)
+        .execute(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok(n)
+}
+
+/// A node path as grants name it: node names joined by `/` (`huyen-a/xa-b`).
+pub fn validate_path(path: &str) -> Result<()> {
+    if path.split('/').all(|s| validate_name(s).is_ok()) {
+        Ok(())
+    } else {
+        bail!(
+            InvalidArgument,
+            "{path:?} is not a node path (node names joined by '/', e.g. huyen-a/xa-b)"
+        )
+    }
+}
+
+/// The nodes granted whole to a user, sorted.
+pub async fn granted_paths(db: &AnyPool, user_id: i64) -> Result<Vec<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT path FROM node_grants WHERE user_id = $1 ORDER BY path")
+            .bind(user_id)
+            .fetch_all(db)
+            .await?,
+    )
+}
+
+/// Replaces the nodes granted whole to a user (the caller checked that they exist).
+pub async fn set_granted_paths(
+    db: &AnyPool,
+    user_id: i64,
+    paths: &[String],
+) -> Result<Vec<String>> {
+    let mut paths = paths.to_vec();
+    for p in &paths {
+        validate_path(p)?;
+    }
+    paths.sort();
+    paths.dedup();
+    let mut tx = db.begin().await?;
+    sqlx::query("DELETE FROM node_grants WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+    for p in &paths {
+        sqlx::query("INSERT INTO node_grants (user_id, path) VALUES ($1, $2)")
+            .bind(user_id)
+            .bind(p)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(paths)
 }
 
 /// The ids of every registered child (the server checks its links against them, so that a

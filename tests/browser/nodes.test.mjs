@@ -157,6 +157,31 @@ async function main() {
       await pp.screenshot({ path: path.join(OUT, 'nodes-remote-camera.png'), fullPage: true });
     });
 
+    await test('a whole child node is granted in the page, and its cameras are the operator\'s', async () => {
+      const op = { username: 'cong-an-huyen', password: 'Operator-pass-9x3k' };
+      let res = await pp.request.post('/api/users', { data: { ...op, role: 'operator' } });
+      assert.equal(res.status(), 201);
+      await pp.reload();
+      await pp.getByTestId('nodes-card').waitFor();
+      const grant = pp.getByTestId(`grant-${op.username}-node-xa-tan-lap`);
+      await expectText(pp.locator('label', { has: grant }), 'Toàn bộ xa-tan-lap');
+      assert.equal(await grant.isChecked(), false);
+      await grant.check();
+      await pp.getByTestId(`grants-save-${op.username}`).click();
+      await expectText(pp.getByTestId('users-status'), op.username);
+      // the table was drawn again from the server's answer
+      assert.equal(await pp.getByTestId(`grant-${op.username}-node-xa-tan-lap`).isChecked(), true);
+      const ctx = await browser.newContext({ baseURL: parent.base, ignoreHTTPSErrors: true });
+      try {
+        res = await ctx.request.post('/api/login', { data: op });
+        assert.equal(res.status(), 200);
+        const cams = await (await ctx.request.get('/api/cameras')).json();
+        assert.deepEqual(cams.map((c) => [c.node, c.name]), [['xa-tan-lap', 'Cổng UBND xã']]);
+      } finally {
+        await ctx.close();
+      }
+    });
+
     await test('removing the child in the page cuts its link, and the child shows why', async () => {
       await pp.getByTestId('node-remove-xa-tan-lap').click();
       await expectText(pp.getByTestId('nodes-status'), 'Đã gỡ bỏ cấp dưới xa-tan-lap');

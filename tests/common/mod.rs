@@ -146,6 +146,10 @@ impl Harness {
         self.call(Method::GET, path, Some(auth), None).await
     }
 
+    pub async fn delete(&self, path: &str, auth: &str) -> Resp {
+        self.call(Method::DELETE, path, Some(auth), None).await
+    }
+
     /// Logs in and returns the `Cookie` header value.
     pub async fn login(&self, user: &str, password: &str) -> String {
         let r = self

@@ -7,7 +7,7 @@ import { nodesSection } from './admin-nodes.js';
 import { page, field, runAction, statusLine, roleLabel, ROLES, statusPoller, statusView } from '../components.js';
 
 export function render({ me }) {
-  const state = { users: [], cameras: [], tokens: [], newToken: null };
+  const state = { users: [], cameras: [], tokens: [], nodePaths: [], newToken: null };
   const usersStatus = statusLine('users-status');
   const camerasStatus = statusLine('cameras-status');
   const tokensStatus = statusLine('tokens-status');
@@ -21,12 +21,20 @@ export function render({ me }) {
   let cameraEdit = null; // {id, row}: the camera being edited, kept across redraws
 
   async function reload() {
-    const [users, cameras, tokens] = await Promise.all([
-      api.get('/api/users'), api.get('/api/cameras'), api.get('/api/tokens'),
+    const [users, cameras, tokens, nodes] = await Promise.all([
+      api.get('/api/users'), api.get('/api/cameras'), api.get('/api/tokens'), api.get('/api/nodes'),
     ]);
-    Object.assign(state, { users, cameras, tokens });
+    Object.assign(state, { users, cameras, tokens, nodePaths: nodePaths(nodes.children) });
     draw();
     poller.refresh();
+  }
+
+  /** Every node below this one, as grants name it (`huyen-a`, `huyen-a/xa-b`). */
+  function nodePaths(nodes, prefix = '') {
+    return nodes.flatMap((n) => {
+      const p = prefix ? `${prefix}/${n.name}` : n.name;
+      return [p, ...nodePaths(n.nodes || [], p)];
+    });
   }
 
   /** Run an API action, report it in `status`, then reload everything. */
@@ -75,12 +83,18 @@ export function render({ me }) {
       },
     });
 
-    const grants = state.cameras.map((c) => h('label', { class: 'check' },
+    // Whole nodes first (each with everything below it), then single cameras.
+    const nodeGrants = state.nodePaths.map((p) => h('label', { class: 'check node-grant' },
+      h('input', { type: 'checkbox', value: p, testid: `grant-${u}-node-${p}`, checked: (user.node_paths || []).includes(p) }),
+      t('admin.users.wholeNode', { node: p })));
+    const cameraGrants = state.cameras.map((c) => h('label', { class: 'check' },
       h('input', { type: 'checkbox', value: String(c.id), testid: `grant-${u}-${c.id}`, checked: user.camera_ids.includes(c.id) }),
       c.node ? `${c.node} / ${c.name}` : c.name));
+    const grants = [...nodeGrants, ...cameraGrants];
+    const checked = (labels) => labels.map((l) => l.querySelector('input')).filter((i) => i.checked).map((i) => i.value);
     const saveGrants = () => {
-      const ids = grants.map((l) => l.querySelector('input')).filter((i) => i.checked).map((i) => Number(i.value));
-      return act(usersStatus, () => api.put(`/api/users/${user.id}/grants`, { camera_ids: ids }),
+      const body = { camera_ids: checked(cameraGrants).map(Number), node_paths: checked(nodeGrants) };
+      return act(usersStatus, () => api.put(`/api/users/${user.id}/grants`, body),
         'admin.users.grantsSaved', { username: u });
     };
 
