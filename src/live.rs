@@ -46,6 +46,9 @@ pub(crate) struct TapTracks {
     /// The video track's ISO BMFF sample entry (`avc1`/`hvc1`), for the MSE fallback.
     pub(crate) video_entry: Option<Arc<[u8]>>,
     pub(crate) audio: Option<Codec>,
+    /// The camera's audio as it comes (codec and sample entry), before any transcode: what
+    /// a child node relays up to its parent (`federation::relay`).
+    pub(crate) audio_in: Option<(Codec, Option<Arc<[u8]>>)>,
 }
 
 /// What the tap passes to MSE viewers (`crate::mse`), in order.
@@ -71,6 +74,9 @@ struct TapInner {
     mse_viewers: usize,
     /// When someone last watched (or asked to): live-only pulls stop after a while without.
     last_watched: Option<Instant>,
+    /// Counted as watched until then: a node below is being asked for the stream on behalf of
+    /// a relay (`Tap::hold`), which lingers nowhere but at the node its viewers are at.
+    held_until: Option<Instant>,
     /// The camera's AAC configuration, when its audio is AAC.
     aac: Option<xaso_simcam::mp4::AacConfig>,
     /// AAC → Opus while someone watches over WebRTC (`gstreamer` builds).
@@ -126,6 +132,7 @@ impl Tap {
                     let opus =
                         codec == Codec::Aac && t.aac.is_some() && xaso_pipelines::available();
                     tracks.audio = Some(if opus { Codec::Opus } else { codec });
+                    tracks.audio_in = Some((codec, entry.map(Arc::from)));
                 }
             }
             if tracks != t.tracks {
@@ -270,10 +277,18 @@ impl Tap {
         self.inner.lock().expect("tap lock").last_watched = Some(Instant::now());
     }
 
+    /// Counts as watched for `d` from now, without counting as a viewer that left (which
+    /// would keep the stream for the linger time): a relay for the node above opening it.
+    pub fn hold(&self, d: std::time::Duration) {
+        let mut t = self.inner.lock().expect("tap lock");
+        let until = Instant::now() + d;
+        t.held_until = Some(t.held_until.map_or(until, |h| h.max(until)));
+    }
+
     /// How long nobody has watched (zero while someone does).
     pub fn idle_for(&self) -> std::time::Duration {
         let t = self.inner.lock().expect("tap lock");
-        if t.watched || t.mse_viewers > 0 {
+        if t.watched || t.mse_viewers > 0 || t.held_until.is_some_and(|h| h > Instant::now()) {
             return std::time::Duration::ZERO;
         }
         t.last_watched
@@ -491,14 +506,18 @@ pub(crate) struct MseFeed {
     pub(crate) events: tokio::sync::broadcast::Receiver<MseEvent>,
     tap: Arc<Tap>,
     live: Arc<Live>,
+    /// A viewer's (the stream lingers after it leaves), not a relay's ([`Live::watch_relay`]).
+    viewer: bool,
 }
 
 impl Drop for MseFeed {
     fn drop(&mut self) {
         let mut t = self.tap.inner.lock().expect("tap lock");
         t.mse_viewers = t.mse_viewers.saturating_sub(1);
-        t.last_watched = Some(Instant::now());
-        self.live.mse_sessions.fetch_sub(1, Ordering::Relaxed);
+        if self.viewer {
+            t.last_watched = Some(Instant::now());
+            self.live.mse_sessions.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -676,19 +695,33 @@ impl Live {
     /// and tracks, then every event, with no frame missed or repeated between the two.
     /// Dropping the feed ends the viewer.
     pub(crate) fn watch_mse(self: &Arc<Self>, source: i64) -> Result<MseFeed, LiveError> {
+        self.feed(source, true)
+    }
+
+    /// A tap's frames as they come, for the node above (`federation::relay`): like an MSE
+    /// viewer's feed, but not counted as an MSE session, and its end leaves no linger time
+    /// (the node above lingers for its own viewers).
+    pub(crate) fn watch_relay(self: &Arc<Self>, source: i64) -> Result<MseFeed, LiveError> {
+        self.feed(source, false)
+    }
+
+    fn feed(self: &Arc<Self>, source: i64, viewer: bool) -> Result<MseFeed, LiveError> {
         let tap = self.tap(source);
         let mut t = tap.inner.lock().expect("tap lock");
         if !t.streaming {
             return Err(LiveError::NotStreaming);
         }
         t.mse_viewers += 1;
-        self.mse_sessions.fetch_add(1, Ordering::Relaxed);
+        if viewer {
+            self.mse_sessions.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(MseFeed {
             gop: t.gop.clone(),
             tracks: t.tracks.clone(),
             events: tap.mse.subscribe(),
             tap: tap.clone(),
             live: self.clone(),
+            viewer,
         })
     }
 

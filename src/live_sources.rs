@@ -7,6 +7,7 @@
 //! the main stream's tap has the camera's id, the sub-stream's the negated id.
 
 use crate::live::{Live, Tap};
+use crate::store::Camera;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -164,4 +165,42 @@ impl LiveSources {
             tap.ingest_frame(&codecs, &frame);
         }
     }
+}
+
+/// How long a viewer's request waits for a stream pulled on demand to show a keyframe.
+pub const OPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// The tap a viewer of this node's camera `cam` watches for `want`: the sub-stream when asked for and
+/// configured (pulled on demand; the main stream if it cannot be had); the main stream of
+/// a camera that is not recorded is pulled on demand too. A recorded camera's main stream
+/// is the recorder's.
+pub async fn prepare(live: &Arc<Live>, cam: &Camera, want: Stream, wait: Duration) -> i64 {
+    let transport = if cam.transport == "udp" {
+        xaso_ingest::Transport::Udp
+    } else {
+        xaso_ingest::Transport::Tcp
+    };
+    let pull = |url: &str, stream: Stream| {
+        let src = xaso_ingest::Source {
+            url: url.to_string(),
+            transport,
+        };
+        let sources = live.sources.get().cloned();
+        async move {
+            match sources {
+                Some(s) => s.ensure(stream.tap_id(cam.id), src, wait).await,
+                None => false,
+            }
+        }
+    };
+    if want == Stream::Sub
+        && let Some(url) = &cam.substream_url
+        && pull(url, Stream::Sub).await
+    {
+        return Stream::Sub.tap_id(cam.id);
+    }
+    if !cam.record {
+        pull(&cam.url, Stream::Main).await;
+    }
+    Stream::Main.tap_id(cam.id)
 }

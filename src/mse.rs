@@ -229,6 +229,7 @@ mod tests {
             video: Some((Codec::H264, Default::default())),
             video_entry: Some(Arc::from(entry)),
             audio: None,
+            audio_in: None,
         }
     }
 

@@ -162,6 +162,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     );
     tokio::spawn(sweep_sessions(pool.clone(), clocks.clone()));
     let rec = recorder.clone();
+    if let Some(live) = &state.live {
+        state
+            .federation
+            .set_live(live.clone(), state.audit_log.clone());
+    }
     state.federation.set_local_states(Box::new(move || {
         rec.statuses()
             .into_iter()

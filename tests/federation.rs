@@ -6,102 +6,24 @@
 mod common;
 
 use common::netns::{in_new_netns, runtime_in_netns, sh, veth_into};
+use common::nodes::*;
 use common::proc::*;
 use serde_json::Value;
-use std::path::Path;
 use std::time::{Duration, Instant};
-
-const PW: &str = "admin-password-1";
-
-fn env<'a>(tls: bool, parent: Option<(&'a str, &'a str)>) -> Vec<(&'a str, &'a str)> {
-    let mut e = vec![
-        ("XASO_ADMIN_PASSWORD", PW),
-        ("XASO_RECORDING__SIMULATED_CAMERA", "false"),
-    ];
-    if tls {
-        e.push(("XASO_TLS", "self-signed"));
-    }
-    if let Some((url, token)) = parent {
-        e.push(("XASO_PARENT__URL", url));
-        e.push(("XASO_PARENT__TOKEN", token));
-    }
-    e
-}
-
-/// `xaso node add` on the node whose data is in `dir`: the token, the one line it prints.
-fn node_add(dir: &Path, name: &str, level: &str) -> String {
-    let o = run(
-        xaso(dir)
-            .env("XASO_TLS", "self-signed")
-            .args(["node", "add", name, "--level", level]),
-        None,
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    let out = String::from_utf8(o.stdout).unwrap();
-    let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 1, "one line and nothing else: {out:?}");
-    assert!(lines[0].starts_with("xn1."), "{out:?}");
-    lines[0].to_owned()
-}
-
-async fn admin(url: &str) -> reqwest::Client {
-    let c = client();
-    assert_eq!(login(&c, url, "admin", PW).await, 200);
-    c
-}
-
-/// Polls `GET /api/nodes` until `ok` holds (or panics after `limit`, showing the last).
-async fn wait_nodes(
-    c: &reqwest::Client,
-    url: &str,
-    limit: Duration,
-    what: &str,
-    ok: impl Fn(&Value) -> bool,
-) -> (Value, Duration) {
-    let t0 = Instant::now();
-    loop {
-        let v = get_json(c, &format!("{url}/api/nodes")).await;
-        if ok(&v) {
-            return (v, t0.elapsed());
-        }
-        if t0.elapsed() > limit {
-            panic!("{what}: not within {limit:?}; last /api/nodes: {v:#}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn child<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
-    v["children"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-}
 
 #[tokio::test]
 async fn three_levels_join_survive_a_restart_and_a_removed_child_is_cut_off() {
-    let (top_dir, mid_dir, leaf_dir) = (
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    );
-    // Tokens are made before the servers ever ran: `node add` makes the key it pins.
-    let mid_token = node_add(top_dir.path(), "huyen-a", "district");
-    let leaf_token = node_add(mid_dir.path(), "xa-tan-lap", "commune");
-
-    let top = start(top_dir.path(), &env(true, None), &[]);
-    let mid = start(
-        mid_dir.path(),
-        &env(true, Some((&top.url, &mid_token))),
-        &[],
-    );
-    let t_leaf = Instant::now();
-    let leaf = start(
-        leaf_dir.path(),
-        &env(false, Some((&mid.url, &leaf_token))),
-        &[],
-    );
+    let ThreeLevels {
+        top_dir,
+        mid_dir,
+        leaf_dir: _leaf_dir,
+        mid_token,
+        leaf_token,
+        top,
+        mid,
+        leaf,
+        leaf_started: t_leaf,
+    } = three_levels();
     let (ct, cm, cl) = (
         admin(&top.url).await,
         admin(&mid.url).await,
@@ -367,27 +289,6 @@ async fn add_camera(c: &reqwest::Client, url: &str, name: &str) -> Value {
         .unwrap();
     assert_eq!(r.status(), 201);
     r.json::<Value>().await.unwrap()["id"].clone()
-}
-
-/// Waits (up to 5 s) for a camera named `name` at node `node` in `GET /api/cameras`.
-async fn wait_camera(c: &reqwest::Client, url: &str, node: &str, name: &str) -> Value {
-    let t0 = Instant::now();
-    loop {
-        let cams = get_json(c, &format!("{url}/api/cameras")).await;
-        if let Some(cam) = cams
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["node"] == node && c["name"] == name)
-        {
-            return cam.clone();
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "no camera {name:?} at {node} within 5 s: {cams}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The middle node's `--listen` address, from the URL the leaf dials.

@@ -10,6 +10,7 @@ mod common;
 mod whep_load;
 
 use common::camera::TestCamera;
+use common::probe::probe_video;
 use common::proc::*;
 use serde_json::Value;
 use std::time::Duration;
@@ -326,27 +327,6 @@ async fn mse_capture(url: &str, token: &str, secs: u64) -> (String, Vec<u8>) {
     }
     ws.send(Message::Close(None)).await.unwrap();
     (init["mime"].as_str().unwrap().to_string(), file)
-}
-
-/// The first video stream's `entries` (ffprobe `-show_entries stream=…`) of an MP4 file.
-fn probe_video(path: &std::path::Path, entries: &str, count_frames: bool) -> Value {
-    let mut cmd = std::process::Command::new("ffprobe");
-    cmd.args(["-v", "error", "-select_streams", "v:0"]);
-    if count_frames {
-        cmd.arg("-count_frames");
-    }
-    let out = cmd
-        .args(["-show_entries", &format!("stream={entries}"), "-of", "json"])
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let p: Value = serde_json::from_slice(&out.stdout).unwrap();
-    p["streams"][0].clone()
 }
 
 /// Width and height of the video in an MP4 file, by ffprobe.

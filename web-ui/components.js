@@ -268,10 +268,16 @@ export function statusPoller(anchor) {
 
 /**
  * This node's own cameras from a GET /api/cameras answer: the cameras of nodes below it
- * are listed there (for grants) but are watched and reviewed at their node for now.
+ * are listed there too, and watched live here (relayed over the link), but their footage
+ * is reviewed at their node for now.
  */
 export function localCameras(cameras) {
   return Array.isArray(cameras) ? cameras.filter((c) => c.origin !== 'remote') : [];
+}
+
+/** A camera's name as lists show it: with its node when it is at a node below this one. */
+export function cameraLabel(c) {
+  return c.node ? `${c.node} / ${c.name}` : c.name;
 }
 
 /**

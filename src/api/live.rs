@@ -11,7 +11,7 @@ use super::extract::{ApiPath, ApiQuery};
 use crate::auth::CameraUse;
 use crate::error::Result;
 use crate::live::{Live, LiveError, SessionInfo, Viewer};
-use crate::live_sources::Stream;
+use crate::live_sources::{OPEN_WAIT, Stream};
 use crate::{bail, err, store};
 use axum::Router;
 use axum::extract::State;
@@ -82,7 +82,7 @@ async fn offer(
         },
         started_ms: st.now_ms(),
     };
-    let source = prepare_source(&live, &cam, q.stream()).await;
+    let source = prepare_source(&st, &caller, &live, &cam, q.stream()).await;
     let mut res = live.subscribe(source, offer.clone(), info.clone()).await;
     // A browser that cannot take the main stream's codec (H.265) gets the sub-stream.
     if matches!(
@@ -91,7 +91,7 @@ async fn offer(
     ) && cam.substream_url.is_some()
         && source == Stream::Main.tap_id(id)
     {
-        let sub = prepare_source(&live, &cam, Stream::Sub).await;
+        let sub = prepare_source(&st, &caller, &live, &cam, Stream::Sub).await;
         if sub != source {
             res = live.subscribe(sub, offer.clone(), info.clone()).await;
         }
@@ -208,45 +208,22 @@ async fn may_watch(st: &AppState, caller: &Caller, id: i64) -> Result<store::Cam
         }
         return Err(e);
     }
-    store::local_camera(&st.db, id).await
+    // A camera below this node is watched through the link toward it.
+    store::camera(&st.db, id).await
 }
 
-/// How long a viewer's request waits for a stream pulled on demand to show a keyframe.
-const OPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(8);
-
-/// The tap a viewer of `cam` watches for `want`: the sub-stream when asked for and
-/// configured (pulled on demand; the main stream if it cannot be had); the main stream of
-/// a camera that is not recorded is pulled on demand too. A recorded camera's main stream
-/// is the recorder's.
-async fn prepare_source(live: &Arc<Live>, cam: &store::Camera, want: Stream) -> i64 {
-    let transport = if cam.transport == "udp" {
-        xaso_ingest::Transport::Udp
-    } else {
-        xaso_ingest::Transport::Tcp
-    };
-    let pull = |url: &str, stream: Stream| {
-        let src = xaso_ingest::Source {
-            url: url.to_string(),
-            transport,
-        };
-        let sources = live.sources.get().cloned();
-        async move {
-            match sources {
-                Some(s) => s.ensure(stream.tap_id(cam.id), src, OPEN_WAIT).await,
-                None => false,
-            }
-        }
-    };
-    if want == Stream::Sub
-        && let Some(url) = &cam.substream_url
-        && pull(url, Stream::Sub).await
-    {
-        return Stream::Sub.tap_id(cam.id);
-    }
-    if !cam.record {
-        pull(&cam.url, Stream::Main).await;
-    }
-    Stream::Main.tap_id(cam.id)
+/// The tap a viewer of `cam` watches for `want`: see `Federation::source_for` (this
+/// node's camera, or one below relayed over the link toward it).
+async fn prepare_source(
+    st: &AppState,
+    caller: &Caller,
+    live: &Arc<Live>,
+    cam: &store::Camera,
+    want: Stream,
+) -> i64 {
+    st.federation
+        .source_for(live, cam, want, &caller.user.username, false, OPEN_WAIT)
+        .await
 }
 
 /// The MSE fallback: the camera as fragmented MP4 over a WebSocket (see [`crate::mse`]).
@@ -314,7 +291,7 @@ async fn start_mse(
     let Some(live) = st.live.clone() else {
         bail!(Unavailable, "live view is not running on this server");
     };
-    let source = prepare_source(&live, cam, want).await;
+    let source = prepare_source(st, caller, &live, cam, want).await;
     let feed = match live.watch_mse(source) {
         Ok(f) => f,
         Err(_) => bail!(Unavailable, "the camera is not streaming right now"),

@@ -52,7 +52,8 @@ impl LinkOut {
             rtt_ms: f.rtt.map(|d| d.as_secs_f64() * 1e3),
             bytes_sent: f.bytes_sent,
             bytes_received: f.bytes_received,
-            ..Default::default()
+            streams_sent: f.streams_sent,
+            streams_received: f.streams_received,
         }
     }
 }

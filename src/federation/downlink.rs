@@ -1,13 +1,15 @@
 //! The parent's end of a child's link: the child was authenticated by its secret when its
 //! WebSocket was accepted (`GET /api/federation/link`); this greets it, keeps its figures
-//! and the tree it reports in the hub, and records the link going up and down.
+//! and the tree it reports in the hub, feeds the streams it relays into their taps
+//! (`relay::Inbound`), and records the link going up and down.
 
 use super::link::{self, End, LinkIo, Side};
 use super::proto::{LinkCore, Msg, PROTO, TreeNode};
+use super::relay::{Inbound, Outbox};
 use super::store::{self, NodeRow};
 use super::{ChildLink, Federation};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use tokio::sync::{Notify, watch};
 
 struct Child<'a> {
@@ -15,6 +17,9 @@ struct Child<'a> {
     id: i64,
     name: String,
     link: u64,
+    inbound: Arc<Mutex<Inbound>>,
+    /// Why the link must end (a broken relayed frame), found where no error can be returned.
+    broken: Option<String>,
 }
 
 impl Child<'_> {
@@ -43,15 +48,36 @@ impl Side for Child<'_> {
                 self.with(|c| c.tree = nodes);
                 self.fed.tree_changed.notify_one();
             }
+            Msg::Tracks { ch, video, audio } => {
+                self.inbound.lock().unwrap().tracks(ch, video, audio)?;
+            }
+            Msg::Restart { ch } => self.inbound.lock().unwrap().restart(ch),
+            Msg::Unwatched { ch, reason } => {
+                tracing::info!(node = %self.name, ch, %reason, "the child stopped a relayed stream");
+                self.inbound.lock().unwrap().close(ch);
+            }
             other => tracing::debug!(node = self.id, msg = ?other, "link message ignored"),
         }
         Ok(())
     }
 
+    fn on_binary(&mut self, _: &mut LinkCore, frame: bytes::Bytes) {
+        if let Err(e) = self.inbound.lock().unwrap().frame(&frame) {
+            self.broken.get_or_insert(e);
+        }
+    }
+
     fn on_wake(&mut self, _: &mut LinkCore) {}
 
     fn publish(&mut self, core: &LinkCore) {
-        let f = core.figures().clone();
+        let mut f = core.figures().clone();
+        f.streams_received = self.inbound.lock().unwrap().len() as u32;
+        if let Some(why) = self.broken.take() {
+            self.with(|c| {
+                c.kick
+                    .send_replace(Some(format!("a broken relayed frame: {why}")))
+            });
+        }
         self.with(|c| c.figures = f);
     }
 }
@@ -91,6 +117,8 @@ pub async fn serve<L: LinkIo>(
     let link = fed.next_link.fetch_add(1, Ordering::Relaxed);
     let (kick, mut kick_rx) = watch::channel(None);
     let now_ms = fed.now_ms();
+    let out = Arc::new(Outbox::default());
+    let inbound = Arc::new(Mutex::new(Inbound::default()));
     let old = fed.children.lock().unwrap().insert(
         node.id,
         ChildLink {
@@ -101,6 +129,8 @@ pub async fn serve<L: LinkIo>(
             figures: Default::default(),
             tree: Vec::new(),
             kick,
+            out: out.clone(),
+            inbound: inbound.clone(),
         },
     );
     if let Some(old) = old {
@@ -125,9 +155,13 @@ pub async fn serve<L: LinkIo>(
         id: node.id,
         name: node.name.clone(),
         link,
+        inbound: inbound.clone(),
+        broken: None,
     };
     let never = Notify::new();
-    let end = link::drive(&mut io, &mut core, &mut side, &mut kick_rx, &never).await;
+    let end = link::drive(&mut io, &mut core, &mut side, &mut kick_rx, &never, &out).await;
+    // The streams it relayed stop; their feeds ask again on the child's next link.
+    inbound.lock().unwrap().close_all();
 
     let still_ours = {
         let mut m = fed.children.lock().unwrap();

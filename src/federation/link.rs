@@ -1,9 +1,11 @@
 //! One link's I/O loop, the same on both ends: [`LinkIo`] is the seam in front of the
 //! WebSocket (axum's on the parent, tokio-tungstenite's on the child, channels in tests),
 //! [`drive`] runs a [`LinkCore`] over it until the link ends, handing each message to the
-//! [`Side`] that owns it.
+//! [`Side`] that owns it, and writing what other tasks put in the link's [`Outbox`]:
+//! control messages first, then relayed media, one frame at a time between reads.
 
 use super::proto::{LinkCore, Msg};
+use super::relay::Outbox;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use std::future::Future;
@@ -28,6 +30,8 @@ pub trait LinkIo: Send {
 pub trait Side: Send {
     /// A message arrived; `Err(reason)` ends the link.
     fn on_msg(&mut self, core: &mut LinkCore, m: Msg) -> Result<(), String>;
+    /// A binary frame (relayed media) arrived.
+    fn on_binary(&mut self, _core: &mut LinkCore, _frame: Bytes) {}
     /// The owner asked for attention (e.g. the tree below this node changed).
     fn on_wake(&mut self, core: &mut LinkCore);
     /// After every step: the link's figures, for the API.
@@ -60,15 +64,25 @@ fn now() -> std::time::Instant {
 }
 
 /// Runs the link until it ends. `kick` ends it on purpose: its value becomes the reason;
-/// `wake` calls [`Side::on_wake`].
+/// `wake` calls [`Side::on_wake`]; `out` holds what other tasks send on the link.
+///
+/// Reads come first (a driver that was busy writing reads what arrived before it judges
+/// the far side silent), then the ping clock, then the outbox: control messages before
+/// media, and one media frame per turn, so a stream filling the link never holds back a
+/// ping or a `watch`.
 pub async fn drive<L: LinkIo, S: Side>(
     io: &mut L,
     core: &mut LinkCore,
     side: &mut S,
     kick: &mut watch::Receiver<Option<String>>,
     wake: &Notify,
+    out: &Outbox,
 ) -> End {
     loop {
+        core.ping_if_due(now());
+        for t in out.take_text() {
+            core.send_text(t);
+        }
         while let Some(t) = core.poll_transmit() {
             if let Err(e) = io.send(Frame::Text(t)).await {
                 side.publish(core);
@@ -90,11 +104,20 @@ pub async fn drive<L: LinkIo, S: Side>(
             return End::Kicked(reason);
         }
         let deadline = tokio::time::Instant::from_std(core.poll_timeout());
+        let media_waiting = out.has_media();
         tokio::select! {
+            biased;
+            r = kick.changed() => if r.is_err() {
+                io.close().await;
+                return End::Kicked("the link's owner is gone".into());
+            },
             f = io.recv() => match f {
                 None => return End::Closed("the connection was closed".into()),
                 Some(Err(e)) => return End::Failed(format!("cannot receive: {e}")),
-                Some(Ok(Frame::Binary(b))) => core.handle_binary(now(), b.len()),
+                Some(Ok(Frame::Binary(b))) => {
+                    core.handle_binary(now(), b.len());
+                    side.on_binary(core, b);
+                }
                 Some(Ok(Frame::Text(t))) => match core.handle_text(now(), &t) {
                     Ok(None) => {}
                     Ok(Some(Msg::Bye { reason })) => return End::Closed(reason),
@@ -116,8 +139,20 @@ pub async fn drive<L: LinkIo, S: Side>(
                     return End::Failed(e.to_string());
                 }
             }
-            _ = kick.changed() => {}
             _ = wake.notified() => side.on_wake(core),
+            _ = out.ready(), if !media_waiting => {}
+            _ = std::future::ready(()), if media_waiting => {
+                if let Some(f) = out.pop_stream() {
+                    let len = match &f {
+                        Frame::Text(t) => t.len(),
+                        Frame::Binary(b) => b.len(),
+                    };
+                    if let Err(e) = io.send(f).await {
+                        return End::Failed(format!("cannot send: {e}"));
+                    }
+                    core.sent_binary(len);
+                }
+            }
         }
     }
 }
@@ -243,33 +278,67 @@ mod tests {
         }
     }
 
+    /// Both ends of a link over channels, driven beside `meanwhile`: a's kick, b's wake and
+    /// a's outbox are the test's.
+    struct Ends {
+        kick_a: watch::Sender<Option<String>>,
+        wake_b: Notify,
+        out_a: Outbox,
+    }
+
+    async fn both_ends<A: Side, B: Side, F: Future>(
+        (mut sa, mut sb): (A, B),
+        meanwhile: impl FnOnce(std::sync::Arc<Ends>) -> F,
+    ) -> ((End, A), (End, B), F::Output) {
+        let (mut a_io, mut b_io) = ChannelIo::pair();
+        let (kick_a, mut kick_a_rx) = watch::channel(None);
+        let (_kick_b, mut kick_b_rx) = watch::channel(None);
+        let ends = std::sync::Arc::new(Ends {
+            kick_a,
+            wake_b: Notify::new(),
+            out_a: Outbox::default(),
+        });
+        let (wake_a, out_b) = (Notify::new(), Outbox::default());
+        let a = async {
+            let mut core = LinkCore::new(now());
+            let e = drive(
+                &mut a_io,
+                &mut core,
+                &mut sa,
+                &mut kick_a_rx,
+                &wake_a,
+                &ends.out_a,
+            );
+            e.await
+        };
+        let b = async {
+            let mut core = LinkCore::new(now());
+            let e = drive(
+                &mut b_io,
+                &mut core,
+                &mut sb,
+                &mut kick_b_rx,
+                &ends.wake_b,
+                &out_b,
+            );
+            e.await
+        };
+        let (ea, eb, m) = tokio::join!(a, b, meanwhile(ends.clone()));
+        ((ea, sa), (eb, sb), m)
+    }
+
     /// Both ends of a link over channels, in paused time: a `bye` from a kick reaches the
     /// other end with its reason, and the round trip is measured meanwhile.
     #[tokio::test(start_paused = true)]
     async fn a_kick_says_why_and_both_ends_stop() {
-        let (mut a_io, mut b_io) = ChannelIo::pair();
-        let (kick_a, mut kick_a_rx) = watch::channel(None);
-        let (_kick_b, mut kick_b_rx) = watch::channel(None);
-        let (wake_a, wake_b) = (Notify::new(), Notify::new());
-        let a = async {
-            let mut core = LinkCore::new(now());
-            let mut side = Recorder::default();
-            let end = drive(&mut a_io, &mut core, &mut side, &mut kick_a_rx, &wake_a).await;
-            (end, side)
-        };
-        let b = async {
-            let mut core = LinkCore::new(now());
-            let mut side = Recorder::default();
-            let end = drive(&mut b_io, &mut core, &mut side, &mut kick_b_rx, &wake_b).await;
-            (end, side)
-        };
-        let kicker = async {
+        let sides = (Recorder::default(), Recorder::default());
+        let ((ea, sa), (eb, _), ()) = both_ends(sides, |e| async move {
             tokio::time::sleep(Duration::from_secs(10)).await;
-            wake_b.notify_one();
+            e.wake_b.notify_one();
             tokio::time::sleep(Duration::from_millis(10)).await;
-            kick_a.send_replace(Some("removed by the admin".into()));
-        };
-        let ((ea, sa), (eb, _), ()) = tokio::join!(a, b, kicker);
+            e.kick_a.send_replace(Some("removed by the admin".into()));
+        })
+        .await;
         assert_eq!(ea, End::Kicked("removed by the admin".into()));
         assert_eq!(eb, End::Closed("removed by the admin".into()));
         assert_eq!(
@@ -294,6 +363,7 @@ mod tests {
             &mut Recorder::default(),
             &mut kick_rx,
             &wake,
+            &Outbox::default(),
         )
         .await;
         assert!(
@@ -320,6 +390,7 @@ mod tests {
             &mut Recorder::default(),
             &mut kick_rx,
             &wake,
+            &Outbox::default(),
         )
         .await;
         assert_eq!(end, End::Failed("protocol 0 is not spoken here".into()));
@@ -328,5 +399,54 @@ mod tests {
             saw_bye |= t.contains("bye") && t.contains("protocol 0");
         }
         assert!(saw_bye);
+    }
+
+    #[derive(Default)]
+    struct Counting {
+        binaries: usize,
+        bytes: usize,
+        figures: LinkFigures,
+    }
+
+    impl Side for Counting {
+        fn on_msg(&mut self, _: &mut LinkCore, _: Msg) -> Result<(), String> {
+            Ok(())
+        }
+        fn on_binary(&mut self, _: &mut LinkCore, frame: Bytes) {
+            self.binaries += 1;
+            self.bytes += frame.len();
+        }
+        fn on_wake(&mut self, _: &mut LinkCore) {}
+        fn publish(&mut self, core: &LinkCore) {
+            self.figures = core.figures().clone();
+        }
+    }
+
+    /// A stream that keeps the sender's outbox full for 20 s does not starve either end's
+    /// pings: the link stays up (it ends by a kick, not as silent), and the frames arrive.
+    #[tokio::test(start_paused = true)]
+    async fn a_full_stream_queue_never_holds_back_the_pings() {
+        let sides = (Counting::default(), Counting::default());
+        let ((ea, sa), (eb, sb), pushed) = both_ends(sides, |e| async move {
+            let mut pushed = 0usize;
+            let t0 = tokio::time::Instant::now();
+            while t0.elapsed() < Duration::from_secs(20) {
+                // Refilled faster than anything drains it.
+                while e.out_a.push_media(Bytes::from(vec![0u8; 16 * 1024])) {
+                    pushed += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            e.kick_a.send_replace(Some("done".into()));
+            pushed
+        })
+        .await;
+        assert_eq!(ea, End::Kicked("done".into()));
+        assert_eq!(eb, End::Closed("done".into()));
+        assert!(sb.binaries > 1000, "{} frames arrived", sb.binaries);
+        assert!(pushed >= sb.binaries);
+        assert!(sa.figures.rtt.is_some() && sb.figures.rtt.is_some());
+        assert!(sa.figures.bytes_sent as usize >= sb.bytes);
+        assert_eq!(sa.binaries, 0);
     }
 }

@@ -6,13 +6,14 @@
 //! shows of them. See `docs/design/federation.md`.
 //!
 //! What belongs here: joining, the links, the tree, and what crosses the links
-//! ([`cameras`]: the catalogue of the cameras below). Each later feature that crosses a
+//! ([`cameras`]: the catalogue of the cameras below; [`relay`]: their live streams). Each later feature that crosses a
 //! link (cameras, archive, meetings) sees a remote node through this hub, not a socket.
 
 pub mod cameras;
 pub mod downlink;
 pub mod link;
 pub mod proto;
+pub mod relay;
 pub mod store;
 pub mod token;
 pub mod uplink;
@@ -57,6 +58,10 @@ struct ChildLink {
     /// The nodes below the child, as it last reported them.
     tree: Vec<TreeNode>,
     kick: watch::Sender<Option<String>>,
+    /// What other tasks send the child (`watch`, `unwatch`).
+    out: Arc<relay::Outbox>,
+    /// The streams the child relays up on this link.
+    inbound: Arc<Mutex<relay::Inbound>>,
 }
 
 /// A child, registered and perhaps linked, as the API shows it.
@@ -107,6 +112,12 @@ pub struct Federation {
     /// One [`Federation::refresh`] at a time: two interleaved could leave the older of two
     /// camera reports as the last one sent.
     refreshing: tokio::sync::Mutex<()>,
+    /// Live view, and the audit log, for relayed streams (set at start; tests without them
+    /// relay nothing).
+    live: OnceLock<Arc<crate::live::Live>>,
+    audit_log: OnceLock<Arc<crate::audit::AuditLog>>,
+    /// The feed task of each tap fed from a child (by tap id).
+    remote_feeds: Mutex<HashMap<i64, tokio::task::AbortHandle>>,
 }
 
 /// Reads the state of this node's own cameras (`camera id → state`).
@@ -127,7 +138,34 @@ impl Federation {
             camera_reports: Mutex::new(HashMap::new()),
             reports_waiting: Notify::new(),
             refreshing: tokio::sync::Mutex::new(()),
+            live: OnceLock::new(),
+            audit_log: OnceLock::new(),
+            remote_feeds: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Live view and the audit log, for the streams relayed across links.
+    pub fn set_live(&self, live: Arc<crate::live::Live>, audit_log: Arc<crate::audit::AuditLog>) {
+        let _ = self.live.set(live);
+        let _ = self.audit_log.set(audit_log);
+    }
+
+    /// Writes an audit event (of a stream relayed for the parent); failures are logged.
+    async fn audit(&self, ev: crate::audit::Event) {
+        if let Some(log) = self.audit_log.get()
+            && let Err(e) = log.append(&self.db, self.now_ms(), ev).await
+        {
+            tracing::error!(error = %e, "cannot audit a relayed stream");
+        }
+    }
+
+    /// The outbox and the inbound channels of the child `node`'s current link.
+    fn child_channels(
+        &self,
+        node: i64,
+    ) -> Option<(Arc<relay::Outbox>, Arc<Mutex<relay::Inbound>>)> {
+        let m = self.children.lock().unwrap();
+        m.get(&node).map(|c| (c.out.clone(), c.inbound.clone()))
     }
 
     fn now_ms(&self) -> i64 {

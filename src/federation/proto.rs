@@ -52,6 +52,37 @@ pub enum Msg {
     Cameras {
         cameras: Vec<CameraInfo>,
     },
+    /// Parent → child: send a camera's stream on channel `ch` (see `federation::relay`).
+    /// `camera` is the child's id of it; `by` names the parent's user who asked first.
+    Watch {
+        ch: u32,
+        camera: i64,
+        /// `main` or `sub`.
+        #[serde(default)]
+        stream: String,
+        #[serde(default)]
+        by: String,
+    },
+    /// Parent → child: nobody above watches channel `ch` any more.
+    Unwatch {
+        ch: u32,
+    },
+    /// Child → parent: the tracks of channel `ch`, before its first frame and whenever they
+    /// change (a camera's new parameters).
+    Tracks {
+        ch: u32,
+        video: Option<TrackInfo>,
+        audio: Option<TrackInfo>,
+    },
+    /// Child → parent: the camera of channel `ch` reconnected; its timestamps start anew.
+    Restart {
+        ch: u32,
+    },
+    /// Child → parent: channel `ch` is not (or no longer) served, and why.
+    Unwatched {
+        ch: u32,
+        reason: String,
+    },
     /// Either side, before it closes the link on purpose (e.g. the child was removed).
     Bye {
         reason: String,
@@ -94,6 +125,15 @@ pub struct CameraInfo {
     pub state: Option<String>,
 }
 
+/// A track of a relayed stream: its codec (`h264`, `h265`, `aac`, `pcmu`, `pcma`) and its
+/// ISO BMFF sample entry (base64), when it has one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackInfo {
+    pub codec: String,
+    #[serde(default)]
+    pub entry: Option<String>,
+}
+
 /// What ended a link.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LinkError {
@@ -122,6 +162,9 @@ pub struct LinkFigures {
     pub rtt: Option<Duration>,
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    /// Camera streams crossing the link each way (`federation::relay`).
+    pub streams_sent: u32,
+    pub streams_received: u32,
 }
 
 /// One side of a link: the ping clock, the round-trip time, the byte counts.
@@ -162,7 +205,28 @@ impl LinkCore {
         Some(f)
     }
 
-    /// A binary frame arrived (nothing uses them yet: they count, and keep the link alive).
+    /// A frame of the link's stream queue (relayed media, or a message in order with it)
+    /// was written, counted as sent.
+    pub fn sent_binary(&mut self, len: usize) {
+        self.figures.bytes_sent += len as u64;
+    }
+
+    /// Queues an already serialized message (from [`super::relay::Outbox`]).
+    pub fn send_text(&mut self, t: String) {
+        self.out.push_back(t);
+    }
+
+    /// Sends the ping that is due, if one is, without judging the link: a driver that was
+    /// busy writing may not have read what arrived meanwhile.
+    pub fn ping_if_due(&mut self, now: Instant) {
+        if now >= self.next_ping {
+            let id = (now - self.started).as_micros() as u64;
+            self.send(&Msg::Ping { id });
+            self.next_ping = now + PING_EVERY;
+        }
+    }
+
+    /// A binary frame arrived (relayed media): counted, and it keeps the link alive.
     pub fn handle_binary(&mut self, now: Instant, len: usize) {
         self.last_rx = now;
         self.figures.bytes_received += len as u64;
@@ -206,11 +270,7 @@ impl LinkCore {
         if now >= self.last_rx + DEAD_AFTER {
             return Err(LinkError::Silent);
         }
-        if now >= self.next_ping {
-            let id = (now - self.started).as_micros() as u64;
-            self.send(&Msg::Ping { id });
-            self.next_ping = now + PING_EVERY;
-        }
+        self.ping_if_due(now);
         Ok(())
     }
 }

@@ -1,11 +1,15 @@
 //! The child's end: dials the parent named by `[parent] url` over TLS pinned to the key in
 //! the join token, opens the link's WebSocket with the token's secret, reports the tree
-//! below this node, and dials again with backoff whenever the link ends.
+//! below this node, serves the camera streams the parent asks for (`relay::serve_watch`),
+//! and dials again with backoff whenever the link ends.
 
 use super::link::{self, End, Side};
 use super::proto::{LinkCore, Msg, PROTO};
+use super::relay::{self, Outbox};
 use super::token::{self, JoinToken};
 use super::{Federation, LinkState, UplinkView};
+use crate::live_sources::Stream;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -29,6 +33,10 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(5);
 /// the kernel after 1 s and then 2 s more, so a short attempt and the next one 2 s later
 /// find a returning path within about 3 s, where a 5 s attempt could take 4.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Unsent bytes the kernel keeps for the link at most (`TCP_NOTSENT_LOWAT`): about 90 ms
+/// of a 6 Mbit/s uplink.
+const NOTSENT_LOWAT: u32 = 64 * 1024;
 
 /// Why dialling failed.
 #[derive(Debug)]
@@ -89,6 +97,9 @@ pub async fn dial(url: &str, token: &JoinToken) -> Result<Ws, DialError> {
         }
     };
     let _ = tcp.set_nodelay(true);
+    // Relayed media waits in the link's outbox, where a backlog is seen and skipped, rather
+    // than in the kernel's send buffer, which would grow to seconds of a slow uplink.
+    let _ = socket2::SockRef::from(&tcp).set_tcp_notsent_lowat(NOTSENT_LOWAT);
     let cfg = token::client_config(token.pin).map_err(|e| DialError::Refused(e.to_string()))?;
     let name = rustls::pki_types::ServerName::try_from(host.clone())
         .map_err(|e| DialError::Refused(format!("bad host {host:?}: {e}")))?;
@@ -144,8 +155,14 @@ pub async fn dial(url: &str, token: &JoinToken) -> Result<Ws, DialError> {
 }
 
 struct Up<'a> {
-    fed: &'a Federation,
+    fed: &'a Arc<Federation>,
+    out: Arc<Outbox>,
+    /// The streams the parent asked for, by channel.
+    watches: HashMap<u32, tokio::task::AbortHandle>,
 }
+
+/// At most this many streams relayed up at once (each is a camera's stream on the link).
+const MAX_WATCHES: usize = 256;
 
 impl Up<'_> {
     fn set(&self, f: impl FnOnce(&mut UplinkView)) {
@@ -188,6 +205,38 @@ impl Side for Up<'_> {
                 });
                 self.report(core);
             }
+            Msg::Watch {
+                ch,
+                camera,
+                stream,
+                by,
+            } => {
+                self.watches.retain(|_, h| !h.is_finished());
+                if self.watches.len() >= MAX_WATCHES && !self.watches.contains_key(&ch) {
+                    self.out.send_in_order(&Msg::Unwatched {
+                        ch,
+                        reason: format!("this node relays {MAX_WATCHES} streams at most"),
+                    });
+                    return Ok(());
+                }
+                let want = if stream == "sub" {
+                    Stream::Sub
+                } else {
+                    Stream::Main
+                };
+                let by: String = by.chars().take(64).collect();
+                tracing::info!(ch, camera, %stream, %by, "the parent watches a camera");
+                let task =
+                    relay::serve_watch(self.fed.clone(), self.out.clone(), ch, camera, want, by);
+                if let Some(old) = self.watches.insert(ch, tokio::spawn(task).abort_handle()) {
+                    old.abort();
+                }
+            }
+            Msg::Unwatch { ch } => {
+                if let Some(h) = self.watches.remove(&ch) {
+                    h.abort();
+                }
+            }
             other => tracing::debug!(msg = ?other, "link message ignored"),
         }
         Ok(())
@@ -198,7 +247,9 @@ impl Side for Up<'_> {
     }
 
     fn publish(&mut self, core: &LinkCore) {
-        let f = core.figures().clone();
+        let mut f = core.figures().clone();
+        self.watches.retain(|_, h| !h.is_finished());
+        f.streams_sent = self.watches.len() as u32;
         self.set(|v| v.figures = f);
     }
 }
@@ -239,15 +290,28 @@ pub async fn run(fed: Arc<Federation>, url: String, token: JoinToken) {
                     version: env!("CARGO_PKG_VERSION").into(),
                 });
                 // A tree change while the link was down is reported at the welcome.
-                let mut side = Up { fed: &fed };
+                let out = Arc::new(Outbox::default());
+                let mut side = Up {
+                    fed: &fed,
+                    out: out.clone(),
+                    watches: HashMap::new(),
+                };
                 let end = link::drive(
                     &mut ws,
                     &mut core,
                     &mut side,
                     &mut kick_rx,
                     &fed.tree_changed,
+                    &out,
                 )
                 .await;
+                // The parent asks again for what it still watches on the next link.
+                for (_, h) in side.watches.drain() {
+                    h.abort();
+                }
+                if let Some(v) = fed.uplink.lock().unwrap().as_mut() {
+                    v.figures.streams_sent = 0;
+                }
                 tracing::warn!(reason = %end, "the link to the parent ended");
                 match end {
                     End::Closed(r) if r.contains("removed") => {

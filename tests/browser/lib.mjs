@@ -1,7 +1,10 @@
 // Shared by the browser tests: a tiny test runner and helpers.
 
+import { spawn } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import readline from 'node:readline';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -24,6 +27,25 @@ export async function freePort() {
   const { port } = srv.address();
   await new Promise((resolve) => srv.close(resolve));
   return port;
+}
+
+/**
+ * A GStreamer RTSP camera (tests/support/rtsp_camera.py with `args`) on a free port, its log
+ * in `out`. Resolves to { url, child } once it is ready; the caller stops the child.
+ */
+export async function startCamera(root, out, args) {
+  const port = await freePort();
+  const child = spawn('/usr/bin/python3', [path.join(root, 'tests/support/rtsp_camera.py'), '--port', String(port), ...args],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stderr.pipe(createWriteStream(path.join(out, `camera-${port}.log`)));
+  const rl = readline.createInterface({ input: child.stdout });
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('camera did not start in 20 s')), 20_000);
+    rl.on('line', (line) => {
+      if (line.startsWith('READY ')) { clearTimeout(t); resolve({ url: line.slice(6).trim(), child }); }
+    });
+    child.on('exit', (code) => reject(new Error(`camera exited with ${code}`)));
+  });
 }
 
 /**

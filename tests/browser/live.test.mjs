@@ -13,11 +13,10 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { createWriteStream } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
-import { freePort, runner, sleep, summary } from './lib.mjs';
+import { freePort, runner, sleep, startCamera as startCamera_, summary } from './lib.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const OUT = path.join(ROOT, 'tests', 'output', 'browser');
@@ -31,19 +30,9 @@ process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')));
 
 /** Starts a GStreamer RTSP camera; resolves with its URL. */
 async function startCamera(args) {
-  const port = await freePort();
-  const child = spawn('/usr/bin/python3', [path.join(ROOT, 'tests/support/rtsp_camera.py'), '--port', String(port), ...args],
-    { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  child.stderr.pipe(createWriteStream(path.join(OUT, `live-camera-${port}.log`)));
-  const rl = readline.createInterface({ input: child.stdout });
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error('camera did not start in 20 s')), 20_000);
-    rl.on('line', (line) => {
-      if (line.startsWith('READY ')) { clearTimeout(t); resolve(line.slice(6).trim()); }
-    });
-    child.on('exit', (code) => reject(new Error(`camera exited with ${code}`)));
-  });
+  const cam = await startCamera_(ROOT, OUT, args);
+  children.push(cam.child);
+  return cam.url;
 }
 
 // An nftables table of this run's own, dropping what goes to some of the server's ports

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
-import { expectText, freePort, runner, sleep, summary } from './lib.mjs';
+import { expectText, freePort, runner, sleep, startCamera, summary } from './lib.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const OUT = path.join(ROOT, 'tests', 'output', 'browser');
@@ -98,6 +98,7 @@ async function adminPage(browser, base) {
 async function main() {
   await mkdir(OUT, { recursive: true });
   let browser = null;
+  let camera = null;
   try {
     browser = await chromium.launch({
       executablePath: CHROMIUM,
@@ -105,6 +106,7 @@ async function main() {
       args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--no-first-run',
         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     });
+    camera = await startCamera(ROOT, OUT, ['--video', 'h264', '--gop', '25', '--bitrate', '600']);
     const parent = await startServer('parent', {}, true);
     const pp = await adminPage(browser, parent.base);
     setPage(pp);
@@ -136,7 +138,7 @@ async function main() {
     });
 
     await test("the child's camera is listed on the parent's Admin page, managed at the child", async () => {
-      const res = await cp.request.post('/api/cameras', { data: { name: 'Cổng UBND xã', url: 'rtsp://127.0.0.1:9/x', record: false } });
+      const res = await cp.request.post('/api/cameras', { data: { name: 'Cổng UBND xã', url: camera.url, record: false } });
       assert.equal(res.status(), 201);
       // the parent's camera table is read when the page loads
       let remote = null;
@@ -182,6 +184,33 @@ async function main() {
       }
     });
 
+    await test("the child's camera plays on the parent's Live page, relayed over the link", async () => {
+      const remote = (await (await pp.request.get('/api/cameras')).json()).find((c) => c.origin === 'remote');
+      const t0 = Date.now();
+      await pp.getByTestId('nav-live').click();
+      await expectText(pp.getByTestId(`camera-row-${remote.id}`), 'xa-tan-lap / Cổng UBND xã');
+      let tiles = [];
+      for (;;) {
+        tiles = await pp.evaluate(() => (window.xasoLive ? window.xasoLive.tiles() : []));
+        const tile = tiles.find((t) => t.cameraId === remote.id);
+        if (tile && tile.framesDecoded > 0) break;
+        if (Date.now() - t0 > 20_000) throw new Error(`not playing within 20 s: ${JSON.stringify(tiles)}`);
+        await sleep(100);
+      }
+      console.log(`     first frame of the child's camera on the parent's Live page ${Date.now() - t0} ms after the click`);
+      const frames = async () => (await pp.evaluate(() => window.xasoLive.tiles()))
+        .find((t) => t.cameraId === remote.id).framesDecoded;
+      const before = await frames();
+      await sleep(2_000);
+      const after = await frames();
+      assert.ok(after > before + 30, `frames keep coming: ${before} -> ${after}`);
+      const nodes = await (await pp.request.get('/api/nodes')).json();
+      assert.equal(nodes.children[0].streams_received, 1, JSON.stringify(nodes.children[0]));
+      await pp.screenshot({ path: path.join(OUT, 'nodes-remote-live.png'), fullPage: true });
+      await pp.getByTestId('nav-admin').click();
+      await pp.getByTestId('nodes-card').waitFor();
+    });
+
     await test('removing the child in the page cuts its link, and the child shows why', async () => {
       await pp.getByTestId('node-remove-xa-tan-lap').click();
       await expectText(pp.getByTestId('nodes-status'), 'Đã gỡ bỏ cấp dưới xa-tan-lap');
@@ -206,6 +235,7 @@ async function main() {
   } finally {
     if (browser) await browser.close().catch(() => {});
     for (const s of servers) await s.stop();
+    if (camera) camera.child.kill('SIGTERM');
   }
   summary(results);
   process.exit(results.failed ? 1 : 0);

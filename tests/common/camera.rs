@@ -31,8 +31,21 @@ impl Drop for TestCamera {
 impl TestCamera {
     /// Starts a camera with `rtsp_camera.py` flags (see tests/support/README.md).
     pub fn start(args: &[&str]) -> TestCamera {
+        Self::spawn(Command::new("/usr/bin/python3"), args)
+    }
+
+    /// Starts a camera in the network namespace of process `pid` (its 127.0.0.1 is that
+    /// namespace's loopback).
+    pub fn start_in_netns_of(pid: u32, args: &[&str]) -> TestCamera {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/proc/{pid}/ns/net"))
+            .arg("/usr/bin/python3");
+        Self::spawn(c, args)
+    }
+
+    fn spawn(mut c: Command, args: &[&str]) -> TestCamera {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/rtsp_camera.py");
-        let mut child = Command::new("/usr/bin/python3")
+        let mut child = c
             .arg(script)
             .args(["--port", "0", "--path", "cam"])
             .args(args)

@@ -5,6 +5,8 @@
 
 pub mod camera;
 pub mod netns;
+pub mod nodes;
+pub mod probe;
 pub mod proc;
 
 use axum::Router;

@@ -4,7 +4,7 @@ import { h, fill } from '../dom.js';
 import { t, formatTime } from '../i18n.js';
 import { api } from '../api.js';
 import { nodesSection } from './admin-nodes.js';
-import { page, field, runAction, statusLine, roleLabel, ROLES, statusPoller, statusView } from '../components.js';
+import { page, field, runAction, cameraLabel, statusLine, roleLabel, ROLES, statusPoller, statusView } from '../components.js';
 
 export function render({ me }) {
   const state = { users: [], cameras: [], tokens: [], nodePaths: [], newToken: null };
@@ -89,7 +89,7 @@ export function render({ me }) {
       t('admin.users.wholeNode', { node: p })));
     const cameraGrants = state.cameras.map((c) => h('label', { class: 'check' },
       h('input', { type: 'checkbox', value: String(c.id), testid: `grant-${u}-${c.id}`, checked: user.camera_ids.includes(c.id) }),
-      c.node ? `${c.node} / ${c.name}` : c.name));
+      cameraLabel(c)));
     const grants = [...nodeGrants, ...cameraGrants];
     const checked = (labels) => labels.map((l) => l.querySelector('input')).filter((i) => i.checked).map((i) => i.value);
     const saveGrants = () => {

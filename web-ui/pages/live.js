@@ -16,7 +16,7 @@
 import { h, fill } from '../dom.js';
 import { t } from '../i18n.js';
 import { api } from '../api.js';
-import { page, errorText, localCameras, statusView, statusPoller } from '../components.js';
+import { page, errorText, cameraLabel, statusView, statusPoller } from '../components.js';
 import { whepConnect, whepSupported, framesDecoded, iceProtocol } from '../whep.js';
 import { mseConnect, mseSupported } from '../mse.js';
 
@@ -98,7 +98,7 @@ function liveTile(camera, { streamWanted, onFullscreen, transport, iceServers, a
   const status = statusView(id);
   const el = h('div', {
     class: 'live-tile', testid: `tile-${id}`, tabindex: '0', title: t('live.fullscreenHint'),
-    'aria-label': camera.name,
+    'aria-label': cameraLabel(camera),
     ondblclick: (e) => {
       if (!e.target.closest('button')) onFullscreen();
     },
@@ -110,7 +110,7 @@ function liveTile(camera, { streamWanted, onFullscreen, transport, iceServers, a
   h('div', { class: 'live-overlay' }, errorEl, message, retryButton),
   // "camera-row-<id>": name and status, as in the camera list this page used to show
   h('div', { class: 'live-top', testid: `camera-row-${id}` },
-    h('span', { class: 'live-name', title: camera.name }, camera.name), stateEl, transportEl, noAudioEl, status.badge),
+    h('span', { class: 'live-name', title: cameraLabel(camera) }, cameraLabel(camera)), stateEl, transportEl, noAudioEl, status.badge),
   h('div', { class: 'live-bottom' }, status.details));
 
   let state = null; // connecting | live | reconnecting | error
@@ -581,7 +581,8 @@ export function render() {
 
   // ---- start -------------------------------------------------------------------
   Promise.all([
-    api.get('/api/cameras').then(localCameras),
+    // This node's cameras and those of the nodes below it (relayed over their links).
+    api.get('/api/cameras').then((l) => (Array.isArray(l) ? l : [])),
     api.get('/api/live/config').catch(() => ({})),
   ]).then(
     ([list, config]) => {

@@ -1,0 +1,147 @@
+//! Helpers of the tests that run trees of real `xaso serve` processes (`tests/federation*.rs`):
+//! the environment of a node, join tokens from `xaso node add`, the admin's client, and
+//! waiting for the tree and the camera catalogue to show something.
+
+use super::proc::*;
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub const PW: &str = "admin-password-1";
+
+pub fn env<'a>(tls: bool, parent: Option<(&'a str, &'a str)>) -> Vec<(&'a str, &'a str)> {
+    let mut e = vec![
+        ("XASO_ADMIN_PASSWORD", PW),
+        ("XASO_RECORDING__SIMULATED_CAMERA", "false"),
+    ];
+    if tls {
+        e.push(("XASO_TLS", "self-signed"));
+    }
+    if let Some((url, token)) = parent {
+        e.push(("XASO_PARENT__URL", url));
+        e.push(("XASO_PARENT__TOKEN", token));
+    }
+    e
+}
+
+/// `xaso node add` on the node whose data is in `dir`: the token, the one line it prints.
+pub fn node_add(dir: &Path, name: &str, level: &str) -> String {
+    let o = run(
+        xaso(dir)
+            .env("XASO_TLS", "self-signed")
+            .args(["node", "add", name, "--level", level]),
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8(o.stdout).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "one line and nothing else: {out:?}");
+    assert!(lines[0].starts_with("xn1."), "{out:?}");
+    lines[0].to_owned()
+}
+
+pub async fn admin(url: &str) -> reqwest::Client {
+    let c = client();
+    assert_eq!(login(&c, url, "admin", PW).await, 200);
+    c
+}
+
+/// Polls `GET /api/nodes` until `ok` holds (or panics after `limit`, showing the last).
+pub async fn wait_nodes(
+    c: &reqwest::Client,
+    url: &str,
+    limit: Duration,
+    what: &str,
+    ok: impl Fn(&Value) -> bool,
+) -> (Value, Duration) {
+    let t0 = Instant::now();
+    loop {
+        let v = get_json(c, &format!("{url}/api/nodes")).await;
+        if ok(&v) {
+            return (v, t0.elapsed());
+        }
+        if t0.elapsed() > limit {
+            panic!("{what}: not within {limit:?}; last /api/nodes: {v:#}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn child<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    v["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+}
+
+/// Waits (up to 5 s) for a camera named `name` at node `node` in `GET /api/cameras`.
+pub async fn wait_camera(c: &reqwest::Client, url: &str, node: &str, name: &str) -> Value {
+    let t0 = Instant::now();
+    loop {
+        let cams = get_json(c, &format!("{url}/api/cameras")).await;
+        if let Some(cam) = cams
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["node"] == node && c["name"] == name)
+        {
+            return cam.clone();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "no camera {name:?} at {node} within 5 s: {cams}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Three levels on loopback: a top node (HTTPS), a middle one (HTTPS, joined to the top as
+/// `huyen-a`), a leaf (plain HTTP, joined to the middle as `xa-tan-lap`), with the tokens
+/// made by `xaso node add` before any of them ran.
+pub struct ThreeLevels {
+    pub top_dir: tempfile::TempDir,
+    pub mid_dir: tempfile::TempDir,
+    pub leaf_dir: tempfile::TempDir,
+    pub mid_token: String,
+    pub leaf_token: String,
+    pub top: Server,
+    pub mid: Server,
+    pub leaf: Server,
+    /// Just before the leaf was started.
+    pub leaf_started: Instant,
+}
+
+pub fn three_levels() -> ThreeLevels {
+    let (top_dir, mid_dir, leaf_dir) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    // Tokens are made before the servers ever ran: `node add` makes the key it pins.
+    let mid_token = node_add(top_dir.path(), "huyen-a", "district");
+    let leaf_token = node_add(mid_dir.path(), "xa-tan-lap", "commune");
+    let top = start(top_dir.path(), &env(true, None), &[]);
+    let mid = start(
+        mid_dir.path(),
+        &env(true, Some((&top.url, &mid_token))),
+        &[],
+    );
+    let leaf_started = Instant::now();
+    let leaf = start(
+        leaf_dir.path(),
+        &env(false, Some((&mid.url, &leaf_token))),
+        &[],
+    );
+    ThreeLevels {
+        top_dir,
+        mid_dir,
+        leaf_dir,
+        mid_token,
+        leaf_token,
+        top,
+        mid,
+        leaf,
+        leaf_started,
+    }
+}

@@ -1,0 +1,381 @@
+//! Live view across the tree with real processes: a GStreamer camera at a commune (the
+//! leaf), not recorded there, watched at the province (the top) two links up through the
+//! MSE fallback by two viewers at once. The stream must decode (ffprobe), cross each link
+//! once (the links' stream counts, and the leaf's uplink bytes against one viewer's), be
+//! audited at every level, and stop crossing once nobody watches. And a camera wider than
+//! its commune's 6 Mbit/s uplink (a veth pair shaped with `tc tbf`, the commune in a network
+//! namespace of its own) stays live at the parent: frames are skipped, the delay is not.
+
+mod common;
+
+use common::camera::TestCamera;
+use common::netns::{in_new_netns, runtime_in_netns, veth_into};
+use common::nodes::*;
+use common::probe::probe_video;
+use common::proc::*;
+use futures::{SinkExt, StreamExt};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// An MSE WebSocket at a node that serves HTTPS with its self-signed key, which `pin` (from
+/// a join token it issued) names.
+async fn wss(
+    base: &str,
+    path: &str,
+    token: &str,
+    pin: xaso::federation::token::KeyPin,
+) -> tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let authority = base.trim_start_matches("https://");
+    let tcp = tokio::net::TcpStream::connect(authority).await.unwrap();
+    let cfg = xaso::federation::token::client_config(pin).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let mut req = format!("wss://{authority}{path}")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    tokio_tungstenite::client_async(req, tls).await.unwrap().0
+}
+
+/// What one MSE viewer got: the bytes (a fragmented MP4) and when its first fragment came.
+struct Capture {
+    file: Vec<u8>,
+    mime: String,
+    first_fragment: Duration,
+}
+
+async fn capture(
+    base: &str,
+    path: &str,
+    token: &str,
+    pin: xaso::federation::token::KeyPin,
+    secs: u64,
+) -> Capture {
+    let t0 = Instant::now();
+    let mut ws = wss(base, path, token, pin).await;
+    let Some(Ok(Message::Text(init))) = ws.next().await else {
+        panic!("no init message from {path}");
+    };
+    let init: Value = serde_json::from_str(&init).unwrap();
+    assert_eq!(init["type"], "init", "{init}");
+    let mut file = Vec::new();
+    let mut first = None;
+    let mut binaries = 0;
+    while t0.elapsed() < Duration::from_secs(secs) {
+        match ws.next().await {
+            Some(Ok(Message::Binary(b))) => {
+                binaries += 1;
+                if binaries == 2 {
+                    first = Some(t0.elapsed()); // the init segment, then a fragment
+                }
+                file.extend_from_slice(&b);
+            }
+            other => panic!("unexpected message: {other:?}"),
+        }
+    }
+    ws.send(Message::Close(None)).await.unwrap();
+    Capture {
+        file,
+        mime: init["mime"].as_str().unwrap().to_owned(),
+        first_fragment: first.expect("no fragment"),
+    }
+}
+
+/// ffprobe's width, height and decoded frame count of an MP4 file.
+fn probe(path: &std::path::Path) -> (i64, i64, i64) {
+    let s = probe_video(path, "width,height,nb_read_frames", true);
+    let n = |k: &str| {
+        s[k].as_i64()
+            .or_else(|| s[k].as_str().and_then(|x| x.parse().ok()))
+            .unwrap()
+    };
+    (n("width"), n("height"), n("nb_read_frames"))
+}
+
+async fn rows(c: &reqwest::Client, url: &str, action: &str) -> Vec<Value> {
+    get_json(c, &format!("{url}/api/audit?action={action}")).await["entries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commune_camera_is_watched_at_the_top_and_crosses_each_link_once() {
+    let cam = TestCamera::start(&["--video", "h264", "--audio", "pcmu", "--gop", "25"]);
+    // The data directories are kept (bound) until the end: the servers run in them.
+    let ThreeLevels {
+        top_dir,
+        mid_dir: _mid_dir,
+        leaf_dir: _leaf_dir,
+        mid_token,
+        leaf_token: _,
+        top,
+        mid,
+        leaf,
+        leaf_started: _,
+    } = three_levels();
+    let top_pin = xaso::federation::token::JoinToken::decode(&mid_token)
+        .unwrap()
+        .pin;
+    let (ct, cm, cl) = (
+        admin(&top.url).await,
+        admin(&mid.url).await,
+        admin(&leaf.url).await,
+    );
+    wait_nodes(&ct, &top.url, Duration::from_secs(15), "tree up", |v| {
+        child(v, "huyen-a").is_some_and(|c| c["state"] == "up" && c["nodes"][0]["up"] == true)
+    })
+    .await;
+
+    // The camera is the leaf's, pulled only while someone watches (not recorded).
+    let r = cl
+        .post(format!("{}/api/cameras", leaf.url))
+        .json(&serde_json::json!({"name": "Cổng UBND xã", "url": cam.url, "record": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let remote = wait_camera(&ct, &top.url, "huyen-a/xa-tan-lap", "Cổng UBND xã").await;
+    let rid = remote["id"].as_i64().unwrap();
+    let token = post_json(
+        &ct,
+        &format!("{}/api/tokens", top.url),
+        &serde_json::json!({"user_id": 1, "name": "viewer"}),
+    )
+    .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/api/cameras/{rid}/mse");
+
+    let leaf_sent = |v: &Value| v["parent"]["bytes_sent"].as_u64().unwrap();
+    let before = leaf_sent(&get_json(&cl, &format!("{}/api/nodes", leaf.url)).await);
+    // Two viewers at the top at once, for 6 s; the second starts 2 s after the first.
+    let first = capture(&top.url, &path, &token, top_pin, 8);
+    let second = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        capture(&top.url, &path, &token, top_pin, 6).await
+    };
+    let counts = async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let t = get_json(&ct, &format!("{}/api/nodes", top.url)).await;
+        let m = get_json(&cm, &format!("{}/api/nodes", mid.url)).await;
+        let l = get_json(&cl, &format!("{}/api/nodes", leaf.url)).await;
+        (t, m, l)
+    };
+    let (a, b, (t, m, l)) = tokio::join!(first, second, counts);
+    let after = leaf_sent(&get_json(&cl, &format!("{}/api/nodes", leaf.url)).await);
+    println!(
+        "first fragment at the top: {:?} (the camera pulled at the leaf on demand), {:?} (a second viewer of the relayed stream)",
+        a.first_fragment, b.first_fragment
+    );
+    assert!(a.mime.contains("avc1"), "{}", a.mime);
+    // Each link carries the stream once, however many watch it above.
+    assert_eq!(
+        child(&t, "huyen-a").unwrap()["streams_received"],
+        1,
+        "{t:#}"
+    );
+    assert_eq!(m["parent"]["streams_sent"], 1, "{m:#}");
+    assert_eq!(
+        child(&m, "xa-tan-lap").unwrap()["streams_received"],
+        1,
+        "{m:#}"
+    );
+    assert_eq!(l["parent"]["streams_sent"], 1, "{l:#}");
+    let uplink = after - before;
+    println!(
+        "the leaf's uplink carried {uplink} bytes while two viewers at the top got {} and {} bytes",
+        a.file.len(),
+        b.file.len()
+    );
+    assert!(
+        (uplink as f64) < 1.3 * a.file.len() as f64,
+        "the stream crossed the leaf's link more than once: {uplink} bytes for a viewer's {}",
+        a.file.len()
+    );
+
+    // What the viewers got decodes: the camera's 640x360 at 25 fps, most of its frames.
+    for (i, c) in [&a, &b].into_iter().enumerate() {
+        let f = top_dir.path().join(format!("relayed-{i}.mp4"));
+        std::fs::write(&f, &c.file).unwrap();
+        let (w, h, frames) = probe(&f);
+        assert_eq!((w, h), (640, 360));
+        println!("viewer {i}: {frames} frames decoded");
+        assert!(frames >= 100, "viewer {i}: only {frames} frames decoded");
+    }
+
+    // Audited at each level: the viewers at the top, the relayed stream below it.
+    let top_rows = rows(&ct, &top.url, "live.start").await;
+    assert_eq!(
+        top_rows
+            .iter()
+            .filter(|r| r["camera_id"] == rid && r["username"] == "admin")
+            .count(),
+        2,
+        "{top_rows:?}"
+    );
+    for (c, url) in [(&cm, &mid.url), (&cl, &leaf.url)] {
+        let r = rows(c, url, "live.start").await;
+        assert!(
+            r.iter().any(|r| r["username"] == "parent:admin"
+                && r["detail"].to_string().contains("federation")),
+            "{url}: {r:?}"
+        );
+    }
+
+    // Nobody watching: after the linger time the stream stops crossing, at every link.
+    let t0 = Instant::now();
+    wait_nodes(
+        &cl,
+        &leaf.url,
+        Duration::from_secs(30),
+        "stream stopped",
+        |v| v["parent"]["streams_sent"] == 0,
+    )
+    .await;
+    println!(
+        "the stream stopped crossing {:?} after the last viewer left",
+        t0.elapsed()
+    );
+    let t = get_json(&ct, &format!("{}/api/nodes", top.url)).await;
+    assert_eq!(
+        child(&t, "huyen-a").unwrap()["streams_received"],
+        0,
+        "{t:#}"
+    );
+    let ended = rows(&cl, &leaf.url, "live.end").await;
+    assert!(
+        ended.iter().any(|r| r["username"] == "parent:admin"),
+        "{ended:?}"
+    );
+    drop((top, mid, leaf));
+}
+
+/// The decode time (90 kHz) in an MSE fragment's `tfdt` box (version 1).
+fn fragment_dts(b: &[u8]) -> Option<u64> {
+    let at = b.windows(4).position(|w| w == b"tfdt")?;
+    let t = b.get(at + 8..at + 16)?;
+    Some(u64::from_be_bytes(t.try_into().ok()?))
+}
+
+#[test]
+fn a_camera_wider_than_a_6_mbit_uplink_stays_live_at_the_parent() {
+    let Some(rt) = runtime_in_netns("a_camera_wider_than_a_6_mbit_uplink_stays_live_at_the_parent")
+    else {
+        return;
+    };
+    rt.block_on(async {
+        let (parent_dir, child_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let token = node_add(parent_dir.path(), "xa-c", "commune");
+        let pin = xaso::federation::token::JoinToken::decode(&token)
+            .unwrap()
+            .pin;
+        let parent = start(
+            parent_dir.path(),
+            &env(true, None),
+            &["--listen", "0.0.0.0:0"],
+        );
+        let port = parent.url.rsplit(':').next().unwrap().to_owned();
+        let parent_url = format!("https://198.51.100.1:{port}");
+        let mut c = in_new_netns(std::path::Path::new(BIN), "vc", "198.51.100.2", "6mbit");
+        without_xaso_env(&mut c);
+        c.arg("--data-dir").arg(child_dir.path());
+        c.args(["serve", "--listen", "198.51.100.2:0"]);
+        for (k, v) in env(false, Some((&parent_url, &token))) {
+            c.env(k, v);
+        }
+        let child_srv = start_command(c, |pid| {
+            veth_into(pid, "vp", "vc", "198.51.100.1", "6mbit");
+        });
+        // The camera is on the commune's own network (its namespace's loopback): 720p at
+        // about 12 Mbit/s, a keyframe every second.
+        let cam = TestCamera::start_in_netns_of(
+            child_srv.child.id(),
+            &["--size", "1280x720", "--bitrate", "12000", "--gop", "25"],
+        );
+        let (cp, cc) = (admin(&parent.url).await, admin(&child_srv.url).await);
+        let r = cc
+            .post(format!("{}/api/cameras", child_srv.url))
+            .json(&serde_json::json!({"name": "Chợ", "url": cam.url, "record": false}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let rid = wait_camera(&cp, &parent.url, "xa-c", "Chợ").await["id"]
+            .as_i64()
+            .unwrap();
+        let viewer = post_json(
+            &cp,
+            &format!("{}/api/tokens", parent.url),
+            &serde_json::json!({"user_id": 1, "name": "viewer"}),
+        )
+        .await["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let uplink = |v: &Value| v["parent"]["bytes_sent"].as_u64().unwrap();
+
+        // 20 s at the parent: when each fragment came, and the decode time it carries.
+        let mut ws = wss(&parent.url, &format!("/api/cameras/{rid}/mse"), &viewer, pin).await;
+        let Some(Ok(Message::Text(_))) = ws.next().await else {
+            panic!("no init message");
+        };
+        let t0 = Instant::now();
+        let mut seen: Vec<(f64, f64)> = Vec::new();
+        let mut sent_at_5s = None;
+        while t0.elapsed() < Duration::from_secs(20) {
+            match ws.next().await {
+                Some(Ok(Message::Binary(b))) => {
+                    if let Some(dts) = fragment_dts(&b) {
+                        seen.push((t0.elapsed().as_secs_f64(), dts as f64 / 90_000.0));
+                    }
+                }
+                other => panic!("unexpected message: {other:?}"),
+            }
+            if sent_at_5s.is_none() && t0.elapsed() >= Duration::from_secs(5) {
+                let v = get_json(&cc, &format!("{}/api/nodes", child_srv.url)).await;
+                sent_at_5s = Some((Instant::now(), uplink(&v)));
+            }
+        }
+        let (t5, b5) = sent_at_5s.unwrap();
+        let v = get_json(&cc, &format!("{}/api/nodes", child_srv.url)).await;
+        let rate = (uplink(&v) - b5) as f64 * 8.0 / t5.elapsed().as_secs_f64() / 1e6;
+        ws.send(Message::Close(None)).await.unwrap();
+
+        // The delay of each frame behind the first: arrival time minus media time.
+        let (a0, d0) = seen[0];
+        let lag: Vec<f64> = seen.iter().map(|(a, d)| (a - a0) - (d - d0)).collect();
+        let last: Vec<f64> = seen
+            .iter()
+            .zip(&lag)
+            .filter(|((a, _), _)| *a >= 15.0)
+            .map(|(_, l)| *l)
+            .collect();
+        let worst_last = last.iter().cloned().fold(f64::MIN, f64::max);
+        let media_secs = seen.last().unwrap().1 - d0;
+        let fps = seen.len() as f64 / media_secs;
+        println!(
+            "over a 6 Mbit/s uplink: {} frames in {media_secs:.1} s of the camera's time ({fps:.1} a second of its 25), \
+             the uplink carrying {rate:.2} Mbit/s; each frame's delay behind the first: at most {worst_last:.3} s in the last 5 s",
+            seen.len()
+        );
+        assert!(
+            rate > 4.5,
+            "the link was not full ({rate:.2} Mbit/s): the camera was not wider than it"
+        );
+        assert!(fps < 22.0, "no frame was skipped ({fps:.1} fps): the camera was not wider than the link");
+        assert!(
+            worst_last < 1.0,
+            "the stream fell behind: {worst_last:.3} s in the last 5 s"
+        );
+        drop((cam, child_srv, parent));
+    });
+}
