@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::netns::{in_new_netns, runtime_in_netns, sh, veth_into};
+use common::netns::{runtime_in_netns, sh};
 use common::nodes::*;
 use common::proc::*;
 use serde_json::Value;
@@ -381,24 +381,8 @@ fn a_link_over_a_6_mbit_veth_rides_out_a_short_cut_and_comes_back_after_a_long_o
     // shaped to 6 Mbit/s each way.
     rt.block_on(async {
         let (parent_dir, child_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let token = node_add(parent_dir.path(), "xa-c", "commune");
-        let parent = start(
-            parent_dir.path(),
-            &env(true, None),
-            &["--listen", "0.0.0.0:0"],
-        );
-        let port = parent.url.rsplit(':').next().unwrap().to_owned();
-        let parent_url = format!("https://198.51.100.1:{port}");
-        let mut c = in_new_netns(std::path::Path::new(BIN), "vc", "198.51.100.2", "6mbit");
-        without_xaso_env(&mut c);
-        c.arg("--data-dir").arg(child_dir.path());
-        c.args(["serve", "--listen", "198.51.100.2:0"]);
-        for (k, v) in env(false, Some((&parent_url, &token))) {
-            c.env(k, v);
-        }
-        let child_srv = start_command(c, |pid| {
-            veth_into(pid, "vp", "vc", "198.51.100.1", "6mbit");
-        });
+        let (parent, child_srv, _token) =
+            parent_and_child_behind_veth(parent_dir.path(), child_dir.path());
         assert!(
             child_srv.url.starts_with("http://198.51.100.2:"),
             "{}",

@@ -9,7 +9,7 @@
 mod common;
 
 use common::camera::TestCamera;
-use common::netns::{in_new_netns, runtime_in_netns, veth_into};
+use common::netns::runtime_in_netns;
 use common::nodes::*;
 use common::probe::probe_video;
 use common::proc::*;
@@ -274,27 +274,11 @@ fn a_camera_wider_than_a_6_mbit_uplink_stays_live_at_the_parent() {
     };
     rt.block_on(async {
         let (parent_dir, child_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let token = node_add(parent_dir.path(), "xa-c", "commune");
+        let (parent, child_srv, token) =
+            parent_and_child_behind_veth(parent_dir.path(), child_dir.path());
         let pin = xaso::federation::token::JoinToken::decode(&token)
             .unwrap()
             .pin;
-        let parent = start(
-            parent_dir.path(),
-            &env(true, None),
-            &["--listen", "0.0.0.0:0"],
-        );
-        let port = parent.url.rsplit(':').next().unwrap().to_owned();
-        let parent_url = format!("https://198.51.100.1:{port}");
-        let mut c = in_new_netns(std::path::Path::new(BIN), "vc", "198.51.100.2", "6mbit");
-        without_xaso_env(&mut c);
-        c.arg("--data-dir").arg(child_dir.path());
-        c.args(["serve", "--listen", "198.51.100.2:0"]);
-        for (k, v) in env(false, Some((&parent_url, &token))) {
-            c.env(k, v);
-        }
-        let child_srv = start_command(c, |pid| {
-            veth_into(pid, "vp", "vc", "198.51.100.1", "6mbit");
-        });
         // The camera is on the commune's own network (its namespace's loopback): 720p at
         // about 12 Mbit/s, a keyframe every second.
         let cam = TestCamera::start_in_netns_of(

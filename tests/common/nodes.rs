@@ -145,3 +145,28 @@ pub fn three_levels() -> ThreeLevels {
         leaf_started,
     }
 }
+
+/// A parent (HTTPS, on every address of this namespace) and its child `xa-c` in a network
+/// namespace of its own on 198.51.100.2, joined to this one (198.51.100.1) by a veth pair
+/// shaped to 6 Mbit/s each way (`vp` here, `vc` there). Needs a namespace of the test's own
+/// (`netns::runtime_in_netns`).
+pub fn parent_and_child_behind_veth(
+    parent_dir: &Path,
+    child_dir: &Path,
+) -> (Server, Server, String) {
+    let token = node_add(parent_dir, "xa-c", "commune");
+    let parent = start(parent_dir, &env(true, None), &["--listen", "0.0.0.0:0"]);
+    let port = parent.url.rsplit(':').next().unwrap().to_owned();
+    let parent_url = format!("https://198.51.100.1:{port}");
+    let mut c = super::netns::in_new_netns(Path::new(BIN), "vc", "198.51.100.2", "6mbit");
+    without_xaso_env(&mut c);
+    c.arg("--data-dir").arg(child_dir);
+    c.args(["serve", "--listen", "198.51.100.2:0"]);
+    for (k, v) in env(false, Some((&parent_url, &token))) {
+        c.env(k, v);
+    }
+    let child = start_command(c, |pid| {
+        super::netns::veth_into(pid, "vp", "vc", "198.51.100.1", "6mbit");
+    });
+    (parent, child, token)
+}
