@@ -177,17 +177,21 @@ impl From<std::io::Error> for Error {
 }
 
 impl Error {
-    /// What the client is told: the message, except for server faults (logged here, and
-    /// told only in general terms).
+    /// What the client is told: the message, except for internal faults (logged here, and
+    /// told only in general terms). An unavailable service says which and why (the camera
+    /// is not streaming, the link toward its node is down, the database): those messages
+    /// are written for the user, and their causes (`source`) stay in the log.
     pub fn public_message(&self) -> String {
-        if self.kind.status().is_server_error() && self.kind != ErrorKind::Unimplemented {
-            tracing::error!(error = %self, "request failed");
-            match self.kind {
-                ErrorKind::Unavailable => "service unavailable, try again shortly".to_owned(),
-                _ => "internal error; the details are in the server log".to_owned(),
+        match self.kind {
+            ErrorKind::Internal => {
+                tracing::error!(error = %self, "request failed");
+                "internal error; the details are in the server log".to_owned()
             }
-        } else {
-            self.msg.clone()
+            ErrorKind::Unavailable => {
+                tracing::warn!(error = %self, "request failed");
+                self.msg.clone()
+            }
+            _ => self.msg.clone(),
         }
     }
 }

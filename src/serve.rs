@@ -180,6 +180,18 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     state.federation.start(parent).await?;
     let handle = axum_server::Handle::new();
     tokio::spawn(shutdown_on_signal(handle.clone()));
+    // The parent's requests for footage are served by this same application.
+    let own_app = app(state.clone());
+    state.federation.set_local_http(Box::new(move |req| {
+        let app = own_app.clone();
+        Box::pin(async move {
+            use tower::ServiceExt;
+            match app.oneshot(req).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            }
+        })
+    }));
     let make = app(state).into_make_service_with_connect_info::<SocketAddr>();
     // TCP_NODELAY on every connection: WebSockets (meetings' signalling, the MSE fallback,
     // child nodes' links) send small messages that Nagle's algorithm would hold back until

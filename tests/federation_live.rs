@@ -5,6 +5,9 @@
 //! audited at every level, and stop crossing once nobody watches. And a camera wider than
 //! its commune's 6 Mbit/s uplink (a veth pair shaped with `tc tbf`, the commune in a network
 //! namespace of its own) stays live at the parent: frames are skipped, the delay is not.
+//! Footage too: a commune's recording listed, exported (byte for byte the commune's own
+//! export), played by ranges and snapshotted at the top, audited at both ends, and a clear
+//! 503 while the link toward it is down.
 
 mod common;
 
@@ -362,4 +365,180 @@ fn a_camera_wider_than_a_6_mbit_uplink_stays_live_at_the_parent() {
         );
         drop((cam, child_srv, parent));
     });
+}
+
+fn ms_of(v: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
+        .unwrap()
+        .timestamp_millis()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commune_recording_is_listed_exported_and_played_at_the_top() {
+    let cam = TestCamera::start(&["--video", "h264", "--gop", "25"]);
+    let ThreeLevels {
+        top_dir,
+        mid_dir,
+        leaf_dir: _leaf_dir,
+        mid_token: _,
+        leaf_token: _,
+        top,
+        mid,
+        leaf,
+        leaf_started: _,
+    } = three_levels_with(&[("XASO_RECORDING__SEGMENT_SECS", "4")]);
+    let (ct, cl) = (admin(&top.url).await, admin(&leaf.url).await);
+    wait_nodes(&ct, &top.url, Duration::from_secs(15), "tree up", |v| {
+        child(v, "huyen-a").is_some_and(|c| c["state"] == "up" && c["nodes"][0]["up"] == true)
+    })
+    .await;
+    let r = cl
+        .post(format!("{}/api/cameras", leaf.url))
+        .json(&serde_json::json!({"name": "Cổng UBND xã", "url": cam.url, "record": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let leaf_id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let rid = wait_camera(&ct, &top.url, "huyen-a/xa-tan-lap", "Cổng UBND xã").await["id"]
+        .as_i64()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(14)).await;
+
+    // The spans, as the commune lists them, under the top's id.
+    let now = chrono::Utc::now().timestamp_millis();
+    let q = format!("start={}&end={}", rfc(now - 60_000), rfc(now));
+    let at_top = get_json(
+        &ct,
+        &format!("{}/api/cameras/{rid}/recordings?{q}", top.url),
+    )
+    .await;
+    let at_leaf = get_json(
+        &cl,
+        &format!("{}/api/cameras/{leaf_id}/recordings?{q}", leaf.url),
+    )
+    .await;
+    assert_eq!(at_top["camera_id"], rid, "{at_top}");
+    assert_eq!(at_top["spans"], at_leaf["spans"], "{at_top} {at_leaf}");
+    let span = &at_top["spans"][0];
+    assert_eq!(span["video_codec"], "h264", "{at_top}");
+    let (s0, s1) = (ms_of(&span["start"]), ms_of(&span["end"]));
+    assert!(s1 - s0 >= 8_000, "{at_top}");
+
+    // An export of 6 s: the very bytes the commune exports itself.
+    let range = format!("start={}&end={}", rfc(s0 + 1_000), rfc(s0 + 7_000));
+    let t0 = Instant::now();
+    let (st, h, top_file) = get_bytes(
+        &ct,
+        &format!("{}/api/cameras/{rid}/export.mp4?{range}", top.url),
+        None,
+    )
+    .await;
+    let took = t0.elapsed();
+    assert_eq!(st, 200);
+    let (_, lh, leaf_file) = get_bytes(
+        &cl,
+        &format!("{}/api/cameras/{leaf_id}/export.mp4?{range}", leaf.url),
+        None,
+    )
+    .await;
+    println!(
+        "an export of 6 s ({} bytes) fetched at the top, two links up, in {took:?}",
+        top_file.len()
+    );
+    assert_eq!(
+        top_file, leaf_file,
+        "the export at the top is the commune's"
+    );
+    assert_eq!(h["etag"], lh["etag"]);
+    assert_eq!(h["content-type"], "video/mp4");
+    assert!(
+        h["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    let f = top_dir.path().join("remote-export.mp4");
+    std::fs::write(&f, &top_file).unwrap();
+    let (w, hgt, frames) = probe(&f);
+    assert_eq!((w, hgt), (640, 360));
+    assert!(
+        (140..=160).contains(&frames),
+        "{frames} frames in 6 s at 25 fps"
+    );
+
+    // Playback by ranges, as a <video> element asks, and the cache check.
+    let purl = format!("{}/api/cameras/{rid}/playback.mp4?{range}", top.url);
+    let (st, h, part) = get_bytes(&ct, &purl, Some("bytes=1000-4999")).await;
+    assert_eq!(st, 206);
+    assert_eq!(part, top_file[1000..5000]);
+    assert_eq!(
+        h["content-range"].to_str().unwrap(),
+        format!("bytes 1000-4999/{}", top_file.len())
+    );
+    let r = ct
+        .get(&purl)
+        .header("if-none-match", h["etag"].to_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    let (st, _, _) = get_bytes(&ct, &purl, Some(&format!("bytes={}-", top_file.len()))).await;
+    assert_eq!(st, 416);
+
+    // A snapshot, decoded at the commune.
+    let (st, h, jpeg) = get_bytes(
+        &ct,
+        &format!(
+            "{}/api/cameras/{rid}/snapshot.jpg?at={}&width=320",
+            top.url,
+            rfc(s0 + 3_000)
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&jpeg));
+    assert_eq!(h["content-type"], "image/jpeg");
+    assert_eq!(&jpeg[..2], b"\xff\xd8");
+
+    // Audited at the top (the user) and at the commune (for the parent's user).
+    let top_rows = rows(&ct, &top.url, "footage.export").await;
+    assert!(
+        top_rows.iter().any(|r| r["username"] == "admin"
+            && r["camera_id"] == rid
+            && r["detail"]["node"] == "huyen-a/xa-tan-lap"),
+        "{top_rows:?}"
+    );
+    let leaf_rows = rows(&cl, &leaf.url, "footage.export").await;
+    assert!(
+        leaf_rows
+            .iter()
+            .any(|r| r["username"] == "parent:admin" && r["camera_id"] == leaf_id),
+        "{leaf_rows:?}"
+    );
+    assert!(
+        !rows(&cl, &leaf.url, "footage.snapshot").await.is_empty(),
+        "the snapshot is audited at the commune"
+    );
+
+    // The middle node gone: a clear 503 at the top, at once.
+    assert!(stop(mid).success());
+    wait_nodes(&ct, &top.url, Duration::from_secs(10), "mid down", |v| {
+        child(v, "huyen-a").is_some_and(|c| c["state"] == "down")
+    })
+    .await;
+    let t0 = Instant::now();
+    let r = ct
+        .get(format!("{}/api/cameras/{rid}/export.mp4?{range}", top.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body.to_string().contains("huyen-a/xa-tan-lap") && body.to_string().contains("down"),
+        "{body}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    drop((top, leaf, mid_dir));
 }

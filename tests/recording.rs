@@ -672,27 +672,6 @@ async fn a_full_disk_frees_the_oldest_footage_and_recording_goes_on() {
     drop(disk);
 }
 
-fn rfc(ms: i64) -> String {
-    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
-        .unwrap()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-async fn get_bytes(
-    c: &reqwest::Client,
-    url: &str,
-    range: Option<&str>,
-) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
-    let mut r = c.get(url);
-    if let Some(v) = range {
-        r = r.header("range", v);
-    }
-    let resp = r.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    (status, headers, resp.bytes().await.unwrap().to_vec())
-}
-
 /// Footage issue: record a real camera for about a minute with a pause in it, then list
 /// spans and gaps, export an inner 20 s range and a range across the gap, and check the
 /// files with ffprobe/ffmpeg, byte ranges, ETags, snapshots and the audit log.

@@ -268,8 +268,8 @@ export function statusPoller(anchor) {
 
 /**
  * This node's own cameras from a GET /api/cameras answer: the cameras of nodes below it
- * are listed there too, and watched live here (relayed over the link), but their footage
- * is reviewed at their node for now.
+ * are listed there too, watched live and reviewed here over the link, but not yet shown
+ * in a meeting.
  */
 export function localCameras(cameras) {
   return Array.isArray(cameras) ? cameras.filter((c) => c.origin !== 'remote') : [];

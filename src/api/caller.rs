@@ -58,6 +58,14 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self> {
+        // The parent's request for footage, served through its link (see
+        // `federation::archive`): the parent authorised its user and trusts nobody else.
+        if let Some(p) = parts
+            .extensions
+            .get::<crate::federation::archive::ParentRequest>()
+        {
+            return Ok(Caller::for_parent(&p.by));
+        }
         let address = ClientAddr::from_request_parts(parts, st)
             .await
             .unwrap_or_default()
@@ -95,6 +103,24 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 impl Caller {
+    /// The parent node acting for its user `by`: an admin of this node's cameras, with user
+    /// id 0 (no row), audited as `parent:<by>`. Only the link's requests, which reach the
+    /// footage routes alone (`federation::archive::allowed`), are made with it.
+    pub fn for_parent(by: &str) -> Caller {
+        Caller {
+            user: User {
+                id: 0,
+                username: format!("parent:{by}"),
+                role: Role::Admin,
+                disabled: false,
+                created_ms: 0,
+                email: None,
+            },
+            session: None,
+            address: None,
+        }
+    }
+
     pub fn require_admin(&self) -> Result<()> {
         if self.user.role != Role::Admin {
             bail!(PermissionDenied, "only an admin may do this");
@@ -123,7 +149,8 @@ impl Caller {
     /// An audit event attributed to this caller.
     pub fn event(&self, action: &'static str) -> Event {
         Event {
-            user_id: Some(self.user.id),
+            // The parent's caller has no row here.
+            user_id: (self.user.id != 0).then_some(self.user.id),
             username: Some(self.user.username.clone()),
             action,
             address: self.address.clone(),

@@ -7,9 +7,10 @@ use super::{AppState, parse_rfc3339, rfc3339};
 use crate::auth::CameraUse;
 use crate::bail;
 use crate::error::Result;
-use crate::{footage, store};
+use crate::{err, footage, store};
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -20,6 +21,38 @@ pub fn router() -> Router<AppState> {
         .route("/cameras/{id}/export.mp4", get(export))
         .route("/cameras/{id}/playback.mp4", get(playback))
         .route("/cameras/{id}/snapshot.jpg", get(snapshot))
+}
+
+/// A camera at a node below this one: the request goes there over the link, with that
+/// node's id of the camera, and its answer (status, headers, body) comes back as it is.
+/// The caller was authorised here (and is audited here by the handler); the node audits
+/// it too, as `parent:<user>`.
+async fn forwarded(
+    st: &AppState,
+    caller: &Caller,
+    cam: &store::Camera,
+    what: &str,
+    query: Option<String>,
+    method: &http::Method,
+    headers: &http::HeaderMap,
+) -> Result<Response> {
+    let r = cam.remote.as_ref().expect("a remote camera");
+    let mut path = format!("/api/cameras/{}/{what}", r.remote_id);
+    if let Some(q) = query {
+        path.push('?');
+        path.push_str(&q);
+    }
+    st.federation
+        .forward(r.node_id, method, path, headers, &caller.user.username)
+        .await
+        .map_err(|e| {
+            err!(
+                Unavailable,
+                "camera {:?} is at node {}: {e}",
+                cam.name,
+                r.path
+            )
+        })
 }
 
 /// The longest range the span listing answers for.
@@ -103,9 +136,26 @@ async fn list(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
     ApiQuery(p): ApiQuery<RangeParams>,
-) -> Result<axum::Json<Recordings>> {
+    RawQuery(query): RawQuery,
+    headers: http::HeaderMap,
+) -> Result<Response> {
     caller.require_camera(&st, id, CameraUse::Playback).await?;
-    store::local_camera(&st.db, id).await?;
+    let cam = store::camera(&st.db, id).await?;
+    if cam.is_remote() {
+        let get = http::Method::GET;
+        let resp = forwarded(&st, &caller, &cam, "recordings", query, &get, &headers).await?;
+        if resp.status() != http::StatusCode::OK {
+            return Ok(resp);
+        }
+        // The node's answer names its own id of the camera: this node's is the caller's.
+        let body = axum::body::to_bytes(resp.into_body(), 16 << 20)
+            .await
+            .map_err(|e| err!(Unavailable, "the recordings of camera {id} broke off: {e}"))?;
+        let mut v: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| err!(Unavailable, "the recordings of camera {id}: {e}"))?;
+        v["camera_id"] = serde_json::json!(id);
+        return Ok(axum::Json(v).into_response());
+    }
     let (start, end) = parse_range(&st, &p, MAX_LIST_MS)?;
     let segs = footage::segments(&st.db, id, start, end).await?;
     let (spans, gaps) = footage::spans(&segs, start, end);
@@ -131,7 +181,8 @@ async fn list(
                 end: rfc3339(b),
             })
             .collect(),
-    }))
+    })
+    .into_response())
 }
 
 /// Format version of exported files: part of every ETag, so that when the bytes written for
@@ -398,10 +449,17 @@ async fn export(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
     ApiQuery(p): ApiQuery<ExportParams>,
+    RawQuery(query): RawQuery,
     method: http::Method,
     headers: http::HeaderMap,
 ) -> Result<axum::response::Response> {
-    serve_mp4(st, caller, id, p, method, headers, Mp4Use::Export).await
+    let req = Mp4Request {
+        p,
+        query,
+        method,
+        headers,
+    };
+    serve_mp4(st, caller, id, req, Mp4Use::Export).await
 }
 
 /// The same MP4 for a `<video>` element (playback permission needed): inline, seekable by
@@ -415,21 +473,40 @@ async fn playback(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
     ApiQuery(p): ApiQuery<ExportParams>,
+    RawQuery(query): RawQuery,
     method: http::Method,
     headers: http::HeaderMap,
 ) -> Result<axum::response::Response> {
-    serve_mp4(st, caller, id, p, method, headers, Mp4Use::Playback).await
+    let req = Mp4Request {
+        p,
+        query,
+        method,
+        headers,
+    };
+    serve_mp4(st, caller, id, req, Mp4Use::Playback).await
+}
+
+/// What an export or playback request asks for.
+struct Mp4Request {
+    p: ExportParams,
+    query: Option<String>,
+    method: http::Method,
+    headers: http::HeaderMap,
 }
 
 async fn serve_mp4(
     st: AppState,
     caller: Caller,
     id: i64,
-    p: ExportParams,
-    method: http::Method,
-    headers: http::HeaderMap,
+    req: Mp4Request,
     what: Mp4Use,
 ) -> Result<axum::response::Response> {
+    let Mp4Request {
+        p,
+        query,
+        method,
+        headers,
+    } = req;
     let (need, action, denied) = match what {
         Mp4Use::Export => (CameraUse::Export, "footage.export", "footage.export_denied"),
         Mp4Use::Playback => (
@@ -438,7 +515,6 @@ async fn serve_mp4(
             "footage.playback_denied",
         ),
     };
-    use axum::response::IntoResponse;
     use http::{StatusCode, header};
     if let Err(e) = caller.require_camera(&st, id, need).await {
         if e.kind() == crate::error::ErrorKind::PermissionDenied {
@@ -449,7 +525,28 @@ async fn serve_mp4(
         }
         return Err(e);
     }
-    let cam = store::local_camera(&st.db, id).await?;
+    let cam = store::camera(&st.db, id).await?;
+    if let Some(r) = &cam.remote {
+        // Audited here once per playback or download, as for this node's cameras (the
+        // request that starts at byte 0), with the node it is fetched from.
+        let from_start = headers
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|v| v.trim().starts_with("bytes=0-"));
+        if method == http::Method::GET && from_start {
+            let mut ev = caller.event(action);
+            ev.camera_id = Some(id);
+            ev.detail = Some(serde_json::json!({
+                "node": r.path, "requested_start": p.start, "requested_end": p.end,
+            }));
+            st.audit(ev).await?;
+        }
+        let file = match what {
+            Mp4Use::Export => "export.mp4",
+            Mp4Use::Playback => "playback.mp4",
+        };
+        return forwarded(&st, &caller, &cam, file, query, &method, &headers).await;
+    }
     let max_ms = i64::from(st.cfg.playback.max_export_hours) * 3_600_000;
     let range = RangeParams {
         start: Some(p.start.clone()),
@@ -592,8 +689,9 @@ async fn snapshot(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
     ApiQuery(p): ApiQuery<SnapshotParams>,
+    RawQuery(query): RawQuery,
+    headers: http::HeaderMap,
 ) -> Result<axum::response::Response> {
-    use axum::response::IntoResponse;
     if let Err(e) = caller.require_camera(&st, id, CameraUse::Playback).await {
         if e.kind() == crate::error::ErrorKind::PermissionDenied {
             let mut ev = caller.event("footage.snapshot_denied");
@@ -603,7 +701,15 @@ async fn snapshot(
         }
         return Err(e);
     }
-    store::local_camera(&st.db, id).await?;
+    let cam = store::camera(&st.db, id).await?;
+    if let Some(r) = &cam.remote {
+        let mut ev = caller.event("footage.snapshot");
+        ev.camera_id = Some(id);
+        ev.detail = Some(serde_json::json!({ "at": p.at, "width": p.width, "node": r.path }));
+        st.audit(ev).await?;
+        let get = http::Method::GET;
+        return forwarded(&st, &caller, &cam, "snapshot.jpg", query, &get, &headers).await;
+    }
     if !xaso_pipelines::available() {
         bail!(Unimplemented, "{}", xaso_pipelines::PipelineError::NotBuilt);
     }

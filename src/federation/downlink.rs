@@ -3,6 +3,7 @@
 //! and the tree it reports in the hub, feeds the streams it relays into their taps
 //! (`relay::Inbound`), and records the link going up and down.
 
+use super::archive::{self, Requests};
 use super::link::{self, End, LinkIo, Side};
 use super::proto::{LinkCore, Msg, PROTO, TreeNode};
 use super::relay::{Inbound, Outbox};
@@ -18,6 +19,7 @@ struct Child<'a> {
     name: String,
     link: u64,
     inbound: Arc<Mutex<Inbound>>,
+    requests: Arc<Mutex<Requests>>,
     /// Why the link must end (a broken relayed frame), found where no error can be returned.
     broken: Option<String>,
 }
@@ -52,6 +54,12 @@ impl Side for Child<'_> {
                 self.inbound.lock().unwrap().tracks(ch, video, audio)?;
             }
             Msg::Restart { ch } => self.inbound.lock().unwrap().restart(ch),
+            Msg::Res {
+                id,
+                status,
+                headers,
+            } => self.requests.lock().unwrap().head(id, status, headers),
+            Msg::ResEnd { id, error } => self.requests.lock().unwrap().end(id, error),
             Msg::Unwatched { ch, reason } => {
                 tracing::info!(node = %self.name, ch, %reason, "the child stopped a relayed stream");
                 self.inbound.lock().unwrap().close(ch);
@@ -62,7 +70,12 @@ impl Side for Child<'_> {
     }
 
     fn on_binary(&mut self, _: &mut LinkCore, frame: bytes::Bytes) {
-        if let Err(e) = self.inbound.lock().unwrap().frame(&frame) {
+        let r = if frame.first() == Some(&archive::CHUNK) {
+            self.requests.lock().unwrap().chunk(&frame)
+        } else {
+            self.inbound.lock().unwrap().frame(&frame)
+        };
+        if let Err(e) = r {
             self.broken.get_or_insert(e);
         }
     }
@@ -119,6 +132,7 @@ pub async fn serve<L: LinkIo>(
     let now_ms = fed.now_ms();
     let out = Arc::new(Outbox::default());
     let inbound = Arc::new(Mutex::new(Inbound::default()));
+    let requests = Arc::new(Mutex::new(Requests::default()));
     let old = fed.children.lock().unwrap().insert(
         node.id,
         ChildLink {
@@ -131,6 +145,7 @@ pub async fn serve<L: LinkIo>(
             kick,
             out: out.clone(),
             inbound: inbound.clone(),
+            requests: requests.clone(),
         },
     );
     if let Some(old) = old {
@@ -156,12 +171,17 @@ pub async fn serve<L: LinkIo>(
         name: node.name.clone(),
         link,
         inbound: inbound.clone(),
+        requests: requests.clone(),
         broken: None,
     };
     let never = Notify::new();
     let end = link::drive(&mut io, &mut core, &mut side, &mut kick_rx, &never, &out).await;
     // The streams it relayed stop; their feeds ask again on the child's next link.
     inbound.lock().unwrap().close_all();
+    requests
+        .lock()
+        .unwrap()
+        .close_all("the link toward that node dropped");
 
     let still_ours = {
         let mut m = fed.children.lock().unwrap();

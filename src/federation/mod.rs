@@ -6,9 +6,11 @@
 //! shows of them. See `docs/design/federation.md`.
 //!
 //! What belongs here: joining, the links, the tree, and what crosses the links
-//! ([`cameras`]: the catalogue of the cameras below; [`relay`]: their live streams). Each later feature that crosses a
+//! ([`cameras`]: the catalogue of the cameras below; [`relay`]: their live streams;
+//! [`archive`]: their footage). Each later feature that crosses a
 //! link (cameras, archive, meetings) sees a remote node through this hub, not a socket.
 
+pub mod archive;
 pub mod cameras;
 pub mod downlink;
 pub mod link;
@@ -62,6 +64,8 @@ struct ChildLink {
     out: Arc<relay::Outbox>,
     /// The streams the child relays up on this link.
     inbound: Arc<Mutex<relay::Inbound>>,
+    /// The requests for footage open on this link.
+    requests: Arc<Mutex<archive::Requests>>,
 }
 
 /// A child, registered and perhaps linked, as the API shows it.
@@ -118,6 +122,8 @@ pub struct Federation {
     audit_log: OnceLock<Arc<crate::audit::AuditLog>>,
     /// The feed task of each tap fed from a child (by tap id).
     remote_feeds: Mutex<HashMap<i64, tokio::task::AbortHandle>>,
+    /// This node's HTTP application, for its parent's requests for footage (set at start).
+    local_http: OnceLock<archive::LocalHttp>,
 }
 
 /// Reads the state of this node's own cameras (`camera id → state`).
@@ -141,7 +147,22 @@ impl Federation {
             live: OnceLock::new(),
             audit_log: OnceLock::new(),
             remote_feeds: Mutex::new(HashMap::new()),
+            local_http: OnceLock::new(),
         })
+    }
+
+    /// This node's own HTTP application, which serves the footage its parent asks for.
+    pub fn set_local_http(&self, f: archive::LocalHttp) {
+        let _ = self.local_http.set(f);
+    }
+
+    /// The outbox and the open footage requests of the child `node`'s current link.
+    fn child_requests(
+        &self,
+        node: i64,
+    ) -> Option<(Arc<relay::Outbox>, Arc<Mutex<archive::Requests>>)> {
+        let m = self.children.lock().unwrap();
+        m.get(&node).map(|c| (c.out.clone(), c.requests.clone()))
     }
 
     /// Live view and the audit log, for the streams relayed across links.

@@ -83,6 +83,40 @@ pub enum Msg {
         ch: u32,
         reason: String,
     },
+    /// Parent → child: serve this request for footage (`federation::archive`), sending at
+    /// most `credit` bytes of its body until granted more.
+    Req {
+        id: u32,
+        method: String,
+        path: String,
+        #[serde(default)]
+        headers: Vec<(String, String)>,
+        #[serde(default)]
+        by: String,
+        credit: u32,
+    },
+    /// Parent → child: the parent's client read this much more of request `id`'s body.
+    Credit {
+        id: u32,
+        bytes: u32,
+    },
+    /// Parent → child: the parent's client went away; stop sending request `id`.
+    Cancel {
+        id: u32,
+    },
+    /// Child → parent: the answer to request `id` begins (its body follows in chunks).
+    Res {
+        id: u32,
+        status: u16,
+        #[serde(default)]
+        headers: Vec<(String, String)>,
+    },
+    /// Child → parent: the body of request `id` is complete, or broke off with `error`.
+    ResEnd {
+        id: u32,
+        #[serde(default)]
+        error: Option<String>,
+    },
     /// Either side, before it closes the link on purpose (e.g. the child was removed).
     Bye {
         reason: String,

@@ -101,6 +101,8 @@ pub const MEDIA_BUDGET: usize = 384 * 1024;
 pub struct Outbox {
     inner: Mutex<OutboxInner>,
     ready: Notify,
+    /// Wakes bulk senders ([`Outbox::push_bulk`]) as the stream queue drains.
+    drained: Notify,
 }
 
 #[derive(Default)]
@@ -143,6 +145,28 @@ impl Outbox {
         true
     }
 
+    /// Queues a chunk of bulk data (`federation::archive`) once less than `limit` bytes
+    /// wait, so that media, which may fill the queue up to [`MEDIA_BUDGET`], goes first.
+    pub async fn push_bulk(&self, b: Bytes, limit: usize) {
+        loop {
+            // Registered before the check, so a drain between the two is not missed.
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            {
+                let mut o = self.inner.lock().unwrap();
+                if o.media_bytes < limit {
+                    o.media_bytes += b.len();
+                    o.stream.push_back(super::link::Frame::Binary(b));
+                    drop(o);
+                    self.ready.notify_one();
+                    return;
+                }
+            }
+            drained.await;
+        }
+    }
+
     /// Media bytes waiting.
     pub fn media_waiting(&self) -> usize {
         self.inner.lock().unwrap().media_bytes
@@ -161,6 +185,7 @@ impl Outbox {
         let f = o.stream.pop_front()?;
         if let super::link::Frame::Binary(b) = &f {
             o.media_bytes -= b.len();
+            self.drained.notify_waiters();
         }
         Some(f)
     }

@@ -3,6 +3,7 @@
 //! below this node, serves the camera streams the parent asks for (`relay::serve_watch`),
 //! and dials again with backoff whenever the link ends.
 
+use super::archive::{self, Credit};
 use super::link::{self, End, Side};
 use super::proto::{LinkCore, Msg, PROTO};
 use super::relay::{self, Outbox};
@@ -159,7 +160,12 @@ struct Up<'a> {
     out: Arc<Outbox>,
     /// The streams the parent asked for, by channel.
     watches: HashMap<u32, tokio::task::AbortHandle>,
+    /// The requests for footage being served, by id.
+    requests: HashMap<u32, (tokio::task::AbortHandle, Arc<Credit>)>,
 }
+
+/// At most this many footage requests served at once for the parent.
+const MAX_REQUESTS: usize = 64;
 
 /// At most this many streams relayed up at once (each is a camera's stream on the link).
 const MAX_WATCHES: usize = 256;
@@ -232,6 +238,53 @@ impl Side for Up<'_> {
                     old.abort();
                 }
             }
+            Msg::Req {
+                id,
+                method,
+                path,
+                headers,
+                by,
+                credit,
+            } => {
+                self.requests.retain(|_, (h, _)| !h.is_finished());
+                if self.requests.len() >= MAX_REQUESTS {
+                    self.out.send_in_order(&Msg::Res {
+                        id,
+                        status: 503,
+                        headers: vec![],
+                    });
+                    self.out.send_in_order(&Msg::ResEnd { id, error: None });
+                    return Ok(());
+                }
+                tracing::info!(id, %method, %path, %by, "the parent asks for footage");
+                let c = Credit::new(credit);
+                let task = archive::serve_request(
+                    self.fed.clone(),
+                    self.out.clone(),
+                    c.clone(),
+                    id,
+                    method,
+                    path,
+                    headers,
+                    by,
+                );
+                if let Some((old, _)) = self
+                    .requests
+                    .insert(id, (tokio::spawn(task).abort_handle(), c))
+                {
+                    old.abort();
+                }
+            }
+            Msg::Credit { id, bytes } => {
+                if let Some((_, c)) = self.requests.get(&id) {
+                    c.add(bytes);
+                }
+            }
+            Msg::Cancel { id } => {
+                if let Some((h, _)) = self.requests.remove(&id) {
+                    h.abort();
+                }
+            }
             Msg::Unwatch { ch } => {
                 if let Some(h) = self.watches.remove(&ch) {
                     h.abort();
@@ -295,6 +348,7 @@ pub async fn run(fed: Arc<Federation>, url: String, token: JoinToken) {
                     fed: &fed,
                     out: out.clone(),
                     watches: HashMap::new(),
+                    requests: HashMap::new(),
                 };
                 let end = link::drive(
                     &mut ws,
@@ -307,6 +361,9 @@ pub async fn run(fed: Arc<Federation>, url: String, token: JoinToken) {
                 .await;
                 // The parent asks again for what it still watches on the next link.
                 for (_, h) in side.watches.drain() {
+                    h.abort();
+                }
+                for (_, (h, _)) in side.requests.drain() {
                     h.abort();
                 }
                 if let Some(v) = fed.uplink.lock().unwrap().as_mut() {

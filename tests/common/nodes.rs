@@ -113,6 +113,11 @@ pub struct ThreeLevels {
 }
 
 pub fn three_levels() -> ThreeLevels {
+    three_levels_with(&[])
+}
+
+/// [`three_levels`], the leaf with more environment (e.g. a short recording segment).
+pub fn three_levels_with(leaf_env: &[(&str, &str)]) -> ThreeLevels {
     let (top_dir, mid_dir, leaf_dir) = (
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
@@ -128,11 +133,9 @@ pub fn three_levels() -> ThreeLevels {
         &[],
     );
     let leaf_started = Instant::now();
-    let leaf = start(
-        leaf_dir.path(),
-        &env(false, Some((&mid.url, &leaf_token))),
-        &[],
-    );
+    let mut e = env(false, Some((&mid.url, &leaf_token)));
+    e.extend_from_slice(leaf_env);
+    let leaf = start(leaf_dir.path(), &e, &[]);
     ThreeLevels {
         top_dir,
         mid_dir,

@@ -191,3 +191,26 @@ pub async fn post_json(
         .await
         .unwrap()
 }
+
+/// RFC 3339 (UTC, milliseconds), as the API takes times.
+pub fn rfc(ms: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A GET (with an optional `Range`): status, headers, body.
+pub async fn get_bytes(
+    c: &reqwest::Client,
+    url: &str,
+    range: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let mut r = c.get(url);
+    if let Some(v) = range {
+        r = r.header("range", v);
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    (status, headers, resp.bytes().await.unwrap().to_vec())
+}

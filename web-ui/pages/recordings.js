@@ -7,7 +7,7 @@
 import { h, fill } from '../dom.js';
 import { t, formatTime } from '../i18n.js';
 import { ApiError, api } from '../api.js';
-import { page, field, statusLine, errorText, localCameras } from '../components.js';
+import { page, field, statusLine, errorText, cameraLabel } from '../components.js';
 
 const WINDOW_MS = 10 * 60_000; // one playback.mp4 request
 const ZOOM_MS = 3_600_000; // the zoomed timeline shows one hour
@@ -974,7 +974,8 @@ export function render({ me } = {}) {
   drawTimeline();
   updateControls();
 
-  api.get('/api/cameras').then(localCameras).then(
+  // This node's cameras and those of the nodes below it (their footage comes over the link).
+  api.get('/api/cameras').then((l) => (Array.isArray(l) ? l : [])).then(
     (cameras) => {
       const wanted = params.get('camera');
       const listed = cameras.some((c) => String(c.id) === wanted);
@@ -982,7 +983,7 @@ export function render({ me } = {}) {
         fill(box, h('p', { class: 'notice', testid: 'rec-no-cameras' }, t('recordings.noCameras')));
         return;
       }
-      fill(cameraSelect, cameras.map((c) => h('option', { value: String(c.id) }, c.name)));
+      fill(cameraSelect, cameras.map((c) => h('option', { value: String(c.id) }, cameraLabel(c))));
       // a link to a camera not listed: let the server say why
       if (wanted && !listed) cameraSelect.append(h('option', { value: wanted }, `#${wanted}`));
       cameraSelect.value = wanted || String(cameras[0].id);
