@@ -133,7 +133,7 @@ async fn a_child_is_registered_with_a_token_bound_to_this_nodes_key_and_revoked(
 }
 
 /// A child's camera report, as the link would apply it, seen through the API: listed with
-/// its node, managed there (409 here), offline while no link is up, not watched here yet,
+/// its node, managed there (409 here), offline while no link is up, its footage 503 then,
 /// and granted like any camera. On SQLite and, in the PostgreSQL run, on PostgreSQL.
 #[tokio::test]
 async fn cameras_reported_by_a_child_are_listed_with_their_node_and_granted_like_any() {
@@ -203,11 +203,6 @@ async fn cameras_reported_by_a_child_are_listed_with_their_node_and_granted_like
             Some(json!({"record": false})),
         ),
         (Method::DELETE, format!("/api/cameras/{remote}"), None),
-        (
-            Method::GET,
-            format!("/api/cameras/{remote}/recordings"),
-            None,
-        ),
     ] {
         let r = h.call(m.clone(), &path, Some(&admin), body).await;
         assert_eq!(r.status, StatusCode::CONFLICT, "{m} {path}: {}", r.text);
@@ -218,6 +213,28 @@ async fn cameras_reported_by_a_child_are_listed_with_their_node_and_granted_like
                 .contains("huyen-a/xa-b"),
             "{}",
             r.text
+        );
+    }
+    // Its footage is read over the link toward its node, which is down here: 503, naming
+    // the node (tests/federation_live.rs reads it over a real link).
+    let range = "start=2026-11-01T00:00:00Z&end=2026-11-01T00:10:00Z";
+    for path in [
+        format!("/api/cameras/{remote}/recordings?{range}"),
+        format!("/api/cameras/{remote}/export.mp4?{range}"),
+        format!("/api/cameras/{remote}/playback.mp4?{range}"),
+        format!("/api/cameras/{remote}/snapshot.jpg?at=2026-11-01T00:00:00Z"),
+    ] {
+        let r = h.get(&path, &admin).await;
+        assert_eq!(
+            r.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{path}: {}",
+            r.text
+        );
+        let msg = r.json["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("huyen-a/xa-b") && msg.contains("down"),
+            "{msg}"
         );
     }
     // Rights are this node's: a grant shows it to an operator.

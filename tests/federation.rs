@@ -382,7 +382,7 @@ fn a_link_over_a_6_mbit_veth_rides_out_a_short_cut_and_comes_back_after_a_long_o
     rt.block_on(async {
         let (parent_dir, child_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let (parent, child_srv, _token) =
-            parent_and_child_behind_veth(parent_dir.path(), child_dir.path());
+            parent_and_child_behind_veth(parent_dir.path(), child_dir.path(), &[]);
         assert!(
             child_srv.url.starts_with("http://198.51.100.2:"),
             "{}",

@@ -262,6 +262,54 @@ async fn a_commune_camera_is_watched_at_the_top_and_crosses_each_link_once() {
     drop((top, mid, leaf));
 }
 
+/// Watches camera `id` at `base` over MSE for `secs`: for each frame, when it came (s from
+/// the first message) and its decode time (s); and the bytes received.
+async fn watch_frames(
+    base: &str,
+    id: i64,
+    token: &str,
+    pin: xaso::federation::token::KeyPin,
+    secs: u64,
+) -> (Vec<(f64, f64)>, usize) {
+    let mut ws = wss(base, &format!("/api/cameras/{id}/mse"), token, pin).await;
+    let Some(Ok(Message::Text(_))) = ws.next().await else {
+        panic!("no init message");
+    };
+    let t0 = Instant::now();
+    let mut seen = Vec::new();
+    let mut bytes = 0;
+    while t0.elapsed() < Duration::from_secs(secs) {
+        match ws.next().await {
+            Some(Ok(Message::Binary(b))) => {
+                bytes += b.len();
+                if let Some(dts) = fragment_dts(&b) {
+                    seen.push((t0.elapsed().as_secs_f64(), dts as f64 / 90_000.0));
+                }
+            }
+            other => panic!("unexpected message: {other:?}"),
+        }
+    }
+    ws.send(Message::Close(None)).await.unwrap();
+    (seen, bytes)
+}
+
+/// Of the frames that came between `from` and `to` (s): how many a second of the camera's
+/// time, and the worst delay of one behind the first frame of the whole view (arrival
+/// time minus media time, both from the first frame).
+fn frame_stats(seen: &[(f64, f64)], from: f64, to: f64) -> (f64, f64) {
+    let (a0, d0) = seen[0];
+    let part: Vec<&(f64, f64)> = seen
+        .iter()
+        .filter(|(a, _)| *a >= from && *a <= to)
+        .collect();
+    let worst = part
+        .iter()
+        .map(|(a, d)| (a - a0) - (d - d0))
+        .fold(f64::MIN, f64::max);
+    let span = part.last().unwrap().1 - part[0].1;
+    (part.len() as f64 / span.max(1e-3), worst)
+}
+
 /// The decode time (90 kHz) in an MSE fragment's `tfdt` box (version 1).
 fn fragment_dts(b: &[u8]) -> Option<u64> {
     let at = b.windows(4).position(|w| w == b"tfdt")?;
@@ -278,7 +326,7 @@ fn a_camera_wider_than_a_6_mbit_uplink_stays_live_at_the_parent() {
     rt.block_on(async {
         let (parent_dir, child_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let (parent, child_srv, token) =
-            parent_and_child_behind_veth(parent_dir.path(), child_dir.path());
+            parent_and_child_behind_veth(parent_dir.path(), child_dir.path(), &[]);
         let pin = xaso::federation::token::JoinToken::decode(&token)
             .unwrap()
             .pin;
@@ -309,46 +357,20 @@ fn a_camera_wider_than_a_6_mbit_uplink_stays_live_at_the_parent() {
             .unwrap()
             .to_owned();
         let uplink = |v: &Value| v["parent"]["bytes_sent"].as_u64().unwrap();
-
-        // 20 s at the parent: when each fragment came, and the decode time it carries.
-        let mut ws = wss(&parent.url, &format!("/api/cameras/{rid}/mse"), &viewer, pin).await;
-        let Some(Ok(Message::Text(_))) = ws.next().await else {
-            panic!("no init message");
+        let nodes = format!("{}/api/nodes", child_srv.url);
+        // 20 s at the parent; the uplink's rate from 5 s to 19 s.
+        let sampler = async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let (t5, b5) = (Instant::now(), uplink(&get_json(&cc, &nodes).await));
+            tokio::time::sleep(Duration::from_secs(14)).await;
+            let b = uplink(&get_json(&cc, &nodes).await);
+            (b - b5) as f64 * 8.0 / t5.elapsed().as_secs_f64() / 1e6
         };
-        let t0 = Instant::now();
-        let mut seen: Vec<(f64, f64)> = Vec::new();
-        let mut sent_at_5s = None;
-        while t0.elapsed() < Duration::from_secs(20) {
-            match ws.next().await {
-                Some(Ok(Message::Binary(b))) => {
-                    if let Some(dts) = fragment_dts(&b) {
-                        seen.push((t0.elapsed().as_secs_f64(), dts as f64 / 90_000.0));
-                    }
-                }
-                other => panic!("unexpected message: {other:?}"),
-            }
-            if sent_at_5s.is_none() && t0.elapsed() >= Duration::from_secs(5) {
-                let v = get_json(&cc, &format!("{}/api/nodes", child_srv.url)).await;
-                sent_at_5s = Some((Instant::now(), uplink(&v)));
-            }
-        }
-        let (t5, b5) = sent_at_5s.unwrap();
-        let v = get_json(&cc, &format!("{}/api/nodes", child_srv.url)).await;
-        let rate = (uplink(&v) - b5) as f64 * 8.0 / t5.elapsed().as_secs_f64() / 1e6;
-        ws.send(Message::Close(None)).await.unwrap();
-
-        // The delay of each frame behind the first: arrival time minus media time.
-        let (a0, d0) = seen[0];
-        let lag: Vec<f64> = seen.iter().map(|(a, d)| (a - a0) - (d - d0)).collect();
-        let last: Vec<f64> = seen
-            .iter()
-            .zip(&lag)
-            .filter(|((a, _), _)| *a >= 15.0)
-            .map(|(_, l)| *l)
-            .collect();
-        let worst_last = last.iter().cloned().fold(f64::MIN, f64::max);
-        let media_secs = seen.last().unwrap().1 - d0;
-        let fps = seen.len() as f64 / media_secs;
+        let ((seen, _), rate) =
+            tokio::join!(watch_frames(&parent.url, rid, &viewer, pin, 20), sampler);
+        let (fps, _) = frame_stats(&seen, 0.0, f64::MAX);
+        let (_, worst_last) = frame_stats(&seen, 15.0, f64::MAX);
+        let media_secs = seen.last().unwrap().1 - seen[0].1;
         println!(
             "over a 6 Mbit/s uplink: {} frames in {media_secs:.1} s of the camera's time ({fps:.1} a second of its 25), \
              the uplink carrying {rate:.2} Mbit/s; each frame's delay behind the first: at most {worst_last:.3} s in the last 5 s",
@@ -541,4 +563,116 @@ async fn a_commune_recording_is_listed_exported_and_played_at_the_top() {
     );
     assert!(t0.elapsed() < Duration::from_secs(2));
     drop((top, leaf, mid_dir));
+}
+
+#[test]
+fn an_export_shares_a_6_mbit_uplink_with_live_viewers_who_keep_every_frame() {
+    let Some(rt) =
+        runtime_in_netns("an_export_shares_a_6_mbit_uplink_with_live_viewers_who_keep_every_frame")
+    else {
+        return;
+    };
+    rt.block_on(async {
+        let (parent_dir, child_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (parent, child_srv, token) = parent_and_child_behind_veth(
+            parent_dir.path(),
+            child_dir.path(),
+            &[("XASO_RECORDING__SEGMENT_SECS", "4")],
+        );
+        let pin = xaso::federation::token::JoinToken::decode(&token)
+            .unwrap()
+            .pin;
+        // A camera of about 2.5 Mbit/s, recorded at the commune.
+        let cam = TestCamera::start_in_netns_of(
+            child_srv.child.id(),
+            &["--size", "1280x720", "--bitrate", "2500", "--gop", "25"],
+        );
+        let (cp, cc) = (admin(&parent.url).await, admin(&child_srv.url).await);
+        let r = cc
+            .post(format!("{}/api/cameras", child_srv.url))
+            .json(&serde_json::json!({"name": "Chợ", "url": cam.url, "record": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let leaf_id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+        let rid = wait_camera(&cp, &parent.url, "xa-c", "Chợ").await["id"]
+            .as_i64()
+            .unwrap();
+        let viewer = post_json(
+            &cp,
+            &format!("{}/api/tokens", parent.url),
+            &serde_json::json!({"user_id": 1, "name": "viewer"}),
+        )
+        .await["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        tokio::time::sleep(Duration::from_secs(24)).await;
+        let now = chrono::Utc::now().timestamp_millis();
+        let q = format!("start={}&end={}", rfc(now - 22_000), rfc(now - 6_000));
+
+        // Two live viewers at the parent for 20 s; 4 s in, an export of 16 s of footage. The
+        // veth's own counter says what crossed the link meanwhile.
+        // /proc/net/dev is this namespace's (sysfs would be the machine's).
+        let rx = || {
+            let dev = std::fs::read_to_string("/proc/net/dev").unwrap();
+            let line = dev
+                .lines()
+                .find(|l| l.trim_start().starts_with("vp:"))
+                .expect("vp in /proc/net/dev");
+            line.split_once(':').unwrap().1.split_whitespace().next().unwrap()
+                .parse::<u64>()
+                .unwrap()
+        };
+        let rx0 = rx();
+        let export = async {
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            let t = Instant::now();
+            let url = format!("{}/api/cameras/{rid}/export.mp4?{q}", parent.url);
+            let (st, h, body) = get_bytes(&cp, &url, None).await;
+            (t.elapsed(), st, h, body)
+        };
+        let ((seen, viewer_bytes), (_, second_bytes), (took, st, h, body)) = tokio::join!(
+            watch_frames(&parent.url, rid, &viewer, pin, 20),
+            watch_frames(&parent.url, rid, &viewer, pin, 20),
+            export
+        );
+        let crossed = rx() - rx0;
+        assert_eq!(st, 200);
+        let once = (viewer_bytes + body.len()) as f64;
+        println!(
+            "the veth carried {crossed} bytes up while two viewers got {viewer_bytes} and {second_bytes} bytes and the export {}: {:.2} times one stream and the export",
+            body.len(),
+            crossed as f64 / once
+        );
+        assert!(
+            (crossed as f64) < 1.2 * once,
+            "the stream crossed the link more than once: {crossed} bytes for {once}"
+        );
+        let mbps = body.len() as f64 * 8.0 / took.as_secs_f64() / 1e6;
+        let during = (4.0, 4.0 + took.as_secs_f64());
+        let (fps, worst) = frame_stats(&seen, during.0, during.1);
+        let (_, worst_all) = frame_stats(&seen, 0.0, f64::MAX);
+        println!(
+            "over a 6 Mbit/s uplink: an export of 16 s ({} bytes) took {took:?} ({mbps:.2} Mbit/s) beside a live view that got \
+             {fps:.1} frames a second of its 25 meanwhile, no frame more than {worst:.3} s behind the first ({worst_all:.3} s over 20 s)",
+            body.len()
+        );
+        // The commune's own export of the range: the same bytes (its ETag).
+        let r = cc
+            .head(format!("{}/api/cameras/{leaf_id}/export.mp4?{q}", child_srv.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["etag"], h["etag"]);
+        assert_eq!(
+            r.headers()["content-length"].to_str().unwrap(),
+            body.len().to_string()
+        );
+        assert!(mbps > 2.0, "the export crawled: {mbps:.2} Mbit/s");
+        assert!(fps > 23.0, "the live view lost frames to the export: {fps:.1} fps");
+        assert!(worst < 0.5, "the live view fell behind during the export: {worst:.3} s");
+        drop((cam, child_srv, parent));
+    });
 }

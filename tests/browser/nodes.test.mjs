@@ -125,7 +125,9 @@ async function main() {
       await pp.screenshot({ path: path.join(OUT, 'nodes-added.png'), fullPage: true });
     });
 
-    const child = await startServer('child', { XASO_PARENT__URL: parent.base, XASO_PARENT__TOKEN: token || 'xn1.none' }, false);
+    const child = await startServer('child', {
+      XASO_PARENT__URL: parent.base, XASO_PARENT__TOKEN: token || 'xn1.none', XASO_RECORDING__SEGMENT_SECS: '4',
+    }, false);
     const cp = await adminPage(browser, child.base);
 
     await test('the child links up and both Admin pages show the link', async () => {
@@ -138,7 +140,7 @@ async function main() {
     });
 
     await test("the child's camera is listed on the parent's Admin page, managed at the child", async () => {
-      const res = await cp.request.post('/api/cameras', { data: { name: 'Cổng UBND xã', url: camera.url, record: false } });
+      const res = await cp.request.post('/api/cameras', { data: { name: 'Cổng UBND xã', url: camera.url, record: true } });
       assert.equal(res.status(), 201);
       // the parent's camera table is read when the page loads
       let remote = null;
@@ -207,6 +209,52 @@ async function main() {
       const nodes = await (await pp.request.get('/api/nodes')).json();
       assert.equal(nodes.children[0].streams_received, 1, JSON.stringify(nodes.children[0]));
       await pp.screenshot({ path: path.join(OUT, 'nodes-remote-live.png'), fullPage: true });
+      await pp.getByTestId('nav-admin').click();
+      await pp.getByTestId('nodes-card').waitFor();
+    });
+
+    await test("the child's recording plays on the parent's Recordings page, read over the link", async () => {
+      const remote = (await (await pp.request.get('/api/cameras')).json()).find((c) => c.origin === 'remote');
+      // footage of at least 6 s at the child, as the parent lists it
+      let span = null;
+      const deadline = Date.now() + 30_000;
+      while (!span) {
+        const end = new Date().toISOString();
+        const start = new Date(Date.now() - 600_000).toISOString();
+        const body = await (await pp.request.get(`/api/cameras/${remote.id}/recordings?start=${start}&end=${end}`)).json();
+        const s = (body.spans || []).map((x) => ({ start: Date.parse(x.start), end: Date.parse(x.end) })).find((x) => x.end - x.start >= 6_000);
+        if (s) span = s;
+        else if (Date.now() > deadline) throw new Error(`no span of 6 s at the parent: ${JSON.stringify(body)}`);
+        else await sleep(500);
+      }
+      await pp.getByTestId('nav-recordings').click();
+      await pp.getByTestId('rec-camera').waitFor();
+      await expectText(pp.getByTestId('rec-camera'), 'xa-tan-lap / Cổng UBND xã');
+      await pp.getByTestId('rec-camera').selectOption(String(remote.id));
+      const timeline = pp.getByTestId('rec-timeline');
+      await timeline.getByTestId('rec-span').first().waitFor();
+      await pp.getByTestId('rec-zoom').click();
+      const viewStart = Number(await timeline.getAttribute('data-view-start'));
+      const viewEnd = Number(await timeline.getAttribute('data-view-end'));
+      const target = span.start + 2_000;
+      const box = await timeline.boundingBox();
+      await timeline.click({ position: { x: ((target - viewStart) / (viewEnd - viewStart)) * box.width, y: 12 } });
+      const t0 = Date.now();
+      let last = null;
+      for (;;) {
+        last = await pp.evaluate(() => {
+          const v = document.querySelector('[data-testid=rec-video]');
+          return { time: v.currentTime, src: v.currentSrc, error: v.error && `${v.error.code} ${v.error.message}` };
+        });
+        assert.equal(last.error, null, `video error on ${last.src}`);
+        if (last.time > 1.0) break;
+        if (Date.now() - t0 > 10_000) throw new Error(`the remote recording did not play within 10 s: ${JSON.stringify(last)}`);
+        await sleep(100);
+      }
+      assert.ok(last.src.includes(`/api/cameras/${remote.id}/playback.mp4?`), last.src);
+      await pp.screenshot({ path: path.join(OUT, 'nodes-remote-recording.png'), fullPage: true });
+      const audit = await (await pp.request.get('/api/audit?action=footage.playback')).json();
+      assert.ok(audit.entries.some((e) => e.camera_id === remote.id && e.detail && e.detail.node === 'xa-tan-lap'), JSON.stringify(audit.entries));
       await pp.getByTestId('nav-admin').click();
       await pp.getByTestId('nodes-card').waitFor();
     });

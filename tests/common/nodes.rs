@@ -152,10 +152,11 @@ pub fn three_levels_with(leaf_env: &[(&str, &str)]) -> ThreeLevels {
 /// A parent (HTTPS, on every address of this namespace) and its child `xa-c` in a network
 /// namespace of its own on 198.51.100.2, joined to this one (198.51.100.1) by a veth pair
 /// shaped to 6 Mbit/s each way (`vp` here, `vc` there). Needs a namespace of the test's own
-/// (`netns::runtime_in_netns`).
+/// (`netns::runtime_in_netns`). `child_env`: more of the child's environment.
 pub fn parent_and_child_behind_veth(
     parent_dir: &Path,
     child_dir: &Path,
+    child_env: &[(&str, &str)],
 ) -> (Server, Server, String) {
     let token = node_add(parent_dir, "xa-c", "commune");
     let parent = start(parent_dir, &env(true, None), &["--listen", "0.0.0.0:0"]);
@@ -166,6 +167,9 @@ pub fn parent_and_child_behind_veth(
     c.arg("--data-dir").arg(child_dir);
     c.args(["serve", "--listen", "198.51.100.2:0"]);
     for (k, v) in env(false, Some((&parent_url, &token))) {
+        c.env(k, v);
+    }
+    for (k, v) in child_env {
         c.env(k, v);
     }
     let child = start_command(c, |pid| {
