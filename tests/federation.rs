@@ -114,12 +114,17 @@ async fn three_levels_join_survive_a_restart_and_a_removed_child_is_cut_off() {
         .unwrap();
     assert_eq!(r.status(), 409);
     assert!(r.text().await.unwrap().contains("huyen-a/xa-tan-lap"));
+    // Its footage is read at the leaf, two hops down (tests/federation_live.rs plays it):
+    // not recorded there, so no spans, under the top's id.
     let r = ct
         .get(format!("{}/api/cameras/{rid}/recordings", top.url))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 409);
+    assert_eq!(r.status(), 200);
+    let list: Value = r.json().await.unwrap();
+    assert_eq!(list["camera_id"], rid, "{list}");
+    assert_eq!(list["spans"], serde_json::json!([]), "{list}");
     // The top's rights: an operator there sees it only with a grant there.
     let r = ct
         .post(format!("{}/api/users", top.url))

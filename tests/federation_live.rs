@@ -12,7 +12,7 @@
 mod common;
 
 use common::camera::TestCamera;
-use common::netns::runtime_in_netns;
+use common::netns::{runtime_in_netns, sh};
 use common::nodes::*;
 use common::probe::probe_video;
 use common::proc::*;
@@ -317,6 +317,70 @@ fn fragment_dts(b: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(t.try_into().ok()?))
 }
 
+/// A parent in this test's namespace and a commune (`xa-c`) behind a 6 Mbit/s veth pair,
+/// with a camera on the commune's own network (`cam_args` for `rtsp_camera.py`) added
+/// there as "Chợ"; the admin's clients at both, the parent's key pin, the camera's id at
+/// the commune and at the parent, and a viewer's token at the parent.
+struct Commune {
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+    parent: Server,
+    child: Server,
+    cam: TestCamera,
+    cp: reqwest::Client,
+    cc: reqwest::Client,
+    pin: xaso::federation::token::KeyPin,
+    leaf_id: i64,
+    rid: i64,
+    viewer: String,
+}
+
+async fn commune_with_camera(
+    child_env: &[(&str, &str)],
+    cam_args: &[&str],
+    record: bool,
+) -> Commune {
+    let (parent_dir, child_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (parent, child, token) =
+        parent_and_child_behind_veth(parent_dir.path(), child_dir.path(), child_env);
+    let pin = xaso::federation::token::JoinToken::decode(&token)
+        .unwrap()
+        .pin;
+    let cam = TestCamera::start_in_netns_of(child.child.id(), cam_args);
+    let (cp, cc) = (admin(&parent.url).await, admin(&child.url).await);
+    let r = cc
+        .post(format!("{}/api/cameras", child.url))
+        .json(&serde_json::json!({"name": "Chợ", "url": cam.url, "record": record}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let leaf_id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let rid = wait_camera(&cp, &parent.url, "xa-c", "Chợ").await["id"]
+        .as_i64()
+        .unwrap();
+    let viewer = post_json(
+        &cp,
+        &format!("{}/api/tokens", parent.url),
+        &serde_json::json!({"user_id": 1, "name": "viewer"}),
+    )
+    .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    Commune {
+        _dirs: (parent_dir, child_dir),
+        parent,
+        child,
+        cam,
+        cp,
+        cc,
+        pin,
+        leaf_id,
+        rid,
+        viewer,
+    }
+}
+
 #[test]
 fn a_camera_wider_than_a_6_mbit_uplink_stays_live_at_the_parent() {
     let Some(rt) = runtime_in_netns("a_camera_wider_than_a_6_mbit_uplink_stays_live_at_the_parent")
@@ -324,38 +388,20 @@ fn a_camera_wider_than_a_6_mbit_uplink_stays_live_at_the_parent() {
         return;
     };
     rt.block_on(async {
-        let (parent_dir, child_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let (parent, child_srv, token) =
-            parent_and_child_behind_veth(parent_dir.path(), child_dir.path(), &[]);
-        let pin = xaso::federation::token::JoinToken::decode(&token)
-            .unwrap()
-            .pin;
-        // The camera is on the commune's own network (its namespace's loopback): 720p at
-        // about 12 Mbit/s, a keyframe every second.
-        let cam = TestCamera::start_in_netns_of(
-            child_srv.child.id(),
-            &["--size", "1280x720", "--bitrate", "12000", "--gop", "25"],
-        );
-        let (cp, cc) = (admin(&parent.url).await, admin(&child_srv.url).await);
-        let r = cc
-            .post(format!("{}/api/cameras", child_srv.url))
-            .json(&serde_json::json!({"name": "Chợ", "url": cam.url, "record": false}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-        let rid = wait_camera(&cp, &parent.url, "xa-c", "Chợ").await["id"]
-            .as_i64()
-            .unwrap();
-        let viewer = post_json(
-            &cp,
-            &format!("{}/api/tokens", parent.url),
-            &serde_json::json!({"user_id": 1, "name": "viewer"}),
-        )
-        .await["token"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        // 720p at about 12 Mbit/s, a keyframe every second.
+        let args = ["--size", "1280x720", "--bitrate", "12000", "--gop", "25"];
+        let Commune {
+            parent,
+            child: child_srv,
+            cam,
+            cp: _cp,
+            cc,
+            pin,
+            rid,
+            viewer,
+            _dirs,
+            ..
+        } = commune_with_camera(&[], &args, false).await;
         let uplink = |v: &Value| v["parent"]["bytes_sent"].as_u64().unwrap();
         let nodes = format!("{}/api/nodes", child_srv.url);
         // 20 s at the parent; the uplink's rate from 5 s to 19 s.
@@ -573,41 +619,21 @@ fn an_export_shares_a_6_mbit_uplink_with_live_viewers_who_keep_every_frame() {
         return;
     };
     rt.block_on(async {
-        let (parent_dir, child_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let (parent, child_srv, token) = parent_and_child_behind_veth(
-            parent_dir.path(),
-            child_dir.path(),
-            &[("XASO_RECORDING__SEGMENT_SECS", "4")],
-        );
-        let pin = xaso::federation::token::JoinToken::decode(&token)
-            .unwrap()
-            .pin;
         // A camera of about 2.5 Mbit/s, recorded at the commune.
-        let cam = TestCamera::start_in_netns_of(
-            child_srv.child.id(),
-            &["--size", "1280x720", "--bitrate", "2500", "--gop", "25"],
-        );
-        let (cp, cc) = (admin(&parent.url).await, admin(&child_srv.url).await);
-        let r = cc
-            .post(format!("{}/api/cameras", child_srv.url))
-            .json(&serde_json::json!({"name": "Chợ", "url": cam.url, "record": true}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-        let leaf_id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
-        let rid = wait_camera(&cp, &parent.url, "xa-c", "Chợ").await["id"]
-            .as_i64()
-            .unwrap();
-        let viewer = post_json(
-            &cp,
-            &format!("{}/api/tokens", parent.url),
-            &serde_json::json!({"user_id": 1, "name": "viewer"}),
-        )
-        .await["token"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let args = ["--size", "1280x720", "--bitrate", "2500", "--gop", "25"];
+        let Commune {
+            parent,
+            child: child_srv,
+            cam,
+            cp,
+            cc,
+            pin,
+            leaf_id,
+            rid,
+            viewer,
+            _dirs,
+            ..
+        } = commune_with_camera(&[("XASO_RECORDING__SEGMENT_SECS", "4")], &args, true).await;
         tokio::time::sleep(Duration::from_secs(24)).await;
         let now = chrono::Utc::now().timestamp_millis();
         let q = format!("start={}&end={}", rfc(now - 22_000), rfc(now - 6_000));
@@ -673,6 +699,78 @@ fn an_export_shares_a_6_mbit_uplink_with_live_viewers_who_keep_every_frame() {
         assert!(mbps > 2.0, "the export crawled: {mbps:.2} Mbit/s");
         assert!(fps > 23.0, "the live view lost frames to the export: {fps:.1} fps");
         assert!(worst < 0.5, "the live view fell behind during the export: {worst:.3} s");
+        drop((cam, child_srv, parent));
+    });
+}
+
+#[test]
+fn a_live_view_at_the_parent_comes_back_by_itself_when_the_link_returns() {
+    let Some(rt) =
+        runtime_in_netns("a_live_view_at_the_parent_comes_back_by_itself_when_the_link_returns")
+    else {
+        return;
+    };
+    rt.block_on(async {
+        let args = ["--bitrate", "800", "--gop", "25"];
+        let Commune {
+            parent,
+            child: child_srv,
+            cam,
+            cp,
+            pin,
+            rid,
+            viewer,
+            _dirs,
+            ..
+        } = commune_with_camera(&[], &args, false).await;
+        // One viewer at the parent for 26 s, who keeps its socket across the cut: 5 s in,
+        // the path to the commune goes silent for 8 s (the link is taken for dead after 4).
+        let mut ws = wss(&parent.url, &format!("/api/cameras/{rid}/mse"), &viewer, pin).await;
+        let t0 = Instant::now();
+        let watch = async {
+            let mut fragments = Vec::new();
+            while t0.elapsed() < Duration::from_secs(26) {
+                match ws.next().await {
+                    Some(Ok(Message::Binary(b))) if fragment_dts(&b).is_some() => {
+                        fragments.push(t0.elapsed());
+                    }
+                    Some(Ok(Message::Binary(_) | Message::Text(_))) => {} // init again
+                    other => panic!("the viewer's socket ended: {other:?}"),
+                }
+            }
+            fragments
+        };
+        let cut = async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            sh("ip link set vp down");
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            sh("ip link set vp up");
+            t0.elapsed()
+        };
+        let (fragments, back) = tokio::join!(watch, cut);
+        let before = fragments
+            .iter()
+            .filter(|t| **t < Duration::from_secs(5))
+            .count();
+        let again = fragments
+            .iter()
+            .find(|t| **t > back)
+            .copied()
+            .expect("no frame after the path returned");
+        let after = fragments.iter().filter(|t| **t > again).count();
+        println!(
+            "frames at the parent again {:?} after the path to the commune returned ({before} frames before the cut, {after} after)",
+            again - back
+        );
+        assert!(before > 50, "{before} frames before the cut");
+        assert!(
+            again - back < Duration::from_secs(5),
+            "frames came back {:?} after the path",
+            again - back
+        );
+        assert!(after > 100, "{after} frames after");
+        let v = get_json(&cp, &format!("{}/api/nodes", parent.url)).await;
+        assert_eq!(child(&v, "xa-c").unwrap()["state"], "up", "{v}");
         drop((cam, child_srv, parent));
     });
 }
