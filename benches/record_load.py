@@ -45,12 +45,13 @@ def rss_kb(pid):
     return 0
 
 
-def make_clip(path):
+def make_clip(path, size="1920x1080", rate="4M", gop=50):
+    """A 20 s H.264 test clip at 25 fps (made once): `size`, bit `rate`, a keyframe every `gop`."""
     if os.path.exists(path):
         return
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=25",
-                    "-t", "20", "-c:v", "libx264", "-preset", "veryfast", "-b:v", "4M", "-maxrate", "4M",
-                    "-bufsize", "4M", "-g", "50", "-bf", "0", "-pix_fmt", "yuv420p", "-movflags", "+faststart",
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25",
+                    "-t", "20", "-c:v", "libx264", "-preset", "veryfast", "-b:v", rate, "-maxrate", rate,
+                    "-bufsize", rate, "-g", str(gop), "-bf", "0", "-pix_fmt", "yuv420p", "-movflags", "+faststart",
                     path], check=True)
 
 

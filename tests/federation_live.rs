@@ -109,6 +109,42 @@ async fn rows(c: &reqwest::Client, url: &str, action: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// Adds camera `name` at `url` (recorded or not) at the node `below` and waits until the node
+/// `above` lists it at node path `path`: its id at each.
+async fn add_camera_below(
+    below: (&reqwest::Client, &str),
+    above: (&reqwest::Client, &str),
+    path: &str,
+    (name, url, record): (&str, &str, bool),
+) -> (i64, i64) {
+    let r = below
+        .0
+        .post(format!("{}/api/cameras", below.1))
+        .json(&serde_json::json!({"name": name, "url": url, "record": record}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let above_id = wait_camera(above.0, above.1, path, name).await["id"]
+        .as_i64()
+        .unwrap();
+    (id, above_id)
+}
+
+/// A new API token of the admin (user 1) at the node `url`, for a viewer.
+async fn viewer_token(c: &reqwest::Client, url: &str) -> String {
+    post_json(
+        c,
+        &format!("{url}/api/tokens"),
+        &serde_json::json!({"user_id": 1, "name": "viewer"}),
+    )
+    .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_commune_camera_is_watched_at_the_top_and_crosses_each_link_once() {
     let cam = TestCamera::start(&["--video", "h264", "--audio", "pcmu", "--gop", "25"]);
@@ -138,24 +174,14 @@ async fn a_commune_camera_is_watched_at_the_top_and_crosses_each_link_once() {
     .await;
 
     // The camera is the leaf's, pulled only while someone watches (not recorded).
-    let r = cl
-        .post(format!("{}/api/cameras", leaf.url))
-        .json(&serde_json::json!({"name": "Cổng UBND xã", "url": cam.url, "record": false}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let remote = wait_camera(&ct, &top.url, "huyen-a/xa-tan-lap", "Cổng UBND xã").await;
-    let rid = remote["id"].as_i64().unwrap();
-    let token = post_json(
-        &ct,
-        &format!("{}/api/tokens", top.url),
-        &serde_json::json!({"user_id": 1, "name": "viewer"}),
+    let (_, rid) = add_camera_below(
+        (&cl, &leaf.url),
+        (&ct, &top.url),
+        "huyen-a/xa-tan-lap",
+        ("Cổng UBND xã", &cam.url, false),
     )
-    .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    .await;
+    let token = viewer_token(&ct, &top.url).await;
     let path = format!("/api/cameras/{rid}/mse");
 
     let leaf_sent = |v: &Value| v["parent"]["bytes_sent"].as_u64().unwrap();
@@ -347,26 +373,14 @@ async fn commune_with_camera(
         .pin;
     let cam = TestCamera::start_in_netns_of(child.child.id(), cam_args);
     let (cp, cc) = (admin(&parent.url).await, admin(&child.url).await);
-    let r = cc
-        .post(format!("{}/api/cameras", child.url))
-        .json(&serde_json::json!({"name": "Chợ", "url": cam.url, "record": record}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let leaf_id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
-    let rid = wait_camera(&cp, &parent.url, "xa-c", "Chợ").await["id"]
-        .as_i64()
-        .unwrap();
-    let viewer = post_json(
-        &cp,
-        &format!("{}/api/tokens", parent.url),
-        &serde_json::json!({"user_id": 1, "name": "viewer"}),
+    let (leaf_id, rid) = add_camera_below(
+        (&cc, &child.url),
+        (&cp, &parent.url),
+        "xa-c",
+        ("Chợ", &cam.url, record),
     )
-    .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    .await;
+    let viewer = viewer_token(&cp, &parent.url).await;
     Commune {
         _dirs: (parent_dir, child_dir),
         parent,
@@ -460,17 +474,13 @@ async fn a_commune_recording_is_listed_exported_and_played_at_the_top() {
         child(v, "huyen-a").is_some_and(|c| c["state"] == "up" && c["nodes"][0]["up"] == true)
     })
     .await;
-    let r = cl
-        .post(format!("{}/api/cameras", leaf.url))
-        .json(&serde_json::json!({"name": "Cổng UBND xã", "url": cam.url, "record": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let leaf_id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
-    let rid = wait_camera(&ct, &top.url, "huyen-a/xa-tan-lap", "Cổng UBND xã").await["id"]
-        .as_i64()
-        .unwrap();
+    let (leaf_id, rid) = add_camera_below(
+        (&cl, &leaf.url),
+        (&ct, &top.url),
+        "huyen-a/xa-tan-lap",
+        ("Cổng UBND xã", &cam.url, true),
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(14)).await;
 
     // The spans, as the commune lists them, under the top's id.
