@@ -141,7 +141,7 @@ class Viewer(threading.Thread):
     def run(self):
         try:
             for at, b in ws_frames(self.node.url, f"/api/cameras/{self.camera}/mse", self.node.token):
-                if b"moof" in b[:16]:
+                if b"moof" in b[:96]:  # a fragment (after its prft box), not the init segment
                     self.frames.append((at, len(b)))
                 if at >= self.stop_at:
                     return
@@ -236,8 +236,9 @@ def main():
         cpu = {n.name: (cpu_seconds(n.proc.pid) - cpu0[n.name]) / el * 100 for n in nodes}
         for v in viewers:
             v.join(30)
-            if v.error:
-                raise SystemExit(f"a viewer of camera {v.camera} at {v.node.name} failed: {v.error}")
+            if v.error or not v.frames:
+                raise SystemExit(f"a viewer of camera {v.camera} at {v.node.name} failed: "
+                                 f"{v.error or 'no frame'}")
 
         def rate(v, lo, hi):  # bytes a second a viewer got between two monotonic times
             return sum(s for at, s in v.frames if lo <= at < hi) / (hi - lo)
