@@ -148,6 +148,7 @@ async fn viewer_token(c: &reqwest::Client, url: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_commune_camera_is_watched_at_the_top_and_crosses_each_link_once() {
     let cam = TestCamera::start(&["--video", "h264", "--audio", "pcmu", "--gop", "25"]);
+    let sub = TestCamera::start(&["--video", "h264", "--size", "320x180", "--gop", "25"]);
     // The data directories are kept (bound) until the end: the servers run in them.
     let ThreeLevels {
         top_dir,
@@ -174,13 +175,21 @@ async fn a_commune_camera_is_watched_at_the_top_and_crosses_each_link_once() {
     .await;
 
     // The camera is the leaf's, pulled only while someone watches (not recorded).
-    let (_, rid) = add_camera_below(
+    let (leaf_id, rid) = add_camera_below(
         (&cl, &leaf.url),
         (&ct, &top.url),
         "huyen-a/xa-tan-lap",
         ("Cổng UBND xã", &cam.url, false),
     )
     .await;
+    // Its sub-stream, for grid tiles, is another camera stream at the leaf.
+    let r = cl
+        .patch(format!("{}/api/cameras/{leaf_id}", leaf.url))
+        .json(&serde_json::json!({ "substream_url": sub.url }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     let token = viewer_token(&ct, &top.url).await;
     let path = format!("/api/cameras/{rid}/mse");
 
@@ -260,6 +269,20 @@ async fn a_commune_camera_is_watched_at_the_top_and_crosses_each_link_once() {
         );
     }
 
+    // The sub-stream crosses on a channel of its own (the main one still lingers at the top).
+    let c = capture(&top.url, &format!("{path}?stream=sub"), &token, top_pin, 3).await;
+    let f = top_dir.path().join("relayed-sub.mp4");
+    std::fs::write(&f, &c.file).unwrap();
+    let (w, h, frames) = probe(&f);
+    assert_eq!((w, h), (320, 180), "the sub-stream");
+    assert!(frames >= 40, "sub-stream: only {frames} frames decoded");
+    let t = get_json(&ct, &format!("{}/api/nodes", top.url)).await;
+    assert_eq!(
+        child(&t, "huyen-a").unwrap()["streams_received"],
+        2,
+        "{t:#}"
+    );
+
     // Nobody watching: after the linger time the stream stops crossing, at every link.
     let t0 = Instant::now();
     wait_nodes(
@@ -285,7 +308,7 @@ async fn a_commune_camera_is_watched_at_the_top_and_crosses_each_link_once() {
         ended.iter().any(|r| r["username"] == "parent:admin"),
         "{ended:?}"
     );
-    drop((top, mid, leaf));
+    drop((top, mid, leaf, cam, sub));
 }
 
 /// Watches camera `id` at `base` over MSE for `secs`: for each frame, when it came (s from
