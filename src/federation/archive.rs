@@ -86,6 +86,14 @@ pub fn allowed(method: &str, path_and_query: &str) -> bool {
         )
 }
 
+/// The headers named in `names` that `h` has, as the link carries them.
+fn pick(h: &http::HeaderMap, names: &[&str]) -> Vec<(String, String)> {
+    names
+        .iter()
+        .filter_map(|k| Some(((*k).to_owned(), h.get(*k)?.to_str().ok()?.to_owned())))
+        .collect()
+}
+
 pub fn encode_chunk(id: u32, data: &[u8]) -> Bytes {
     let mut b = BytesMut::with_capacity(CHUNK_HEADER + data.len());
     b.put_u8(CHUNK);
@@ -274,17 +282,11 @@ impl Federation {
         headers: &http::HeaderMap,
         by: &str,
     ) -> Result<http::Response<Body>, String> {
-        let Some((out, requests)) = self.child_requests(node) else {
+        let Some(super::ChildIo { out, requests, .. }) = self.child_io(node) else {
             return Err("the link toward that node is down".into());
         };
         let (id, head_rx, body_rx) = requests.lock().unwrap().open();
-        let passed = PASSED_REQUEST_HEADERS
-            .iter()
-            .filter_map(|k| {
-                let v = headers.get(*k)?.to_str().ok()?;
-                Some(((*k).to_owned(), v.to_owned()))
-            })
-            .collect();
+        let passed = pick(headers, &PASSED_REQUEST_HEADERS);
         out.send(&Msg::Req {
             id,
             method: method.as_str().to_owned(),
@@ -426,13 +428,7 @@ async fn answer(
         by: by.chars().take(64).collect(),
     });
     let resp = http(req).await;
-    let hs = PASSED_HEADERS
-        .iter()
-        .filter_map(|k| {
-            let v = resp.headers().get(*k)?.to_str().ok()?;
-            Some(((*k).to_owned(), v.to_owned()))
-        })
-        .collect();
+    let hs = pick(resp.headers(), &PASSED_HEADERS);
     out.send_in_order(&Msg::Res {
         id,
         status: resp.status().as_u16(),

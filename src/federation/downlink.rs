@@ -3,14 +3,13 @@
 //! and the tree it reports in the hub, feeds the streams it relays into their taps
 //! (`relay::Inbound`), and records the link going up and down.
 
-use super::archive::{self, Requests};
+use super::archive;
 use super::link::{self, End, LinkIo, Side};
 use super::proto::{LinkCore, Msg, PROTO, TreeNode};
-use super::relay::{Inbound, Outbox};
 use super::store::{self, NodeRow};
-use super::{ChildLink, Federation};
+use super::{ChildIo, ChildLink, Federation};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use tokio::sync::{Notify, watch};
 
 struct Child<'a> {
@@ -18,8 +17,7 @@ struct Child<'a> {
     id: i64,
     name: String,
     link: u64,
-    inbound: Arc<Mutex<Inbound>>,
-    requests: Arc<Mutex<Requests>>,
+    io: ChildIo,
     /// Why the link must end (a broken relayed frame), found where no error can be returned.
     broken: Option<String>,
 }
@@ -51,18 +49,18 @@ impl Side for Child<'_> {
                 self.fed.tree_changed.notify_one();
             }
             Msg::Tracks { ch, video, audio } => {
-                self.inbound.lock().unwrap().tracks(ch, video, audio)?;
+                self.io.inbound.lock().unwrap().tracks(ch, video, audio)?;
             }
-            Msg::Restart { ch } => self.inbound.lock().unwrap().restart(ch),
+            Msg::Restart { ch } => self.io.inbound.lock().unwrap().restart(ch),
             Msg::Res {
                 id,
                 status,
                 headers,
-            } => self.requests.lock().unwrap().head(id, status, headers),
-            Msg::ResEnd { id, error } => self.requests.lock().unwrap().end(id, error),
+            } => self.io.requests.lock().unwrap().head(id, status, headers),
+            Msg::ResEnd { id, error } => self.io.requests.lock().unwrap().end(id, error),
             Msg::Unwatched { ch, reason } => {
                 tracing::info!(node = %self.name, ch, %reason, "the child stopped a relayed stream");
-                self.inbound.lock().unwrap().close(ch);
+                self.io.inbound.lock().unwrap().close(ch);
             }
             other => tracing::debug!(node = self.id, msg = ?other, "link message ignored"),
         }
@@ -71,9 +69,9 @@ impl Side for Child<'_> {
 
     fn on_binary(&mut self, _: &mut LinkCore, frame: bytes::Bytes) {
         let r = if frame.first() == Some(&archive::CHUNK) {
-            self.requests.lock().unwrap().chunk(&frame)
+            self.io.requests.lock().unwrap().chunk(&frame)
         } else {
-            self.inbound.lock().unwrap().frame(&frame)
+            self.io.inbound.lock().unwrap().frame(&frame)
         };
         if let Err(e) = r {
             self.broken.get_or_insert(e);
@@ -84,7 +82,7 @@ impl Side for Child<'_> {
 
     fn publish(&mut self, core: &LinkCore) {
         let mut f = core.figures().clone();
-        f.streams_received = self.inbound.lock().unwrap().len() as u32;
+        f.streams_received = self.io.inbound.lock().unwrap().len() as u32;
         if let Some(why) = self.broken.take() {
             self.with(|c| {
                 c.kick
@@ -130,9 +128,7 @@ pub async fn serve<L: LinkIo>(
     let link = fed.next_link.fetch_add(1, Ordering::Relaxed);
     let (kick, mut kick_rx) = watch::channel(None);
     let now_ms = fed.now_ms();
-    let out = Arc::new(Outbox::default());
-    let inbound = Arc::new(Mutex::new(Inbound::default()));
-    let requests = Arc::new(Mutex::new(Requests::default()));
+    let io_of_link = ChildIo::default();
     let old = fed.children.lock().unwrap().insert(
         node.id,
         ChildLink {
@@ -143,9 +139,7 @@ pub async fn serve<L: LinkIo>(
             figures: Default::default(),
             tree: Vec::new(),
             kick,
-            out: out.clone(),
-            inbound: inbound.clone(),
-            requests: requests.clone(),
+            io: io_of_link.clone(),
         },
     );
     if let Some(old) = old {
@@ -170,15 +164,23 @@ pub async fn serve<L: LinkIo>(
         id: node.id,
         name: node.name.clone(),
         link,
-        inbound: inbound.clone(),
-        requests: requests.clone(),
+        io: io_of_link.clone(),
         broken: None,
     };
     let never = Notify::new();
-    let end = link::drive(&mut io, &mut core, &mut side, &mut kick_rx, &never, &out).await;
+    let end = link::drive(
+        &mut io,
+        &mut core,
+        &mut side,
+        &mut kick_rx,
+        &never,
+        &io_of_link.out,
+    )
+    .await;
     // The streams it relayed stop; their feeds ask again on the child's next link.
-    inbound.lock().unwrap().close_all();
-    requests
+    io_of_link.inbound.lock().unwrap().close_all();
+    io_of_link
+        .requests
         .lock()
         .unwrap()
         .close_all("the link toward that node dropped");

@@ -60,11 +60,15 @@ struct ChildLink {
     /// The nodes below the child, as it last reported them.
     tree: Vec<TreeNode>,
     kick: watch::Sender<Option<String>>,
-    /// What other tasks send the child (`watch`, `unwatch`).
+    io: ChildIo,
+}
+
+/// What the tasks beside a child's link use of it: the outbox (`watch`, `req`, ...), the
+/// streams the child relays up on it, and the footage requests open on it.
+#[derive(Clone, Default)]
+struct ChildIo {
     out: Arc<relay::Outbox>,
-    /// The streams the child relays up on this link.
     inbound: Arc<Mutex<relay::Inbound>>,
-    /// The requests for footage open on this link.
     requests: Arc<Mutex<archive::Requests>>,
 }
 
@@ -156,15 +160,6 @@ impl Federation {
         let _ = self.local_http.set(f);
     }
 
-    /// The outbox and the open footage requests of the child `node`'s current link.
-    fn child_requests(
-        &self,
-        node: i64,
-    ) -> Option<(Arc<relay::Outbox>, Arc<Mutex<archive::Requests>>)> {
-        let m = self.children.lock().unwrap();
-        m.get(&node).map(|c| (c.out.clone(), c.requests.clone()))
-    }
-
     /// Live view and the audit log, for the streams relayed across links.
     pub fn set_live(&self, live: Arc<crate::live::Live>, audit_log: Arc<crate::audit::AuditLog>) {
         let _ = self.live.set(live);
@@ -180,13 +175,10 @@ impl Federation {
         }
     }
 
-    /// The outbox and the inbound channels of the child `node`'s current link.
-    fn child_channels(
-        &self,
-        node: i64,
-    ) -> Option<(Arc<relay::Outbox>, Arc<Mutex<relay::Inbound>>)> {
+    /// The child `node`'s current link, for the tasks beside it; None while it is down.
+    fn child_io(&self, node: i64) -> Option<ChildIo> {
         let m = self.children.lock().unwrap();
-        m.get(&node).map(|c| (c.out.clone(), c.inbound.clone()))
+        m.get(&node).map(|c| c.io.clone())
     }
 
     fn now_ms(&self) -> i64 {

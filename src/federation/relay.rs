@@ -468,7 +468,7 @@ impl Federation {
             Stream::Sub => "sub",
         };
         while tap.idle_for() < LINGER {
-            let Some((out, inbound)) = self.child_channels(node) else {
+            let Some(super::ChildIo { out, inbound, .. }) = self.child_io(node) else {
                 tokio::time::sleep(FEED_RETRY).await;
                 continue;
             };
