@@ -1,0 +1,337 @@
+//! A room's decisions: what each participant's slots carry ([`Core::assign_room`]), which
+//! simulcast layer each video slot gets within its estimate ([`Core::allocate_room`]), and
+//! the active speaker ([`Core::tick_rooms`]).
+
+use super::*;
+
+impl Core {
+    /// Chooses the simulcast layer of every video slot in `room` ([`allocate`]), asks for
+    /// keyframes of newly chosen layers, and tells publishers which layers anyone wants
+    /// ([`Output::Layers`]; the others are paused at the page).
+    pub(super) fn allocate_room(&mut self, now: Instant, room: RoomId) {
+        let Some(r) = self.rooms.get(&room) else {
+            return;
+        };
+        let ids = r.peers.clone();
+        // Each feed's layers that can be chosen, and the stalled ones ([`Peer::layer_choice`]):
+        // a stalled layer is not offered, as a slot on it would show a frozen picture.
+        // While a tile would take it if it arrived, it is not paused either, so that the
+        // page sends it as soon as its estimate allows (it is then offered again).
+        let mut choice: HashMap<Feed, LayerChoice> = HashMap::new();
+        for id in &ids {
+            if let Some(p) = self.peers.get(id) {
+                for t in p.published.iter().filter(|t| t.track.is_video()) {
+                    let feed = Feed {
+                        publisher: *id,
+                        track: t.track,
+                    };
+                    choice.insert(feed, p.layer_choice(t.mid, t.track, now));
+                }
+            }
+        }
+        // What each participant's microphone sends now (RED doubles it): the audio a
+        // subscriber gets comes out of its estimate before the video is chosen.
+        let mic: HashMap<SessionId, u64> = ids
+            .iter()
+            .filter_map(|id| self.peers.get(id).map(|p| (*id, p.mic_bps(now))))
+            .collect();
+        let mut keyframes = Vec::new();
+        let mut wanted: HashMap<Feed, Vec<Option<Rid>>> = HashMap::new();
+        // Stalled layers a tile would take if they arrived: kept on at their page.
+        let mut awaited: HashSet<(Feed, Option<Rid>)> = HashSet::new();
+        for sid in &ids {
+            let Some(sub) = self.peers.get_mut(sid) else {
+                continue;
+            };
+            let slots: Vec<(usize, Feed)> = sub
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.video)
+                .filter_map(|(i, s)| s.feed.map(|f| (i, f)))
+                .collect();
+            let wants: Vec<Want> = slots
+                .iter()
+                .map(|(_, f)| Want {
+                    layers: choice
+                        .get(f)
+                        .map(|c| c.usable.iter().map(|x| x.1).collect())
+                        .unwrap_or_default(),
+                    tile_height: sub.view.get(&f.publisher).copied(),
+                    screen: f.track == TrackKind::Screen,
+                })
+                .collect();
+            // 85 % of the estimate, less the audio it receives, for video: RTCP and
+            // retransmissions need room too.
+            let audio: u64 = sub
+                .slots
+                .iter()
+                .filter(|s| !s.video)
+                .filter_map(|s| s.feed.and_then(|f| mic.get(&f.publisher)))
+                .sum();
+            let budget = sub.bwe_bps.map(|b| (b * 85 / 100).saturating_sub(audio));
+            let pick = allocate(budget, &wants);
+            // The same with the stalled layers offered as if they arrived.
+            let stalled = |f: &Feed| choice.get(f).filter(|c| !c.stalled.is_empty());
+            let with_stalled: Vec<Want> = slots
+                .iter()
+                .zip(&wants)
+                .map(|((_, f), w)| match stalled(f) {
+                    Some(c) => Want {
+                        layers: c.all.iter().map(|x| x.1).collect(),
+                        ..*w
+                    },
+                    None => w.clone(),
+                })
+                .collect();
+            if slots.iter().any(|(_, f)| stalled(f).is_some()) {
+                for ((_, f), k) in slots.iter().zip(allocate(budget, &with_stalled)) {
+                    if let Some(c) = stalled(f) {
+                        awaited.insert((*f, c.all[k.min(c.all.len() - 1)].0));
+                    }
+                }
+            }
+            // What the tiles would take at their best, with the audio and room for RTCP:
+            // the estimator probes toward it. Stalled layers count (a page leaves out its
+            // top layers until its own estimate grows: the way to them must be open when
+            // they come).
+            let ideal = allocate(None, &with_stalled);
+            sub.set_bitrate(
+                cost(&wants, &pick),
+                (cost(&with_stalled, &ideal) + audio) * 100 / 85 + 100_000,
+            );
+            tracing::debug!(peer = sid, bwe = ?sub.bwe_bps, audio, ?wants, ?pick, "simulcast allocation");
+            for ((i, f), k) in slots.into_iter().zip(pick) {
+                // (A feed whose other layers stalled has one usable layer: the slot goes
+                // to it. Only a feed without simulcast has nothing to choose.)
+                let Some(ls) = choice
+                    .get(&f)
+                    .filter(|c| c.all.len() > 1)
+                    .map(|c| &c.usable)
+                else {
+                    continue;
+                };
+                let rid = ls[k.min(ls.len() - 1)].0;
+                let s = &mut sub.slots[i];
+                // Hysteresis: a first choice applies at once; a step down once chosen for
+                // 1 s, a step up for 3 s (each switch costs a keyframe).
+                let index = |r: Option<Rid>| ls.iter().position(|x| x.0 == r);
+                let apply = match (s.want, s.pending) {
+                    (w, _) if w == rid => {
+                        s.pending = None;
+                        false
+                    }
+                    (None, _) => true,
+                    // The layer wanted is no longer offered (it stopped arriving): at once.
+                    (w, _) if index(w).is_none() => true,
+                    (w, Some((p, since))) if p == rid => {
+                        let hold = if index(rid) < index(w) {
+                            LAYER_DOWN_HOLD
+                        } else {
+                            LAYER_UP_HOLD
+                        };
+                        now.saturating_duration_since(since) >= hold
+                    }
+                    _ => {
+                        s.pending = Some((rid, now));
+                        false
+                    }
+                };
+                if apply {
+                    let (from, to) = (s.want, rid);
+                    tracing::debug!(peer = sid, feed = ?f, ?from, ?to, usable = ?ls, "slot layer");
+                    s.want = rid;
+                    s.pending = None;
+                    if s.layer != rid {
+                        keyframes.push((f, rid));
+                    }
+                }
+                wanted.entry(f).or_default().extend([rid, s.layer]);
+            }
+        }
+        for (f, rid) in keyframes {
+            self.ask_keyframe_of(now, f, rid);
+        }
+        for (f, c) in &choice {
+            if c.all.len() < 2 || f.track != TrackKind::Camera {
+                continue;
+            }
+            // The lowest layer always runs, so that a newcomer gets a picture at once (even
+            // while it looks stalled: it is the one the page drops last).
+            let w = wanted.get(f);
+            let mut active: Vec<String> = c
+                .usable
+                .iter()
+                .filter(|(rid, _)| w.is_some_and(|w| w.contains(rid)))
+                .map(|(rid, _)| *rid)
+                .chain(c.all.first().map(|(rid, _)| *rid))
+                .chain(
+                    c.stalled
+                        .iter()
+                        .filter(|r| awaited.contains(&(*f, Some(**r))))
+                        .map(|r| Some(*r)),
+                )
+                .filter_map(|rid| rid.map(|r| r.to_string()))
+                .collect();
+            active.sort();
+            active.dedup();
+            if let Some(active) = self
+                .peers
+                .get_mut(&f.publisher)
+                .and_then(|p| p.tell_layers(f.track, &active, now))
+            {
+                self.out.push_back(Output::Layers {
+                    peer: f.publisher,
+                    track: f.track,
+                    active,
+                });
+            }
+        }
+    }
+
+    /// Decides what every slot of room `room` carries, and tells the pages that changed.
+    pub(super) fn assign_room(&mut self, room: RoomId) {
+        let Some(r) = self.rooms.get(&room) else {
+            return;
+        };
+        let ids = r.peers.clone();
+        // Every published track: (feed, rank key) with screens first, then the most recent
+        // speakers, then by join time.
+        let mut feeds: Vec<(Feed, u8, Option<Instant>, Instant)> = Vec::new();
+        for id in &ids {
+            let Some(p) = self.peers.get(id) else {
+                continue;
+            };
+            for t in &p.published {
+                let feed = Feed {
+                    publisher: *id,
+                    track: t.track,
+                };
+                let class = u8::from(t.track != TrackKind::Screen);
+                feeds.push((feed, class, p.last_spoke, p.joined));
+            }
+        }
+        for (cam, added) in &r.cameras {
+            let publisher = CAMERA_PUBLISHER + *cam as u64;
+            let tracks = self
+                .sources
+                .get(cam)
+                .map(|s| s.tracks().clone())
+                .unwrap_or_default();
+            if tracks
+                .video
+                .as_ref()
+                .is_some_and(|v| v.codec == Codec::H264)
+            {
+                let track = TrackKind::Camera;
+                feeds.push((Feed { publisher, track }, 1, None, *added));
+            }
+            if matches!(tracks.audio, Some(Codec::Pcmu | Codec::Pcma | Codec::Opus)) {
+                let track = TrackKind::Mic;
+                feeds.push((Feed { publisher, track }, 1, None, *added));
+            }
+        }
+        feeds.sort_by(|a, b| {
+            a.1.cmp(&b.1)
+                .then(b.2.cmp(&a.2)) // Some(later) first, None last
+                .then(a.3.cmp(&b.3))
+        });
+        let mut keyframes = Vec::new();
+        for sid in &ids {
+            let Some(sub) = self.peers.get_mut(sid) else {
+                continue;
+            };
+            let others = || feeds.iter().map(|f| f.0).filter(|f| f.publisher != *sid);
+            let video: Vec<Feed> = others().filter(|f| f.track.is_video()).collect();
+            let audio: Vec<Feed> = others().filter(|f| !f.track.is_video()).collect();
+            let mut update = SlotsUpdate {
+                peer: *sid,
+                video: Vec::new(),
+                audio: Vec::new(),
+                need_video: video.len().min(LAST_N),
+                need_audio: audio.len(),
+            };
+            for (is_video, ranked, cap) in [(true, &video, LAST_N), (false, &audio, usize::MAX)] {
+                let current: Vec<Option<Feed>> = sub
+                    .slots
+                    .iter()
+                    .filter(|s| s.video == is_video)
+                    .map(|s| s.feed)
+                    .collect();
+                let mut next = choose(&current, ranked, cap).into_iter();
+                for s in sub.slots.iter_mut().filter(|s| s.video == is_video) {
+                    let f = next.next().flatten();
+                    s.set_feed(f);
+                    if let Some(f) = f.filter(|_| s.waiting()) {
+                        keyframes.push(f);
+                    }
+                    let entry = (s.mid.to_string(), f);
+                    if is_video {
+                        update.video.push(entry);
+                    } else {
+                        update.audio.push(entry);
+                    }
+                }
+            }
+            if self.reported.get(sid) != Some(&update) {
+                self.reported.insert(*sid, update.clone());
+                self.out.push_back(Output::Slots(update));
+            }
+        }
+        if let Some(now) = self.now {
+            for f in keyframes {
+                self.ask_keyframe(now, f);
+            }
+        }
+    }
+
+    /// Every [`ROOM_TICK`]: the active speaker of each room (the loudest microphone, loud
+    /// enough, for [`SPEAKER_TICKS`] ticks in a row).
+    pub(super) fn tick_rooms(&mut self, now: Instant) {
+        let rooms: Vec<RoomId> = self.rooms.keys().copied().collect();
+        for room in rooms.iter().copied() {
+            self.allocate_room(now, room);
+        }
+        for room in rooms {
+            let Some(r) = self.rooms.get(&room) else {
+                continue;
+            };
+            let loudest = r
+                .peers
+                .iter()
+                .filter_map(|id| self.peers.get(id).map(|p| (*id, p.loudness_at(now))))
+                .filter(|(_, l)| *l >= SPEAKER_LOUDNESS)
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .map(|(id, _)| id);
+            let r = self.rooms.get_mut(&room).expect("listed above");
+            let Some(loudest) = loudest else {
+                r.candidate = None;
+                continue;
+            };
+            if r.speaker == Some(loudest) {
+                r.candidate = None;
+                if let Some(p) = self.peers.get_mut(&loudest) {
+                    p.last_spoke = Some(now);
+                }
+                continue;
+            }
+            let n = match r.candidate {
+                Some((c, n)) if c == loudest => n + 1,
+                _ => 1,
+            };
+            r.candidate = Some((loudest, n));
+            if n >= SPEAKER_TICKS {
+                r.speaker = Some(loudest);
+                r.candidate = None;
+                if let Some(p) = self.peers.get_mut(&loudest) {
+                    p.last_spoke = Some(now);
+                }
+                self.out.push_back(Output::Speaker {
+                    room,
+                    peer: loudest,
+                });
+                self.assign_room(room);
+            }
+        }
+    }
+}
