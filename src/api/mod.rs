@@ -7,6 +7,7 @@ pub mod caller;
 pub mod cameras;
 pub mod extract;
 pub mod live;
+pub mod meeting_docs;
 pub mod meetings;
 pub mod nodes;
 pub mod openapi;

@@ -7,13 +7,14 @@
 //!
 //! What belongs here: joining, the links, the tree, and what crosses the links
 //! ([`cameras`]: the catalogue of the cameras below; [`relay`]: their live streams;
-//! [`archive`]: their footage). Each later feature that crosses a
+//! [`archive`]: their footage; [`meetings`]: what a meeting's trunk sends). Each later feature that crosses a
 //! link (cameras, archive, meetings) sees a remote node through this hub, not a socket.
 
 pub mod archive;
 pub mod cameras;
 pub mod downlink;
 pub mod link;
+pub mod meetings;
 pub mod proto;
 pub mod relay;
 pub mod store;

@@ -117,6 +117,12 @@ pub enum Msg {
         #[serde(default)]
         error: Option<String>,
     },
+    /// Either side: the trunk of meeting `meeting` on this link (`federation::meetings`).
+    Meeting {
+        meeting: i64,
+        #[serde(flatten)]
+        op: super::meetings::TrunkMsg,
+    },
     /// Either side, before it closes the link on purpose (e.g. the child was removed).
     Bye {
         reason: String,

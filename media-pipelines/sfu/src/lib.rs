@@ -13,7 +13,7 @@
 //! - [`red`]: redundant audio (RFC 2198): the primary block, for subscribers without it.
 //! - [`alloc`]: simulcast layer choice per subscriber (pure).
 //! - [`core`]: sources, sessions, meeting rooms (which track each slot carries, the active
-//!   speaker), demultiplexing, timeouts.
+//!   speaker), trunks to the same meeting at other nodes, demultiplexing, timeouts.
 //! - [`viewer`]: a receive-only peer that checks what arrives (load client, tests).
 //! - [`participant`]: a meeting participant that publishes and checks what its slots get
 //!   (tests, the meeting load client).
@@ -34,7 +34,10 @@ pub mod viewer;
 pub mod vp8;
 pub mod vp9;
 
-pub use crate::core::{Closed, Core, Counters, Input, Output, SessionId, SlotsUpdate, SourceId};
+pub use crate::core::{
+    Closed, Core, Counters, Input, Output, SessionId, SlotsUpdate, SourceId, TrunkCodec, TrunkId,
+    TrunkRtp, TrunkTrack, TrunkWant,
+};
 pub use peer::{Feed, TrackKind};
 pub use session::{Proto, SessionError, Transmit};
 pub use source::{Kind, MediaFrame, Tracks};

@@ -198,9 +198,8 @@ pub struct Peer {
     pub joined: Instant,
     /// Tracks the chair stopped: not forwarded.
     pub blocked: Vec<TrackKind>,
-    /// Smoothed loudness of the microphone (0-127, louder higher) and when last updated.
-    pub loudness: f32,
-    pub loud_at: Option<Instant>,
+    /// Smoothed loudness of the microphone.
+    pub loudness: Loudness,
     /// When the participant was last the active speaker (for "last N").
     pub last_spoke: Option<Instant>,
     /// Keyframe requests sent to the page, per track (at most one each 500 ms).
@@ -341,6 +340,48 @@ fn declared_rids(sdp: &str) -> HashMap<Mid, Vec<Rid>> {
 }
 
 /// Whether an RTP payload is the first packet of a keyframe.
+/// What the core reads of a published payload once, on the way in.
+pub(crate) struct Parsed {
+    /// A RED payload's primary block (see [`RtpIn::plain`]).
+    pub plain: Option<Arc<[u8]>>,
+    pub vp8: Option<Vp8Descriptor>,
+    pub vp9: Option<crate::vp9::Descriptor>,
+    /// See [`RtpIn::starts`].
+    pub starts: bool,
+}
+
+/// Parses a payload of `codec` (RED-wrapped when `red`); `None` for a malformed RED
+/// payload, which is dropped.
+pub(crate) fn parse_payload(codec: RtcCodec, red: bool, payload: &[u8]) -> Option<Parsed> {
+    // RED: its primary block, for subscribers without RED.
+    let plain = match red.then(|| crate::red::primary(payload)) {
+        None => None,
+        Some(Some((_, r))) => Some(Arc::from(&payload[r])),
+        Some(None) => return None,
+    };
+    let vp8 = match codec {
+        RtcCodec::Vp8 => crate::vp8::descriptor(payload),
+        _ => None,
+    };
+    let vp9 = match codec {
+        RtcCodec::Vp9 => crate::vp9::Descriptor::parse(payload),
+        _ => None,
+    };
+    let starts = match (vp8, vp9, codec) {
+        (Some(d), _, _) => d.starts_keyframe(payload),
+        (_, Some(d), _) => d.starts_keyframe(),
+        // A VP8 or VP9 payload whose descriptor did not parse starts nothing.
+        (None, None, RtcCodec::Vp8 | RtcCodec::Vp9) => false,
+        (None, None, _) => !codec.is_video() || keyframe_start(codec, payload),
+    };
+    Some(Parsed {
+        plain,
+        vp8,
+        vp9,
+        starts,
+    })
+}
+
 pub fn keyframe_start(codec: RtcCodec, p: &[u8]) -> bool {
     match codec {
         RtcCodec::Vp8 => crate::vp8::keyframe_start(p),
@@ -443,8 +484,7 @@ impl Peer {
             bytes_sent: 0,
             joined: now,
             blocked: Vec::new(),
-            loudness: 0.0,
-            loud_at: None,
+            loudness: Loudness::default(),
             last_spoke: None,
             last_pli: HashMap::new(),
             keyframes_asked: 0,
@@ -971,21 +1011,39 @@ impl Peer {
 
     /// Feeds the microphone's loudness from a packet's audio level.
     pub fn hear(&mut self, at: Instant, level: Option<u8>) {
-        let Some(level) = level else { return };
-        let x = 127.0 - f32::from(level.min(127));
-        self.loudness = match self.loud_at {
-            Some(t) if at.duration_since(t) < Duration::from_millis(300) => {
-                self.loudness * 0.85 + x * 0.15
-            }
-            _ => x,
-        };
-        self.loud_at = Some(at);
+        self.loudness.hear(at, level);
     }
 
     /// The microphone's loudness now (0 after 300 ms without a packet: DTX silence).
     pub fn loudness_at(&self, now: Instant) -> f32 {
-        match self.loud_at {
-            Some(t) if now.duration_since(t) < Duration::from_millis(300) => self.loudness,
+        self.loudness.at(now)
+    }
+}
+
+/// A microphone's smoothed loudness (0-127, louder higher), from its packets' audio levels.
+#[derive(Default)]
+pub struct Loudness {
+    level: f32,
+    at: Option<Instant>,
+}
+
+impl Loudness {
+    pub fn hear(&mut self, at: Instant, level: Option<u8>) {
+        let Some(level) = level else { return };
+        let x = 127.0 - f32::from(level.min(127));
+        self.level = match self.at {
+            Some(t) if at.duration_since(t) < Duration::from_millis(300) => {
+                self.level * 0.85 + x * 0.15
+            }
+            _ => x,
+        };
+        self.at = Some(at);
+    }
+
+    /// The loudness now (0 after 300 ms without a packet: DTX silence).
+    pub fn at(&self, now: Instant) -> f32 {
+        match self.at {
+            Some(t) if now.duration_since(t) < Duration::from_millis(300) => self.level,
             _ => 0.0,
         }
     }
@@ -1055,27 +1113,14 @@ impl Endpoint for Peer {
                         continue;
                     };
                     let video = codec.is_video();
-                    // RED: its primary block, for subscribers without RED (a malformed
-                    // one is dropped).
-                    let plain = match red.then(|| crate::red::primary(&p.payload)) {
-                        None => None,
-                        Some(Some((_, r))) => Some(Arc::from(&p.payload[r])),
-                        Some(None) => continue,
-                    };
-                    let vp8 = match codec {
-                        RtcCodec::Vp8 => crate::vp8::descriptor(&p.payload),
-                        _ => None,
-                    };
-                    let vp9 = match codec {
-                        RtcCodec::Vp9 => crate::vp9::Descriptor::parse(&p.payload),
-                        _ => None,
-                    };
-                    let starts = match (vp8, vp9, codec) {
-                        (Some(d), _, _) => d.starts_keyframe(&p.payload),
-                        (_, Some(d), _) => d.starts_keyframe(),
-                        // A VP8 or VP9 payload whose descriptor did not parse starts nothing.
-                        (None, None, RtcCodec::Vp8 | RtcCodec::Vp9) => false,
-                        (None, None, _) => !video || keyframe_start(codec, &p.payload),
+                    let Some(Parsed {
+                        plain,
+                        vp8,
+                        vp9,
+                        starts,
+                    }) = parse_payload(codec, red, &p.payload)
+                    else {
+                        continue;
                     };
                     let r = RtpIn {
                         mid,

@@ -15,6 +15,10 @@
 //! participant publishes to the slots that carry it (docs/design/meetings.md).
 
 mod rooms;
+mod trunk;
+
+use trunk::{Remote, Trunk};
+pub use trunk::{TrunkCodec, TrunkId, TrunkRtp, TrunkTrack, TrunkWant};
 
 use crate::alloc::{Want, allocate, cost};
 use crate::peer::RtpIn;
@@ -70,6 +74,36 @@ pub enum Output {
         track: TrackKind,
         active: Vec<String>,
     },
+    /// A packet of our `publisher` for a trunk (federation: see [`trunk`]).
+    TrunkRtp {
+        trunk: TrunkId,
+        publisher: SessionId,
+        packet: TrunkRtp,
+    },
+    /// Tell the trunk's far side that our `publisher` gives these tracks (new or changed).
+    TrunkPublish {
+        trunk: TrunkId,
+        publisher: SessionId,
+        tracks: Vec<TrunkTrack>,
+    },
+    /// Tell the far side that our `publisher` is gone.
+    TrunkUnpublish {
+        trunk: TrunkId,
+        publisher: SessionId,
+    },
+    /// Tell the far side which of its publishers' tracks and layers to send (all of them:
+    /// it replaces the last list).
+    TrunkWant {
+        trunk: TrunkId,
+        wants: Vec<TrunkWant>,
+    },
+    /// Ask the far side for a keyframe of its `publisher`'s track.
+    TrunkKeyframe {
+        trunk: TrunkId,
+        publisher: u64,
+        track: TrackKind,
+        rid: Option<String>,
+    },
 }
 
 pub type RoomId = i64;
@@ -108,6 +142,16 @@ struct Room {
     cameras: Vec<(SourceId, Instant)>,
     speaker: Option<SessionId>,
     candidate: Option<(SessionId, u32)>,
+    /// The room's trunks (other nodes in the meeting) and the publishers behind them.
+    trunks: Vec<TrunkId>,
+    remotes: Vec<SessionId>,
+}
+
+impl Room {
+    /// Nobody and nothing left in it.
+    fn is_empty(&self) -> bool {
+        self.peers.is_empty() && self.cameras.is_empty() && self.trunks.is_empty()
+    }
 }
 
 /// The feeds a slot set should carry: the first `cap` of `ranked` (best first), each kept
@@ -155,6 +199,9 @@ pub struct Core {
     next_id: SessionId,
     peers: HashMap<SessionId, Peer>,
     rooms: HashMap<RoomId, Room>,
+    trunks: HashMap<TrunkId, Trunk>,
+    /// Publishers at other nodes, behind the trunks.
+    remote_peers: HashMap<SessionId, Remote>,
     reported: HashMap<SessionId, SlotsUpdate>,
     camera_seq: HashMap<(SourceId, Kind), u64>,
     room_tick: Option<Instant>,
@@ -283,7 +330,7 @@ impl Core {
                 if r.speaker == Some(id) {
                     r.speaker = None;
                 }
-                if r.peers.is_empty() && r.cameras.is_empty() {
+                if r.is_empty() {
                     self.rooms.remove(&room);
                 }
             }
@@ -521,7 +568,7 @@ impl Core {
     pub fn remove_camera(&mut self, room: RoomId, camera: SourceId) {
         if let Some(r) = self.rooms.get_mut(&room) {
             r.cameras.retain(|(c, _)| *c != camera);
-            if r.peers.is_empty() && r.cameras.is_empty() {
+            if r.is_empty() {
                 self.rooms.remove(&room);
             }
         }
@@ -660,36 +707,11 @@ impl Core {
                         publisher: id,
                         track,
                     };
-                    let mut want_key = Vec::new();
-                    let mut started = Vec::new();
-                    for sid in &subs {
-                        let Some(sub) = self.peers.get_mut(sid) else {
-                            continue;
-                        };
-                        let mut wrote = false;
-                        for i in 0..sub.slots.len() {
-                            if sub.slots[i].feed == Some(feed) {
-                                let waiting = sub.slots[i].waiting();
-                                let w = sub.forward(i, &r);
-                                if w && waiting && track.is_video() {
-                                    started.push((*sid, i));
-                                }
-                                wrote |= w;
-                                if sub.slots[i].waiting() && sub.is_connected() {
-                                    let rid = sub.slots[i].waiting_for();
-                                    if !want_key.contains(&rid) {
-                                        want_key.push(rid);
-                                    }
-                                }
-                            }
-                        }
-                        if wrote && sub.wrote(now, &mut self.scratch) {
-                            self.unflushed.push(*sid);
-                        }
-                    }
+                    let (want_key, started) = self.forward_to_slots(now, feed, &r, &subs);
                     for rid in want_key {
                         self.ask_keyframe_of(now, feed, rid);
                     }
+                    self.forward_to_trunks(room, feed, &r, None);
                     // A slot that just started on this keyframe also gets the packets of
                     // the frame that overtook its first one.
                     if !started.is_empty() {
@@ -720,6 +742,45 @@ impl Core {
         }
     }
 
+    /// Forwards a packet of `feed` to the slots of `subs` that carry it. Returns the
+    /// layers a waiting slot needs a keyframe of, and the slots that started on it.
+    fn forward_to_slots(
+        &mut self,
+        now: Instant,
+        feed: Feed,
+        r: &RtpIn,
+        subs: &[SessionId],
+    ) -> (Vec<Option<Rid>>, Vec<(SessionId, usize)>) {
+        let mut want_key = Vec::new();
+        let mut started = Vec::new();
+        for sid in subs {
+            let Some(sub) = self.peers.get_mut(sid) else {
+                continue;
+            };
+            let mut wrote = false;
+            for i in 0..sub.slots.len() {
+                if sub.slots[i].feed == Some(feed) {
+                    let waiting = sub.slots[i].waiting();
+                    let w = sub.forward(i, r);
+                    if w && waiting && feed.track.is_video() {
+                        started.push((*sid, i));
+                    }
+                    wrote |= w;
+                    if sub.slots[i].waiting() && sub.is_connected() {
+                        let rid = sub.slots[i].waiting_for();
+                        if !want_key.contains(&rid) {
+                            want_key.push(rid);
+                        }
+                    }
+                }
+            }
+            if wrote && sub.wrote(now, &mut self.scratch) {
+                self.unflushed.push(*sid);
+            }
+        }
+        (want_key, started)
+    }
+
     /// Asks a publisher for a keyframe of a video track (rate-limited in the peer).
     fn ask_keyframe(&mut self, now: Instant, f: Feed) {
         self.ask_keyframe_of(now, f, None);
@@ -727,7 +788,7 @@ impl Core {
 
     /// As [`Core::ask_keyframe`], of one simulcast layer (`None`: every layer).
     fn ask_keyframe_of(&mut self, now: Instant, f: Feed, rid: Option<Rid>) {
-        if !f.track.is_video() {
+        if !f.track.is_video() || self.ask_remote_keyframe(now, f.publisher, f.track, rid) {
             return;
         }
         if let Some(p) = self.peers.get_mut(&f.publisher)

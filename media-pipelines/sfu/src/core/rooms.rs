@@ -29,11 +29,29 @@ impl Core {
                 }
             }
         }
+        for id in &r.remotes {
+            if let Some(x) = self.remote_peers.get(id) {
+                for t in x.tracks.iter().filter(|t| t.track.is_video()) {
+                    if let Some(c) = x.layer_choice(t.track) {
+                        let feed = Feed {
+                            publisher: *id,
+                            track: t.track,
+                        };
+                        choice.insert(feed, c);
+                    }
+                }
+            }
+        }
         // What each participant's microphone sends now (RED doubles it): the audio a
         // subscriber gets comes out of its estimate before the video is chosen.
         let mic: HashMap<SessionId, u64> = ids
             .iter()
             .filter_map(|id| self.peers.get(id).map(|p| (*id, p.mic_bps(now))))
+            .chain(
+                r.remotes
+                    .iter()
+                    .filter_map(|id| self.remote_peers.get(id).map(|x| (*id, x.mic_bps()))),
+            )
             .collect();
         let mut keyframes = Vec::new();
         let mut wanted: HashMap<Feed, Vec<Option<Rid>>> = HashMap::new();
@@ -152,6 +170,10 @@ impl Core {
         for (f, rid) in keyframes {
             self.ask_keyframe_of(now, f, rid);
         }
+        // Layers a trunk needs run too.
+        for (f, rid) in self.trunk_layers(room) {
+            wanted.entry(f).or_default().push(rid);
+        }
         for (f, c) in &choice {
             if c.all.len() < 2 || f.track != TrackKind::Camera {
                 continue;
@@ -187,6 +209,7 @@ impl Core {
                 });
             }
         }
+        self.tell_trunks(room);
     }
 
     /// Decides what every slot of room `room` carries, and tells the pages that changed.
@@ -209,6 +232,18 @@ impl Core {
                 };
                 let class = u8::from(t.track != TrackKind::Screen);
                 feeds.push((feed, class, p.last_spoke, p.joined));
+            }
+        }
+        for id in &r.remotes {
+            if let Some(x) = self.remote_peers.get(id) {
+                for t in &x.tracks {
+                    let feed = Feed {
+                        publisher: *id,
+                        track: t.track,
+                    };
+                    let class = u8::from(t.track != TrackKind::Screen);
+                    feeds.push((feed, class, x.last_spoke, x.joined));
+                }
             }
         }
         for (cam, added) in &r.cameras {
@@ -283,6 +318,7 @@ impl Core {
                 self.ask_keyframe(now, f);
             }
         }
+        self.tell_trunks(room);
     }
 
     /// Every [`ROOM_TICK`]: the active speaker of each room (the loudest microphone, loud
@@ -296,13 +332,16 @@ impl Core {
             let Some(r) = self.rooms.get(&room) else {
                 continue;
             };
-            let loudest = r
-                .peers
-                .iter()
-                .filter_map(|id| self.peers.get(id).map(|p| (*id, p.loudness_at(now))))
-                .filter(|(_, l)| *l >= SPEAKER_LOUDNESS)
-                .max_by(|a, b| a.1.total_cmp(&b.1))
-                .map(|(id, _)| id);
+            let loudest =
+                r.peers
+                    .iter()
+                    .filter_map(|id| self.peers.get(id).map(|p| (*id, p.loudness_at(now))))
+                    .chain(r.remotes.iter().filter_map(|id| {
+                        self.remote_peers.get(id).map(|x| (*id, x.loudness_at(now)))
+                    }))
+                    .filter(|(_, l)| *l >= SPEAKER_LOUDNESS)
+                    .max_by(|a, b| a.1.total_cmp(&b.1))
+                    .map(|(id, _)| id);
             let r = self.rooms.get_mut(&room).expect("listed above");
             let Some(loudest) = loudest else {
                 r.candidate = None;
@@ -310,9 +349,7 @@ impl Core {
             };
             if r.speaker == Some(loudest) {
                 r.candidate = None;
-                if let Some(p) = self.peers.get_mut(&loudest) {
-                    p.last_spoke = Some(now);
-                }
+                self.spoke(loudest, now);
                 continue;
             }
             let n = match r.candidate {
@@ -323,15 +360,23 @@ impl Core {
             if n >= SPEAKER_TICKS {
                 r.speaker = Some(loudest);
                 r.candidate = None;
-                if let Some(p) = self.peers.get_mut(&loudest) {
-                    p.last_spoke = Some(now);
-                }
+                self.spoke(loudest, now);
                 self.out.push_back(Output::Speaker {
                     room,
                     peer: loudest,
                 });
                 self.assign_room(room);
             }
+        }
+    }
+
+    /// Notes that `id` (a participant here or behind a trunk) is speaking.
+    fn spoke(&mut self, id: SessionId, now: Instant) {
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.last_spoke = Some(now);
+        }
+        if let Some(x) = self.remote_peers.get_mut(&id) {
+            x.last_spoke = Some(now);
         }
     }
 }
