@@ -173,6 +173,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             .map(|(id, s)| (id, s.state))
             .collect()
     }));
+    if let Some(m) = &state.meetings {
+        m.set_federation(state.federation.clone());
+        state.federation.set_meeting_hub(m.clone());
+    }
     let parent = cfg.parent.target();
     if let Some((url, _)) = &parent {
         tracing::info!(%url, "joining the parent node");

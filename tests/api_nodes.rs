@@ -382,3 +382,106 @@ async fn a_node_granted_whole_shows_every_camera_below_it() {
     assert_eq!(u["node_paths"], json!([]), "{u}");
     assert_eq!(h.get("/api/cameras", &op).await.json, json!([]));
 }
+
+/// Meetings across levels, the rows: a new meeting may invite registered nodes below (and
+/// only those); a meeting from the parent is kept under its own id, seen by this node's
+/// users as one it is invited to (chaired at the parent), updated when the parent says so,
+/// and never overwrites a meeting made here.
+#[tokio::test]
+async fn meetings_invite_nodes_below_and_meetings_from_above_are_kept_under_their_id() {
+    use xaso::meetings::store::{Mirror, upsert_mirror};
+    let h = https_harness().await;
+    let admin = h.admin().await;
+    let now = h.st.now_ms();
+    let when = |title: &str, nodes: serde_json::Value| {
+        json!({"title": title, "start": xaso::api::rfc3339(now),
+            "end": xaso::api::rfc3339(now + 3_600_000), "nodes": nodes})
+    };
+    let r = h
+        .call(
+            Method::POST,
+            "/api/meetings",
+            Some(&admin),
+            Some(when("a", json!(["huyen-a"]))),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert!(r.text.contains("huyen-a"), "{}", r.text);
+    h.call(
+        Method::POST,
+        "/api/nodes",
+        Some(&admin),
+        Some(json!({"name": "huyen-a", "level": "district"})),
+    )
+    .await;
+    let r = h
+        .call(
+            Method::POST,
+            "/api/meetings",
+            Some(&admin),
+            Some(when("Giao ban", json!(["huyen-a", "huyen-a"]))),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json["nodes"], json!(["huyen-a"]));
+    assert_eq!(r.json["from_parent"], false);
+    let local = r.json["id"].as_i64().unwrap();
+    assert!(local > 1 << 32, "ids are random above 2^32: {local}");
+
+    // From the parent: a meeting that invites this node ("") and one below it.
+    let id = (1i64 << 50) + 7;
+    let nodes = vec![String::new(), "xa-b".to_string()];
+    let mut m = Mirror {
+        id,
+        title: "Hội nghị tỉnh",
+        start_ms: now,
+        end_ms: now + 7_200_000,
+        chair: "chu-tich-tinh",
+        locked: false,
+        ended_ms: None,
+        nodes: &nodes,
+    };
+    upsert_mirror(&h.st.db, &m, now).await.unwrap();
+    let user = {
+        h.add_user(&admin, "can-bo", "member").await;
+        h.login("can-bo", PASSWORD).await
+    };
+    let r = h.get("/api/meetings", &user).await;
+    let list = r.json["meetings"].as_array().unwrap();
+    assert_eq!(
+        list.len(),
+        1,
+        "the user sees the meeting from above only: {}",
+        r.text
+    );
+    let got = &list[0];
+    assert_eq!(got["id"], id);
+    assert_eq!(got["title"], "Hội nghị tỉnh");
+    assert_eq!(got["chair"]["username"], "chu-tich-tinh");
+    assert_eq!(got["from_parent"], true);
+    assert_eq!(got["nodes"], json!(["", "xa-b"]));
+    assert!(got["join_url"].is_null(), "a user here does not manage it");
+    let r = h.get(&format!("/api/meetings/{id}"), &user).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    // The parent locks and ends it: kept.
+    m.locked = true;
+    m.ended_ms = Some(now + 1000);
+    upsert_mirror(&h.st.db, &m, now).await.unwrap();
+    let r = h.get(&format!("/api/meetings/{id}"), &admin).await;
+    assert_eq!(
+        (r.json["locked"].clone(), r.json["phase"].clone()),
+        (json!(true), json!("ended"))
+    );
+    assert!(
+        r.json["join_url"].is_string(),
+        "the admin here has the link for its officials"
+    );
+
+    // A meeting made here is never overwritten from above.
+    let bad = Mirror { id: local, ..m };
+    let e = upsert_mirror(&h.st.db, &bad, now).await.unwrap_err();
+    assert!(e.to_string().contains("made here"), "{e}");
+    let r = h.get(&format!("/api/meetings/{local}"), &admin).await;
+    assert_eq!(r.json["title"], "Giao ban");
+}

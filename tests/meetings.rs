@@ -383,13 +383,7 @@ async fn an_invited_guests_own_link_is_one_ballot_under_any_name() {
 async fn a_participant_who_vanishes_is_seen_leaving() {
     let (_dir, s, c) = serve().await;
     let m = schedule(&c, &s.url, "Họp", &[]).await;
-    let token = m["join_url"]
-        .as_str()
-        .unwrap()
-        .split("?t=")
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let token = join_token(&m);
     let url = ws_url(&s.url, &format!("/api/meetings/{}/ws?t={token}", m["id"]));
     let (mut a, _) = tokio_tungstenite::connect_async(url.as_str())
         .await
@@ -428,13 +422,7 @@ async fn four_participants_see_and_hear_each_other() {
     xaso_sfu::init_crypto();
     let (_dir, s, c) = serve().await;
     let m = schedule(&c, &s.url, "Họp bốn người", &[]).await;
-    let token = m["join_url"]
-        .as_str()
-        .unwrap()
-        .split("?t=")
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let token = join_token(&m);
     let url = ws_url(&s.url, &format!("/api/meetings/{}/ws?t={token}", m["id"]));
     let reports = meeting_load::run(&url, 4, 10, 400).await;
     let summary = meeting_load::summarize(&reports);
@@ -541,13 +529,7 @@ async fn votes_documents_and_the_record() {
         &json!({"user_id": 1, "name": "chair"}),
     )
     .await;
-    let link = m["join_url"]
-        .as_str()
-        .unwrap()
-        .split("?t=")
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let link = join_token(&m);
     let base = ws_url(&s.url, &format!("/api/meetings/{id}/ws"));
     // The chair (the admin, who scheduled it) and two guests.
     let mut chair = ws_bearer(&base, token["token"].as_str().unwrap()).await;
@@ -889,13 +871,7 @@ async fn the_chair_adds_a_camera_and_everyone_sees_it() {
             break c["id"].as_u64().unwrap();
         }
     };
-    let token = m["join_url"]
-        .as_str()
-        .unwrap()
-        .split("?t=")
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let token = join_token(&m);
     let url = ws_url(&s.url, &format!("/api/meetings/{}/ws?t={token}", m["id"]));
     // The chair's socket is read meanwhile (its pings answered: a socket that answers
     // none for 6 s is taken for gone).
@@ -966,13 +942,7 @@ async fn whip_publishes_into_a_meeting_and_whep_receives_it() {
     let (_dir, s, c) = serve().await;
     let m = schedule(&c, &s.url, "Họp có cửa WHIP", &[]).await;
     let id = m["id"].as_i64().unwrap();
-    let token = m["join_url"]
-        .as_str()
-        .unwrap()
-        .split("?t=")
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let token = join_token(&m);
     let anon = client();
     let post = |door: &str, sdp: String, t: Option<&str>| {
         let mut url = format!("{}/api/meetings/{id}/{door}?name=Hội trường", s.url);
@@ -1087,13 +1057,7 @@ fn a_throttled_participant_steps_down_to_the_low_layer() {
         xaso_sfu::init_crypto();
         let (_dir, s, c) = serve().await;
         let m = schedule(&c, &s.url, "Họp mạng yếu", &[]).await;
-        let token = m["join_url"]
-            .as_str()
-            .unwrap()
-            .split("?t=")
-            .nth(1)
-            .unwrap()
-            .to_string();
+        let token = join_token(&m);
         let url = ws_url(&s.url, &format!("/api/meetings/{}/ws?t={token}", m["id"]));
         let slow = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let port = slow.local_addr().unwrap().port();
@@ -1218,10 +1182,13 @@ async fn reminders_go_out_by_email_fifteen_minutes_before() {
     }
     got.sort();
     let link = |b: &str| {
+        // (Meeting ids are random: any id, then its token.)
         let at = b
-            .find("https://xaso.xa.test:8443/#/meet/1?t=")
+            .find("https://xaso.xa.test:8443/#/meet/")
             .unwrap_or_else(|| panic!("{b}"));
-        b[at..].split_whitespace().next().unwrap().to_string()
+        let link = b[at..].split_whitespace().next().unwrap().to_string();
+        assert!(link.contains("?t="), "{link}");
+        link
     };
     let tos: Vec<&str> = got.iter().map(|(to, _)| to.as_str()).collect();
     assert_eq!(

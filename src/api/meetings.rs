@@ -57,6 +57,10 @@ pub struct NewMeeting {
     invitees: Vec<String>,
     #[serde(default)]
     guests: Vec<String>,
+    /// Nodes below this one to invite, by path (`huyen-a`, `huyen-a/xa-b`): the meeting
+    /// appears at each under the same id, and their users join it there.
+    #[serde(default)]
+    nodes: Vec<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -74,6 +78,11 @@ pub struct MeetingOut {
     chair: UserRef,
     invitees: Vec<String>,
     guests: Vec<String>,
+    /// The nodes it invites (their paths); at a node the meeting came to from its
+    /// parent, relative to this node, `""` being this node.
+    nodes: Vec<String>,
+    /// It was made at a node above this one (its chair is there).
+    from_parent: bool,
     /// `upcoming`, `now`, `past` or `ended`.
     phase: &'static str,
     locked: bool,
@@ -119,7 +128,12 @@ fn phase(m: &store::Meeting, now: i64) -> &'static str {
 }
 
 fn may_manage(caller: &Caller, m: &store::Meeting) -> bool {
-    caller.user.role == Role::Admin || caller.user.id == m.chair_id
+    caller.user.role == Role::Admin || is_chair(caller, m)
+}
+
+/// Whether the caller chairs `m` (nobody here chairs a meeting from the parent).
+fn is_chair(caller: &Caller, m: &store::Meeting) -> bool {
+    caller.user.id == m.chair_id && !m.is_mirror()
 }
 
 async fn out(st: &AppState, caller: &Caller, m: store::Meeting) -> Result<MeetingOut> {
@@ -151,8 +165,10 @@ async fn out(st: &AppState, caller: &Caller, m: store::Meeting) -> Result<Meetin
         phase: phase(&m, st.now_ms()),
         locked: m.locked,
         participants,
+        from_parent: m.is_mirror(),
         invitees: m.invitees,
         guests: m.guests,
+        nodes: m.nodes,
         join_url,
         guest_links,
     })
@@ -203,6 +219,23 @@ async fn create(
     if guests.iter().any(|g| g.chars().count() > 200) {
         bail!(InvalidArgument, "guests: at most 200 characters each");
     }
+    let mut nodes: Vec<String> = Vec::new();
+    if !req.nodes.is_empty() {
+        if req.nodes.len() > 1000 {
+            bail!(InvalidArgument, "at most 1000 nodes");
+        }
+        let known = st.federation.known_paths();
+        for p in &req.nodes {
+            let p = p.trim();
+            crate::federation::store::validate_path(p)?;
+            if !known.iter().any(|k| k == p) {
+                bail!(InvalidArgument, "nodes: no node {p:?} below this one");
+            }
+            if !nodes.iter().any(|n| n == p) {
+                nodes.push(p.to_owned());
+            }
+        }
+    }
     let m = store::create(
         &st.db,
         &store::NewMeeting {
@@ -212,12 +245,14 @@ async fn create(
             chair_id: caller.user.id,
             invitee_ids: &ids,
             guests: &guests,
+            nodes: &nodes,
         },
         st.now_ms(),
     )
     .await?;
+    st.federation.meeting_changed(&m);
     let mut ev = caller.event("meeting.create");
-    ev.detail = Some(json!({"meeting": m.id, "title": m.title}));
+    ev.detail = Some(json!({"meeting": m.id, "title": m.title, "nodes": m.nodes}));
     st.audit(ev).await?;
     Ok((StatusCode::CREATED, axum::Json(out(&st, &caller, m).await?)))
 }
@@ -494,7 +529,7 @@ async fn run(
                         name,
                         invite,
                         user_id: caller.as_ref().map(|c| c.user.id),
-                        chair: caller.as_ref().is_some_and(|c| c.user.id == m.chair_id),
+                        chair: caller.as_ref().is_some_and(|c| is_chair(c, &m)),
                         admin: caller.as_ref().is_some_and(|c| c.user.role == Role::Admin),
                         address: address.clone(),
                     };

@@ -7,6 +7,7 @@ use super::archive;
 use super::link::{self, End, LinkIo, Side};
 use super::proto::{LinkCore, Msg, PROTO, TreeNode};
 use super::store::{self, NodeRow};
+use super::trunks::LinkKey;
 use super::{ChildIo, ChildLink, Federation};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -58,6 +59,10 @@ impl Side for Child<'_> {
                 headers,
             } => self.io.requests.lock().unwrap().head(id, status, headers),
             Msg::ResEnd { id, error } => self.io.requests.lock().unwrap().end(id, error),
+            Msg::Meeting { meeting, op } => {
+                self.fed
+                    .meeting_msg(LinkKey::Child(self.link), meeting, op)?;
+            }
             Msg::Unwatched { ch, reason } => {
                 tracing::info!(node = %self.name, ch, %reason, "the child stopped a relayed stream");
                 self.io.inbound.lock().unwrap().close(ch);
@@ -70,6 +75,8 @@ impl Side for Child<'_> {
     fn on_binary(&mut self, _: &mut LinkCore, frame: bytes::Bytes) {
         let r = if frame.first() == Some(&archive::CHUNK) {
             self.io.requests.lock().unwrap().chunk(&frame)
+        } else if frame.first() == Some(&super::meetings::MEETING_RTP) {
+            self.fed.meeting_frame(LinkKey::Child(self.link), &frame)
         } else {
             self.io.inbound.lock().unwrap().frame(&frame)
         };
@@ -167,6 +174,7 @@ pub async fn serve<L: LinkIo>(
         io: io_of_link.clone(),
         broken: None,
     };
+    fed.child_linked(link, node.name.clone(), io_of_link.out.clone());
     let never = Notify::new();
     let end = link::drive(
         &mut io,
@@ -177,6 +185,7 @@ pub async fn serve<L: LinkIo>(
         &io_of_link.out,
     )
     .await;
+    fed.link_ended(LinkKey::Child(link));
     // The streams it relayed stop; their feeds ask again on the child's next link.
     io_of_link.inbound.lock().unwrap().close_all();
     io_of_link

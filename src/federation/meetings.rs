@@ -159,6 +159,9 @@ pub struct WireTrack {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum TrunkMsg {
+    /// The sender's end of the trunk is open: the receiver says everything again (what it
+    /// said before may have come before the sender's end was there).
+    Open,
     /// The sender gives `publisher`'s tracks (new or changed); `participant` is the
     /// meeting's id of who publishes them (for the pages' slot reports).
     Publish {

@@ -7,7 +7,8 @@
 //!
 //! What belongs here: joining, the links, the tree, and what crosses the links
 //! ([`cameras`]: the catalogue of the cameras below; [`relay`]: their live streams;
-//! [`archive`]: their footage; [`meetings`]: what a meeting's trunk sends). Each later feature that crosses a
+//! [`archive`]: their footage; [`trunks`]: meetings across levels, [`meetings`] their
+//! wire). Each later feature that crosses a
 //! link (cameras, archive, meetings) sees a remote node through this hub, not a socket.
 
 pub mod archive;
@@ -19,6 +20,7 @@ pub mod proto;
 pub mod relay;
 pub mod store;
 pub mod token;
+pub mod trunks;
 pub mod uplink;
 
 use proto::{CameraInfo, LinkFigures, TreeNode};
@@ -129,6 +131,12 @@ pub struct Federation {
     remote_feeds: Mutex<HashMap<i64, tokio::task::AbortHandle>>,
     /// This node's HTTP application, for its parent's requests for footage (set at start).
     local_http: OnceLock<archive::LocalHttp>,
+    /// Meetings across levels: each meeting's trunk on each link, the uplink's outbox
+    /// while it is up, and the hub that applies meetings from the parent.
+    trunks: Mutex<HashMap<(trunks::LinkKey, i64), xaso_sfu::TrunkId>>,
+    next_trunk: AtomicU64,
+    uplink_out: Mutex<Option<Arc<relay::Outbox>>>,
+    meeting_hub: OnceLock<Arc<dyn trunks::MeetingHub>>,
 }
 
 /// Reads the state of this node's own cameras (`camera id → state`).
@@ -153,6 +161,10 @@ impl Federation {
             audit_log: OnceLock::new(),
             remote_feeds: Mutex::new(HashMap::new()),
             local_http: OnceLock::new(),
+            trunks: Mutex::new(HashMap::new()),
+            next_trunk: AtomicU64::new(1),
+            uplink_out: Mutex::new(None),
+            meeting_hub: OnceLock::new(),
         })
     }
 

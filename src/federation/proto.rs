@@ -117,6 +117,20 @@ pub enum Msg {
         #[serde(default)]
         error: Option<String>,
     },
+    /// Parent → child: a meeting that invites the child or nodes below it (new, or
+    /// changed), `nodes` relative to the child (`""` is the child itself).
+    MeetingInfo {
+        id: i64,
+        title: String,
+        start_ms: i64,
+        end_ms: i64,
+        chair: String,
+        #[serde(default)]
+        locked: bool,
+        #[serde(default)]
+        ended_ms: Option<i64>,
+        nodes: Vec<String>,
+    },
     /// Either side: the trunk of meeting `meeting` on this link (`federation::meetings`).
     Meeting {
         meeting: i64,

@@ -8,6 +8,7 @@ use super::link::{self, End, Side};
 use super::proto::{LinkCore, Msg, PROTO};
 use super::relay::{self, Outbox};
 use super::token::{self, JoinToken};
+use super::trunks::LinkKey;
 use super::{Federation, LinkState, UplinkView};
 use crate::live_sources::Stream;
 use std::collections::HashMap;
@@ -285,6 +286,8 @@ impl Side for Up<'_> {
                     h.abort();
                 }
             }
+            m @ Msg::MeetingInfo { .. } => self.fed.meeting_from_parent(m)?,
+            Msg::Meeting { meeting, op } => self.fed.meeting_msg(LinkKey::Parent, meeting, op)?,
             Msg::Unwatch { ch } => {
                 if let Some(h) = self.watches.remove(&ch) {
                     h.abort();
@@ -293,6 +296,16 @@ impl Side for Up<'_> {
             other => tracing::debug!(msg = ?other, "link message ignored"),
         }
         Ok(())
+    }
+
+    fn on_binary(&mut self, _: &mut LinkCore, frame: bytes::Bytes) {
+        // (A frame that does not parse is dropped: the parent is trusted more than a
+        // child, whose link such a frame ends.)
+        if frame.first() == Some(&super::meetings::MEETING_RTP)
+            && let Err(e) = self.fed.meeting_frame(LinkKey::Parent, &frame)
+        {
+            tracing::warn!(error = %e, "a broken meeting frame from the parent");
+        }
     }
 
     fn on_wake(&mut self, core: &mut LinkCore) {
@@ -344,6 +357,7 @@ pub async fn run(fed: Arc<Federation>, url: String, token: JoinToken) {
                 });
                 // A tree change while the link was down is reported at the welcome.
                 let out = Arc::new(Outbox::default());
+                fed.parent_linked(Some(out.clone()));
                 let mut side = Up {
                     fed: &fed,
                     out: out.clone(),
@@ -359,6 +373,8 @@ pub async fn run(fed: Arc<Federation>, url: String, token: JoinToken) {
                     &out,
                 )
                 .await;
+                fed.parent_linked(None);
+                fed.link_ended(LinkKey::Parent);
                 // The parent asks again for what it still watches on the next link.
                 for (_, h) in side.watches.drain() {
                     h.abort();

@@ -9,6 +9,7 @@
 //!   back to them through each connection's own writer task.
 //! - The HTTP handlers (`api::live`) talk to it through [`Live`].
 //! - [`net`]: the task's sockets (stamped UDP reads, ICE-TCP, batched sends).
+//! - [`trunk`]: meetings' trunks to other nodes (federation).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -19,10 +20,13 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 mod net;
 mod tap;
+mod trunk;
 use net::{LiveSocket, TcpConns, accept_tcp, live_runtime, read_socket, send_all};
 pub use tap::Tap;
 use tap::{MSE_QUEUE, TapInner, start_transcoder};
 pub(crate) use tap::{MseEvent, MseFeed, TapFrame, TapTracks};
+use trunk::{TrunkCmd, Trunks};
+pub use trunk::{TrunkIn, TrunkOut, TrunkSink};
 
 use xaso_sfu::{
     Core, Input, MediaFrame, Output, Proto, SessionError, SessionId, SlotsUpdate, TrackKind,
@@ -51,10 +55,13 @@ enum Cmd {
     },
     Join {
         room: i64,
+        /// The meeting's id of the participant (trunks announce publishers by it).
+        participant: u64,
         offer: String,
         tracks: Vec<(String, TrackKind)>,
         reply: oneshot::Sender<Result<(SessionId, String), SessionError>>,
     },
+    Trunk(TrunkCmd),
     Renegotiate {
         peer: SessionId,
         offer: String,
@@ -97,6 +104,17 @@ pub enum MeetingMedia {
         room: i64,
         peer: SessionId,
         reason: String,
+    },
+    /// A trunk announced a participant at another node: the core's `peer` publishes for it.
+    Remote {
+        room: i64,
+        peer: SessionId,
+        participant: u64,
+    },
+    /// That publisher is gone (it left, or its trunk closed).
+    RemoteGone {
+        room: i64,
+        peer: SessionId,
     },
 }
 
@@ -454,6 +472,7 @@ impl Live {
     pub async fn join_meeting(
         &self,
         room: i64,
+        participant: u64,
         offer: String,
         tracks: Vec<(String, TrackKind)>,
     ) -> Result<(SessionId, String), LiveError> {
@@ -461,6 +480,7 @@ impl Live {
         self.cmd
             .send(Cmd::Join {
                 room,
+                participant,
                 offer,
                 tracks,
                 reply,
@@ -590,11 +610,13 @@ async fn run(
     // many inputs in a row went in without the output being polled.
     let mut next: Option<Cmd> = None;
     let mut batch = 0;
+    let mut trunks = Trunks::default();
     loop {
         if let Some(c) = next.take() {
             handle_cmd(
                 &mut core,
                 c,
+                &mut trunks,
                 &live,
                 &mut viewers,
                 &mut forwarding,
@@ -614,6 +636,7 @@ async fn run(
         batch = 0;
         // Everything the core wants done, then wait for the next input or its timeout.
         while let Some(o) = core.poll_output() {
+            let Some(o) = trunks.output(o) else { continue };
             match o {
                 Output::Transmit(t) => out.push(t),
                 Output::Slots(u) => {
@@ -640,6 +663,7 @@ async fn run(
                     }
                 }
                 Output::Closed(c) if c.peer => {
+                    trunks.participants.remove(&c.session);
                     if let Some(tx) = live.upgrade().and_then(|l| l.meeting_events.get().cloned()) {
                         let _ = tx.send(MeetingMedia::Left {
                             room: c.source,
@@ -671,8 +695,7 @@ async fn run(
                     }
                 }
                 Output::Timeout(t) => deadline = Some(t),
-                // This server opens no trunk yet (the meetings' federation glue does, once
-                // it lands): the core emits these only for trunks opened.
+                // (Taken by `trunks.output` above.)
                 Output::TrunkRtp { .. }
                 | Output::TrunkPublish { .. }
                 | Output::TrunkUnpublish { .. }
@@ -718,6 +741,7 @@ const MAX_BATCH: usize = 16;
 fn handle_cmd(
     core: &mut Core,
     cmd: Cmd,
+    trunks: &mut Trunks,
     live: &std::sync::Weak<Live>,
     viewers: &mut HashMap<i64, usize>,
     forwarding: &mut Option<Instant>,
@@ -780,12 +804,22 @@ fn handle_cmd(
         }
         Cmd::Join {
             room,
+            participant,
             offer,
             tracks,
             reply,
         } => {
             let Some(live) = live.upgrade() else { return };
-            let _ = reply.send(core.join(now, room, &offer, &tracks, &live.candidates));
+            let r = core.join(now, room, &offer, &tracks, &live.candidates);
+            if let Ok((id, _)) = &r {
+                trunks.participants.insert(*id, participant);
+            }
+            let _ = reply.send(r);
+            *deadline = None;
+        }
+        Cmd::Trunk(c) => {
+            let events = live.upgrade().and_then(|l| l.meeting_events.get().cloned());
+            trunks.handle(core, now, c, events.as_ref());
             *deadline = None;
         }
         Cmd::Renegotiate {

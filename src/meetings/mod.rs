@@ -216,6 +216,9 @@ pub struct Meetings {
     clocks: Arc<dyn Clocks>,
     live: Option<Arc<Live>>,
     inner: Mutex<Inner>,
+    /// The tree of nodes, told when a meeting that invites nodes below changes (set at
+    /// start; tests without it have none).
+    federation: std::sync::OnceLock<Arc<crate::federation::Federation>>,
 }
 
 /// The caller's participant is not (or no longer) in the room.
@@ -281,8 +284,12 @@ impl Meetings {
             db,
             clocks,
             live: live.clone(),
+            federation: std::sync::OnceLock::new(),
             inner: Mutex::new(Inner {
-                next_pid: 1,
+                // Participant ids are the meeting's across nodes (federation): each node
+                // counts from a random start below 2^46 (never near the cameras' ids,
+                // `CAMERA_PUBLISHER` = 2^48).
+                next_pid: rand::random::<u64>() % (1 << 46) + 1,
                 ..Default::default()
             }),
         });
@@ -303,6 +310,40 @@ impl Meetings {
 
     fn now_ms(&self) -> i64 {
         self.clocks.realtime_ms()
+    }
+
+    pub fn set_federation(&self, f: Arc<crate::federation::Federation>) {
+        let _ = self.federation.set(f);
+    }
+
+    /// Meeting `id` was locked, unlocked or ended here: the nodes below it invites are told.
+    async fn tell_nodes(&self, id: i64) {
+        let Some(f) = self.federation.get() else {
+            return;
+        };
+        match store::get(&self.db, id).await {
+            Ok(m) if !m.nodes.is_empty() => f.meeting_changed(&m),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(meeting = id, error = %e, "cannot tell the nodes below"),
+        }
+    }
+
+    /// Ends the room of meeting `meeting` here: every participant is told and leaves.
+    async fn end_room(&self, meeting: i64, reason: &str) {
+        let pids: Vec<u64> = {
+            let inner = self.inner.lock().expect("meetings lock");
+            let Some(room) = inner.rooms.get(&meeting) else {
+                return;
+            };
+            for p in room.parts.values() {
+                send(p, &json!({"type": "ended", "reason": reason}));
+                let _ = p.tx.send(Out::Close(1000, "meeting ended".into()));
+            }
+            room.parts.keys().copied().collect()
+        };
+        for p in pids {
+            self.leave(meeting, p).await;
+        }
     }
 
     /// Whether someone is in meeting `id` now.
@@ -418,7 +459,7 @@ impl Meetings {
             Some(peer) => live.renegotiate(peer, sdp, tracks).await.map_err(live_err),
             None => {
                 let (peer, answer) = live
-                    .join_meeting(meeting, sdp, tracks)
+                    .join_meeting(meeting, pid, sdp, tracks)
                     .await
                     .map_err(live_err)?;
                 let blocked = {
@@ -668,7 +709,10 @@ impl Meetings {
             self.leave(meeting, t).await;
         }
         match action {
-            "lock" | "unlock" => store::set_locked(&self.db, meeting, action == "lock").await?,
+            "lock" | "unlock" => {
+                store::set_locked(&self.db, meeting, action == "lock").await?;
+                self.tell_nodes(meeting).await;
+            }
             _ => {}
         }
         if let (Some(live), Some((peer, k, b))) = (&self.live, block) {
@@ -676,6 +720,7 @@ impl Meetings {
         }
         if ended {
             store::set_ended(&self.db, meeting, self.now_ms()).await?;
+            self.tell_nodes(meeting).await;
             let pids: Vec<u64> = {
                 let inner = self.inner.lock().expect("meetings lock");
                 inner
@@ -902,6 +947,21 @@ impl Meetings {
 
     async fn media_event(&self, ev: MeetingMedia) {
         match ev {
+            MeetingMedia::Remote {
+                room,
+                peer,
+                participant,
+            } => {
+                self.inner
+                    .lock()
+                    .expect("meetings lock")
+                    .learned(peer, room, participant);
+            }
+            MeetingMedia::RemoteGone { peer, .. } => {
+                let mut inner = self.inner.lock().expect("meetings lock");
+                inner.peers.remove(&peer);
+                inner.slots.remove(&peer);
+            }
             MeetingMedia::Slots(u) => {
                 let mut inner = self.inner.lock().expect("meetings lock");
                 if let Some(&(meeting, pid)) = inner.peers.get(&u.peer)
@@ -971,6 +1031,24 @@ impl Meetings {
                 }
                 self.leave(meeting, pid).await;
             }
+        }
+    }
+}
+
+impl crate::federation::trunks::MeetingHub for Meetings {
+    fn mirrored(self: Arc<Self>, m: &store::Meeting) {
+        let (id, locked, ended) = (m.id, m.locked, m.ended_ms.is_some());
+        {
+            let mut inner = self.inner.lock().expect("meetings lock");
+            if let Some(r) = inner.rooms.get_mut(&id)
+                && r.locked != locked
+            {
+                r.locked = locked;
+                r.broadcast(&json!({"type": "locked", "locked": locked}));
+            }
+        }
+        if ended {
+            tokio::spawn(async move { self.end_room(id, "the chair ended the meeting").await });
         }
     }
 }

@@ -21,6 +21,40 @@ pub struct Meeting {
     pub locked: bool,
     pub ended_ms: Option<i64>,
     pub invitees: Vec<String>,
+    /// The nodes below this one that the meeting invites (their paths); for a meeting
+    /// from the parent, relative to this node, `""` being this node itself.
+    pub nodes: Vec<String>,
+    /// `None`: made here; `Some("parent")`: it came from the parent (federation).
+    pub home: Option<String>,
+}
+
+impl Meeting {
+    /// Whether it came from the parent.
+    pub fn is_mirror(&self) -> bool {
+        self.home.is_some()
+    }
+
+    /// Whether this node itself is invited (always, for a meeting made here).
+    pub fn invites_here(&self) -> bool {
+        !self.is_mirror() || self.nodes.iter().any(|n| n.is_empty())
+    }
+
+    /// The paths of what it invites at child `name` and below, relative to that child
+    /// (`""` for the child itself); empty when it invites nothing there.
+    pub fn nodes_at(&self, name: &str) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter_map(|n| {
+                if n == name {
+                    Some(String::new())
+                } else {
+                    n.strip_prefix(name)
+                        .and_then(|r| r.strip_prefix('/'))
+                        .map(str::to_owned)
+                }
+            })
+            .collect()
+    }
 }
 
 /// What a new meeting is made of (validated by the caller).
@@ -31,10 +65,33 @@ pub struct NewMeeting<'a> {
     pub chair_id: i64,
     pub invitee_ids: &'a [i64],
     pub guests: &'a [String],
+    /// Paths of the nodes below to invite (checked by the caller).
+    pub nodes: &'a [String],
 }
 
-const COLS: &str =
-    "m.id, m.title, m.start_ms, m.end_ms, m.chair_id, u.username, m.guests, m.locked, m.ended_ms";
+/// A meeting as the parent sends it down (federation), to keep here under its id.
+pub struct Mirror<'a> {
+    pub id: i64,
+    pub title: &'a str,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub chair: &'a str,
+    pub locked: bool,
+    pub ended_ms: Option<i64>,
+    /// Relative to this node (`""`: this node).
+    pub nodes: &'a [String],
+}
+
+/// A new meeting's id: random, above 2^32 and below 2^52, so that the meetings of every
+/// node in the tree have ids of their own (a meeting keeps its id at every node it
+/// invites) and they stay exact in JavaScript.
+fn new_id() -> i64 {
+    let r = rand::thread_rng().next_u64() % ((1u64 << 52) - (1u64 << 32));
+    (r + (1u64 << 32)) as i64
+}
+
+const COLS: &str = "m.id, m.title, m.start_ms, m.end_ms, m.chair_id, \
+    COALESCE(m.chair_name, u.username), m.guests, m.locked, m.ended_ms, m.home";
 
 fn meeting_from(r: &AnyRow) -> Result<Meeting> {
     let guests: String = r.try_get(6)?;
@@ -49,6 +106,8 @@ fn meeting_from(r: &AnyRow) -> Result<Meeting> {
         locked: to_bool(r.try_get(7)?),
         ended_ms: r.try_get(8)?,
         invitees: Vec::new(),
+        nodes: Vec::new(),
+        home: r.try_get(9)?,
     })
 }
 
@@ -64,6 +123,11 @@ async fn with_invitees(db: &AnyPool, mut m: Meeting) -> Result<Meeting> {
         .iter()
         .map(|r| r.try_get(0))
         .collect::<std::result::Result<_, _>>()?;
+    m.nodes =
+        sqlx::query_scalar("SELECT path FROM meeting_nodes WHERE meeting_id = $1 ORDER BY path")
+            .bind(m.id)
+            .fetch_all(db)
+            .await?;
     Ok(m)
 }
 
@@ -81,9 +145,10 @@ pub async fn invitee_emails(db: &AnyPool, meeting: i64) -> Result<Vec<String>> {
 pub async fn create(db: &AnyPool, m: &NewMeeting<'_>, now_ms: i64) -> Result<Meeting> {
     let mut tx = db.begin().await?;
     let r = sqlx::query(
-        "INSERT INTO meetings (title, start_ms, end_ms, chair_id, guests, created_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        "INSERT INTO meetings (id, title, start_ms, end_ms, chair_id, guests, created_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
     )
+    .bind(new_id())
     .bind(m.title)
     .bind(m.start_ms)
     .bind(m.end_ms)
@@ -100,8 +165,82 @@ pub async fn create(db: &AnyPool, m: &NewMeeting<'_>, now_ms: i64) -> Result<Mee
             .execute(&mut *tx)
             .await?;
     }
+    for path in m.nodes {
+        sqlx::query("INSERT INTO meeting_nodes (meeting_id, path) VALUES ($1, $2)")
+            .bind(id)
+            .bind(path)
+            .execute(&mut *tx)
+            .await?;
+    }
     tx.commit().await?;
     get(db, id).await
+}
+
+/// Keeps (or updates) a meeting the parent sent down. An id that names a meeting made
+/// here is refused (ids are random over 2^52: only a parent that misbehaves repeats one).
+pub async fn upsert_mirror(db: &AnyPool, m: &Mirror<'_>, now_ms: i64) -> Result<()> {
+    let mut tx = db.begin().await?;
+    let home: Option<Option<String>> =
+        sqlx::query_scalar("SELECT home FROM meetings WHERE id = $1")
+            .bind(m.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if home == Some(None) {
+        bail!(AlreadyExists, "meeting {} was made here", m.id);
+    }
+    // The chair is at the parent: the row names them, and points at this node's first
+    // account only because the column must name one (it gives no rights: nobody chairs a
+    // meeting from the parent here).
+    sqlx::query(
+        "INSERT INTO meetings (id, title, start_ms, end_ms, chair_id, chair_name, locked, \
+         ended_ms, home, created_ms) \
+         VALUES ($1, $2, $3, $4, (SELECT MIN(id) FROM users), $5, $6, $7, 'parent', $8) \
+         ON CONFLICT (id) DO UPDATE SET title = excluded.title, start_ms = excluded.start_ms, \
+         end_ms = excluded.end_ms, chair_name = excluded.chair_name, \
+         locked = excluded.locked, ended_ms = excluded.ended_ms",
+    )
+    .bind(m.id)
+    .bind(m.title)
+    .bind(m.start_ms)
+    .bind(m.end_ms)
+    .bind(m.chair)
+    .bind(i64::from(m.locked))
+    .bind(m.ended_ms)
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM meeting_nodes WHERE meeting_id = $1")
+        .bind(m.id)
+        .execute(&mut *tx)
+        .await?;
+    for path in m.nodes {
+        sqlx::query("INSERT INTO meeting_nodes (meeting_id, path) VALUES ($1, $2)")
+            .bind(m.id)
+            .bind(path)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The meetings that invite nodes below this one and have not ended more than `since_ms`
+/// ago (what the children are told of when their links come up).
+pub async fn with_nodes(db: &AnyPool, since_ms: i64) -> Result<Vec<Meeting>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLS} FROM meetings m JOIN users u ON u.id = m.chair_id \
+         WHERE (m.ended_ms IS NULL OR m.ended_ms >= $1) AND m.end_ms >= $1 AND EXISTS \
+         (SELECT 1 FROM meeting_nodes n WHERE n.meeting_id = m.id AND n.path <> '') \
+         ORDER BY m.start_ms LIMIT 1000"
+    ))
+    .bind(since_ms)
+    .fetch_all(db)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        out.push(with_invitees(db, meeting_from(r)?).await?);
+    }
+    Ok(out)
 }
 
 pub async fn get(db: &AnyPool, id: i64) -> Result<Meeting> {
@@ -131,8 +270,10 @@ pub async fn list(db: &AnyPool, of_user: Option<i64>) -> Result<Vec<Meeting>> {
         Some(uid) => {
             sqlx::query(&format!(
                 "SELECT {COLS} FROM meetings m JOIN users u ON u.id = m.chair_id \
-                 WHERE m.chair_id = $1 OR m.id IN \
-                 (SELECT meeting_id FROM meeting_invitees WHERE user_id = $1) \
+                 WHERE (m.chair_id = $1 AND m.home IS NULL) OR m.id IN \
+                 (SELECT meeting_id FROM meeting_invitees WHERE user_id = $1) OR \
+                 (m.home IS NOT NULL AND m.id IN \
+                 (SELECT meeting_id FROM meeting_nodes WHERE path = '')) \
                  ORDER BY m.start_ms DESC, m.id DESC LIMIT 500"
             ))
             .bind(uid)
@@ -147,12 +288,18 @@ pub async fn list(db: &AnyPool, of_user: Option<i64>) -> Result<Vec<Meeting>> {
     Ok(out)
 }
 
+/// Whether the user is invited: by name, or as a user of a node the meeting from the
+/// parent invites (a meeting across levels invites the node's officials).
 pub async fn is_invited(db: &AnyPool, meeting: i64, user: i64) -> Result<bool> {
-    let r = sqlx::query("SELECT 1 FROM meeting_invitees WHERE meeting_id = $1 AND user_id = $2")
-        .bind(meeting)
-        .bind(user)
-        .fetch_optional(db)
-        .await?;
+    let r = sqlx::query(
+        "SELECT 1 FROM meeting_invitees WHERE meeting_id = $1 AND user_id = $2 \
+         UNION ALL SELECT 1 FROM meetings m JOIN meeting_nodes n ON n.meeting_id = m.id \
+         WHERE m.id = $1 AND m.home IS NOT NULL AND n.path = ''",
+    )
+    .bind(meeting)
+    .bind(user)
+    .fetch_optional(db)
+    .await?;
     Ok(r.is_some())
 }
 

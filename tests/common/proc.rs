@@ -192,6 +192,15 @@ pub async fn post_json(
         .unwrap()
 }
 
+/// The link token of a meeting's `join_url` (what follows `?t=`).
+pub fn join_token(m: &serde_json::Value) -> String {
+    let url = m["join_url"].as_str().expect("a join_url");
+    url.split("?t=")
+        .nth(1)
+        .expect("a token in the join_url")
+        .to_owned()
+}
+
 /// RFC 3339 (UTC, milliseconds), as the API takes times.
 pub fn rfc(ms: i64) -> String {
     chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)

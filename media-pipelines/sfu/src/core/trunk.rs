@@ -196,6 +196,24 @@ impl Core {
         self.assign_room(t.room);
     }
 
+    /// The far side opened its end of the trunk (perhaps after ours, so that it missed
+    /// what we said): everything is said again.
+    pub fn trunk_reset(&mut self, trunk: TrunkId) {
+        let Some(t) = self.trunks.get_mut(&trunk) else {
+            return;
+        };
+        t.told.clear();
+        t.asked.clear();
+        let room = t.room;
+        self.timeout_due = false;
+        // (An empty want list is news too: the far side may hold an older one.)
+        self.out.push_back(Output::TrunkWant {
+            trunk,
+            wants: Vec::new(),
+        });
+        self.tell_trunks(room);
+    }
+
     /// The far side announced (or changed) publisher `far`: returns our id of it.
     pub fn trunk_publish(
         &mut self,

@@ -1,0 +1,305 @@
+//! Meetings across levels, the links' side. A meeting that invites nodes below its own is
+//! sent down each link toward them (`meeting_info`), and kept at every node on the way
+//! under the same id (`meetings::store::upsert_mirror`). While a link is up, each meeting
+//! on it has a trunk there: the forwarding cores of the two nodes exchange the tracks
+//! their participants need through it (`live::trunk`, `xaso_sfu::core`'s trunk module),
+//! with the link's outbox as the trunk's sink and its frames of type 3 and `meeting`
+//! messages as what comes in (`federation::meetings` is the wire).
+//!
+//! A link that drops closes its trunks at both ends: each node's part of the meeting goes
+//! on with its own participants, and the trunks open again when the link returns.
+
+use super::Federation;
+use super::meetings::{self as wire, TrunkMsg};
+use super::proto::Msg;
+use super::relay::Outbox;
+use crate::live::{TrunkIn, TrunkOut, TrunkSink};
+use crate::meetings::store::{self, Meeting};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use xaso_sfu::{SessionId, TrunkId, TrunkRtp};
+
+/// How long after its end a meeting is still sent to a child whose link comes up (so that
+/// one that ended while the link was down is seen ended there).
+const ENDED_KEPT_MS: i64 = 24 * 3600 * 1000;
+
+/// Which link a trunk is on: the uplink, or one connection of a child's (a child that
+/// dials again gets new trunks on its new link).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LinkKey {
+    Parent,
+    Child(u64),
+}
+
+/// What the meetings hub does with a meeting that came from the parent (set at start).
+pub trait MeetingHub: Send + Sync {
+    /// The row was written: apply a lock or an end to the room here.
+    fn mirrored(self: Arc<Self>, m: &Meeting);
+}
+
+/// A trunk's sink: the link's outbox.
+struct LinkTrunk {
+    meeting: i64,
+    out: Arc<Outbox>,
+}
+
+impl TrunkSink for LinkTrunk {
+    fn rtp(&self, publisher: SessionId, p: &TrunkRtp) {
+        // A full outbox drops the packet: the far side's pages ask for what they miss.
+        self.out
+            .push_media(wire::encode(self.meeting, publisher, p));
+    }
+
+    fn control(&self, c: TrunkOut) {
+        let op = match c {
+            TrunkOut::Publish {
+                publisher,
+                participant,
+                tracks,
+            } => TrunkMsg::Publish {
+                publisher,
+                participant,
+                tracks: wire::tracks_out(&tracks),
+            },
+            TrunkOut::Open => TrunkMsg::Open,
+            TrunkOut::Unpublish { publisher } => TrunkMsg::Unpublish { publisher },
+            TrunkOut::Want(w) => TrunkMsg::Want {
+                wants: wire::wants_out(&w),
+            },
+            TrunkOut::Keyframe {
+                publisher,
+                track,
+                rid,
+            } => TrunkMsg::Keyframe {
+                publisher,
+                track: track.as_str().into(),
+                rid,
+            },
+        };
+        self.out.send(&Msg::Meeting {
+            meeting: self.meeting,
+            op,
+        });
+    }
+}
+
+/// The `meeting_info` message of `m` for a child, with `nodes` relative to it.
+fn info(m: &Meeting, nodes: Vec<String>) -> Msg {
+    Msg::MeetingInfo {
+        id: m.id,
+        title: m.title.clone(),
+        start_ms: m.start_ms,
+        end_ms: m.end_ms,
+        chair: m.chair.clone(),
+        locked: m.locked,
+        ended_ms: m.ended_ms,
+        nodes,
+    }
+}
+
+impl Federation {
+    /// Where meetings from the parent are applied (the meetings hub).
+    pub fn set_meeting_hub(&self, hub: Arc<dyn MeetingHub>) {
+        let _ = self.meeting_hub.set(hub);
+    }
+
+    /// A meeting was made, or changed (locked, ended), here: the children it invites (or
+    /// nodes below them) are told, and its trunks on their links open or close.
+    pub fn meeting_changed(self: &Arc<Self>, m: &Meeting) {
+        let names: Vec<(i64, String)> = self
+            .registered
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| (r.id, r.name.clone()))
+            .collect();
+        for (id, name) in names {
+            let nodes = m.nodes_at(&name);
+            if nodes.is_empty() {
+                continue;
+            }
+            let link = self.children.lock().unwrap().get(&id).map(|c| c.link);
+            if let (Some(link), Some(io)) = (link, self.child_io(id)) {
+                io.out.send(&info(m, nodes));
+                self.set_trunk(LinkKey::Child(link), m, io.out.clone());
+            }
+        }
+    }
+
+    /// A child's link came up: it is told of the meetings that invite it or nodes below
+    /// it, and their trunks open.
+    pub(super) fn child_linked(self: &Arc<Self>, link: u64, name: String, out: Arc<Outbox>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let since = me.now_ms() - ENDED_KEPT_MS;
+            let meetings = match store::with_nodes(&me.db, since).await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the meetings for a child");
+                    return;
+                }
+            };
+            for m in meetings {
+                let nodes = m.nodes_at(&name);
+                if !nodes.is_empty() {
+                    out.send(&info(&m, nodes));
+                    me.set_trunk(LinkKey::Child(link), &m, out.clone());
+                }
+            }
+        });
+    }
+
+    /// The uplink is up (`Some`, with its outbox) or down.
+    pub(super) fn parent_linked(&self, out: Option<Arc<Outbox>>) {
+        *self.uplink_out.lock().unwrap() = out;
+    }
+
+    /// A link ended: its trunks close (each node's part of its meetings goes on alone).
+    pub(super) fn link_ended(&self, key: LinkKey) {
+        let gone: Vec<TrunkId> = {
+            let mut t = self.trunks.lock().unwrap();
+            let ids = t.iter().filter(|((k, _), _)| *k == key).map(|(_, v)| *v);
+            let ids: Vec<TrunkId> = ids.collect();
+            t.retain(|(k, _), _| *k != key);
+            ids
+        };
+        if let Some(live) = self.live.get().cloned() {
+            tokio::spawn(async move {
+                for id in gone {
+                    live.close_trunk(id).await;
+                }
+            });
+        }
+    }
+
+    /// Opens the trunk of meeting `m` on link `key` (once), or closes it when `m` ended.
+    fn set_trunk(&self, key: LinkKey, m: &Meeting, out: Arc<Outbox>) {
+        let Some(live) = self.live.get().cloned() else {
+            return;
+        };
+        let mut t = self.trunks.lock().unwrap();
+        if m.ended_ms.is_some() {
+            if let Some(id) = t.remove(&(key, m.id)) {
+                tokio::spawn(async move { live.close_trunk(id).await });
+            }
+            return;
+        }
+        if t.contains_key(&(key, m.id)) {
+            return;
+        }
+        let id = self.next_trunk.fetch_add(1, Ordering::Relaxed);
+        t.insert((key, m.id), id);
+        let sink = Arc::new(LinkTrunk { meeting: m.id, out });
+        let room = m.id;
+        tokio::spawn(async move { live.open_trunk(room, id, sink).await });
+    }
+
+    /// The parent sent a meeting (new, or changed): kept here, applied to the room, passed
+    /// on toward the nodes below that it invites, and its trunk to the parent opened.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn meeting_from_parent(self: &Arc<Self>, m: Msg) -> Result<(), String> {
+        let Msg::MeetingInfo {
+            id,
+            title,
+            start_ms,
+            end_ms,
+            chair,
+            locked,
+            ended_ms,
+            nodes,
+        } = m
+        else {
+            return Ok(());
+        };
+        if title.chars().count() > 200 || chair.chars().count() > 200 || nodes.len() > 1000 {
+            return Err("a meeting from the parent with too long a title, chair or list".into());
+        }
+        for n in nodes.iter().filter(|n| !n.is_empty()) {
+            super::store::validate_path(n).map_err(|e| format!("a meeting's node: {e}"))?;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mirror = store::Mirror {
+                id,
+                title: &title,
+                start_ms,
+                end_ms,
+                chair: &chair,
+                locked,
+                ended_ms,
+                nodes: &nodes,
+            };
+            if let Err(e) = store::upsert_mirror(&me.db, &mirror, me.now_ms()).await {
+                tracing::warn!(meeting = id, error = %e, "cannot keep a meeting from the parent");
+                return;
+            }
+            let m = match store::get(&me.db, id).await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(meeting = id, error = %e, "cannot read a meeting back");
+                    return;
+                }
+            };
+            if let Some(hub) = me.meeting_hub.get() {
+                hub.clone().mirrored(&m);
+            }
+            let out = me.uplink_out.lock().unwrap().clone();
+            if let Some(out) = out {
+                me.set_trunk(LinkKey::Parent, &m, out);
+            }
+            me.meeting_changed(&m);
+        });
+        Ok(())
+    }
+
+    /// A `meeting` message arrived on link `key`.
+    pub(super) fn meeting_msg(
+        &self,
+        key: LinkKey,
+        meeting: i64,
+        op: TrunkMsg,
+    ) -> Result<(), String> {
+        let Some(trunk) = self.trunks.lock().unwrap().get(&(key, meeting)).copied() else {
+            return Ok(()); // a meeting this node does not take part in (or not yet)
+        };
+        let Some(live) = self.live.get() else {
+            return Ok(());
+        };
+        let m = match op {
+            TrunkMsg::Open => TrunkIn::Open,
+            TrunkMsg::Publish {
+                publisher,
+                participant,
+                tracks,
+            } => TrunkIn::Publish {
+                far: publisher,
+                participant,
+                tracks: wire::tracks_in(&tracks)?,
+            },
+            TrunkMsg::Unpublish { publisher } => TrunkIn::Unpublish { far: publisher },
+            TrunkMsg::Want { wants } => TrunkIn::Want(wire::wants_in(&wants)?),
+            TrunkMsg::Keyframe {
+                publisher,
+                track,
+                rid,
+            } => TrunkIn::Keyframe {
+                publisher,
+                track: wire::keyframe_in(&track, &rid)?,
+                rid,
+            },
+            TrunkMsg::Unknown => return Ok(()),
+        };
+        live.trunk_in(trunk, m);
+        Ok(())
+    }
+
+    /// A meeting packet arrived on link `key`.
+    pub(super) fn meeting_frame(&self, key: LinkKey, frame: &[u8]) -> Result<(), String> {
+        let (meeting, far, packet) = wire::decode(frame)?;
+        let trunk = self.trunks.lock().unwrap().get(&(key, meeting)).copied();
+        if let (Some(trunk), Some(live)) = (trunk, self.live.get()) {
+            live.trunk_in(trunk, TrunkIn::Rtp { far, packet });
+        }
+        Ok(())
+    }
+}
