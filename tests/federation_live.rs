@@ -18,34 +18,8 @@ use common::probe::probe_video;
 use common::proc::*;
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-/// An MSE WebSocket at a node that serves HTTPS with its self-signed key, which `pin` (from
-/// a join token it issued) names.
-async fn wss(
-    base: &str,
-    path: &str,
-    token: &str,
-    pin: xaso::federation::token::KeyPin,
-) -> tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-    let authority = base.trim_start_matches("https://");
-    let tcp = tokio::net::TcpStream::connect(authority).await.unwrap();
-    let cfg = xaso::federation::token::client_config(pin).unwrap();
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(name, tcp)
-        .await
-        .unwrap();
-    let mut req = format!("wss://{authority}{path}")
-        .into_client_request()
-        .unwrap();
-    req.headers_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    tokio_tungstenite::client_async(req, tls).await.unwrap().0
-}
 
 /// What one MSE viewer got: the bytes (a fragmented MP4) and when its first fragment came.
 struct Capture {

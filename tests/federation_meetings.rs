@@ -5,7 +5,8 @@
 //! sees and hears the three others, the other commune's through the district. Each link
 //! carries its side's two participants once, however many subscribers are behind it (the
 //! links' own byte counts). A meeting that invites only a grandchild is relayed through
-//! the middle node without appearing there.
+//! the middle node without appearing there: the communes below it meet through it, the
+//! chair two levels up lists them, mutes one and ends the meeting everywhere.
 
 mod common;
 
@@ -215,6 +216,257 @@ async fn two_communes_meet_through_their_district() {
     }
 
     for s in [d, a, b] {
+        assert!(stop(s).success());
+    }
+}
+
+/// The next text message of type `want` on `ws` that satisfies `ok` (panics after 10 s).
+async fn until_msg<S>(ws: &mut S, want: &str, ok: impl Fn(&Value) -> bool) -> Value
+where
+    S: futures::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    use futures::StreamExt;
+    let t0 = Instant::now();
+    let mut last = Value::Null;
+    loop {
+        let left = Duration::from_secs(10).saturating_sub(t0.elapsed());
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t)))) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["type"] == want {
+                    if ok(&v) {
+                        return v;
+                    }
+                    last = v;
+                }
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("no {want} message as wanted (last {last}): {other:?}"),
+        }
+    }
+}
+
+/// Three levels: a province's meeting invites two communes below its district, and not the
+/// district. The district relays it (its admin does not list it); the communes' officials see
+/// and hear each other through it while nothing of their media goes up to the province,
+/// where nobody watches; the chair at the province lists them with their paths, mutes one
+/// two levels down, and ends the meeting at every level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_province_meeting_reaches_communes_through_a_district_it_does_not_invite() {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    xaso_sfu::init_crypto();
+    let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let d_token = node_add(dirs[0].path(), "huyen-a", "district");
+    let b_token = node_add(dirs[1].path(), "xa-b", "commune");
+    let c_token = node_add(dirs[1].path(), "xa-c", "commune");
+    let p = start(dirs[0].path(), &env(true, None), &[]);
+    let d = start(dirs[1].path(), &env(true, Some((&p.url, &d_token))), &[]);
+    let b = start(dirs[2].path(), &env(false, Some((&d.url, &b_token))), &[]);
+    let c = start(dirs[3].path(), &env(false, Some((&d.url, &c_token))), &[]);
+    let (cp, cd, cb, cc) = (
+        admin(&p.url).await,
+        admin(&d.url).await,
+        admin(&b.url).await,
+        admin(&c.url).await,
+    );
+    // The province knows the communes once the district reports them.
+    let t0 = Instant::now();
+    let m = loop {
+        let now = chrono::Utc::now().timestamp_millis();
+        let r = cp
+            .post(format!("{}/api/meetings", p.url))
+            .json(&json!({
+                "title": "Hội nghị tỉnh", "start": rfc(now - 60_000), "end": rfc(now + 3_600_000),
+                "nodes": ["huyen-a/xa-b", "huyen-a/xa-c"],
+            }))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 201 {
+            break r.json::<Value>().await.unwrap();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "{}",
+            r.text().await.unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let id = m["id"].clone();
+    let at_b = wait_meeting(&cb, &b.url, &id).await;
+    let at_c = wait_meeting(&cc, &c.url, &id).await;
+    assert_eq!(at_b["nodes"], json!([""]), "{at_b}");
+    // The district passes it on without listing it, even to its admin.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let l = get_json(&cd, &format!("{}/api/meetings", d.url)).await;
+    assert!(
+        !l["meetings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["id"] == id),
+        "the district lists a meeting it is not invited to: {l}"
+    );
+
+    // The chair at the province, on its socket (TLS pinned to the province's key).
+    let pin = xaso::federation::token::JoinToken::decode(&d_token)
+        .unwrap()
+        .pin;
+    let bearer: Value = post_json(
+        &cp,
+        &format!("{}/api/tokens", p.url),
+        &json!({"user_id": 1, "name": "chair"}),
+    )
+    .await;
+    let mut chair = wss(
+        &p.url,
+        &format!("/api/meetings/{id}/ws"),
+        bearer["token"].as_str().unwrap(),
+        pin,
+    )
+    .await;
+    chair
+        .send(Message::Text(json!({"type": "join"}).to_string().into()))
+        .await
+        .unwrap();
+    let w = until_msg(&mut chair, "welcome", |_| true).await;
+    assert_eq!(w["role"], "chair", "{w}");
+
+    let ws = |base: &str, m: &Value| {
+        format!(
+            "{}/api/meetings/{}/ws?t={}",
+            base.replace("http://", "ws://"),
+            m["id"],
+            join_token(m)
+        )
+    };
+    let before_up = link_bytes(&cp, &p.url, "huyen-a").await;
+    let epoch = Instant::now();
+    let o = meeting_load::Options {
+        secs: 8,
+        end: Some(epoch + Duration::from_secs(9)),
+        kbps: 300,
+        simulcast: false,
+        tile_height: 360,
+    };
+    let tb = tokio::spawn(meeting_load::participant(
+        ws(&b.url, &at_b),
+        "Cán bộ xã B".into(),
+        1,
+        2,
+        o.clone(),
+        epoch,
+    ));
+    let tc = tokio::spawn(meeting_load::participant(
+        ws(&c.url, &at_c),
+        "Cán bộ xã C".into(),
+        2,
+        2,
+        o.clone(),
+        epoch,
+    ));
+    // The chair lists both, named with their paths below the province.
+    let list = until_msg(&mut chair, "participants", |v| {
+        let l = v["list"].as_array().unwrap();
+        ["Cán bộ xã B", "Cán bộ xã C"]
+            .iter()
+            .all(|n| l.iter().any(|x| x["name"] == *n))
+    })
+    .await;
+    let find = |name: &str| {
+        list["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let (pb, pc) = (find("Cán bộ xã B"), find("Cán bộ xã C"));
+    assert_eq!(pb["node"], "huyen-a/xa-b", "{list}");
+    assert_eq!(pc["node"], "huyen-a/xa-c", "{list}");
+    let c_id = pc["id"].as_u64().unwrap();
+    assert_ne!(pb["id"], pc["id"]);
+    // Half-way, the chair mutes the official at xa-c, two levels down; xa-c's own list
+    // comes back up saying so.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let t_mute = Instant::now();
+    chair
+        .send(Message::Text(
+            json!({"type": "chair", "action": "mute", "participant": c_id, "kind": "mic"})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    until_msg(&mut chair, "participants", |v| {
+        v["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["id"].as_u64() == Some(c_id) && x["muted_by_chair"]["mic"] == true)
+    })
+    .await;
+    println!(
+        "measure: the chair's mute two levels down seen muted at the top after {} ms",
+        t_mute.elapsed().as_millis()
+    );
+    let rb = tb.await.unwrap().expect("xa-b's official ran");
+    let rc = tc.await.unwrap().expect("xa-c's official ran");
+    let after_up = link_bytes(&cp, &p.url, "huyen-a").await;
+    for (r, other) in [(&rb, 2u8), (&rc, 1u8)] {
+        let seen: Vec<u8> = r.video.iter().flat_map(|v| v.0.clone()).collect();
+        assert!(
+            seen.contains(&other),
+            "{} sees the other commune: {r:?}",
+            r.name
+        );
+        let heard: Vec<u8> = r.audio.iter().flat_map(|v| v.0.clone()).collect();
+        assert!(
+            heard.contains(&other),
+            "{} hears the other commune: {r:?}",
+            r.name
+        );
+        for (tags, frames, _) in r.video.iter().filter(|v| v.0.contains(&other)) {
+            assert!(*frames >= 100, "{}: {frames} frames from {tags:?}", r.name);
+        }
+    }
+    // What went up to the province meanwhile: control only (lists, pings), no media.
+    let up = after_up.1 - before_up.1;
+    println!("measure: district to province during the communes' 8 s: {up} B");
+    assert!(
+        up < 100_000,
+        "media went up to where nobody watches: {up} B"
+    );
+
+    // The chair ends it: every level sees it ended.
+    chair
+        .send(Message::Text(
+            json!({"type": "chair", "action": "end"}).to_string().into(),
+        ))
+        .await
+        .unwrap();
+    for (cl, url) in [(&cb, &b.url), (&cc, &c.url)] {
+        let t0 = Instant::now();
+        loop {
+            let x = wait_meeting(cl, url, &id).await;
+            if x["phase"] == "ended" {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "not ended at {url}: {x}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    for s in [p, d, b, c] {
         assert!(stop(s).success());
     }
 }

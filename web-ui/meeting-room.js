@@ -692,6 +692,8 @@ export function render({ me = null } = {}) {
     const micOff = h('span', { class: 'meet-icon meet-mic-off', testid: `tile-mic-off-${pid}`, title: t('meet.micOff'), hidden: true }, t('meet.micOffShort'));
     const handEl = h('span', { class: 'meet-icon meet-hand', testid: `tile-hand-${pid}`, title: t('meet.handRaised'), hidden: true }, t('meet.handShort'));
     const chairEl = h('span', { class: 'meet-icon meet-chair-badge', title: t('meet.chair'), hidden: true }, t('meet.chair'));
+    // a participant at another node of the tree (federation): where they are
+    const nodeEl = h('span', { class: 'meet-node', testid: `tile-node-${pid}`, hidden: true });
     // a camera of the commune: a badge in words (no icon font or emoji is relied on)
     const cameraEl = h('span', { class: 'meet-icon meet-camera-badge', testid: `tile-camera-badge-${pid}`, title: t('meet.cameraBadgeTitle'), hidden: true }, t('meet.cameraBadge'));
     const stateEl = h('span', { class: 'meet-tile-state', hidden: true }, t('meet.connecting'));
@@ -702,7 +704,7 @@ export function render({ me = null } = {}) {
     const controls = h('div', { class: 'meet-chair-controls', hidden: true }, muteBtn, muteCamBtn, removeBtn);
     const el = h('div', { class: 'meet-tile', testid: `tile-${pid}` },
       video, avatar,
-      h('div', { class: 'meet-label' }, cameraEl, micOff, nameEl, chairEl, handEl),
+      h('div', { class: 'meet-label' }, cameraEl, micOff, nameEl, nodeEl, chairEl, handEl),
       stateEl, controls);
     el.dataset.participant = pid;
     tilePid.set(el, pid);
@@ -734,6 +736,8 @@ export function render({ me = null } = {}) {
         el.dataset.mic = muted ? 'off' : 'on';
         handEl.hidden = isCamera || !p.hand;
         chairEl.hidden = p.role !== 'chair';
+        nodeEl.hidden = !p.node;
+        nodeEl.textContent = p.node ? t('meet.atNode', { node: p.node }) : '';
         // a person: mute, stop camera, remove; a camera: only "remove camera"
         muteBtn.hidden = isCamera;
         muteCamBtn.hidden = isCamera;

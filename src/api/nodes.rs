@@ -26,6 +26,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/nodes", get(list).post(create))
         .route("/nodes/{id}", delete(remove))
+        .route("/nodes/below", get(below))
         .route("/federation/link", get(link))
 }
 
@@ -132,6 +133,20 @@ async fn list(State(st): State<AppState>, caller: Caller) -> Result<axum::Json<N
             .into_iter()
             .map(child_out)
             .collect(),
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BelowOut {
+    pub nodes: Vec<crate::federation::KnownNode>,
+}
+
+/// The nodes below this one (any signed-in user: a meeting's chair invites them by path).
+#[utoipa::path(get, path = "/api/nodes/below", tag = "nodes",
+    responses((status = 200, body = BelowOut), (status = 401)))]
+async fn below(State(st): State<AppState>, _caller: Caller) -> Result<axum::Json<BelowOut>> {
+    Ok(axum::Json(BelowOut {
+        nodes: st.federation.known_nodes(),
     }))
 }
 

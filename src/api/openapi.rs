@@ -51,6 +51,7 @@ use utoipa::OpenApi;
         super::nodes::list,
         super::nodes::create,
         super::nodes::remove,
+        super::nodes::below,
         super::nodes::link,
         super::tokens::list,
         super::tokens::create,

@@ -183,10 +183,42 @@ pub enum TrunkMsg {
         #[serde(default)]
         rid: Option<String>,
     },
+    /// The participants at the node `from` (a random key of that node's process), as its
+    /// pages show them, `node` naming it for people: its path below the highest node the
+    /// list passed on its way, the nearest common ancestor (the sender says `""`, each link
+    /// up puts the child's name in front, lists going down keep it). Passed on over the
+    /// meeting's other trunks, so every node knows everyone. Sent on every change and every few seconds
+    /// (an entry not heard of again for [`PARTS_EXPIRE_MS`] is dropped).
+    Parts {
+        from: String,
+        node: String,
+        list: Vec<serde_json::Value>,
+    },
+    /// A chat message written at another node (passed on likewise).
+    Chat {
+        from: String,
+        name: String,
+        participant: u64,
+        text: String,
+        at_ms: i64,
+    },
+    /// Parent → child only: the chair's action on participant `target` (wherever it is:
+    /// passed down until the node that has it).
+    Chair {
+        action: String,
+        target: u64,
+        #[serde(default)]
+        kind: Option<String>,
+    },
     /// An operation of a later version (ignored).
     #[serde(other)]
     Unknown,
 }
+
+/// A node's participants not heard of again for this long are dropped from the lists.
+pub const PARTS_EXPIRE_MS: i64 = 15_000;
+/// At most this many participants in one node's list, and characters in a name or text.
+pub const MAX_PARTS: usize = 1000;
 
 fn kind(s: &str) -> Result<TrackKind, String> {
     TrackKind::parse(s).ok_or_else(|| format!("unknown track {s:?}"))
@@ -252,6 +284,36 @@ pub fn wants_in(wants: &[(u64, String, Option<String>)]) -> Result<Vec<TrunkWant
             Ok((*p, kind(k)?, r.clone()))
         })
         .collect()
+}
+
+/// Room state from the wire, bounded.
+pub fn check_state(op: &TrunkMsg) -> Result<(), String> {
+    let long = |s: &str, n: usize| s.chars().count() > n;
+    match op {
+        TrunkMsg::Parts { from, node, list } => {
+            if long(from, 64) || long(node, 200) || list.len() > MAX_PARTS {
+                return Err("a participants list too long".into());
+            }
+            if list
+                .iter()
+                .any(|p| !p.is_object() || p.to_string().len() > 2000)
+            {
+                return Err("a participants list with a bad entry".into());
+            }
+        }
+        TrunkMsg::Chat {
+            from, name, text, ..
+        } if long(from, 64) || long(name, 200) || long(text, 2000) => {
+            return Err("a chat message too long".into());
+        }
+        TrunkMsg::Chair { action, kind, .. }
+            if long(action, 32) || kind.as_deref().is_some_and(|k| long(k, 16)) =>
+        {
+            return Err("a chair's action too long".into());
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// A keyframe request's track and rid from the wire, checked.

@@ -133,10 +133,20 @@ pub struct Federation {
     local_http: OnceLock<archive::LocalHttp>,
     /// Meetings across levels: each meeting's trunk on each link, the uplink's outbox
     /// while it is up, and the hub that applies meetings from the parent.
-    trunks: Mutex<HashMap<(trunks::LinkKey, i64), xaso_sfu::TrunkId>>,
+    trunks: Mutex<HashMap<(trunks::LinkKey, i64), trunks::LinkTrunkOf>>,
     next_trunk: AtomicU64,
     uplink_out: Mutex<Option<Arc<relay::Outbox>>>,
     meeting_hub: OnceLock<Arc<dyn trunks::MeetingHub>>,
+}
+
+/// A node below this one, as a meeting's invitation names it.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct KnownNode {
+    /// Its name path from here (`huyen-a/xa-b`).
+    pub path: String,
+    pub level: String,
+    /// Whether its link to its parent is up.
+    pub up: bool,
 }
 
 /// Reads the state of this node's own cameras (`camera id → state`).
@@ -327,19 +337,32 @@ impl Federation {
     /// The path of every node below this one (`huyen-a`, `huyen-a/xa-b`, ...): the
     /// registered children and what they report below them.
     pub fn known_paths(&self) -> Vec<String> {
-        fn walk(prefix: &str, nodes: &[TreeNode], out: &mut Vec<String>) {
+        self.known_nodes().into_iter().map(|n| n.path).collect()
+    }
+
+    /// Every node below this one with its level and whether its link is up, by path.
+    pub fn known_nodes(&self) -> Vec<KnownNode> {
+        fn walk(prefix: &str, nodes: &[TreeNode], out: &mut Vec<KnownNode>) {
             for n in nodes {
-                let p = format!("{prefix}/{}", n.name);
-                walk(&p, &n.nodes, out);
-                out.push(p);
+                let path = format!("{prefix}/{}", n.name);
+                walk(&path, &n.nodes, out);
+                out.push(KnownNode {
+                    path,
+                    level: n.level.clone(),
+                    up: n.up,
+                });
             }
         }
         let mut out = Vec::new();
         for c in self.children() {
             walk(&c.row.name, &c.tree, &mut out);
-            out.push(c.row.name);
+            out.push(KnownNode {
+                path: c.row.name,
+                level: c.row.level,
+                up: c.state == LinkState::Up,
+            });
         }
-        out.sort();
+        out.sort_by(|a, b| a.path.cmp(&b.path));
         out
     }
 

@@ -31,10 +31,17 @@ pub enum LinkKey {
     Child(u64),
 }
 
-/// What the meetings hub does with a meeting that came from the parent (set at start).
+/// A meeting's trunk on one link, and that link's outbox.
+pub type LinkTrunkOf = (TrunkId, Arc<Outbox>);
+
+/// What the meetings hub does with what other nodes say of a meeting (set at start).
 pub trait MeetingHub: Send + Sync {
-    /// The row was written: apply a lock or an end to the room here.
+    /// The row of a meeting from the parent was written: apply a lock or an end here.
     fn mirrored(self: Arc<Self>, m: &Meeting);
+    /// Room state from another node (`Parts`, `Chat`, `Chair`), come over link `via`.
+    fn from_node(self: Arc<Self>, meeting: i64, via: LinkKey, op: TrunkMsg);
+    /// A link ended: what came over it is gone.
+    fn link_gone(&self, via: LinkKey);
 }
 
 /// A trunk's sink: the link's outbox.
@@ -158,11 +165,14 @@ impl Federation {
     pub(super) fn link_ended(&self, key: LinkKey) {
         let gone: Vec<TrunkId> = {
             let mut t = self.trunks.lock().unwrap();
-            let ids = t.iter().filter(|((k, _), _)| *k == key).map(|(_, v)| *v);
+            let ids = t.iter().filter(|((k, _), _)| *k == key).map(|(_, v)| v.0);
             let ids: Vec<TrunkId> = ids.collect();
             t.retain(|(k, _), _| *k != key);
             ids
         };
+        if let Some(hub) = self.meeting_hub.get() {
+            hub.link_gone(key);
+        }
         if let Some(live) = self.live.get().cloned() {
             tokio::spawn(async move {
                 for id in gone {
@@ -179,7 +189,7 @@ impl Federation {
         };
         let mut t = self.trunks.lock().unwrap();
         if m.ended_ms.is_some() {
-            if let Some(id) = t.remove(&(key, m.id)) {
+            if let Some((id, _)) = t.remove(&(key, m.id)) {
                 tokio::spawn(async move { live.close_trunk(id).await });
             }
             return;
@@ -188,7 +198,7 @@ impl Federation {
             return;
         }
         let id = self.next_trunk.fetch_add(1, Ordering::Relaxed);
-        t.insert((key, m.id), id);
+        t.insert((key, m.id), (id, out.clone()));
         let sink = Arc::new(LinkTrunk { meeting: m.id, out });
         let room = m.id;
         tokio::spawn(async move { live.open_trunk(room, id, sink).await });
@@ -252,6 +262,54 @@ impl Federation {
         Ok(())
     }
 
+    /// Sends room state of `meeting` over its trunks: every one but `except`'s, and with
+    /// `down_only` only toward the children.
+    pub fn meeting_share(
+        &self,
+        meeting: i64,
+        op: &TrunkMsg,
+        except: Option<LinkKey>,
+        down_only: bool,
+    ) {
+        let outs: Vec<Arc<Outbox>> = self
+            .trunks
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|((k, m), _)| {
+                *m == meeting && Some(*k) != except && !(down_only && *k == LinkKey::Parent)
+            })
+            .map(|(_, v)| v.1.clone())
+            .collect();
+        for out in outs {
+            out.send(&Msg::Meeting {
+                meeting,
+                op: op.clone(),
+            });
+        }
+    }
+
+    /// The name of the child whose link is `link`, while it is up.
+    fn link_name(&self, link: u64) -> Option<String> {
+        let id = self
+            .children
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, c)| c.link == link)
+            .map(|(id, _)| *id)?;
+        let reg = self.registered.lock().unwrap();
+        reg.iter().find(|r| r.id == id).map(|r| r.name.clone())
+    }
+
+    /// The meetings that have a trunk on some link now.
+    pub fn linked_meetings(&self) -> Vec<i64> {
+        let mut v: Vec<i64> = self.trunks.lock().unwrap().keys().map(|k| k.1).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     /// A `meeting` message arrived on link `key`.
     pub(super) fn meeting_msg(
         &self,
@@ -259,9 +317,41 @@ impl Federation {
         meeting: i64,
         op: TrunkMsg,
     ) -> Result<(), String> {
-        let Some(trunk) = self.trunks.lock().unwrap().get(&(key, meeting)).copied() else {
+        let Some(trunk) = self
+            .trunks
+            .lock()
+            .unwrap()
+            .get(&(key, meeting))
+            .map(|v| v.0)
+        else {
             return Ok(()); // a meeting this node does not take part in (or not yet)
         };
+        if let TrunkMsg::Parts { .. } | TrunkMsg::Chat { .. } | TrunkMsg::Chair { .. } = op {
+            if matches!(op, TrunkMsg::Chair { .. }) && key != LinkKey::Parent {
+                return Err("a chair's action from a child".into());
+            }
+            wire::check_state(&op)?;
+            let op = match (op, key) {
+                // Where a participant list comes from is its node's path below the
+                // meeting's home: each hop up puts the child's name in front.
+                (TrunkMsg::Parts { from, node, list }, LinkKey::Child(link)) => {
+                    let Some(name) = self.link_name(link) else {
+                        return Ok(());
+                    };
+                    let node = if node.is_empty() {
+                        name
+                    } else {
+                        format!("{name}/{node}")
+                    };
+                    TrunkMsg::Parts { from, node, list }
+                }
+                (op, _) => op,
+            };
+            if let Some(hub) = self.meeting_hub.get() {
+                hub.clone().from_node(meeting, key, op);
+            }
+            return Ok(());
+        }
         let Some(live) = self.live.get() else {
             return Ok(());
         };
@@ -287,7 +377,10 @@ impl Federation {
                 track: wire::keyframe_in(&track, &rid)?,
                 rid,
             },
-            TrunkMsg::Unknown => return Ok(()),
+            TrunkMsg::Unknown
+            | TrunkMsg::Parts { .. }
+            | TrunkMsg::Chat { .. }
+            | TrunkMsg::Chair { .. } => return Ok(()),
         };
         live.trunk_in(trunk, m);
         Ok(())
@@ -296,7 +389,12 @@ impl Federation {
     /// A meeting packet arrived on link `key`.
     pub(super) fn meeting_frame(&self, key: LinkKey, frame: &[u8]) -> Result<(), String> {
         let (meeting, far, packet) = wire::decode(frame)?;
-        let trunk = self.trunks.lock().unwrap().get(&(key, meeting)).copied();
+        let trunk = self
+            .trunks
+            .lock()
+            .unwrap()
+            .get(&(key, meeting))
+            .map(|v| v.0);
         if let (Some(trunk), Some(live)) = (trunk, self.live.get()) {
             live.trunk_in(trunk, TrunkIn::Rtp { far, packet });
         }

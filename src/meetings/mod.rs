@@ -8,6 +8,8 @@
 //! - [`link`]: signed guest links (pure).
 //! - [`doctype`]: which documents may be shared (pure).
 //! - [`remind`]: the e-mail reminders before a meeting.
+//! - `remote`: the room across nodes (federation): participants, chat and the chair's
+//!   actions exchanged with the other nodes in the meeting.
 //!
 //! The hub's state is in memory, behind one lock held only for short, non-async steps;
 //! what must last (attendance, chat) is written to the database.
@@ -16,6 +18,7 @@ pub mod doctype;
 pub mod link;
 pub mod mail;
 pub mod remind;
+mod remote;
 pub mod store;
 
 use crate::error::{Error, Result};
@@ -152,6 +155,10 @@ struct Room {
     cameras: BTreeMap<i64, String>,
     locked: bool,
     speaker: Option<u64>,
+    /// Participants at other nodes (federation), by the key of the node that sent them.
+    remote: BTreeMap<String, remote::RemoteParts>,
+    /// The participants here changed since they were last sent to the other nodes.
+    changed: std::cell::Cell<bool>,
 }
 
 #[derive(Default)]
@@ -219,6 +226,8 @@ pub struct Meetings {
     /// The tree of nodes, told when a meeting that invites nodes below changes (set at
     /// start; tests without it have none).
     federation: std::sync::OnceLock<Arc<crate::federation::Federation>>,
+    /// This process's key among the nodes of a meeting (who sent a participants list).
+    node_key: String,
 }
 
 /// The caller's participant is not (or no longer) in the room.
@@ -262,6 +271,7 @@ impl Room {
                 })
             })
             .chain(cameras)
+            .chain(self.remote_list())
             .collect();
         json!({ "type": "participants", "list": list })
     }
@@ -273,6 +283,7 @@ impl Room {
     }
 
     fn broadcast_participants(&self) {
+        self.changed.set(true);
         self.broadcast(&self.participants());
     }
 }
@@ -285,6 +296,7 @@ impl Meetings {
             clocks,
             live: live.clone(),
             federation: std::sync::OnceLock::new(),
+            node_key: crate::auth::new_secret("n_"),
             inner: Mutex::new(Inner {
                 // Participant ids are the meeting's across nodes (federation): each node
                 // counts from a random start below 2^46 (never near the cameras' ids,
@@ -310,10 +322,6 @@ impl Meetings {
 
     fn now_ms(&self) -> i64 {
         self.clocks.realtime_ms()
-    }
-
-    pub fn set_federation(&self, f: Arc<crate::federation::Federation>) {
-        let _ = self.federation.set(f);
     }
 
     /// Meeting `id` was locked, unlocked or ended here: the nodes below it invites are told.
@@ -595,13 +603,16 @@ impl Meetings {
         };
         let now = self.now_ms();
         let id = store::add_chat(&self.db, meeting, &name, user_id, text, now).await?;
-        let inner = self.inner.lock().expect("meetings lock");
-        if let Some(r) = inner.rooms.get(&meeting) {
-            r.broadcast(&json!({
-                "type": "chat", "id": id, "from": {"id": pid, "name": name},
-                "text": text, "at": rfc3339(now),
-            }));
+        {
+            let inner = self.inner.lock().expect("meetings lock");
+            if let Some(r) = inner.rooms.get(&meeting) {
+                r.broadcast(&json!({
+                    "type": "chat", "id": id, "from": {"id": pid, "name": name},
+                    "text": text, "at": rfc3339(now),
+                }));
+            }
         }
+        self.chat_to_nodes(meeting, pid, &name, text, now);
         Ok(())
     }
 
@@ -614,17 +625,51 @@ impl Meetings {
         target: Option<u64>,
         kind: Option<TrackKind>,
     ) -> Result<()> {
+        self.chair_as(meeting, Some(pid), action, target, kind)
+            .await
+    }
+
+    /// A chair's action, by participant `by` here, or (`None`) by the chair at a node
+    /// above, whose action came down the tree.
+    pub(crate) async fn chair_as(
+        &self,
+        meeting: i64,
+        by: Option<u64>,
+        action: &str,
+        target: Option<u64>,
+        kind: Option<TrackKind>,
+    ) -> Result<()> {
+        let pid = by.unwrap_or(0);
         let mut block = None;
         let mut close_peers = Vec::new();
         let mut ended = false;
         let mut removed = None;
+        let mut down = false;
         {
             let mut inner = self.inner.lock().expect("meetings lock");
             let room = inner.rooms.get_mut(&meeting).ok_or_else(absent)?;
-            let me = room.parts.get(&pid).ok_or_else(absent)?;
-            if !me.who.chair {
-                bail!(PermissionDenied, "only the chair may do this");
+            if by.is_some() {
+                let me = room.parts.get(&pid).ok_or_else(absent)?;
+                if !me.who.chair {
+                    bail!(PermissionDenied, "only the chair may do this");
+                }
             }
+            // A participant at a node below: the action goes down the tree to it.
+            if let Some(t) = target
+                && matches!(action, "mute" | "allow_unmute" | "remove")
+                && !room.parts.contains_key(&t)
+                && room.has_remote(t)
+            {
+                down = true;
+            }
+        }
+        if down {
+            self.chair_down(meeting, action, target.unwrap_or(0), kind);
+            return Ok(());
+        }
+        {
+            let mut inner = self.inner.lock().expect("meetings lock");
+            let room = inner.rooms.get_mut(&meeting).ok_or_else(absent)?;
             let target_part = |room: &mut Room| -> Result<u64> {
                 let t = target.ok_or_else(|| err!(InvalidArgument, "participant is missing"))?;
                 if !room.parts.contains_key(&t) {
@@ -1031,24 +1076,6 @@ impl Meetings {
                 }
                 self.leave(meeting, pid).await;
             }
-        }
-    }
-}
-
-impl crate::federation::trunks::MeetingHub for Meetings {
-    fn mirrored(self: Arc<Self>, m: &store::Meeting) {
-        let (id, locked, ended) = (m.id, m.locked, m.ended_ms.is_some());
-        {
-            let mut inner = self.inner.lock().expect("meetings lock");
-            if let Some(r) = inner.rooms.get_mut(&id)
-                && r.locked != locked
-            {
-                r.locked = locked;
-                r.broadcast(&json!({"type": "locked", "locked": locked}));
-            }
-        }
-        if ended {
-            tokio::spawn(async move { self.end_room(id, "the chair ended the meeting").await });
         }
     }
 }

@@ -256,12 +256,16 @@ pub async fn get(db: &AnyPool, id: i64) -> Result<Meeting> {
     }
 }
 
-/// All meetings (`None`), or those a user chairs or is invited to; newest start first.
+/// All meetings here (`None`: those made here, and those from above that invite this node,
+/// not those only passing through to nodes below), or those a user chairs or is invited
+/// to; newest start first.
 pub async fn list(db: &AnyPool, of_user: Option<i64>) -> Result<Vec<Meeting>> {
     let rows = match of_user {
         None => {
             sqlx::query(&format!(
                 "SELECT {COLS} FROM meetings m JOIN users u ON u.id = m.chair_id \
+                 WHERE m.home IS NULL OR m.id IN \
+                 (SELECT meeting_id FROM meeting_nodes WHERE path = '') \
                  ORDER BY m.start_ms DESC, m.id DESC LIMIT 500"
             ))
             .fetch_all(db)

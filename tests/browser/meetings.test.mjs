@@ -33,7 +33,7 @@ import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
-import { freePort, runner, sleep, summary } from './lib.mjs';
+import { freePort, runner, sleep, summary, waitFor } from './lib.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const OUT = path.join(ROOT, 'tests', 'output', 'browser');
@@ -226,18 +226,6 @@ async function schedule(api, title, startMs, endMs, guests = []) {
   const text = await res.text();
   assert.equal(res.status, 201, text);
   return JSON.parse(text);
-}
-
-/** Polls `fn` until it returns something truthy; throws with `what` and the last value after `timeout`. */
-async function waitFor(what, fn, timeout = 10_000, step = 100) {
-  const deadline = Date.now() + timeout;
-  let last;
-  for (;;) {
-    last = await fn();
-    if (last) return last;
-    if (Date.now() > deadline) throw new Error(`${what} (not within ${timeout} ms; last: ${JSON.stringify(last)})`);
-    await sleep(step);
-  }
 }
 
 const state = (p) => p.evaluate(() => (window.xasoMeeting ? window.xasoMeeting.state : null));

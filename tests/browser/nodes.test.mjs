@@ -8,15 +8,12 @@
 //
 // Env: SERVER_BIN (default target/debug/xaso), CHROMIUM (default /usr/bin/chromium).
 
-import { spawn } from 'node:child_process';
-import { mkdtemp, mkdir, rm } from 'node:fs/promises';
-import { createWriteStream } from 'node:fs';
-import os from 'node:os';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
-import { expectText, freePort, runner, sleep, startCamera, summary } from './lib.mjs';
+import { expectText, runner, signIn, sleep, startCamera, startXaso, summary } from './lib.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const OUT = path.join(ROOT, 'tests', 'output', 'browser');
@@ -27,69 +24,15 @@ const PASSWORD = 'browser-test-Admin-7q2w';
 const { test, results, setPage } = runner(OUT, ROOT, 'nodes-');
 const servers = [];
 
-/** Starts `xaso serve` with `env` (XASO_* variables) and waits for /healthz. */
+/** Starts `xaso serve` with `env` (XASO_* variables) and waits until it listens. */
 async function startServer(name, env, tls) {
-  const dataDir = await mkdtemp(path.join(os.tmpdir(), `xaso-nodes-${name}-`));
-  const port = await freePort();
-  const base = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
-  const child = spawn(BIN, ['serve', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`], {
-    // the server treats unknown XASO_* variables as configuration errors: pass none through
-    env: {
-      ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('XASO_') || k === 'XASO_LOG')),
-      XASO_ADMIN_PASSWORD: PASSWORD,
-      XASO_RECORDING__SIMULATED_CAMERA: 'false',
-      ...(tls ? { XASO_TLS: 'self-signed' } : {}),
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let exited = null;
-  child.on('exit', (code, signal) => { exited = { code, signal }; });
-  const log = createWriteStream(path.join(OUT, `nodes-${name}.log`));
-  child.stdout.pipe(log);
-  child.stderr.pipe(log);
-  const s = {
-    base,
-    async stop() {
-      if (!exited) {
-        child.kill('SIGTERM');
-        await new Promise((r) => { child.on('exit', r); setTimeout(r, 5_000); });
-      }
-      await rm(dataDir, { recursive: true, force: true }).catch(() => {});
-    },
-  };
+  const s = await startXaso({ bin: BIN, out: OUT, log: `nodes-${name}.log`, password: PASSWORD, env, tls });
   servers.push(s);
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (exited) throw new Error(`${name} exited before answering /healthz: ${JSON.stringify(exited)}; see tests/output/browser/nodes-${name}.log`);
-    // Node's fetch checks certificates; the self-signed server is reached without TLS
-    // checks by the browser only, so here a TCP connect is enough.
-    if (await listening(port)) break;
-    if (Date.now() > deadline) throw new Error(`${name} did not start`);
-    await sleep(200);
-  }
   return s;
 }
 
-async function listening(port) {
-  const net = await import('node:net');
-  return new Promise((resolve) => {
-    const c = net.connect(port, '127.0.0.1', () => { c.destroy(); resolve(true); });
-    c.on('error', () => resolve(false));
-  });
-}
-
 async function adminPage(browser, base) {
-  const context = await browser.newContext({
-    baseURL: base, locale: 'vi-VN', ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 },
-  });
-  const page = await context.newPage();
-  page.setDefaultTimeout(10_000);
-  page.on('dialog', (d) => d.accept());
-  await page.goto('/');
-  await page.getByTestId('login-username').fill('admin');
-  await page.getByTestId('login-password').fill(PASSWORD);
-  await page.getByTestId('login-submit').click();
+  const page = await signIn(browser, base, PASSWORD, 'nav-admin');
   await page.getByTestId('nav-admin').click();
   await page.getByTestId('nodes-card').waitFor();
   return page;

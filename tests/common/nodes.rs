@@ -1,6 +1,7 @@
 //! Helpers of the tests that run trees of real `xaso serve` processes (`tests/federation*.rs`):
-//! the environment of a node, join tokens from `xaso node add`, the admin's client, and
-//! waiting for the tree and the camera catalogue to show something.
+//! the environment of a node, join tokens from `xaso node add`, the admin's client, a
+//! WebSocket pinned to a node's own key, and waiting for the tree and the camera catalogue
+//! to show something.
 
 use super::proc::*;
 use serde_json::Value;
@@ -176,4 +177,29 @@ pub fn parent_and_child_behind_veth(
         super::netns::veth_into(pid, "vp", "vc", "198.51.100.1", "6mbit");
     });
     (parent, child, token)
+}
+
+/// A WebSocket (Bearer `token`) at a node that serves HTTPS with its self-signed key, which
+/// `pin` (from a join token it issued) names.
+pub async fn wss(
+    base: &str,
+    path: &str,
+    token: &str,
+    pin: xaso::federation::token::KeyPin,
+) -> tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let authority = base.trim_start_matches("https://");
+    let tcp = tokio::net::TcpStream::connect(authority).await.unwrap();
+    let cfg = xaso::federation::token::client_config(pin).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("wss://{authority}{path}")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    tokio_tungstenite::client_async(req, tls).await.unwrap().0
 }

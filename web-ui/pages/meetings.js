@@ -1,6 +1,7 @@
 // Meetings ("Cuộc họp"): the signed-in user's meetings (GET /api/meetings: those they chair
 // or are invited to; admins see all) in three sections by phase (now, upcoming, past), a
-// form to schedule one (POST /api/meetings: the caller becomes its chair), each meeting's
+// form to schedule one (POST /api/meetings: the caller becomes its chair; the nodes below
+// this one, GET /api/nodes/below, may be invited by ticking them), each meeting's
 // guest link (join_url, shown to its chair and admins) with a copy button, and a link into
 // the room (#/meet/{id}, meeting-room.js). Contract: docs/design/meetings.md.
 //
@@ -99,6 +100,10 @@ function meetingCard(m, status) {
   if (m.chair && m.chair.username) people.push(h('div', {}, t('meetings.chair', { name: m.chair.username })));
   if (m.invitees && m.invitees.length) people.push(h('div', {}, t('meetings.invitees', { names: m.invitees.join(', ') })));
   if (m.guests && m.guests.length) people.push(h('div', {}, t('meetings.guests', { names: m.guests.join(', ') })));
+  const nodes = (m.nodes || []).filter(Boolean);
+  if (!m.from_parent && nodes.length) {
+    people.push(h('div', { testid: `meeting-nodes-${m.id}` }, t('meetings.nodes', { names: nodes.join(', ') })));
+  }
 
   // a link with its copy button (the shared one, and each invited guest's own)
   const linkRow = (inputId, url, label) => {
@@ -140,6 +145,7 @@ function meetingCard(m, status) {
       h('span', { class: 'meeting-title' }, m.title),
       h('span', { class: `badge meeting-phase ${phase}`, testid: `meeting-phase-${m.id}` }, has(`meetings.phase.${phase}`) ? t(`meetings.phase.${phase}`) : phase),
       m.locked ? h('span', { class: 'badge off' }, t('meetings.locked')) : null,
+      m.from_parent ? h('span', { class: 'badge', testid: `meeting-from-parent-${m.id}` }, t('meetings.fromParent')) : null,
       m.participants > 0 && phase !== 'ended'
         ? h('span', { class: 'badge on', testid: `meeting-present-${m.id}` }, t('meetings.present', { n: m.participants })) : null,
       h('span', { class: 'meeting-actions' }, record, join)),
@@ -298,6 +304,20 @@ export function render() {
   const guestsInput = h('input', {
     id: 'meetings-form-guests', testid: 'meetings-form-guests', placeholder: t('meetings.form.guestsHint'),
   });
+  // the nodes below this one (federation), invited by ticking them; none: no such row
+  const nodesBox = h('div', { class: 'form-row meetings-form-nodes', testid: 'meetings-form-nodes', hidden: true });
+  const pickedNodes = () => [...nodesBox.querySelectorAll('input:checked')].map((i) => i.value);
+  api.get('/api/nodes/below').then((data) => {
+    const nodes = (data && data.nodes) || [];
+    if (!nodes.length) return;
+    fill(nodesBox, h('fieldset', {},
+      h('legend', {}, t('meetings.form.nodes')),
+      nodes.map((n) => h('label', { class: 'check' },
+        h('input', { type: 'checkbox', value: n.path, testid: `meetings-form-node-${n.path}` }),
+        ` ${n.path} `,
+        h('span', { class: 'muted small' }, n.up ? t('meetings.form.nodeUp', { level: n.level }) : t('meetings.form.nodeDown', { level: n.level }))))));
+    nodesBox.hidden = false;
+  }).catch(() => {});
   const submit = h('button', { type: 'submit', class: 'primary', testid: 'meetings-form-submit' }, t('meetings.form.submit'));
   const formStatus = statusLine('meetings-form-status');
   // keep the length when the start moves
@@ -336,11 +356,13 @@ export function render() {
         title, start: startAt, end: endAt,
         invitees: splitList(inviteesInput.value),
         guests: splitList(guestsInput.value),
+        nodes: pickedNodes(),
       });
       formStatus.ok(t('meetings.created', { title: (m && m.title) || title }));
       titleInput.value = '';
       inviteesInput.value = '';
       guestsInput.value = '';
+      nodesBox.querySelectorAll('input:checked').forEach((i) => { i.checked = false; });
       await load(m && m.id);
     } catch (err) {
       formStatus.error(err);
@@ -359,6 +381,7 @@ export function render() {
       field('meetings-form-invitees', t('meetings.form.invitees'), inviteesInput),
       field('meetings-form-guests', t('meetings.form.guests'), guestsInput),
       submit),
+    nodesBox,
     formStatus.el);
 
   // ---- the list ---------------------------------------------------------------------

@@ -1,0 +1,292 @@
+//! The room across nodes (federation: `federation::trunks` carries it). Every node in a
+//! meeting sends the others the list of its own participants (on every change, and every
+//! few seconds so that a list missed or gone stale heals), and shows its pages everyone's;
+//! chat messages go to every node and are kept at each; the chair's actions on someone at
+//! another node go down the tree to the node that has them, which applies them as the
+//! chair's. Media is not here: the forwarding cores' trunks carry it.
+
+use super::{Meetings, Room, rfc3339, store};
+use crate::federation::Federation;
+use crate::federation::meetings::{PARTS_EXPIRE_MS, TrunkMsg};
+use crate::federation::trunks::{LinkKey, MeetingHub};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use xaso_sfu::TrackKind;
+
+/// How often the hub looks for lists to send, and sends them all regardless.
+const SHARE_TICK: Duration = Duration::from_millis(250);
+const SHARE_ALL: Duration = Duration::from_secs(5);
+
+/// One other node's participants, as it last sent them.
+pub(super) struct RemoteParts {
+    via: LinkKey,
+    node: String,
+    list: Vec<Value>,
+    at_ms: i64,
+}
+
+impl Room {
+    /// The participants of the other nodes, each marked with its node.
+    pub(super) fn remote_list(&self) -> Vec<Value> {
+        self.remote
+            .values()
+            .flat_map(|r| {
+                r.list.iter().filter_map(|p| {
+                    let mut p = p.clone();
+                    let o = p.as_object_mut()?;
+                    o.insert("node".into(), Value::from(r.node.clone()));
+                    o.insert("remote".into(), Value::from(true));
+                    Some(p)
+                })
+            })
+            .collect()
+    }
+
+    /// Whether participant `id` is at another node.
+    pub(super) fn has_remote(&self, id: u64) -> bool {
+        self.remote
+            .values()
+            .any(|r| r.list.iter().any(|p| p["id"].as_u64() == Some(id)))
+    }
+
+    /// This node's own participants, as the other nodes are to show them.
+    fn local_list(&self) -> Vec<Value> {
+        let all = self.participants();
+        all["list"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .filter(|p| p["role"] != "camera" && p.get("remote").is_none())
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Meetings {
+    /// The tree of nodes; from now on this hub shares its rooms with the other nodes.
+    pub fn set_federation(self: &Arc<Self>, f: Arc<Federation>) {
+        if self.federation.set(f.clone()).is_err() {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SHARE_TICK);
+            let mut all_at = Instant::now();
+            loop {
+                tick.tick().await;
+                let Some(me) = weak.upgrade() else { return };
+                let all = all_at.elapsed() >= SHARE_ALL;
+                if all {
+                    all_at = Instant::now();
+                }
+                me.share(&f, all);
+            }
+        });
+    }
+
+    /// Sends this node's participants of every meeting linked to other nodes whose list
+    /// changed (or of all of them); drops the lists of nodes not heard of lately.
+    fn share(&self, f: &Federation, all: bool) {
+        let now = self.now_ms();
+        let mut out = Vec::new();
+        {
+            let mut inner = self.inner.lock().expect("meetings lock");
+            for meeting in f.linked_meetings() {
+                let list = match inner.rooms.get(&meeting) {
+                    Some(r) if r.changed.replace(false) || all => r.local_list(),
+                    Some(_) => continue,
+                    None if all => Vec::new(),
+                    None => continue,
+                };
+                out.push((meeting, list));
+            }
+            for r in inner.rooms.values_mut() {
+                let before = r.remote.len();
+                r.remote.retain(|_, x| now - x.at_ms < PARTS_EXPIRE_MS);
+                if r.remote.len() != before {
+                    r.broadcast_participants();
+                }
+            }
+        }
+        for (meeting, list) in out {
+            // (`node` is this one: each link up names it, see `federation::trunks`.)
+            let op = TrunkMsg::Parts {
+                from: self.node_key.clone(),
+                node: String::new(),
+                list,
+            };
+            f.meeting_share(meeting, &op, None, false);
+        }
+    }
+
+    /// A chat message written here goes to the other nodes.
+    pub(super) fn chat_to_nodes(&self, meeting: i64, pid: u64, name: &str, text: &str, at: i64) {
+        if let Some(f) = self.federation.get() {
+            let op = TrunkMsg::Chat {
+                from: self.node_key.clone(),
+                name: name.into(),
+                participant: pid,
+                text: text.into(),
+                at_ms: at,
+            };
+            f.meeting_share(meeting, &op, None, false);
+        }
+    }
+
+    /// The chair's action on participant `target` at a node below goes down to it.
+    pub(super) fn chair_down(
+        &self,
+        meeting: i64,
+        action: &str,
+        target: u64,
+        kind: Option<TrackKind>,
+    ) {
+        if let Some(f) = self.federation.get() {
+            let op = TrunkMsg::Chair {
+                action: action.into(),
+                target,
+                kind: kind.map(|k| k.as_str().into()),
+            };
+            f.meeting_share(meeting, &op, None, true);
+        }
+    }
+}
+
+impl MeetingHub for Meetings {
+    fn mirrored(self: Arc<Self>, m: &store::Meeting) {
+        let (id, locked, ended) = (m.id, m.locked, m.ended_ms.is_some());
+        {
+            let mut inner = self.inner.lock().expect("meetings lock");
+            if let Some(r) = inner.rooms.get_mut(&id)
+                && r.locked != locked
+            {
+                r.locked = locked;
+                r.broadcast(&json!({"type": "locked", "locked": locked}));
+            }
+        }
+        if ended {
+            tokio::spawn(async move { self.end_room(id, "the chair ended the meeting").await });
+        }
+    }
+
+    fn from_node(self: Arc<Self>, meeting: i64, via: LinkKey, op: TrunkMsg) {
+        let Some(f) = self.federation.get().cloned() else {
+            return;
+        };
+        match op {
+            TrunkMsg::Parts { from, node, list } => {
+                if from == self.node_key {
+                    return;
+                }
+                let op = TrunkMsg::Parts {
+                    from: from.clone(),
+                    node: node.clone(),
+                    list: list.clone(),
+                };
+                f.meeting_share(meeting, &op, Some(via), false);
+                let mut inner = self.inner.lock().expect("meetings lock");
+                if let Some(r) = inner.rooms.get_mut(&meeting) {
+                    let known = r.remote.contains_key(&from);
+                    let changed = r.remote.get(&from).is_none_or(|x| x.list != list);
+                    let at_ms = self.now_ms();
+                    r.remote.insert(
+                        from,
+                        RemoteParts {
+                            via,
+                            node,
+                            list,
+                            at_ms,
+                        },
+                    );
+                    if changed {
+                        // (Only what came from elsewhere changed: not news for the others,
+                        // unless that node is new here: it gets this node's list at once
+                        // rather than at the next full round.)
+                        let keep = r.changed.get();
+                        r.broadcast_participants();
+                        r.changed.set(keep || !known);
+                    }
+                }
+            }
+            TrunkMsg::Chat {
+                ref from,
+                ref name,
+                participant,
+                ref text,
+                at_ms,
+            } => {
+                if *from == self.node_key {
+                    return;
+                }
+                f.meeting_share(meeting, &op, Some(via), false);
+                let (name, text) = (name.clone(), text.clone());
+                tokio::spawn(async move {
+                    let id = match store::add_chat(&self.db, meeting, &name, None, &text, at_ms)
+                        .await
+                    {
+                        Ok(id) => id,
+                        Err(e) => {
+                            tracing::warn!(meeting, error = %e, "cannot keep a chat message from another node");
+                            return;
+                        }
+                    };
+                    let inner = self.inner.lock().expect("meetings lock");
+                    if let Some(r) = inner.rooms.get(&meeting) {
+                        r.broadcast(&json!({
+                            "type": "chat", "id": id, "from": {"id": participant, "name": name},
+                            "text": text, "at": rfc3339(at_ms),
+                        }));
+                    }
+                });
+            }
+            TrunkMsg::Chair {
+                ref action,
+                target,
+                ref kind,
+            } => {
+                // (A lock or an end comes as the meeting's row: see `mirrored`.)
+                if !matches!(action.as_str(), "mute" | "allow_unmute" | "remove") {
+                    return;
+                }
+                let here = {
+                    let inner = self.inner.lock().expect("meetings lock");
+                    inner
+                        .rooms
+                        .get(&meeting)
+                        .is_some_and(|r| r.parts.contains_key(&target))
+                };
+                if !here {
+                    f.meeting_share(meeting, &op, Some(via), true);
+                    return;
+                }
+                let kind = kind.as_deref().and_then(TrackKind::parse);
+                let action = action.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = self
+                        .chair_as(meeting, None, &action, Some(target), kind)
+                        .await
+                    {
+                        tracing::warn!(meeting, target, %action, error = %e, "a chair's action from above failed");
+                    }
+                });
+            }
+            _ => {}
+        }
+    }
+
+    fn link_gone(&self, via: LinkKey) {
+        let mut inner = self.inner.lock().expect("meetings lock");
+        for r in inner.rooms.values_mut() {
+            let before = r.remote.len();
+            r.remote.retain(|_, x| x.via != via);
+            if r.remote.len() != before {
+                let keep = r.changed.get();
+                r.broadcast_participants();
+                r.changed.set(keep);
+            }
+        }
+    }
+}
