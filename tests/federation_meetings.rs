@@ -255,7 +255,8 @@ where
 /// district. The district relays it (its admin does not list it); the communes' officials see
 /// and hear each other through it while nothing of their media goes up to the province,
 /// where nobody watches; the chair at the province lists them with their paths, mutes one
-/// two levels down, and ends the meeting at every level.
+/// two levels down, holds a public and a secret vote that guests at the communes cast (each
+/// ballot counted once, at the top), and ends the meeting at every level.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_province_meeting_reaches_communes_through_a_district_it_does_not_invite() {
     use futures::SinkExt;
@@ -444,6 +445,100 @@ async fn a_province_meeting_reaches_communes_through_a_district_it_does_not_invi
         up < 100_000,
         "media went up to where nobody watches: {up} B"
     );
+
+    // A vote at the province, cast at the communes: each ballot counted once at the top.
+    let join = |url: String, name: &'static str| async move {
+        let (mut g, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        g.send(Message::Text(
+            json!({"type": "join", "name": name}).to_string().into(),
+        ))
+        .await
+        .unwrap();
+        until_msg(&mut g, "welcome", |_| true).await;
+        g
+    };
+    let mut gb = join(ws(&b.url, &at_b), "Khách xã B").await;
+    let mut gc = join(ws(&c.url, &at_c), "Khách xã C").await;
+    let cmd = |v: Value| Message::Text(v.to_string().into());
+    chair
+        .send(cmd(
+            json!({"type": "vote_open", "question": "Thông qua kế hoạch?",
+            "options": ["Đồng ý", "Không đồng ý"]}),
+        ))
+        .await
+        .unwrap();
+    let v = until_msg(&mut gb, "vote", |v| v["vote"]["open"] == true).await;
+    let vid = v["vote"]["id"].as_i64().unwrap();
+    until_msg(&mut gc, "vote", |v| v["vote"]["id"] == vid).await;
+    let t_vote = Instant::now();
+    gb.send(cmd(json!({"type": "vote_cast", "vote": vid, "option": 0})))
+        .await
+        .unwrap();
+    gc.send(cmd(json!({"type": "vote_cast", "vote": vid, "option": 1})))
+        .await
+        .unwrap();
+    // A second ballot from the same guest is refused at their node.
+    gb.send(cmd(json!({"type": "vote_cast", "vote": vid, "option": 1})))
+        .await
+        .unwrap();
+    let e = until_msg(&mut gb, "error", |_| true).await;
+    assert_eq!(e["status"], 409, "{e}");
+    until_msg(&mut chair, "vote", |v| v["vote"]["cast"] == 2).await;
+    println!(
+        "measure: two ballots cast two levels down counted at the top after {} ms",
+        t_vote.elapsed().as_millis()
+    );
+    chair
+        .send(cmd(json!({"type": "vote_close", "vote": vid})))
+        .await
+        .unwrap();
+    for g in [&mut gb, &mut gc] {
+        let v = until_msg(g, "vote", |v| v["vote"]["open"] == false).await;
+        assert_eq!(v["vote"]["tally"], json!([1, 1]), "{v}");
+        let mut names: Vec<&str> = v["vote"]["ballots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["name"].as_str().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["Khách xã B", "Khách xã C"], "{v}");
+    }
+    // A secret one: the tally reaches the communes, who chose what does not, and the
+    // province's record has the tally and no ballots.
+    chair
+        .send(cmd(
+            json!({"type": "vote_open", "question": "Bầu tổ trưởng",
+            "options": ["An", "Bình"], "secret": true}),
+        ))
+        .await
+        .unwrap();
+    let v = until_msg(&mut gb, "vote", |v| v["vote"]["secret"] == true).await;
+    let sid = v["vote"]["id"].as_i64().unwrap();
+    for g in [&mut gb, &mut gc] {
+        g.send(cmd(json!({"type": "vote_cast", "vote": sid, "option": 1})))
+            .await
+            .unwrap();
+    }
+    until_msg(&mut chair, "vote", |v| {
+        v["vote"]["id"] == sid && v["vote"]["cast"] == 2
+    })
+    .await;
+    chair
+        .send(cmd(json!({"type": "vote_close", "vote": sid})))
+        .await
+        .unwrap();
+    let v = until_msg(&mut gc, "vote", |v| {
+        v["vote"]["id"] == sid && v["vote"]["open"] == false
+    })
+    .await;
+    assert_eq!(v["vote"]["tally"], json!([0, 2]), "{v}");
+    assert_eq!(v["vote"]["ballots"], Value::Null, "{v}");
+    let rec = get_json(&cp, &format!("{}/api/meetings/{id}/record", p.url)).await;
+    let votes = rec["votes"].as_array().unwrap();
+    assert_eq!(votes[0]["tally"], json!([1, 1]), "{rec}");
+    assert_eq!(votes[1]["tally"], json!([0, 2]), "{rec}");
+    assert_eq!(votes[1]["ballots"], Value::Null, "{rec}");
 
     // The chair ends it: every level sees it ended.
     chair

@@ -210,6 +210,19 @@ pub enum TrunkMsg {
         #[serde(default)]
         kind: Option<String>,
     },
+    /// Home → down only: a vote's state as the meeting's home has it (`vote_json`: the
+    /// question, options, how many voted, and once closed the tally and, unless secret,
+    /// who chose what). Sent on every change and every few seconds.
+    Vote { vote: serde_json::Value },
+    /// Up only, toward the meeting's home, which counts it: a ballot cast at a node below.
+    /// `voter` is the voter's key at its node (`user:3`, `guest:an`); each link up puts the
+    /// child's name in front, so that one voter at one node is one ballot at the top.
+    Ballot {
+        vote: i64,
+        voter: String,
+        name: String,
+        option: i64,
+    },
     /// An operation of a later version (ignored).
     #[serde(other)]
     Unknown,
@@ -305,6 +318,12 @@ pub fn check_state(op: &TrunkMsg) -> Result<(), String> {
             from, name, text, ..
         } if long(from, 64) || long(name, 200) || long(text, 2000) => {
             return Err("a chat message too long".into());
+        }
+        TrunkMsg::Vote { vote } if !vote.is_object() || vote.to_string().len() > 20_000 => {
+            return Err("a vote's state too long or not an object".into());
+        }
+        TrunkMsg::Ballot { voter, name, .. } if long(voter, 1000) || long(name, 200) => {
+            return Err("a ballot's voter too long".into());
         }
         TrunkMsg::Chair { action, kind, .. }
             if long(action, 32) || kind.as_deref().is_some_and(|k| long(k, 16)) =>

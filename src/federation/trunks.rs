@@ -289,6 +289,35 @@ impl Federation {
         }
     }
 
+    /// Sends room state of `meeting` up its trunk to the parent; `false` when it has none
+    /// (this node is the meeting's home, or the uplink is down).
+    pub fn meeting_up(&self, meeting: i64, op: &TrunkMsg) -> bool {
+        let out = self
+            .trunks
+            .lock()
+            .unwrap()
+            .get(&(LinkKey::Parent, meeting))
+            .map(|v| v.1.clone());
+        match out {
+            Some(out) => {
+                out.send(&Msg::Meeting {
+                    meeting,
+                    op: op.clone(),
+                });
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether meeting `meeting` has a trunk to the parent (it came from above).
+    pub fn has_parent_trunk(&self, meeting: i64) -> bool {
+        self.trunks
+            .lock()
+            .unwrap()
+            .contains_key(&(LinkKey::Parent, meeting))
+    }
+
     /// The name of the child whose link is `link`, while it is up.
     fn link_name(&self, link: u64) -> Option<String> {
         let id = self
@@ -326,9 +355,23 @@ impl Federation {
         else {
             return Ok(()); // a meeting this node does not take part in (or not yet)
         };
-        if let TrunkMsg::Parts { .. } | TrunkMsg::Chat { .. } | TrunkMsg::Chair { .. } = op {
-            if matches!(op, TrunkMsg::Chair { .. }) && key != LinkKey::Parent {
-                return Err("a chair's action from a child".into());
+        if let TrunkMsg::Parts { .. }
+        | TrunkMsg::Chat { .. }
+        | TrunkMsg::Chair { .. }
+        | TrunkMsg::Vote { .. }
+        | TrunkMsg::Ballot { .. } = op
+        {
+            match (&op, key) {
+                (TrunkMsg::Chair { .. }, LinkKey::Child(_)) => {
+                    return Err("a chair's action from a child".into());
+                }
+                (TrunkMsg::Vote { .. }, LinkKey::Child(_)) => {
+                    return Err("a vote's state from a child".into());
+                }
+                (TrunkMsg::Ballot { .. }, LinkKey::Parent) => {
+                    return Err("a ballot from the parent".into());
+                }
+                _ => {}
             }
             wire::check_state(&op)?;
             let op = match (op, key) {
@@ -344,6 +387,25 @@ impl Federation {
                         format!("{name}/{node}")
                     };
                     TrunkMsg::Parts { from, node, list }
+                }
+                (
+                    TrunkMsg::Ballot {
+                        vote,
+                        voter,
+                        name,
+                        option,
+                    },
+                    LinkKey::Child(link),
+                ) => {
+                    let Some(child) = self.link_name(link) else {
+                        return Ok(());
+                    };
+                    TrunkMsg::Ballot {
+                        vote,
+                        voter: format!("{child}/{voter}"),
+                        name,
+                        option,
+                    }
                 }
                 (op, _) => op,
             };
@@ -380,7 +442,9 @@ impl Federation {
             TrunkMsg::Unknown
             | TrunkMsg::Parts { .. }
             | TrunkMsg::Chat { .. }
-            | TrunkMsg::Chair { .. } => return Ok(()),
+            | TrunkMsg::Chair { .. }
+            | TrunkMsg::Vote { .. }
+            | TrunkMsg::Ballot { .. } => return Ok(()),
         };
         live.trunk_in(trunk, m);
         Ok(())

@@ -172,6 +172,10 @@ struct Inner {
     /// it named someone the hub did not know yet (see [`Inner::learned`]).
     slots: HashMap<SessionId, SlotsUpdate>,
     next_pid: u64,
+    /// The votes of meetings from above, as their home last sent them (meeting → vote id
+    /// → `vote_json`), and the voters here who cast a ballot in one (federation).
+    remote_votes: HashMap<i64, BTreeMap<i64, Value>>,
+    remote_cast: std::collections::HashSet<(i64, String)>,
 }
 
 impl Inner {
@@ -397,6 +401,14 @@ impl Meetings {
         let votes = store::votes(&self.db, meeting.id).await?;
         let key = crate::auth::new_secret("mk_");
         let mut inner = self.inner.lock().expect("meetings lock");
+        let mut votes: Vec<Value> = votes.iter().map(vote_json).collect();
+        votes.extend(
+            inner
+                .remote_votes
+                .get(&meeting.id)
+                .into_iter()
+                .flat_map(|v| v.values().cloned()),
+        );
         let next = inner.next_pid;
         inner.keys.insert(key.clone(), (meeting.id, next));
         let pid = inner.next_pid;
@@ -422,7 +434,7 @@ impl Meetings {
             "participants": room.participants()["list"],
             "chat": chat,
             "documents": documents.iter().map(document_json).collect::<Vec<_>>(),
-            "votes": votes.iter().map(vote_json).collect::<Vec<_>>(),
+            "votes": votes,
             "key": key,
         });
         if let (Value::Object(w), Value::Object(e)) = (&mut welcome, extra) {
@@ -926,11 +938,14 @@ impl Meetings {
     }
 
     async fn broadcast_vote(&self, meeting: i64, vote: i64) -> Result<()> {
-        let v = store::vote(&self.db, meeting, vote).await?;
-        let inner = self.inner.lock().expect("meetings lock");
-        if let Some(r) = inner.rooms.get(&meeting) {
-            r.broadcast(&json!({"type": "vote", "vote": vote_json(&v)}));
+        let v = vote_json(&store::vote(&self.db, meeting, vote).await?);
+        {
+            let inner = self.inner.lock().expect("meetings lock");
+            if let Some(r) = inner.rooms.get(&meeting) {
+                r.broadcast(&json!({"type": "vote", "vote": v}));
+            }
         }
+        self.vote_to_nodes(meeting, v);
         Ok(())
     }
 
@@ -964,17 +979,26 @@ impl Meetings {
         Ok(id)
     }
 
-    /// A participant's ballot.
+    /// A participant's ballot (in a meeting from above: sent up to its home, which counts
+    /// it).
     pub async fn vote_cast(&self, meeting: i64, pid: u64, vote: i64, option: i64) -> Result<()> {
-        let (voter, name) = {
+        let (voter, name, remote) = {
             let inner = self.inner.lock().expect("meetings lock");
             let p = inner
                 .rooms
                 .get(&meeting)
                 .and_then(|r| r.parts.get(&pid))
                 .ok_or_else(absent)?;
-            (p.voter(), p.who.name.clone())
+            let remote = inner
+                .remote_votes
+                .get(&meeting)
+                .and_then(|v| v.get(&vote))
+                .cloned();
+            (p.voter(), p.who.name.clone(), remote)
         };
+        if let Some(v) = remote {
+            return self.ballot_up(meeting, vote, &v, voter, name, option);
+        }
         // The vote must be this meeting's.
         store::vote(&self.db, meeting, vote).await?;
         store::cast(&self.db, vote, &voter, &name, option, self.now_ms()).await?;
@@ -1199,6 +1223,7 @@ mod tests {
                 (30, report(30, 10)), // 3 watches 1: was told right
             ]),
             next_pid: 4,
+            ..Default::default()
         };
         for (_, r) in inner
             .rooms

@@ -3,7 +3,9 @@
 //! few seconds so that a list missed or gone stale heals), and shows its pages everyone's;
 //! chat messages go to every node and are kept at each; the chair's actions on someone at
 //! another node go down the tree to the node that has them, which applies them as the
-//! chair's. Media is not here: the forwarding cores' trunks carry it.
+//! chair's; votes live at the meeting's home, which sends their state down, and ballots
+//! cast below go up to it to be counted once. Media is not here: the forwarding cores'
+//! trunks carry it.
 
 use super::{Meetings, Room, rfc3339, store};
 use crate::federation::Federation;
@@ -83,6 +85,9 @@ impl Meetings {
                     all_at = Instant::now();
                 }
                 me.share(&f, all);
+                if all {
+                    me.share_votes(&f).await;
+                }
             }
         });
     }
@@ -134,6 +139,77 @@ impl Meetings {
             };
             f.meeting_share(meeting, &op, None, false);
         }
+    }
+
+    /// A vote's state here, at the meeting's home, goes down to the nodes it invites.
+    pub(super) fn vote_to_nodes(&self, meeting: i64, vote: Value) {
+        if let Some(f) = self.federation.get() {
+            f.meeting_share(meeting, &TrunkMsg::Vote { vote }, None, true);
+        }
+    }
+
+    /// Every vote of the meetings made here goes down again (a node that came late, or
+    /// missed a change, has them within one round).
+    async fn share_votes(&self, f: &Federation) {
+        for meeting in f.linked_meetings() {
+            let local = {
+                let inner = self.inner.lock().expect("meetings lock");
+                !inner.remote_votes.contains_key(&meeting)
+            };
+            if !local || f.has_parent_trunk(meeting) {
+                continue; // a meeting from above: its home sends its votes
+            }
+            match store::votes(&self.db, meeting).await {
+                Ok(votes) => {
+                    for v in &votes {
+                        self.vote_to_nodes(meeting, super::vote_json(v));
+                    }
+                }
+                Err(e) => tracing::warn!(meeting, error = %e, "cannot read a meeting's votes"),
+            }
+        }
+    }
+
+    /// A ballot cast here in a vote of a meeting from above (`v`, its state as the home last
+    /// sent it): checked as far as this node can, then sent up to be counted at the home.
+    pub(super) fn ballot_up(
+        &self,
+        meeting: i64,
+        vote: i64,
+        v: &Value,
+        voter: String,
+        name: String,
+        option: i64,
+    ) -> crate::error::Result<()> {
+        use crate::bail;
+        if v["open"] != true {
+            bail!(FailedPrecondition, "this vote is closed");
+        }
+        let n = v["options"].as_array().map_or(0, |o| o.len()) as i64;
+        if option < 0 || option >= n {
+            bail!(InvalidArgument, "option must be 0 to {}", (n - 1).max(0));
+        }
+        let Some(f) = self.federation.get() else {
+            bail!(Unavailable, "the link to the meeting's home is down");
+        };
+        let mut inner = self.inner.lock().expect("meetings lock");
+        if inner.remote_cast.contains(&(vote, voter.clone())) {
+            bail!(AlreadyExists, "you have already voted");
+        }
+        let op = TrunkMsg::Ballot {
+            vote,
+            voter: voter.clone(),
+            name,
+            option,
+        };
+        if !f.meeting_up(meeting, &op) {
+            bail!(
+                Unavailable,
+                "the link to the meeting's home is down: vote again once it is back"
+            );
+        }
+        inner.remote_cast.insert((vote, voter));
+        Ok(())
     }
 
     /// The chair's action on participant `target` at a node below goes down to it.
@@ -270,6 +346,71 @@ impl MeetingHub for Meetings {
                         .await
                     {
                         tracing::warn!(meeting, target, %action, error = %e, "a chair's action from above failed");
+                    }
+                });
+            }
+            TrunkMsg::Vote { vote } => {
+                let Some(id) = vote["id"].as_i64() else {
+                    return;
+                };
+                f.meeting_share(
+                    meeting,
+                    &TrunkMsg::Vote { vote: vote.clone() },
+                    Some(via),
+                    true,
+                );
+                let mut inner = self.inner.lock().expect("meetings lock");
+                let votes = inner.remote_votes.entry(meeting).or_default();
+                if votes.get(&id) == Some(&vote) {
+                    return; // (the periodic round: nothing new)
+                }
+                votes.insert(id, vote.clone());
+                if let Some(r) = inner.rooms.get(&meeting) {
+                    r.broadcast(&json!({"type": "vote", "vote": vote}));
+                }
+            }
+            TrunkMsg::Ballot {
+                vote,
+                ref voter,
+                ref name,
+                option,
+            } => {
+                let from_above = {
+                    let inner = self.inner.lock().expect("meetings lock");
+                    inner
+                        .remote_votes
+                        .get(&meeting)
+                        .is_some_and(|v| v.contains_key(&vote))
+                };
+                if from_above {
+                    // Not this node's vote: on up toward the meeting's home.
+                    if !f.meeting_up(meeting, &op) {
+                        tracing::warn!(
+                            meeting,
+                            vote,
+                            "a ballot from below lost: the uplink is down"
+                        );
+                    }
+                    return;
+                }
+                let (voter, name) = (voter.clone(), name.clone());
+                tokio::spawn(async move {
+                    // The vote must be this meeting's; one ballot per voter and node.
+                    let r = match store::vote(&self.db, meeting, vote).await {
+                        Ok(_) => {
+                            store::cast(&self.db, vote, &voter, &name, option, self.now_ms()).await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    match r {
+                        Ok(()) => {
+                            if let Err(e) = self.broadcast_vote(meeting, vote).await {
+                                tracing::warn!(meeting, vote, error = %e, "cannot tell a vote");
+                            }
+                        }
+                        Err(e) => {
+                            tracing::info!(meeting, vote, %voter, error = %e, "a ballot from below refused")
+                        }
                     }
                 });
             }

@@ -3,8 +3,8 @@
 // the Meetings page, ticking both communes; an official at each commune signs in at their
 // own commune's server, finds the meeting there and joins it in Chromium; each sees and
 // hears the other commune's official and the chair (through the district), lists everyone
-// with their node, gets the chat; the chair at the district mutes one of them, whose audio
-// then stops everywhere.
+// with their node, gets the chat, votes in the chair's vote (counted once at the district);
+// the chair at the district mutes one of them, whose audio then stops everywhere.
 //
 //   node tests/browser/federation.test.mjs
 //
@@ -167,6 +167,38 @@ async function main() {
         return chat.some((m) => m.text === 'Xã A báo cáo: tình hình ổn định' && m.from && m.from.id === a.id);
       }, 5_000, 50)));
       measure('federation_chat_to_everyone', Date.now() - t0);
+    });
+
+    await test("the district chair's vote is cast at both communes through the page and counted once at the district", async () => {
+      const cp = chair.page;
+      const question = 'Thông qua kế hoạch phòng chống bão?';
+      const vote = cp.getByTestId('vote');
+      if ((await vote.getAttribute('aria-pressed')) !== 'true') await vote.click();
+      await cp.getByTestId('vote-question').fill(question);
+      await cp.getByTestId('vote-option-0').fill('Đồng ý');
+      await cp.getByTestId('vote-option-1').fill('Không đồng ý');
+      const t0 = Date.now();
+      await cp.getByTestId('vote-open').click();
+      const { id } = await waitFor("the chair's page has the vote", async () => (await cp.evaluate(() => window.xasoMeeting.votes()))
+        .find((v) => v.question === question), 5_000, 20);
+      // each commune's page shows it (the panel opens by itself) and votes through its buttons
+      for (const [person, option] of [[a, 0], [b, 1]]) {
+        await person.page.getByTestId(`vote-${id}-option-${option}`).waitFor({ timeout: 5_000 });
+        await person.page.getByTestId(`vote-${id}-option-${option}`).click();
+        await person.page.getByTestId(`vote-${id}-voted`).waitFor({ timeout: 5_000 });
+      }
+      await waitFor('the chair sees two ballots', async () => (await cp.getByTestId(`vote-${id}-count`).getAttribute('data-cast')) === '2', 5_000, 50);
+      measure('federation_vote_open_to_two_ballots_counted', Date.now() - t0);
+      const voters = await cp.getByTestId(`vote-${id}-voters`).innerText();
+      for (const person of [a, b]) assert.ok(voters.includes(person.name), `${person.name} in "${voters}"`);
+      await cp.getByTestId(`vote-${id}-close`).click();
+      // the result at every node: one each
+      for (const person of people) {
+        await waitFor(`${person.key} shows the result`, async () => (await person.page.getByTestId(`vote-${id}-tally-0`).count()) > 0, 5_000, 50);
+        assert.equal(await person.page.getByTestId(`vote-${id}-tally-0`).getAttribute('data-count'), '1');
+        assert.equal(await person.page.getByTestId(`vote-${id}-tally-1`).getAttribute('data-count'), '1');
+      }
+      await b.page.screenshot({ path: path.join(OUT, 'federation-vote-xa-b.png') });
     });
 
     await test('the chair at the district mutes the official at xa-b: within 3 s nobody receives their audio', async () => {
