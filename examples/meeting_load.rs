@@ -43,6 +43,8 @@ pub struct Report {
     pub fps: Vec<f64>,
     /// Per video slot: the simulcast layer of its last packet (1 `l`, 2 `m`, 3 `h`, 0 none).
     pub layers: Vec<Option<u8>>,
+    /// Per video slot: the longest wait between two frames.
+    pub video_gaps: Vec<Duration>,
 }
 
 /// How each participant of a run behaves.
@@ -224,6 +226,11 @@ impl Report {
                 .video_slots
                 .iter()
                 .map(|m| p.slots[m].last_layer)
+                .collect(),
+            video_gaps: p
+                .video_slots
+                .iter()
+                .map(|m| p.slots[m].longest_gap)
                 .collect(),
             fps: p
                 .video_slots

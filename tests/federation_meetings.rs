@@ -6,7 +6,8 @@
 //! carries its side's two participants once, however many subscribers are behind it (the
 //! links' own byte counts). A meeting that invites only a grandchild is relayed through
 //! the middle node without appearing there: the communes below it meet through it, the
-//! chair two levels up lists them, mutes one and ends the meeting everywhere.
+//! chair two levels up lists them, mutes one, holds votes and ends the meeting everywhere;
+//! a district that restarts mid-meeting, after which the meeting comes back by itself.
 
 mod common;
 
@@ -68,26 +69,51 @@ async fn link_bytes(c: &reqwest::Client, url: &str, name: &str) -> (u64, u64) {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_communes_meet_through_their_district() {
-    xaso_sfu::init_crypto();
-    let (d_dir, a_dir, b_dir) = (
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    );
-    let a_token = node_add(d_dir.path(), "xa-a", "commune");
-    let b_token = node_add(d_dir.path(), "xa-b", "commune");
-    let d = start(d_dir.path(), &env(true, None), &[]);
-    let a = start(a_dir.path(), &env(false, Some((&d.url, &a_token))), &[]);
-    let b = start(b_dir.path(), &env(false, Some((&d.url, &b_token))), &[]);
-    let (cd, ca, cb) = (
+/// The guest socket of meeting `m` as node `base` lists it (its own guest link).
+fn guest_ws(base: &str, m: &Value) -> String {
+    format!(
+        "{}/api/meetings/{}/ws?t={}",
+        base.replace("http://", "ws://"),
+        m["id"],
+        join_token(m)
+    )
+}
+
+/// One official at a commune: the `meeting_load` participant with camera tag `tag`.
+fn official(
+    url: String,
+    name: &str,
+    tag: u8,
+    o: &meeting_load::Options,
+    epoch: Instant,
+) -> tokio::task::JoinHandle<Result<meeting_load::Report, String>> {
+    tokio::spawn(meeting_load::participant(
+        url,
+        name.into(),
+        tag,
+        2,
+        o.clone(),
+        epoch,
+    ))
+}
+
+/// A district (HTTPS) with two communes `xa-a` and `xa-b` linked to it (their data in
+/// `dirs[0..3]`), and their admins' clients, once both links are up.
+async fn district_and_two_communes(
+    dirs: &[tempfile::TempDir],
+) -> ([Server; 3], [reqwest::Client; 3]) {
+    let a_token = node_add(dirs[0].path(), "xa-a", "commune");
+    let b_token = node_add(dirs[0].path(), "xa-b", "commune");
+    let d = start(dirs[0].path(), &env(true, None), &[]);
+    let a = start(dirs[1].path(), &env(false, Some((&d.url, &a_token))), &[]);
+    let b = start(dirs[2].path(), &env(false, Some((&d.url, &b_token))), &[]);
+    let clients = [
         admin(&d.url).await,
         admin(&a.url).await,
         admin(&b.url).await,
-    );
+    ];
     wait_nodes(
-        &cd,
+        &clients[0],
         &d.url,
         Duration::from_secs(10),
         "both communes up",
@@ -98,6 +124,14 @@ async fn two_communes_meet_through_their_district() {
         },
     )
     .await;
+    ([d, a, b], clients)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_communes_meet_through_their_district() {
+    xaso_sfu::init_crypto();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let ([d, a, b], [cd, ca, cb]) = district_and_two_communes(&dirs).await;
 
     // Invitations: only nodes below; an unknown one is refused.
     let now = chrono::Utc::now().timestamp_millis();
@@ -124,14 +158,6 @@ async fn two_communes_meet_through_their_district() {
     }
 
     // Two officials at each commune, each through its own node's guest link.
-    let ws = |base: &str, m: &Value| {
-        let token = join_token(m);
-        format!(
-            "{}/api/meetings/{}/ws?t={token}",
-            base.replace("http://", "ws://"),
-            m["id"]
-        )
-    };
     let before_a = link_bytes(&cd, &d.url, "xa-a").await;
     let before_b = link_bytes(&cd, &d.url, "xa-b").await;
     let epoch = Instant::now();
@@ -144,10 +170,10 @@ async fn two_communes_meet_through_their_district() {
     };
     let mut tasks = Vec::new();
     for (i, url) in [
-        ws(&a.url, &at_a),
-        ws(&a.url, &at_a),
-        ws(&b.url, &at_b),
-        ws(&b.url, &at_b),
+        guest_ws(&a.url, &at_a),
+        guest_ws(&a.url, &at_a),
+        guest_ws(&b.url, &at_b),
+        guest_ws(&b.url, &at_b),
     ]
     .into_iter()
     .enumerate()
@@ -339,14 +365,6 @@ async fn a_province_meeting_reaches_communes_through_a_district_it_does_not_invi
     let w = until_msg(&mut chair, "welcome", |_| true).await;
     assert_eq!(w["role"], "chair", "{w}");
 
-    let ws = |base: &str, m: &Value| {
-        format!(
-            "{}/api/meetings/{}/ws?t={}",
-            base.replace("http://", "ws://"),
-            m["id"],
-            join_token(m)
-        )
-    };
     let before_up = link_bytes(&cp, &p.url, "huyen-a").await;
     let epoch = Instant::now();
     let o = meeting_load::Options {
@@ -356,22 +374,8 @@ async fn a_province_meeting_reaches_communes_through_a_district_it_does_not_invi
         simulcast: false,
         tile_height: 360,
     };
-    let tb = tokio::spawn(meeting_load::participant(
-        ws(&b.url, &at_b),
-        "Cán bộ xã B".into(),
-        1,
-        2,
-        o.clone(),
-        epoch,
-    ));
-    let tc = tokio::spawn(meeting_load::participant(
-        ws(&c.url, &at_c),
-        "Cán bộ xã C".into(),
-        2,
-        2,
-        o.clone(),
-        epoch,
-    ));
+    let tb = official(guest_ws(&b.url, &at_b), "Cán bộ xã B", 1, &o, epoch);
+    let tc = official(guest_ws(&c.url, &at_c), "Cán bộ xã C", 2, &o, epoch);
     // The chair lists both, named with their paths below the province.
     let list = until_msg(&mut chair, "participants", |v| {
         let l = v["list"].as_array().unwrap();
@@ -457,8 +461,8 @@ async fn a_province_meeting_reaches_communes_through_a_district_it_does_not_invi
         until_msg(&mut g, "welcome", |_| true).await;
         g
     };
-    let mut gb = join(ws(&b.url, &at_b), "Khách xã B").await;
-    let mut gc = join(ws(&c.url, &at_c), "Khách xã C").await;
+    let mut gb = join(guest_ws(&b.url, &at_b), "Khách xã B").await;
+    let mut gc = join(guest_ws(&c.url, &at_c), "Khách xã C").await;
     let cmd = |v: Value| Message::Text(v.to_string().into());
     chair
         .send(cmd(
@@ -562,6 +566,78 @@ async fn a_province_meeting_reaches_communes_through_a_district_it_does_not_invi
         }
     }
     for s in [p, d, b, c] {
+        assert!(stop(s).success());
+    }
+}
+
+/// The district restarts in the middle of a meeting between two of its communes: each
+/// commune's official goes on at their own node, and the other's video comes back by
+/// itself, without anyone rejoining, within 5 s of the district's return.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meeting_comes_back_by_itself_after_the_district_restarts() {
+    xaso_sfu::init_crypto();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let ([d, a, b], [cd, ca, cb]) = district_and_two_communes(&dirs).await;
+    let m = schedule(&cd, &d.url, "Họp trực tuyến", &["xa-a", "xa-b"]).await;
+    let at_a = wait_meeting(&ca, &a.url, &m["id"]).await;
+    let at_b = wait_meeting(&cb, &b.url, &m["id"]).await;
+    let epoch = Instant::now();
+    let secs = 18;
+    let o = meeting_load::Options {
+        secs,
+        end: Some(epoch + Duration::from_secs(secs + 1)),
+        kbps: 300,
+        simulcast: false,
+        tile_height: 360,
+    };
+    let ta = official(guest_ws(&a.url, &at_a), "Cán bộ xã A", 1, &o, epoch);
+    let tb = official(guest_ws(&b.url, &at_b), "Cán bộ xã B", 2, &o, epoch);
+    // Five seconds in, the district goes away for two seconds, then starts again on its
+    // address (the communes dial it again by themselves).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let listen = d.url.trim_start_matches("https://").to_owned();
+    let t_stop = Instant::now();
+    assert!(stop(d).success());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let d = start(
+        dirs[0].path(),
+        &env(true, None),
+        &["--listen", listen.as_str()],
+    );
+    let t_back = t_stop.elapsed();
+    let ra = ta.await.unwrap().expect("xa-a's official ran");
+    let rb = tb.await.unwrap().expect("xa-b's official ran");
+    for (r, other) in [(&ra, 2u8), (&rb, 1u8)] {
+        assert!(
+            !r.disconnected,
+            "{} stayed in the meeting at their node: {r:?}",
+            r.name
+        );
+        let slots: Vec<usize> = (0..r.video.len())
+            .filter(|i| r.video[*i].0.contains(&other))
+            .collect();
+        assert!(!slots.is_empty(), "{} saw the other commune: {r:?}", r.name);
+        let frames: u64 = slots.iter().map(|i| r.video[*i].1).sum();
+        let gap = slots.iter().map(|i| r.video_gaps[*i]).max().unwrap();
+        println!(
+            "measure: {}: the other commune's video stalled {gap:?} at most (district down \
+             {t_back:?}, from stop to started again), {frames} frames in {secs} s",
+            r.name
+        );
+        // Back within 5 s of the district's return: the stall is at most the outage and 5 s.
+        assert!(
+            gap <= t_back + Duration::from_secs(5),
+            "{}: stalled {gap:?}, the district was away {t_back:?}",
+            r.name
+        );
+        // And it went on to the end: 25 frames a second for most of the rest.
+        assert!(
+            frames as f64 >= 25.0 * (secs as f64 - gap.as_secs_f64() - 3.0),
+            "{}: {frames} frames, stalled {gap:?}",
+            r.name
+        );
+    }
+    for s in [d, a, b] {
         assert!(stop(s).success());
     }
 }

@@ -38,6 +38,10 @@ pub struct SlotStats {
     /// Added latency samples, microseconds: arrival - send (the payload carries its send
     /// time), from [`Participant::count_from`] on (the steady state, not the joins).
     pub latency_us: Vec<u64>,
+    /// When the last video frame completed, and the longest wait between two (a stall:
+    /// a link that dropped and came back).
+    pub last_frame: Option<Instant>,
+    pub longest_gap: std::time::Duration,
     /// Audio packets that came as RED (RFC 2198).
     pub red: u64,
     /// Audio packets whose payload (a RED packet's primary block) does not begin as the
@@ -663,6 +667,10 @@ impl Participant {
                     s.publishers.push(tag);
                 }
                 if video && p.header.marker {
+                    if let Some(last) = s.last_frame {
+                        s.longest_gap = s.longest_gap.max(now.saturating_duration_since(last));
+                    }
+                    s.last_frame = Some(now);
                     s.frames += 1;
                     if self.count_from.is_some_and(|t| now >= t) {
                         s.frames_counted += 1;
