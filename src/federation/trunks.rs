@@ -38,7 +38,8 @@ pub type LinkTrunkOf = (TrunkId, Arc<Outbox>);
 pub trait MeetingHub: Send + Sync {
     /// The row of a meeting from the parent was written: apply a lock or an end here.
     fn mirrored(self: Arc<Self>, m: &Meeting);
-    /// Room state from another node (`Parts`, `Chat`, `Chair`), come over link `via`.
+    /// Room state from another node (`Parts`, `Chat`, `Chair`, `Vote`, `Ballot`), come over
+    /// link `via`.
     fn from_node(self: Arc<Self>, meeting: i64, via: LinkKey, op: TrunkMsg);
     /// A link ended: what came over it is gone.
     fn link_gone(&self, via: LinkKey);
@@ -361,58 +362,7 @@ impl Federation {
         | TrunkMsg::Vote { .. }
         | TrunkMsg::Ballot { .. } = op
         {
-            match (&op, key) {
-                (TrunkMsg::Chair { .. }, LinkKey::Child(_)) => {
-                    return Err("a chair's action from a child".into());
-                }
-                (TrunkMsg::Vote { .. }, LinkKey::Child(_)) => {
-                    return Err("a vote's state from a child".into());
-                }
-                (TrunkMsg::Ballot { .. }, LinkKey::Parent) => {
-                    return Err("a ballot from the parent".into());
-                }
-                _ => {}
-            }
-            wire::check_state(&op)?;
-            let op = match (op, key) {
-                // Where a participant list comes from is its node's path below the
-                // meeting's home: each hop up puts the child's name in front.
-                (TrunkMsg::Parts { from, node, list }, LinkKey::Child(link)) => {
-                    let Some(name) = self.link_name(link) else {
-                        return Ok(());
-                    };
-                    let node = if node.is_empty() {
-                        name
-                    } else {
-                        format!("{name}/{node}")
-                    };
-                    TrunkMsg::Parts { from, node, list }
-                }
-                (
-                    TrunkMsg::Ballot {
-                        vote,
-                        voter,
-                        name,
-                        option,
-                    },
-                    LinkKey::Child(link),
-                ) => {
-                    let Some(child) = self.link_name(link) else {
-                        return Ok(());
-                    };
-                    TrunkMsg::Ballot {
-                        vote,
-                        voter: format!("{child}/{voter}"),
-                        name,
-                        option,
-                    }
-                }
-                (op, _) => op,
-            };
-            if let Some(hub) = self.meeting_hub.get() {
-                hub.clone().from_node(meeting, key, op);
-            }
-            return Ok(());
+            return self.room_state(key, meeting, op);
         }
         let Some(live) = self.live.get() else {
             return Ok(());
@@ -447,6 +397,64 @@ impl Federation {
             | TrunkMsg::Ballot { .. } => return Ok(()),
         };
         live.trunk_in(trunk, m);
+        Ok(())
+    }
+
+    /// Room state (`parts`, `chat`, `chair`, `vote`, `ballot`) of `meeting` from link `key`:
+    /// checked (which way each may go, its bounds), named with the child it came from, and
+    /// given to the meetings hub.
+    fn room_state(&self, key: LinkKey, meeting: i64, op: TrunkMsg) -> Result<(), String> {
+        match (&op, key) {
+            (TrunkMsg::Chair { .. }, LinkKey::Child(_)) => {
+                return Err("a chair's action from a child".into());
+            }
+            (TrunkMsg::Vote { .. }, LinkKey::Child(_)) => {
+                return Err("a vote's state from a child".into());
+            }
+            (TrunkMsg::Ballot { .. }, LinkKey::Parent) => {
+                return Err("a ballot from the parent".into());
+            }
+            _ => {}
+        }
+        wire::check_state(&op)?;
+        // Where a participant list or a ballot comes from: each hop up puts the child's
+        // name in front (see `TrunkMsg::Parts`, `TrunkMsg::Ballot`).
+        let child = match key {
+            LinkKey::Child(link) => match self.link_name(link) {
+                Some(name) => Some(name),
+                None => return Ok(()), // (a link going away)
+            },
+            LinkKey::Parent => None,
+        };
+        let op = match (op, child) {
+            (TrunkMsg::Parts { from, node, list }, Some(child)) => TrunkMsg::Parts {
+                from,
+                node: if node.is_empty() {
+                    child
+                } else {
+                    format!("{child}/{node}")
+                },
+                list,
+            },
+            (
+                TrunkMsg::Ballot {
+                    vote,
+                    voter,
+                    name,
+                    option,
+                },
+                Some(child),
+            ) => TrunkMsg::Ballot {
+                vote,
+                voter: format!("{child}/{voter}"),
+                name,
+                option,
+            },
+            (op, _) => op,
+        };
+        if let Some(hub) = self.meeting_hub.get() {
+            hub.clone().from_node(meeting, key, op);
+        }
         Ok(())
     }
 

@@ -8,8 +8,9 @@
 //! - [`link`]: signed guest links (pure).
 //! - [`doctype`]: which documents may be shared (pure).
 //! - [`remind`]: the e-mail reminders before a meeting.
-//! - `remote`: the room across nodes (federation): participants, chat and the chair's
-//!   actions exchanged with the other nodes in the meeting.
+//! - `remote`: the room across nodes (federation): participants, chat, votes and the
+//!   chair's actions exchanged with the other nodes in the meeting.
+//! - `votes`: the chair's votes and the ballots (the room's side; rows in [`store`]).
 //!
 //! The hub's state is in memory, behind one lock held only for short, non-async steps;
 //! what must last (attendance, chat) is written to the database.
@@ -20,6 +21,9 @@ pub mod mail;
 pub mod remind;
 mod remote;
 pub mod store;
+mod votes;
+
+pub use votes::vote_json;
 
 use crate::error::{Error, Result};
 use crate::live::{Live, LiveError, MeetingMedia};
@@ -175,7 +179,8 @@ struct Inner {
     /// The votes of meetings from above, as their home last sent them (meeting → vote id
     /// → `vote_json`), and the voters here who cast a ballot in one (federation).
     remote_votes: HashMap<i64, BTreeMap<i64, Value>>,
-    remote_cast: std::collections::HashSet<(i64, String)>,
+    /// (Keyed by meeting too: vote ids are each home's own, two homes may share one.)
+    remote_cast: std::collections::HashSet<(i64, i64, String)>,
 }
 
 impl Inner {
@@ -656,7 +661,6 @@ impl Meetings {
         let mut close_peers = Vec::new();
         let mut ended = false;
         let mut removed = None;
-        let mut down = false;
         {
             let mut inner = self.inner.lock().expect("meetings lock");
             let room = inner.rooms.get_mut(&meeting).ok_or_else(absent)?;
@@ -666,22 +670,16 @@ impl Meetings {
                     bail!(PermissionDenied, "only the chair may do this");
                 }
             }
-            // A participant at a node below: the action goes down the tree to it.
+            // A participant at another node: the action goes down the tree to them.
             if let Some(t) = target
-                && matches!(action, "mute" | "allow_unmute" | "remove")
+                && remote::crosses_down(action)
                 && !room.parts.contains_key(&t)
                 && room.has_remote(t)
             {
-                down = true;
+                drop(inner);
+                self.chair_down(meeting, action, t, kind);
+                return Ok(());
             }
-        }
-        if down {
-            self.chair_down(meeting, action, target.unwrap_or(0), kind);
-            return Ok(());
-        }
-        {
-            let mut inner = self.inner.lock().expect("meetings lock");
-            let room = inner.rooms.get_mut(&meeting).ok_or_else(absent)?;
             let target_part = |room: &mut Room| -> Result<u64> {
                 let t = target.ok_or_else(|| err!(InvalidArgument, "participant is missing"))?;
                 if !room.parts.contains_key(&t) {
@@ -937,83 +935,6 @@ impl Meetings {
         Ok(())
     }
 
-    async fn broadcast_vote(&self, meeting: i64, vote: i64) -> Result<()> {
-        let v = vote_json(&store::vote(&self.db, meeting, vote).await?);
-        {
-            let inner = self.inner.lock().expect("meetings lock");
-            if let Some(r) = inner.rooms.get(&meeting) {
-                r.broadcast(&json!({"type": "vote", "vote": v}));
-            }
-        }
-        self.vote_to_nodes(meeting, v);
-        Ok(())
-    }
-
-    /// The chair opens a vote.
-    pub async fn vote_open(
-        &self,
-        meeting: i64,
-        pid: u64,
-        question: &str,
-        options: &[String],
-        secret: bool,
-    ) -> Result<i64> {
-        self.chair_check(meeting, pid)?;
-        let question = question.trim();
-        if question.is_empty() || question.chars().count() > 500 {
-            bail!(InvalidArgument, "question: 1 to 500 characters");
-        }
-        let options: Vec<String> = options.iter().map(|o| o.trim().to_string()).collect();
-        if options.len() < 2 || options.len() > 10 {
-            bail!(InvalidArgument, "a vote has 2 to 10 options");
-        }
-        if options
-            .iter()
-            .any(|o| o.is_empty() || o.chars().count() > 200)
-        {
-            bail!(InvalidArgument, "each option: 1 to 200 characters");
-        }
-        let id =
-            store::open_vote(&self.db, meeting, question, &options, secret, self.now_ms()).await?;
-        self.broadcast_vote(meeting, id).await?;
-        Ok(id)
-    }
-
-    /// A participant's ballot (in a meeting from above: sent up to its home, which counts
-    /// it).
-    pub async fn vote_cast(&self, meeting: i64, pid: u64, vote: i64, option: i64) -> Result<()> {
-        let (voter, name, remote) = {
-            let inner = self.inner.lock().expect("meetings lock");
-            let p = inner
-                .rooms
-                .get(&meeting)
-                .and_then(|r| r.parts.get(&pid))
-                .ok_or_else(absent)?;
-            let remote = inner
-                .remote_votes
-                .get(&meeting)
-                .and_then(|v| v.get(&vote))
-                .cloned();
-            (p.voter(), p.who.name.clone(), remote)
-        };
-        if let Some(v) = remote {
-            return self.ballot_up(meeting, vote, &v, voter, name, option);
-        }
-        // The vote must be this meeting's.
-        store::vote(&self.db, meeting, vote).await?;
-        store::cast(&self.db, vote, &voter, &name, option, self.now_ms()).await?;
-        self.broadcast_vote(meeting, vote).await
-    }
-
-    pub async fn vote_close(&self, meeting: i64, pid: u64, vote: i64) -> Result<()> {
-        self.chair_check(meeting, pid)?;
-        if !store::close_vote(&self.db, meeting, vote, self.now_ms()).await? {
-            store::vote(&self.db, meeting, vote).await?; // 404 when it does not exist
-            bail!(FailedPrecondition, "this vote is closed already");
-        }
-        self.broadcast_vote(meeting, vote).await
-    }
-
     async fn media_event(&self, ev: MeetingMedia) {
         match ev {
             MeetingMedia::Remote {
@@ -1109,29 +1030,6 @@ pub fn document_json(d: &store::Document) -> Value {
         "id": d.id, "name": d.name, "mime": d.mime, "size": d.bytes,
         "from": d.uploader, "at": rfc3339(d.at_ms),
         "url": format!("/api/meetings/{}/documents/{}", d.meeting_id, d.id),
-    })
-}
-
-/// A vote as the room sees it: while open, how many have voted; once closed, the tally and,
-/// unless secret, who chose what.
-pub fn vote_json(v: &store::Vote) -> Value {
-    let closed = v.closed_ms.is_some();
-    json!({
-        "id": v.id,
-        "question": v.question,
-        "options": v.options,
-        "secret": v.secret,
-        "open": !closed,
-        "opened_at": rfc3339(v.opened_ms),
-        "closed_at": v.closed_ms.map(rfc3339),
-        "cast": v.ballots.len(),
-        "voters": v.ballots.iter().map(|b| b.0.clone()).collect::<Vec<_>>(),
-        "tally": if closed { json!(v.tally) } else { Value::Null },
-        "ballots": if closed && !v.secret {
-            json!(v.ballots.iter().map(|(n, o)| json!({"name": n, "option": o})).collect::<Vec<_>>())
-        } else {
-            Value::Null
-        },
     })
 }
 

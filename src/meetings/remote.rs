@@ -20,6 +20,12 @@ use xaso_sfu::TrackKind;
 const SHARE_TICK: Duration = Duration::from_millis(250);
 const SHARE_ALL: Duration = Duration::from_secs(5);
 
+/// The chair's actions on one participant, which go down the tree to a participant at
+/// another node (a lock or an end travels as the meeting's row instead).
+pub(super) fn crosses_down(action: &str) -> bool {
+    matches!(action, "mute" | "allow_unmute" | "remove")
+}
+
 /// One other node's participants, as it last sent them.
 pub(super) struct RemoteParts {
     via: LinkKey,
@@ -193,7 +199,7 @@ impl Meetings {
             bail!(Unavailable, "the link to the meeting's home is down");
         };
         let mut inner = self.inner.lock().expect("meetings lock");
-        if inner.remote_cast.contains(&(vote, voter.clone())) {
+        if inner.remote_cast.contains(&(meeting, vote, voter.clone())) {
             bail!(AlreadyExists, "you have already voted");
         }
         let op = TrunkMsg::Ballot {
@@ -208,7 +214,7 @@ impl Meetings {
                 "the link to the meeting's home is down: vote again once it is back"
             );
         }
-        inner.remote_cast.insert((vote, voter));
+        inner.remote_cast.insert((meeting, vote, voter));
         Ok(())
     }
 
@@ -244,6 +250,11 @@ impl MeetingHub for Meetings {
             }
         }
         if ended {
+            {
+                let mut inner = self.inner.lock().expect("meetings lock");
+                inner.remote_votes.remove(&id);
+                inner.remote_cast.retain(|(m, _, _)| *m != id);
+            }
             tokio::spawn(async move { self.end_room(id, "the chair ended the meeting").await });
         }
     }
@@ -324,7 +335,7 @@ impl MeetingHub for Meetings {
                 ref kind,
             } => {
                 // (A lock or an end comes as the meeting's row: see `mirrored`.)
-                if !matches!(action.as_str(), "mute" | "allow_unmute" | "remove") {
+                if !crosses_down(action) {
                     return;
                 }
                 let here = {
