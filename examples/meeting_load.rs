@@ -45,6 +45,9 @@ pub struct Report {
     pub layers: Vec<Option<u8>>,
     /// Per video slot: the longest wait between two frames.
     pub video_gaps: Vec<Duration>,
+    /// The largest added latency of each second since the run's epoch, over all slots,
+    /// microseconds.
+    pub worst_by_second: std::collections::BTreeMap<u64, u64>,
 }
 
 /// How each participant of a run behaves.
@@ -227,6 +230,15 @@ impl Report {
                 .iter()
                 .map(|m| p.slots[m].last_layer)
                 .collect(),
+            worst_by_second: p
+                .slots
+                .values()
+                .flat_map(|s| s.worst_by_second.iter())
+                .fold(std::collections::BTreeMap::new(), |mut m, (sec, us)| {
+                    let w: &mut u64 = m.entry(*sec).or_default();
+                    *w = (*w).max(*us);
+                    m
+                }),
             video_gaps: p
                 .video_slots
                 .iter()

@@ -197,16 +197,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         })
     }));
     let make = app(state).into_make_service_with_connect_info::<SocketAddr>();
-    // TCP_NODELAY on every connection: WebSockets (meetings' signalling, the MSE fallback,
-    // child nodes' links) send small messages that Nagle's algorithm would hold back until
-    // the far side's delayed ACK, 40 ms on Linux (a child's first round trips read 41 ms).
-    use axum_server::accept::NoDelayAcceptor;
     use axum_server::tls_rustls::RustlsAcceptor;
     tracing::info!(%local, tls = ?cfg.tls, "serving");
     match tls_files {
         None => {
             axum_server::from_tcp(listener)
-                .acceptor(NoDelayAcceptor::new())
+                .acceptor(Acceptor)
                 .handle(handle)
                 .serve(make)
                 .await?
@@ -222,7 +218,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                     )
                 })?;
             axum_server::from_tcp(listener)
-                .acceptor(RustlsAcceptor::new(rc).acceptor(NoDelayAcceptor::new()))
+                .acceptor(RustlsAcceptor::new(rc).acceptor(Acceptor))
                 .handle(handle)
                 .serve(make)
                 .await?
@@ -235,6 +231,29 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     pool.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How every connection is set up:
+/// - `TCP_NODELAY`: WebSockets (meetings' signalling, the MSE fallback, child nodes' links)
+///   send small messages that Nagle's algorithm would hold back until the far side's
+///   delayed ACK, 40 ms on Linux (a child's first round trips read 41 ms);
+/// - `TCP_NOTSENT_LOWAT`: what a child's link sends down waits in the link's outbox, where
+///   a backlog is seen (and the link's rate estimated, `federation::rate`), rather than in
+///   the kernel's send buffer, which would grow to seconds of a slow link. Other
+///   responses only write in smaller steps.
+#[derive(Clone, Copy)]
+struct Acceptor;
+
+impl<S> axum_server::accept::Accept<tokio::net::TcpStream, S> for Acceptor {
+    type Stream = tokio::net::TcpStream;
+    type Service = S;
+    type Future = std::future::Ready<std::io::Result<(Self::Stream, Self::Service)>>;
+
+    fn accept(&self, stream: tokio::net::TcpStream, service: S) -> Self::Future {
+        let _ =
+            socket2::SockRef::from(&stream).set_tcp_notsent_lowat(crate::federation::NOTSENT_LOWAT);
+        std::future::ready(stream.set_nodelay(true).map(|()| (stream, service)))
+    }
 }
 
 /// Writes the end of every live session to the audit log (user, camera, duration, bytes).

@@ -18,7 +18,7 @@
 //    (`vote_cast`), the chair closes it (`vote_close`); the room shows each vote as the last
 //    `vote` message said (`welcome.votes` to start with): while open the buttons (or "voted"),
 //    once closed the tally and, unless secret, who chose what. The panel opens by itself
-//    when a vote opens.
+//    when a vote opens (`meeting-votes.js`).
 // 5. Documents ("Tài liệu"): `welcome.documents` and `document` messages, each with a link
 //    that carries this participant's key (`?k=`: guests have no session); an upload POSTs the
 //    file as it is to /api/meetings/{id}/documents?name=… with `X-Meeting-Key`.
@@ -46,9 +46,12 @@
 // view() (the last `view` sent), cameras() (what the add-camera menu lists), addCamera(id) and
 // removeCamera(id) (sent as the controls do), closeCode, error, speaker, quality}.
 import { h, fill } from './dom.js';
-import { t, lang } from './i18n.js';
+import { t } from './i18n.js';
 import { api, ApiError } from './api.js';
 import { errorText, localCameras } from './components.js';
+import { clockTime, formatSize } from './meeting-format.js';
+import { createVotes } from './meeting-votes.js';
+
 
 const INITIAL_VIDEO_SLOTS = 4;
 const INITIAL_AUDIO_SLOTS = 4;
@@ -61,10 +64,6 @@ const REJOIN_MS = [1000, 2000, 4000, 8000, 10_000];
 const NAME_MAX = 60;
 const CHAT_MAX = 2000;
 const NAME_KEY = 'xaso.meet.name';
-const VOTE_QUESTION_MAX = 500;
-const VOTE_OPTION_MAX = 200;
-const VOTE_OPTIONS_MIN = 2;
-const VOTE_OPTIONS_MAX = 10;
 // an `error` this soon after our `vote_cast` or `vote_open` is taken as its answer (the
 // protocol has no request ids; the server answers a socket's messages in order)
 const PENDING_MS = 10_000;
@@ -119,62 +118,6 @@ function initials(name) {
   const words = String(name || '?').trim().split(/\s+/).filter(Boolean);
   const letters = words.length > 1 ? [words[0], words[words.length - 1]] : words;
   return letters.map((w) => w[0]).join('').toUpperCase() || '?';
-}
-
-function clockTime(rfc3339) {
-  const d = new Date(rfc3339);
-  if (Number.isNaN(d.getTime())) return '';
-  return d.toLocaleTimeString(lang() === 'vi' ? 'vi-VN' : 'en-GB', { hour: '2-digit', minute: '2-digit' });
-}
-
-function numberFormat(digits) {
-  return new Intl.NumberFormat(lang() === 'vi' ? 'vi-VN' : 'en-GB', {
-    minimumFractionDigits: 0, maximumFractionDigits: digits,
-  });
-}
-
-/** "512 B", "34 KB", "1,5 MB" (binary units, the user's decimal comma or point). */
-export function formatSize(bytes) {
-  const n = Number(bytes) || 0;
-  if (n < 1024) return t('meet.size.bytes', { n: numberFormat(0).format(n) });
-  if (n < 1024 * 1024) return t('meet.size.kb', { n: numberFormat(n < 10 * 1024 ? 1 : 0).format(n / 1024) });
-  return t('meet.size.mb', { n: numberFormat(1).format(n / (1024 * 1024)) });
-}
-
-/**
- * The results of a vote (`vote` as the server sends it): per option its count, its share of
- * the ballots as a bar and, when the ballots are known (a public vote, closed), who chose
- * it. testids `${prefix}-tally-{i}` (data-count), `${prefix}-names-{i}`, `${prefix}-total`,
- * `${prefix}-secret`. Also used by the meeting record (pages/meetings.js).
- */
-export function voteResults(v, prefix) {
-  const options = Array.isArray(v.options) ? v.options : [];
-  const tally = options.map((_, i) => Number((v.tally || [])[i]) || 0);
-  const total = tally.reduce((a, b) => a + b, 0);
-  const top = Math.max(0, ...tally);
-  const names = options.map(() => []);
-  if (Array.isArray(v.ballots)) {
-    for (const b of v.ballots) {
-      if (b && Number.isInteger(b.option) && names[b.option]) names[b.option].push(b.name);
-    }
-  }
-  const rows = options.map((option, i) => {
-    const n = tally[i];
-    const pct = total ? Math.round((n * 1000) / total) / 10 : 0;
-    const fill = h('div', { class: 'vote-bar-fill' });
-    fill.style.width = `${pct}%`; // (a property, not a style attribute: the CSP allows it)
-    return h('li', { class: `vote-result${n > 0 && n === top ? ' lead' : ''}`, testid: `${prefix}-tally-${i}`, 'data-count': String(n) },
-      h('div', { class: 'vote-result-head' },
-        h('span', { class: 'vote-option' }, option),
-        h('span', { class: 'vote-count nowrap' }, t('meet.vote.tally', { n, pct: numberFormat(1).format(pct) }))),
-      h('div', { class: 'vote-bar', role: 'presentation' }, fill),
-      !v.secret && names[i].length
-        ? h('div', { class: 'small muted vote-names', testid: `${prefix}-names-${i}` }, names[i].join(', ')) : null);
-  });
-  return h('div', { class: 'vote-results' },
-    h('ol', { class: 'vote-result-list' }, rows),
-    h('p', { class: 'small muted vote-total', testid: `${prefix}-total` }, t('meet.vote.total', { n: total })),
-    v.secret ? h('p', { class: 'small vote-secret-note', testid: `${prefix}-secret` }, t('meet.vote.secretNote')) : null);
 }
 
 function playMedia(el) {
@@ -234,16 +177,8 @@ export function render({ me = null } = {}) {
   let lastView = '';
   const tileSizes = new Map(); // participant id -> {w, h}
   let prevLoss = { lost: 0, received: 0 };
+  let focused = null; // the participant whose picture this page asked for (`focus`)
   let meetingKey = null; // this participant's secret for the document routes (welcome.key)
-  const votes = new Map(); // vote id -> the vote as the server last sent it
-  const voteEls = new Map(); // vote id -> {el, shape, update(vote)} drawn in the panel
-  // vote id -> the option this page chose (-1: not known, the server said we had voted).
-  // Kept across a rejoin: the page does not offer a second ballot.
-  const myBallots = new Map();
-  let pendingCast = null; // {vote, option, at}: a ballot sent, not refused (yet)
-  let pendingOpen = null; // {question, at}: a vote_open sent, until the vote comes back
-  let votesOpen = false;
-  let votesUnseen = 0;
   let documents = []; // as the server sent them, oldest first
   let docsOpen = false;
   let docsUnseen = 0;
@@ -570,33 +505,16 @@ export function render({ me = null } = {}) {
   const handsPanel = h('section', { class: 'meet-panel meet-hands', testid: 'hands-panel', hidden: true },
     h('h2', {}, t('meet.hands')), handsEmpty, handsList);
 
-  // votes: the chair's form, then every vote (open ones first)
-  const voteQuestion = h('textarea', {
-    id: 'meet-vote-question', testid: 'vote-question', rows: '2', maxlength: String(VOTE_QUESTION_MAX),
-    placeholder: t('meet.vote.questionPlaceholder'),
+  const votes = createVotes({
+    send: (m) => send(m),
+    notice: (text) => notice(text),
+    role: () => role,
+    people: () => people(),
+    selfName: () => (participants.find((p) => p.id === you) || {}).name,
+    changed: () => { drawSide(); drawToolbar(); },
+    pendingMs: PENDING_MS,
   });
-  const voteOptionsBox = h('div', { class: 'meet-vote-options' });
-  const voteAddOption = h('button', { type: 'button', class: 'small', testid: 'vote-add-option', onclick: () => addVoteOption(true) },
-    t('meet.vote.addOption'));
-  const voteSecret = h('input', { type: 'checkbox', id: 'meet-vote-secret', testid: 'vote-secret' });
-  const voteSubmit = h('button', { type: 'submit', class: 'primary', testid: 'vote-open' }, t('meet.vote.openSubmit'));
-  const voteFormStatus = h('p', { class: 'status error small', testid: 'vote-form-error', role: 'alert', hidden: true });
-  const voteForm = h('form', { class: 'meet-vote-form', testid: 'vote-form', hidden: true, onsubmit: onVoteOpenSubmit },
-    h('h3', {}, t('meet.vote.new')),
-    h('label', { for: 'meet-vote-question', class: 'small' }, t('meet.vote.question')),
-    voteQuestion,
-    h('span', { class: 'small' }, t('meet.vote.options')),
-    voteOptionsBox,
-    voteAddOption,
-    h('label', { class: 'check small', for: 'meet-vote-secret' }, voteSecret, t('meet.vote.secret')),
-    voteFormStatus,
-    voteSubmit);
-  const votesList = h('ol', { class: 'meet-votes-list', testid: 'votes-list' });
-  const votesEmpty = h('p', { class: 'muted small', testid: 'votes-empty' }, t('meet.vote.none'));
-  const votesPanel = h('section', { class: 'meet-panel meet-votes', testid: 'votes-panel', hidden: true },
-    h('h2', {}, t('meet.vote.title')), voteForm, votesEmpty, votesList);
-  addVoteOption(false);
-  addVoteOption(false);
+  const votesPanel = votes.panel;
 
   // documents: the list, then the upload
   const docsList = h('ul', { class: 'meet-docs-list', testid: 'documents-list' });
@@ -626,7 +544,7 @@ export function render({ me = null } = {}) {
   const chatBtn = toolButton('chat', toggleChat, t('meet.chat'));
   chatBtn.append(chatBadge);
   const voteBadge = h('span', { class: 'meet-unread', testid: 'vote-unread', hidden: true });
-  const voteBtn = toolButton('vote', toggleVotes, t('meet.vote.title'));
+  const voteBtn = toolButton('vote', () => votes.toggle(), t('meet.vote.title'));
   voteBtn.append(voteBadge);
   const docsBadge = h('span', { class: 'meet-unread', testid: 'documents-unread', hidden: true });
   const docsBtn = toolButton('documents', toggleDocs, t('meet.docs.title'));
@@ -702,10 +620,12 @@ export function render({ me = null } = {}) {
     const removeBtn = h('button', { type: 'button', class: 'small danger', testid: `remove-${pid}`, onclick: () => chairRemove(pid) }, t('meet.remove'));
     let removeCamBtn = null; // a camera's: testid remove-camera-{camera id}, made once that id is known
     const controls = h('div', { class: 'meet-chair-controls', hidden: true }, muteBtn, muteCamBtn, removeBtn);
+    // anyone's: see this participant whatever the ranking (one commune of two hundred)
+    const focusBtn = h('button', { type: 'button', class: 'small meet-focus', testid: `focus-${pid}`, onclick: () => toggleFocus(pid) });
     const el = h('div', { class: 'meet-tile', testid: `tile-${pid}` },
       video, avatar,
       h('div', { class: 'meet-label' }, cameraEl, micOff, nameEl, nodeEl, chairEl, handEl),
-      stateEl, controls);
+      stateEl, h('div', { class: 'meet-tile-actions' }, focusBtn), controls);
     el.dataset.participant = pid;
     tilePid.set(el, pid);
     let mid = null;
@@ -736,6 +656,10 @@ export function render({ me = null } = {}) {
         el.dataset.mic = muted ? 'off' : 'on';
         handEl.hidden = isCamera || !p.hand;
         chairEl.hidden = p.role !== 'chair';
+        focusBtn.hidden = isCamera;
+        focusBtn.textContent = focused === p.id ? t('meet.unfocus') : t('meet.focus');
+        focusBtn.setAttribute('aria-pressed', String(focused === p.id));
+        el.classList.toggle('focused', focused === p.id);
         nodeEl.hidden = !p.node;
         nodeEl.textContent = p.node ? t('meet.atNode', { node: p.node }) : '';
         // a person: mute, stop camera, remove; a camera: only "remove camera"
@@ -890,8 +814,10 @@ export function render({ me = null } = {}) {
       tile.update(others.find((p) => p.id === pid));
       tile.el.style.order = String(order++);
     }
-    const bigSpeaker = screenTiles.size === 0 && others.length >= 2 && speaker !== null && ids.has(speaker);
-    const speakerFirst = [...others.filter((p) => p.id === speaker), ...others.filter((p) => p.id !== speaker)];
+    // large: the participant this page asked to see (its focus), else the active speaker
+    const lead = focused !== null && ids.has(focused) ? focused : speaker;
+    const bigSpeaker = screenTiles.size === 0 && others.length >= 2 && lead !== null && ids.has(lead);
+    const speakerFirst = [...others.filter((p) => p.id === lead), ...others.filter((p) => p.id !== lead)];
     for (const p of (bigSpeaker ? speakerFirst : others)) {
       let tile = tiles.get(p.id);
       if (!tile) {
@@ -901,7 +827,7 @@ export function render({ me = null } = {}) {
       }
       tile.setSlot(videoSlotOf(p.id, 'camera'));
       tile.update(p);
-      tile.el.classList.toggle('big', bigSpeaker && p.id === speaker);
+      tile.el.classList.toggle('big', bigSpeaker && p.id === lead);
       tile.el.style.order = String(order++);
     }
     if (!selfTile) {
@@ -937,6 +863,16 @@ export function render({ me = null } = {}) {
   }
 
   /** The participants who are people (not the cameras the chair added). */
+  /**
+   * Asks the server for `pid`'s picture whatever the ranking (`focus`), shown large; again:
+   * back to the ranking. At another node, the links on the way carry it first.
+   */
+  function toggleFocus(pid) {
+    focused = focused === pid ? null : pid;
+    send({ type: 'focus', participant: focused });
+    drawTiles();
+  }
+
   function people() {
     return participants.filter((p) => p.role !== 'camera');
   }
@@ -977,9 +913,9 @@ export function render({ me = null } = {}) {
     chatBtn.setAttribute('aria-pressed', String(chatOpen));
     chatBadge.textContent = unread > 9 ? '9+' : String(unread);
     chatBadge.hidden = unread === 0 || chatOpen;
-    voteBtn.setAttribute('aria-pressed', String(votesOpen));
-    voteBadge.textContent = votesUnseen > 9 ? '9+' : String(votesUnseen);
-    voteBadge.hidden = votesUnseen === 0 || votesOpen;
+    voteBtn.setAttribute('aria-pressed', String(votes.isOpen));
+    voteBadge.textContent = votes.unseen > 9 ? '9+' : String(votes.unseen);
+    voteBadge.hidden = votes.unseen === 0 || votes.isOpen;
     docsBtn.setAttribute('aria-pressed', String(docsOpen));
     docsBadge.textContent = docsUnseen > 9 ? '9+' : String(docsUnseen);
     docsBadge.hidden = docsUnseen === 0 || docsOpen;
@@ -1048,219 +984,6 @@ export function render({ me = null } = {}) {
 
   function drawSide() {
     side.hidden = handsPanel.hidden && chatPanel.hidden && votesPanel.hidden && docsPanel.hidden;
-  }
-
-  // ---- votes ---------------------------------------------------------------------------
-  function addVoteOption(focus) {
-    const n = voteOptionsBox.children.length;
-    if (n >= VOTE_OPTIONS_MAX) return;
-    const input = h('input', {
-      testid: `vote-option-${n}`, maxlength: String(VOTE_OPTION_MAX), autocomplete: 'off',
-      placeholder: t('meet.vote.option', { n: n + 1 }), 'aria-label': t('meet.vote.option', { n: n + 1 }),
-    });
-    voteOptionsBox.append(input);
-    voteAddOption.disabled = n + 1 >= VOTE_OPTIONS_MAX;
-    if (focus) input.focus();
-  }
-
-  function resetVoteForm() {
-    voteQuestion.value = '';
-    voteOptionsBox.replaceChildren();
-    addVoteOption(false);
-    addVoteOption(false);
-    voteSecret.checked = false;
-    voteFormStatus.hidden = true;
-  }
-
-  function voteFormError(text) {
-    voteFormStatus.textContent = text;
-    voteFormStatus.hidden = false;
-  }
-
-  function onVoteOpenSubmit(event) {
-    event.preventDefault();
-    voteFormStatus.hidden = true;
-    const question = voteQuestion.value.trim();
-    const options = [...voteOptionsBox.querySelectorAll('input')].map((i) => i.value.trim()).filter(Boolean);
-    if (!question || question.length > VOTE_QUESTION_MAX) {
-      voteFormError(t('meet.vote.needQuestion', { n: VOTE_QUESTION_MAX }));
-      voteQuestion.focus();
-      return;
-    }
-    if (options.length < VOTE_OPTIONS_MIN || options.length > VOTE_OPTIONS_MAX || options.some((o) => o.length > VOTE_OPTION_MAX)) {
-      voteFormError(t('meet.vote.needOptions', { min: VOTE_OPTIONS_MIN, max: VOTE_OPTIONS_MAX, n: VOTE_OPTION_MAX }));
-      return;
-    }
-    if (new Set(options.map((o) => o.toLocaleLowerCase())).size !== options.length) {
-      voteFormError(t('meet.vote.duplicateOptions'));
-      return;
-    }
-    if (!send({ type: 'vote_open', question, options, secret: voteSecret.checked })) {
-      voteFormError(t('meet.notSent'));
-      return;
-    }
-    const sent = { question, at: Date.now() };
-    pendingOpen = sent;
-    voteSubmit.disabled = true; // until the vote comes back, or an error (or no answer at all)
-    setTimeout(() => {
-      if (pendingOpen !== sent) return;
-      pendingOpen = null;
-      voteSubmit.disabled = false;
-    }, PENDING_MS);
-  }
-
-  function castVote(voteId, option, force = false) {
-    const v = votes.get(voteId);
-    if (!force && (!v || !v.open || myBallots.has(voteId))) return;
-    if (!send({ type: 'vote_cast', vote: voteId, option })) {
-      notice(t('meet.notSent'));
-      return;
-    }
-    if (!myBallots.has(voteId)) myBallots.set(voteId, option);
-    pendingCast = { vote: voteId, option, at: Date.now() };
-    drawVotes();
-  }
-
-  function closeVote(voteId) {
-    const v = votes.get(voteId);
-    if (!v || !v.open) return;
-    if (!window.confirm(t('meet.vote.confirmClose', { question: v.question }))) return;
-    if (!send({ type: 'vote_close', vote: voteId })) notice(t('meet.notSent'));
-  }
-
-  /** A `vote` message: a vote opened, a ballot counted, or the vote closed. */
-  function onVote(v) {
-    if (!v || v.id === undefined || v.id === null) return;
-    const before = votes.get(v.id);
-    votes.set(v.id, v);
-    if (pendingCast && pendingCast.vote === v.id) {
-      // counted: our name is among the voters now (the server answers in order)
-      const self = participants.find((p) => p.id === you);
-      if (self && Array.isArray(v.voters) && v.voters.includes(self.name)) pendingCast = null;
-    }
-    if (pendingOpen && !before && v.open && v.question === pendingOpen.question) {
-      pendingOpen = null;
-      voteSubmit.disabled = false;
-      resetVoteForm();
-    }
-    if (!before && v.open) {
-      // a new vote: everyone is asked, so the panel opens (the chair's is open already)
-      if (!votesOpen) setVotesOpen(true);
-      if (role !== 'chair') notice(t('meet.vote.opened', { question: v.question }));
-    } else if (before && before.open && !v.open) {
-      if (!votesOpen) votesUnseen += 1;
-      notice(t('meet.vote.closedNotice', { question: v.question }));
-    }
-    drawVotes();
-    drawToolbar();
-  }
-
-  /** What decides a vote's drawing; a ballot counted elsewhere only changes the counts. */
-  function voteShape(v) {
-    return JSON.stringify([v.open, myBallots.has(v.id), myBallots.get(v.id), role, v.open ? null : [v.tally, v.ballots]]);
-  }
-
-  /** A vote's element and `update(v)` for what changes while it is open (the counts). */
-  function voteItem(v) {
-    const vid = v.id;
-    const voted = myBallots.has(vid);
-    const mine = myBallots.get(vid);
-    const options = Array.isArray(v.options) ? v.options : [];
-    const parts = [
-      h('div', { class: 'meet-vote-head' },
-        h('span', { class: `badge ${v.open ? 'on' : 'off'}`, testid: `vote-${vid}-state` },
-          v.open ? t('meet.vote.stateOpen') : t('meet.vote.stateClosed')),
-        v.secret ? h('span', { class: 'badge meet-vote-secret', testid: `vote-${vid}-secret-badge` }, t('meet.vote.secretBadge')) : null,
-        h('span', { class: 'muted small' }, clockTime(v.opened_at))),
-      h('p', { class: 'meet-vote-question', testid: `vote-${vid}-question` }, v.question),
-    ];
-    let countEl = null;
-    let votersEl = null;
-    if (v.open) {
-      if (!voted) {
-        parts.push(h('div', { class: 'meet-vote-choices', role: 'group', 'aria-label': v.question },
-          options.map((o, i) => h('button', {
-            type: 'button', class: 'meet-vote-choice', testid: `vote-${vid}-option-${i}`, onclick: () => castVote(vid, i),
-          }, o))));
-      } else {
-        parts.push(h('p', { class: 'status ok small meet-vote-voted', testid: `vote-${vid}-voted` },
-          t('meet.vote.voted'),
-          mine >= 0 && options[mine] !== undefined ? ` ${t('meet.vote.yourChoice', { option: options[mine] })}` : ''));
-      }
-      countEl = h('p', { class: 'small muted', testid: `vote-${vid}-count` });
-      parts.push(countEl);
-      if (role === 'chair') {
-        votersEl = h('p', { class: 'small muted', testid: `vote-${vid}-voters`, hidden: true });
-        parts.push(votersEl,
-          h('button', { type: 'button', class: 'small danger', testid: `vote-${vid}-close`, onclick: () => closeVote(vid) },
-            t('meet.vote.close')));
-      }
-    } else {
-      if (voted && mine >= 0 && options[mine] !== undefined) {
-        parts.push(h('p', { class: 'small muted' }, t('meet.vote.yourChoiceWas', { option: options[mine] })));
-      }
-      parts.push(voteResults(v, `vote-${vid}`));
-    }
-    const el = h('li', { class: `meet-vote${v.open ? ' open' : ''}`, testid: `vote-${vid}`, 'data-open': String(!!v.open) }, parts);
-    return {
-      el,
-      shape: voteShape(v),
-      update(next) {
-        if (countEl) {
-          const present = people().filter((p) => p.connected !== false).length || people().length;
-          countEl.textContent = t('meet.vote.count', { cast: next.cast || 0, n: present });
-          countEl.dataset.cast = String(next.cast || 0);
-        }
-        if (votersEl) {
-          const names = Array.isArray(next.voters) ? next.voters : [];
-          votersEl.textContent = t('meet.vote.voters', { names: names.join(', ') });
-          votersEl.hidden = names.length === 0;
-        }
-      },
-    };
-  }
-
-  /**
-   * Draws the votes, open ones first, newest first. An element is rebuilt only when its vote
-   * changes shape (opened, voted, closed): a ballot counted elsewhere must not replace the
-   * button under someone's pointer.
-   */
-  function drawVotes() {
-    const list = [...votes.values()].sort((a, b) => (Number(!!b.open) - Number(!!a.open)) || (Number(b.id) - Number(a.id)));
-    const ids = new Set(list.map((v) => v.id));
-    for (const [vid, item] of voteEls) {
-      if (!ids.has(vid)) {
-        item.el.remove();
-        voteEls.delete(vid);
-      }
-    }
-    list.forEach((v, i) => {
-      let item = voteEls.get(v.id);
-      if (!item || item.shape !== voteShape(v)) {
-        const fresh = voteItem(v);
-        if (item) item.el.replaceWith(fresh.el);
-        voteEls.set(v.id, fresh);
-        item = fresh;
-      }
-      item.update(v);
-      if (votesList.children[i] !== item.el) votesList.insertBefore(item.el, votesList.children[i] || null);
-    });
-    votesEmpty.hidden = list.length > 0;
-    voteForm.hidden = role !== 'chair';
-  }
-
-  function setVotesOpen(open) {
-    votesOpen = open;
-    votesPanel.hidden = !open;
-    if (open) votesUnseen = 0;
-    drawSide();
-    drawToolbar();
-    if (open) votesPanel.scrollIntoView({ block: 'nearest' });
-  }
-
-  function toggleVotes() {
-    setVotesOpen(!votesOpen);
-    if (votesOpen && role === 'chair' && !votes.size) voteQuestion.focus();
   }
 
   // ---- documents -------------------------------------------------------------------------
@@ -1666,7 +1389,7 @@ export function render({ me = null } = {}) {
         drawTiles();
         break;
       case 'chat': onChatMessage(msg); break;
-      case 'vote': onVote(msg.vote); break;
+      case 'vote': votes.onVote(msg.vote); break;
       case 'document': onDocument(msg); break;
       case 'chair': onChair(msg); break;
       case 'layers': onLayers(msg); break;
@@ -1691,12 +1414,7 @@ export function render({ me = null } = {}) {
     participants = Array.isArray(msg.participants) ? msg.participants : [];
     chatLog = Array.isArray(msg.chat) ? [...msg.chat] : [];
     meetingKey = typeof msg.key === 'string' ? msg.key : null;
-    votes.clear();
-    for (const v of Array.isArray(msg.votes) ? msg.votes : []) if (v && v.id !== undefined) votes.set(v.id, v);
     documents = Array.isArray(msg.documents) ? msg.documents.filter((d) => d && d.id !== undefined) : [];
-    pendingCast = null;
-    pendingOpen = null;
-    voteSubmit.disabled = false;
     if (everWelcomed) noticeEl.hidden = true; // back in after a lost connection
     chairLock.mic = false; // (a new participant for the server: nothing muted by the chair yet)
     chairLock.camera = false;
@@ -1707,16 +1425,15 @@ export function render({ me = null } = {}) {
     fill(body, roomView);
     drawHead();
     drawChat();
-    drawVotes();
+    votes.welcome(msg.votes);
     drawDocs();
-    // an open vote we have not answered: the panel opens (we may have come in late)
-    if ([...votes.values()].some((v) => v.open && !myBallots.has(v.id)) && !votesOpen) setVotesOpen(true);
     setupPeer();
     drawTiles();
     drawToolbar();
     if (role === 'chair') loadCameras();
     sendState();
     if (handRaised) send({ type: 'hand', raised: true });
+    if (focused !== null) send({ type: 'focus', participant: focused });
     negotiate();
   }
 
@@ -1729,9 +1446,10 @@ export function render({ me = null } = {}) {
     }
     const mine = list.find((p) => p.id === you);
     if (mine) handRaised = !!mine.hand;
+    if (focused !== null && !list.some((p) => p.id === focused)) focused = null;
     drawTiles();
     drawToolbar();
-    if ([...votes.values()].some((v) => v.open)) drawVotes(); // (the "n of m voted" line)
+    votes.peopleChanged();
   }
 
   function onSlots(msg) {
@@ -1779,27 +1497,7 @@ export function render({ me = null } = {}) {
       notice(t(action === 'add' ? 'meet.addCameraFailed' : 'meet.removeCameraFailed', { error: errorText(err) }));
       return;
     }
-    if (state === 'joined' && pendingCast && now - pendingCast.at < PENDING_MS) {
-      // the answer to our ballot
-      const { vote } = pendingCast;
-      pendingCast = null;
-      if (err.code === 'already_exists') {
-        if (!myBallots.has(vote)) myBallots.set(vote, -1);
-        notice(t('meet.vote.already'));
-      } else {
-        myBallots.delete(vote);
-        notice(t('meet.vote.refused', { error: errorText(err) }));
-      }
-      drawVotes();
-      return;
-    }
-    if (state === 'joined' && pendingOpen && now - pendingOpen.at < PENDING_MS) {
-      pendingOpen = null;
-      voteSubmit.disabled = false;
-      voteFormError(t('meet.vote.openFailed', { error: errorText(err) }));
-      notice(t('meet.vote.openFailed', { error: errorText(err) }));
-      return;
-    }
+    if (state === 'joined' && votes.onError(err, now)) return;
     if (state === 'joined') {
       notice(errorText(err)); // a bad message: the socket stays open
     }
@@ -2326,9 +2024,9 @@ export function render({ me = null } = {}) {
     removeCamera: (camera) => removeCamera(camera),
     chat: () => chatLog.map((m) => ({ ...m })),
     get key() { return meetingKey; },
-    votes: () => [...votes.values()].map((v) => JSON.parse(JSON.stringify(v))),
+    votes: () => votes.list(),
     documents: () => documents.map((d) => ({ ...d })),
-    castVote: (vote, option) => castVote(vote, option, true),
+    castVote: (vote, option) => votes.cast(vote, option, true),
   };
   window.xasoMeeting = exposed;
 

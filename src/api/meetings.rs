@@ -388,6 +388,11 @@ enum In {
     View {
         tiles: std::collections::HashMap<String, TileSize>,
     },
+    /// See this participant's picture whatever the ranking (`null`: back to it).
+    Focus {
+        #[serde(default)]
+        participant: Option<u64>,
+    },
     Chair {
         action: String,
         #[serde(default)]
@@ -584,6 +589,7 @@ async fn run(
                     Some(pid),
                 ) => hub.state(m.id, pid, mic, camera, screen).await,
                 (In::Hand { raised }, Some(pid)) => hub.hand(m.id, pid, raised),
+                (In::Focus { participant }, Some(pid)) => hub.focus(m.id, pid, participant).await,
                 (In::Chat { text }, Some(pid)) => hub.chat(m.id, pid, &text).await,
                 (In::View { tiles }, Some(pid)) => {
                     if tiles.len() > 100 {

@@ -43,6 +43,10 @@ pub struct LinkOut {
     /// Media streams crossing the link each way.
     pub streams_sent: u32,
     pub streams_received: u32,
+    /// What this end estimates it can send on the link, and what the far end said it can
+    /// (bits per second; none until the link was once full that way).
+    pub rate_out_bps: Option<u64>,
+    pub rate_in_bps: Option<u64>,
 }
 
 impl LinkOut {
@@ -55,6 +59,8 @@ impl LinkOut {
             bytes_received: f.bytes_received,
             streams_sent: f.streams_sent,
             streams_received: f.streams_received,
+            rate_out_bps: f.rate_out_bps,
+            rate_in_bps: f.rate_in_bps,
         }
     }
 }

@@ -21,6 +21,33 @@ struct Child<'a> {
     io: ChildIo,
     /// Why the link must end (a broken relayed frame), found where no error can be returned.
     broken: Option<String>,
+    /// Camera streams' bytes since the window began, and the rate last given to the
+    /// meetings' budgets (`Federation::link_rate`).
+    relay: (std::time::Instant, u64, u64),
+}
+
+/// How often the camera streams' rate on a link is measured.
+const RELAY_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Child<'_> {
+    /// Closes the camera streams' window when it is over, and gives the meetings' budgets
+    /// the rate if it moved (by a tenth, or 50 kbit/s).
+    fn measure_relay(&mut self) {
+        let now = std::time::Instant::now();
+        let (since, bytes, last) = self.relay;
+        let took = now.saturating_duration_since(since);
+        if took < RELAY_WINDOW {
+            return;
+        }
+        let bps = (bytes as f64 * 8.0 / took.as_secs_f64()) as u64;
+        self.relay = (now, 0, last);
+        let d = bps.abs_diff(last);
+        if d * 10 > last.max(1) && d >= 50_000 || (bps == 0) != (last == 0) {
+            self.relay.2 = bps;
+            self.fed
+                .link_rate(LinkKey::Child(self.link), None, Some(bps));
+        }
+    }
 }
 
 impl Child<'_> {
@@ -63,6 +90,9 @@ impl Side for Child<'_> {
                 self.fed
                     .meeting_msg(LinkKey::Child(self.link), meeting, op)?;
             }
+            Msg::Rate { bps } => self
+                .fed
+                .link_rate(LinkKey::Child(self.link), Some(bps), None),
             Msg::Unwatched { ch, reason } => {
                 tracing::info!(node = %self.name, ch, %reason, "the child stopped a relayed stream");
                 self.io.inbound.lock().unwrap().close(ch);
@@ -78,6 +108,7 @@ impl Side for Child<'_> {
         } else if frame.first() == Some(&super::meetings::MEETING_RTP) {
             self.fed.meeting_frame(LinkKey::Child(self.link), &frame)
         } else {
+            self.relay.1 += frame.len() as u64;
             self.io.inbound.lock().unwrap().frame(&frame)
         };
         if let Err(e) = r {
@@ -88,6 +119,7 @@ impl Side for Child<'_> {
     fn on_wake(&mut self, _: &mut LinkCore) {}
 
     fn publish(&mut self, core: &LinkCore) {
+        self.measure_relay();
         let mut f = core.figures().clone();
         f.streams_received = self.io.inbound.lock().unwrap().len() as u32;
         if let Some(why) = self.broken.take() {
@@ -173,6 +205,7 @@ pub async fn serve<L: LinkIo>(
         link,
         io: io_of_link.clone(),
         broken: None,
+        relay: (std::time::Instant::now(), 0, 0),
     };
     fed.child_linked(link, node.name.clone(), io_of_link.out.clone());
     let never = Notify::new();

@@ -150,7 +150,7 @@ pub async fn drive<L: LinkIo, S: Side>(
                     if let Err(e) = io.send(f).await {
                         return End::Failed(format!("cannot send: {e}"));
                     }
-                    core.sent_binary(len);
+                    core.sent_stream(now(), len, out.media_waiting());
                 }
             }
         }

@@ -17,6 +17,7 @@ pub mod downlink;
 pub mod link;
 pub mod meetings;
 pub mod proto;
+pub mod rate;
 pub mod relay;
 pub mod store;
 pub mod token;
@@ -32,6 +33,13 @@ use std::time::Duration;
 use store::NodeRow;
 use tokio::sync::{Notify, watch};
 use xaso_base::Clocks;
+
+/// Unsent bytes the kernel keeps for a link at most (`TCP_NOTSENT_LOWAT`, set on both
+/// ends): about 22 ms of a 6 Mbit/s link, so that a link too narrow for what is sent
+/// shows as a backlog in its outbox (where `federation::rate` sees it and frames are
+/// skipped) rather than as delay in the kernel. (16 KiB is also the value commonly set
+/// machine-wide for HTTP/2 servers.)
+pub const NOTSENT_LOWAT: u32 = 16 * 1024;
 
 /// How often the server compares its children's links with the `nodes` table (a child
 /// removed from another process, `xaso node remove`, loses its link within this).
@@ -137,6 +145,9 @@ pub struct Federation {
     next_trunk: AtomicU64,
     uplink_out: Mutex<Option<Arc<relay::Outbox>>>,
     meeting_hub: OnceLock<Arc<dyn trunks::MeetingHub>>,
+    /// Per link: what the far side said it can send, and the camera streams coming over
+    /// it, from which the meetings' trunks on it get their budgets.
+    link_rates: Mutex<HashMap<trunks::LinkKey, trunks::LinkRate>>,
 }
 
 /// A node below this one, as a meeting's invitation names it.
@@ -175,6 +186,7 @@ impl Federation {
             next_trunk: AtomicU64::new(1),
             uplink_out: Mutex::new(None),
             meeting_hub: OnceLock::new(),
+            link_rates: Mutex::new(HashMap::new()),
         })
     }
 

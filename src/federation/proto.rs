@@ -137,6 +137,11 @@ pub enum Msg {
         #[serde(flatten)]
         op: super::meetings::TrunkMsg,
     },
+    /// Either side: what it estimates it can send on this link now, bits per second
+    /// (`federation::rate`); the far side asks for no more than fits.
+    Rate {
+        bps: u64,
+    },
     /// Either side, before it closes the link on purpose (e.g. the child was removed).
     Bye {
         reason: String,
@@ -219,6 +224,10 @@ pub struct LinkFigures {
     /// Camera streams crossing the link each way (`federation::relay`).
     pub streams_sent: u32,
     pub streams_received: u32,
+    /// What this side estimates it can send, and what the far side said it can, bits per
+    /// second (`None` until the link was once full that way).
+    pub rate_out_bps: Option<u64>,
+    pub rate_in_bps: Option<u64>,
 }
 
 /// One side of a link: the ping clock, the round-trip time, the byte counts.
@@ -229,6 +238,7 @@ pub struct LinkCore {
     next_ping: Instant,
     out: VecDeque<String>,
     figures: LinkFigures,
+    meter: super::rate::RateMeter,
 }
 
 impl LinkCore {
@@ -239,6 +249,7 @@ impl LinkCore {
             next_ping: now,
             out: VecDeque::new(),
             figures: LinkFigures::default(),
+            meter: Default::default(),
         }
     }
 
@@ -260,9 +271,10 @@ impl LinkCore {
     }
 
     /// A frame of the link's stream queue (relayed media, or a message in order with it)
-    /// was written, counted as sent.
-    pub fn sent_binary(&mut self, len: usize) {
+    /// was written, counted as sent and measured, with `queued` media bytes behind it.
+    pub fn sent_stream(&mut self, now: Instant, len: usize, queued: usize) {
         self.figures.bytes_sent += len as u64;
+        self.meter.sent(now, len, queued);
     }
 
     /// Queues an already serialized message (from [`super::relay::Outbox`]).
@@ -273,6 +285,10 @@ impl LinkCore {
     /// Sends the ping that is due, if one is, without judging the link: a driver that was
     /// busy writing may not have read what arrived meanwhile.
     pub fn ping_if_due(&mut self, now: Instant) {
+        if let Some(bps) = self.meter.poll_tell(now) {
+            self.send(&Msg::Rate { bps });
+        }
+        self.figures.rate_out_bps = self.meter.estimate();
         if now >= self.next_ping {
             let id = (now - self.started).as_micros() as u64;
             self.send(&Msg::Ping { id });
@@ -310,6 +326,10 @@ impl LinkCore {
                 Ok(None)
             }
             Msg::Unknown => Ok(None),
+            Msg::Rate { bps } => {
+                self.figures.rate_in_bps = Some(bps);
+                Ok(Some(m))
+            }
             m => Ok(Some(m)),
         }
     }

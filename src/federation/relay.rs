@@ -134,8 +134,13 @@ impl Outbox {
     /// Queues a media frame unless [`MEDIA_BUDGET`] bytes already wait; `false` then (the
     /// frame is not queued).
     pub fn push_media(&self, b: Bytes) -> bool {
+        self.push_media_within(b, MEDIA_BUDGET)
+    }
+
+    /// Queues a media frame unless `limit` bytes already wait; `false` then.
+    pub fn push_media_within(&self, b: Bytes, limit: usize) -> bool {
         let mut o = self.inner.lock().unwrap();
-        if o.media_bytes >= MEDIA_BUDGET {
+        if o.media_bytes >= limit {
             return false;
         }
         o.media_bytes += b.len();

@@ -34,6 +34,20 @@ pub enum LinkKey {
 /// A meeting's trunk on one link, and that link's outbox.
 pub type LinkTrunkOf = (TrunkId, Arc<Outbox>);
 
+/// What a link can bring this node: the far side's estimate of what it can send
+/// (`federation::rate`), and the camera streams it brings meanwhile.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LinkRate {
+    pub far_bps: Option<u64>,
+    pub relay_bps: u64,
+}
+
+/// The share of a link's estimate that meetings may ask for: the rest is room for RTCP-like
+/// control, retransmitted keyframes, footage and the estimate's own error.
+const MEETING_SHARE: u64 = 85;
+/// The least a meeting's trunk is given (a few voices), however full the link.
+const TRUNK_FLOOR_BPS: u64 = 100_000;
+
 /// What the meetings hub does with what other nodes say of a meeting (set at start).
 pub trait MeetingHub: Send + Sync {
     /// The row of a meeting from the parent was written: apply a lock or an end here.
@@ -51,11 +65,24 @@ struct LinkTrunk {
     out: Arc<Outbox>,
 }
 
+/// Media a link may hold unsent before a meeting's packets are dropped: about 130 ms of a
+/// 6 Mbit/s link. Less than a camera's stream may queue ([`super::relay::MEDIA_BUDGET`]):
+/// a conversation suffers more from delay than from a lost picture, and the far side's
+/// budget (`federation::rate`) soon asks for less.
+const MEETING_QUEUE: usize = 96 * 1024;
+/// Voices may queue this much more: on a link too full, pictures are dropped first.
+const VOICE_EXTRA: usize = 32 * 1024;
+
 impl TrunkSink for LinkTrunk {
     fn rtp(&self, publisher: SessionId, p: &TrunkRtp) {
         // A full outbox drops the packet: the far side's pages ask for what they miss.
+        let limit = if p.track.is_video() {
+            MEETING_QUEUE
+        } else {
+            MEETING_QUEUE + VOICE_EXTRA
+        };
         self.out
-            .push_media(wire::encode(self.meeting, publisher, p));
+            .push_media_within(wire::encode(self.meeting, publisher, p), limit);
     }
 
     fn control(&self, c: TrunkOut) {
@@ -89,6 +116,15 @@ impl TrunkSink for LinkTrunk {
             op,
         });
     }
+}
+
+/// Each trunk's budget on a link: what meetings may ask of it, shared evenly.
+fn trunk_budgets(r: LinkRate, trunks: &[TrunkId]) -> Vec<(TrunkId, Option<u64>)> {
+    let each = r.far_bps.map(|far| {
+        let free = (far * MEETING_SHARE / 100).saturating_sub(r.relay_bps);
+        (free / trunks.len().max(1) as u64).max(TRUNK_FLOOR_BPS)
+    });
+    trunks.iter().map(|t| (*t, each)).collect()
 }
 
 /// The `meeting_info` message of `m` for a child, with `nodes` relative to it.
@@ -162,8 +198,39 @@ impl Federation {
         *self.uplink_out.lock().unwrap() = out;
     }
 
+    /// What link `key` can bring changed (the far side's estimate, `None`: unchanged; or
+    /// the rate of camera streams on it): the meetings' trunks on it share it again.
+    pub(super) fn link_rate(&self, key: LinkKey, far_bps: Option<u64>, relay_bps: Option<u64>) {
+        let r = {
+            let mut rates = self.link_rates.lock().unwrap();
+            let r = rates.entry(key).or_default();
+            if far_bps.is_some() {
+                r.far_bps = far_bps;
+            }
+            if let Some(b) = relay_bps {
+                r.relay_bps = b;
+            }
+            *r
+        };
+        let trunks: Vec<TrunkId> = self
+            .trunks
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|((k, _), _)| *k == key)
+            .map(|(_, v)| v.0)
+            .collect();
+        tracing::debug!(?key, far = ?r.far_bps, relay = r.relay_bps, trunks = trunks.len(), "a link's rate");
+        if let Some(live) = self.live.get() {
+            for (t, b) in trunk_budgets(r, &trunks) {
+                live.trunk_in(t, TrunkIn::Budget(b));
+            }
+        }
+    }
+
     /// A link ended: its trunks close (each node's part of its meetings goes on alone).
     pub(super) fn link_ended(&self, key: LinkKey) {
+        self.link_rates.lock().unwrap().remove(&key);
         let gone: Vec<TrunkId> = {
             let mut t = self.trunks.lock().unwrap();
             let ids = t.iter().filter(|((k, _), _)| *k == key).map(|(_, v)| v.0);
@@ -202,7 +269,21 @@ impl Federation {
         t.insert((key, m.id), (id, out.clone()));
         let sink = Arc::new(LinkTrunk { meeting: m.id, out });
         let room = m.id;
-        tokio::spawn(async move { live.open_trunk(room, id, sink).await });
+        // The link's budget shared again, this trunk's once it is open.
+        let on_link: Vec<TrunkId> = t
+            .iter()
+            .filter(|((k, _), _)| *k == key)
+            .map(|(_, v)| v.0)
+            .collect();
+        drop(t);
+        let rate = self.link_rates.lock().unwrap().get(&key).copied();
+        let budgets = rate.map(|r| trunk_budgets(r, &on_link)).unwrap_or_default();
+        tokio::spawn(async move {
+            live.open_trunk(room, id, sink).await;
+            for (t, b) in budgets {
+                live.trunk_in(t, TrunkIn::Budget(b));
+            }
+        });
     }
 
     /// The parent sent a meeting (new, or changed): kept here, applied to the room, passed

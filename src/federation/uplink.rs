@@ -36,10 +36,6 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(5);
 /// find a returning path within about 3 s, where a 5 s attempt could take 4.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Unsent bytes the kernel keeps for the link at most (`TCP_NOTSENT_LOWAT`): about 90 ms
-/// of a 6 Mbit/s uplink.
-const NOTSENT_LOWAT: u32 = 64 * 1024;
-
 /// Why dialling failed.
 #[derive(Debug)]
 pub enum DialError {
@@ -101,7 +97,7 @@ pub async fn dial(url: &str, token: &JoinToken) -> Result<Ws, DialError> {
     let _ = tcp.set_nodelay(true);
     // Relayed media waits in the link's outbox, where a backlog is seen and skipped, rather
     // than in the kernel's send buffer, which would grow to seconds of a slow uplink.
-    let _ = socket2::SockRef::from(&tcp).set_tcp_notsent_lowat(NOTSENT_LOWAT);
+    let _ = socket2::SockRef::from(&tcp).set_tcp_notsent_lowat(super::NOTSENT_LOWAT);
     let cfg = token::client_config(token.pin).map_err(|e| DialError::Refused(e.to_string()))?;
     let name = rustls::pki_types::ServerName::try_from(host.clone())
         .map_err(|e| DialError::Refused(format!("bad host {host:?}: {e}")))?;
@@ -288,6 +284,7 @@ impl Side for Up<'_> {
             }
             m @ Msg::MeetingInfo { .. } => self.fed.meeting_from_parent(m)?,
             Msg::Meeting { meeting, op } => self.fed.meeting_msg(LinkKey::Parent, meeting, op)?,
+            Msg::Rate { bps } => self.fed.link_rate(LinkKey::Parent, Some(bps), None),
             Msg::Unwatch { ch } => {
                 if let Some(h) = self.watches.remove(&ch) {
                     h.abort();

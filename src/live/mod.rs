@@ -9,6 +9,8 @@
 //!   back to them through each connection's own writer task.
 //! - The HTTP handlers (`api::live`) talk to it through [`Live`].
 //! - [`net`]: the task's sockets (stamped UDP reads, ICE-TCP, batched sends).
+//! - [`meeting`]: meeting participants' commands (join, offers, the chair's blocks, views,
+//!   focus, the featured participant) and what the core tells the meetings hub.
 //! - [`trunk`]: meetings' trunks to other nodes (federation).
 
 use std::collections::HashMap;
@@ -18,9 +20,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
+mod meeting;
 mod net;
 mod tap;
 mod trunk;
+use meeting::MeetingCmd;
+pub use meeting::MeetingMedia;
 use net::{LiveSocket, TcpConns, accept_tcp, live_runtime, read_socket, send_all};
 pub use tap::Tap;
 use tap::{MSE_QUEUE, TapInner, start_transcoder};
@@ -28,9 +33,7 @@ pub(crate) use tap::{MseEvent, MseFeed, TapFrame, TapTracks};
 use trunk::{TrunkCmd, Trunks};
 pub use trunk::{TrunkIn, TrunkOut, TrunkSink};
 
-use xaso_sfu::{
-    Core, Input, MediaFrame, Output, Proto, SessionError, SessionId, SlotsUpdate, TrackKind,
-};
+use xaso_sfu::{Core, Input, MediaFrame, Output, Proto, SessionError, SessionId};
 
 enum Cmd {
     Frame(i64, TapFrame),
@@ -53,68 +56,13 @@ enum Cmd {
         session: SessionId,
         reply: oneshot::Sender<bool>,
     },
-    Join {
-        room: i64,
-        /// The meeting's id of the participant (trunks announce publishers by it).
-        participant: u64,
-        offer: String,
-        tracks: Vec<(String, TrackKind)>,
-        reply: oneshot::Sender<Result<(SessionId, String), SessionError>>,
-    },
     Trunk(TrunkCmd),
-    Renegotiate {
-        peer: SessionId,
-        offer: String,
-        tracks: Vec<(String, TrackKind)>,
-        reply: oneshot::Sender<Result<String, SessionError>>,
-    },
-    Block {
-        peer: SessionId,
-        track: TrackKind,
-        blocked: bool,
-    },
-    View {
-        peer: SessionId,
-        tiles: Vec<(SessionId, u32)>,
-    },
+    Meeting(MeetingCmd),
     /// A camera joins (or leaves) a meeting's room.
     MeetingCamera {
         room: i64,
         camera: i64,
         join: bool,
-    },
-}
-
-/// What the forwarding core tells the meetings hub (`crate::meetings`).
-#[derive(Debug)]
-pub enum MeetingMedia {
-    Slots(SlotsUpdate),
-    Speaker {
-        room: i64,
-        peer: SessionId,
-    },
-    /// The simulcast layers of a participant's track someone wants (pause the others).
-    Layers {
-        peer: SessionId,
-        track: TrackKind,
-        active: Vec<String>,
-    },
-    /// A participant's connection ended (ICE gone, error, never connected).
-    Left {
-        room: i64,
-        peer: SessionId,
-        reason: String,
-    },
-    /// A trunk announced a participant at another node: the core's `peer` publishes for it.
-    Remote {
-        room: i64,
-        peer: SessionId,
-        participant: u64,
-    },
-    /// That publisher is gone (it left, or its trunk closed).
-    RemoteGone {
-        room: i64,
-        peer: SessionId,
     },
 }
 
@@ -468,75 +416,12 @@ impl Live {
         self.sessions.lock().expect("sessions lock").len()
     }
 
-    /// A meeting participant's first offer: joins room `room` (the meeting id).
-    pub async fn join_meeting(
-        &self,
-        room: i64,
-        participant: u64,
-        offer: String,
-        tracks: Vec<(String, TrackKind)>,
-    ) -> Result<(SessionId, String), LiveError> {
-        let (reply, rx) = oneshot::channel();
-        self.cmd
-            .send(Cmd::Join {
-                room,
-                participant,
-                offer,
-                tracks,
-                reply,
-            })
-            .await
-            .map_err(|_| LiveError::Stopped)?;
-        rx.await
-            .map_err(|_| LiveError::Stopped)?
-            .map_err(LiveError::Session)
-    }
-
-    /// A participant's later offer.
-    pub async fn renegotiate(
-        &self,
-        peer: SessionId,
-        offer: String,
-        tracks: Vec<(String, TrackKind)>,
-    ) -> Result<String, LiveError> {
-        let (reply, rx) = oneshot::channel();
-        self.cmd
-            .send(Cmd::Renegotiate {
-                peer,
-                offer,
-                tracks,
-                reply,
-            })
-            .await
-            .map_err(|_| LiveError::Stopped)?;
-        rx.await
-            .map_err(|_| LiveError::Stopped)?
-            .map_err(LiveError::Session)
-    }
-
-    /// Stops or resumes forwarding a participant's track (the chair's mute).
-    pub async fn block(&self, peer: SessionId, track: TrackKind, blocked: bool) {
-        let _ = self
-            .cmd
-            .send(Cmd::Block {
-                peer,
-                track,
-                blocked,
-            })
-            .await;
-    }
-
     /// A camera joins or leaves meeting `room` (the meeting id).
     pub async fn meeting_camera(&self, room: i64, camera: i64, join: bool) {
         let _ = self
             .cmd
             .send(Cmd::MeetingCamera { room, camera, join })
             .await;
-    }
-
-    /// The tile heights a participant shows, per publisher (simulcast layer choice).
-    pub async fn view(&self, peer: SessionId, tiles: Vec<(SessionId, u32)>) {
-        let _ = self.cmd.send(Cmd::View { peer, tiles }).await;
     }
 
     /// Ends a session; `false` if there was none.
@@ -802,19 +687,8 @@ fn handle_cmd(
         Cmd::Close { session, reply } => {
             let _ = reply.send(core.close(session, "ended by the viewer"));
         }
-        Cmd::Join {
-            room,
-            participant,
-            offer,
-            tracks,
-            reply,
-        } => {
-            let Some(live) = live.upgrade() else { return };
-            let r = core.join(now, room, &offer, &tracks, &live.candidates);
-            if let Ok((id, _)) = &r {
-                trunks.participants.insert(*id, participant);
-            }
-            let _ = reply.send(r);
+        Cmd::Meeting(c) => {
+            meeting::handle(core, now, c, trunks, live);
             *deadline = None;
         }
         Cmd::Trunk(c) => {
@@ -822,21 +696,6 @@ fn handle_cmd(
             trunks.handle(core, now, c, events.as_ref());
             *deadline = None;
         }
-        Cmd::Renegotiate {
-            peer,
-            offer,
-            tracks,
-            reply,
-        } => {
-            let _ = reply.send(core.renegotiate(now, peer, &offer, &tracks));
-            *deadline = None;
-        }
-        Cmd::Block {
-            peer,
-            track,
-            blocked,
-        } => core.set_blocked(peer, track, blocked),
-        Cmd::View { peer, tiles } => core.set_view(peer, &tiles),
         Cmd::MeetingCamera { room, camera, join } => {
             let Some(live) = live.upgrade() else { return };
             if join {

@@ -62,6 +62,8 @@ pub enum TrunkIn {
         far: u64,
         packet: TrunkRtp,
     },
+    /// What this node may ask for over the trunk, bits per second (`None`: no limit).
+    Budget(Option<u64>),
 }
 
 pub(super) enum TrunkCmd {
@@ -187,6 +189,7 @@ impl Trunks {
                         rid,
                     } => core.trunk_keyframe(now, publisher, track, rid.as_deref()),
                     TrunkIn::Rtp { far, packet } => core.trunk_rtp(now, trunk, far, packet),
+                    TrunkIn::Budget(bps) => core.set_trunk_budget(trunk, bps),
                 }
             }
         }

@@ -16,6 +16,7 @@
 //! what must last (attendance, chat) is written to the database.
 
 pub mod doctype;
+mod focus;
 pub mod link;
 pub mod mail;
 pub mod remind;
@@ -181,9 +182,19 @@ struct Inner {
     remote_votes: HashMap<i64, BTreeMap<i64, Value>>,
     /// (Keyed by meeting too: vote ids are each home's own, two homes may share one.)
     remote_cast: std::collections::HashSet<(i64, i64, String)>,
+    /// Each room's featured participant as the core was last told (`focus`).
+    featured: HashMap<i64, Option<SessionId>>,
 }
 
 impl Inner {
+    /// Participant `pid` of `meeting`, in its room now.
+    fn part(&self, meeting: i64, pid: u64) -> Result<&Part> {
+        self.rooms
+            .get(&meeting)
+            .and_then(|r| r.parts.get(&pid))
+            .ok_or_else(absent)
+    }
+
     /// The hub learned that core participant `peer` is participant `pid` of `meeting`:
     /// the slot reports the core made before (which named `peer` as nobody) go out again,
     /// this time naming it. (`peer`'s own report waits for its answer: [`Inner::answered`].)
@@ -455,11 +466,7 @@ impl Meetings {
 
     fn part_peer(&self, meeting: i64, pid: u64) -> Result<Option<SessionId>> {
         let inner = self.inner.lock().expect("meetings lock");
-        let p = inner
-            .rooms
-            .get(&meeting)
-            .and_then(|r| r.parts.get(&pid))
-            .ok_or_else(absent)?;
+        let p = inner.part(meeting, pid)?;
         Ok(p.peer)
     }
 
@@ -611,11 +618,7 @@ impl Meetings {
         }
         let (name, user_id) = {
             let inner = self.inner.lock().expect("meetings lock");
-            let p = inner
-                .rooms
-                .get(&meeting)
-                .and_then(|r| r.parts.get(&pid))
-                .ok_or_else(absent)?;
+            let p = inner.part(meeting, pid)?;
             (p.who.name.clone(), p.who.user_id)
         };
         let now = self.now_ms();
@@ -888,9 +891,10 @@ impl Meetings {
             let Some(peer) = room.parts.get(&pid).and_then(|p| p.peer) else {
                 return;
             };
+            // (Participants at other nodes too: their layers come over a trunk.)
             let mapped: Vec<(SessionId, u32)> = tiles
                 .iter()
-                .filter_map(|(id, h)| room.parts.get(id).and_then(|p| p.peer).map(|s| (s, *h)))
+                .filter_map(|(id, h)| inner.session_of(meeting, *id).map(|s| (s, *h)))
                 .collect();
             (peer, mapped)
         };
@@ -924,11 +928,7 @@ impl Meetings {
 
     fn chair_check(&self, meeting: i64, pid: u64) -> Result<()> {
         let inner = self.inner.lock().expect("meetings lock");
-        let p = inner
-            .rooms
-            .get(&meeting)
-            .and_then(|r| r.parts.get(&pid))
-            .ok_or_else(absent)?;
+        let p = inner.part(meeting, pid)?;
         if !p.who.chair {
             bail!(PermissionDenied, "only the chair may do this");
         }

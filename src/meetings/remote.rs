@@ -91,6 +91,7 @@ impl Meetings {
                     all_at = Instant::now();
                 }
                 me.share(&f, all);
+                me.feature_chairs().await;
                 if all {
                     me.share_votes(&f).await;
                 }

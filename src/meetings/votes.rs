@@ -2,7 +2,7 @@
 //! see `Part::voter`), and everyone is shown each change; in a meeting from above the
 //! ballot goes up to the meeting's home (`remote`). Rows: [`store`].
 
-use super::{Meetings, absent, rfc3339, store};
+use super::{Meetings, rfc3339, store};
 use crate::bail;
 use crate::error::Result;
 use serde_json::{Value, json};
@@ -55,11 +55,7 @@ impl Meetings {
     pub async fn vote_cast(&self, meeting: i64, pid: u64, vote: i64, option: i64) -> Result<()> {
         let (voter, name, remote) = {
             let inner = self.inner.lock().expect("meetings lock");
-            let p = inner
-                .rooms
-                .get(&meeting)
-                .and_then(|r| r.parts.get(&pid))
-                .ok_or_else(absent)?;
+            let p = inner.part(meeting, pid)?;
             let remote = inner
                 .remote_votes
                 .get(&meeting)

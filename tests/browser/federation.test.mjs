@@ -235,6 +235,31 @@ async function main() {
       await chair.page.screenshot({ path: path.join(OUT, 'federation-chair.png') });
     });
 
+    await test("a hand raised at xa-b is in the district chair's hands panel, and lowered there again", async () => {
+      const t0 = Date.now();
+      await b.page.getByTestId('raise-hand').click();
+      await chair.page.getByTestId(`hand-${b.id}`).waitFor({ timeout: 5_000 });
+      measure('federation_hand_to_chair', Date.now() - t0);
+      await a.page.getByTestId(`tile-hand-${b.id}`).waitFor({ state: 'visible', timeout: 5_000 });
+      await b.page.getByTestId('raise-hand').click();
+      await chair.page.getByTestId(`hand-${b.id}`).waitFor({ state: 'detached', timeout: 5_000 });
+    });
+
+    await test("the chair pins xa-a's official: their tile is the large one at the district, and their picture keeps coming", async () => {
+      const cp = chair.page;
+      await cp.getByTestId(`tile-${a.id}`).hover();
+      await cp.getByTestId(`focus-${a.id}`).click();
+      await waitFor('the pinned tile is large', async () => (await cp.getByTestId(`tile-${a.id}`).getAttribute('class')).includes('big'), 3_000, 50);
+      assert.equal(await cp.getByTestId(`focus-${a.id}`).getAttribute('aria-pressed'), 'true');
+      await expectText(cp.getByTestId(`focus-${a.id}`), 'Bỏ ghim');
+      const frames = async () => (slotOf(await tilesOf(cp), a.id, 'camera') || {}).framesDecoded || 0;
+      const f0 = await frames();
+      await waitFor("xa-a's picture keeps coming", async () => (await frames()) > f0 + 10, 5_000, 100);
+      await cp.screenshot({ path: path.join(OUT, 'federation-pinned.png') });
+      await cp.getByTestId(`focus-${a.id}`).click();
+      await expectText(cp.getByTestId(`focus-${a.id}`), 'Ghim');
+    });
+
     await test('no page had a script error', async () => {
       assert.deepEqual(pageErrors, []);
     });

@@ -86,3 +86,24 @@ pub fn runtime_in_netns(test: &str) -> Option<tokio::runtime::Runtime> {
             .unwrap(),
     )
 }
+
+/// Runs `f` on a thread of its own inside the network namespace of process `pid` (one
+/// started by [`in_new_netns`]), on a runtime of that thread, so that every socket it
+/// opens is that namespace's: a client on the far side of the veth, as a commune's own
+/// user would be.
+pub fn run_in_netns_of<T, F, Fut>(pid: u32, f: F) -> std::thread::JoinHandle<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T>,
+{
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).expect("the namespace");
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f())
+    })
+}

@@ -12,7 +12,8 @@ import { h, fill } from '../dom.js';
 import { t, has, lang, formatTime } from '../i18n.js';
 import { api } from '../api.js';
 import { page, errorText, statusLine, field } from '../components.js';
-import { voteResults, formatSize } from '../meeting-room.js';
+import { formatSize } from '../meeting-format.js';
+import { voteResults } from '../meeting-votes.js';
 
 const SECTIONS = [
   { key: 'now', phases: ['now'], label: 'meetings.now', order: 1 },

@@ -38,6 +38,9 @@ pub struct SlotStats {
     /// Added latency samples, microseconds: arrival - send (the payload carries its send
     /// time), from [`Participant::count_from`] on (the steady state, not the joins).
     pub latency_us: Vec<u64>,
+    /// The largest added latency of each second since the epoch ([`Participant::set_epoch`]),
+    /// microseconds, from the first packet on (to see when a delay happened).
+    pub worst_by_second: BTreeMap<u64, u64>,
     /// When the last video frame completed, and the longest wait between two (a stall:
     /// a link that dropped and came back).
     pub last_frame: Option<Instant>,
@@ -686,9 +689,12 @@ impl Participant {
                 if let Some(b) = payload.get(at..at + 8) {
                     let sent = u64::from_be_bytes(b.try_into().expect("8 bytes"));
                     let now_us = now.duration_since(self.epoch).as_micros() as u64;
+                    let lat = now_us.saturating_sub(sent);
                     if s.latency_us.len() < 100_000 && self.count_from.is_some_and(|t| now >= t) {
-                        s.latency_us.push(now_us.saturating_sub(sent));
+                        s.latency_us.push(lat);
                     }
+                    let w = s.worst_by_second.entry(now_us / 1_000_000).or_default();
+                    *w = (*w).max(lat);
                 }
             }
             _ => {}

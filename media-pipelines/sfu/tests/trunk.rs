@@ -240,6 +240,17 @@ impl Tree {
         v
     }
 
+    /// The last slot report of participant `peer` at core `c`.
+    fn last_slots(&self, c: usize, peer: SessionId) -> &SlotsUpdate {
+        &self
+            .slots
+            .iter()
+            .rev()
+            .find(|(x, u)| *x == c && u.peer == peer)
+            .expect("a slot report")
+            .1
+    }
+
     /// Packets core `c` sent on trunk `t`, and how many of them were duplicates.
     fn crossed(&self, c: usize, t: u64) -> (usize, usize) {
         let v = self.crossed.get(&(c, t)).map_or(&[][..], Vec::as_slice);
@@ -413,5 +424,180 @@ fn a_trunk_closed_and_opened_again_brings_the_far_side_back() {
     assert!(
         after > before + 20,
         "B's video flows to A again: {before} → {after}"
+    );
+}
+
+/// The publishers (district ids) whose camera crossed trunk 1 down to the commune over
+/// the next `d`.
+fn pictures_within(t: &mut Tree, d: Duration) -> HashSet<SessionId> {
+    let mark = t.crossed[&(0, 1)].len();
+    t.run(d);
+    t.crossed[&(0, 1)][mark..]
+        .iter()
+        .filter(|x| x.1 == TrackKind::Camera)
+        .map(|x| x.0)
+        .collect()
+}
+
+/// A commune whose link has room for every voice and two small pictures: it asks for all
+/// the audio and the two best ranked videos at their lowest layer, its participant's
+/// slots carry those, and nothing else crosses; the budget lifted, everyone comes.
+#[test]
+fn a_narrow_link_gets_every_voice_and_the_pictures_that_fit() {
+    let mut t = Tree::new(2);
+    t.link(0, 1);
+    let speakers: Vec<usize> = (0..6)
+        .map(|_| {
+            t.join(
+                0,
+                Offer {
+                    simulcast: true,
+                    ..Offer::slots(1, 1)
+                },
+            )
+        })
+        .collect();
+    let c = t.join(1, Offer::slots(6, 6));
+    t.run(Duration::from_secs(2));
+    // The commune's tiles are large: each would take the high layer.
+    let c_id = t.parts[c].1;
+    let remote_ids: Vec<SessionId> = t
+        .slots
+        .iter()
+        .rev()
+        .find(|(x, u)| *x == 1 && u.peer == c_id && u.video.iter().all(|v| v.1.is_some()))
+        .expect("the commune's slots carry the district's six")
+        .1
+        .video
+        .iter()
+        .filter_map(|v| v.1.map(|f| f.publisher))
+        .collect();
+    let view: Vec<(SessionId, u32)> = remote_ids.iter().map(|id| (*id, 720)).collect();
+    t.cores[1].set_view(c_id, &view);
+    t.run(Duration::from_secs(4));
+    assert_eq!(
+        t.from(c, true).len(),
+        6,
+        "without a budget, all six pictures"
+    );
+
+    // Room for the six voices (about 58 kbit/s each on the link) and two pictures of
+    // 167 kbit/s, not for a third nor for a better layer.
+    t.cores[1].set_trunk_budget(1, Some(760_000));
+    t.run(Duration::from_secs(3));
+    let mark = t.crossed[&(0, 1)].len();
+    t.run(Duration::from_secs(2));
+    let since = &t.crossed[&(0, 1)][mark..];
+    let videos: HashSet<(SessionId, Option<String>)> = since
+        .iter()
+        .filter(|x| x.1 == TrackKind::Camera)
+        .map(|x| (x.0, x.2.clone()))
+        .collect();
+    let voices: HashSet<SessionId> = since
+        .iter()
+        .filter(|x| x.1 == TrackKind::Mic)
+        .map(|x| x.0)
+        .collect();
+    assert_eq!(voices.len(), 6, "every voice crosses: {voices:?}");
+    assert_eq!(
+        videos.len(),
+        2,
+        "two pictures cross, at one layer each: {videos:?}"
+    );
+    assert!(
+        videos.iter().all(|v| v.1.as_deref() == Some("l")),
+        "at the lowest layer: {videos:?}"
+    );
+    let p = t.part(c);
+    let carrying: Vec<_> = p
+        .video_slots
+        .iter()
+        .filter(|m| !p.slots[*m].publishers.is_empty())
+        .collect();
+    assert!(!carrying.is_empty());
+    let last = t.last_slots(1, c_id);
+    let given = last.video.iter().filter(|v| v.1.is_some()).count();
+    assert_eq!(given, 2, "two tiles are given a picture: {last:?}");
+    let heard = last.audio.iter().filter(|v| v.1.is_some()).count();
+    assert_eq!(heard, 6, "all six are heard: {last:?}");
+
+    // The last of the six speaks: the active speaker's picture is one of the two.
+    let last_speaker = speakers[5];
+    t.parts[last_speaker].3.level = 20;
+    t.run(Duration::from_secs(3));
+    let district_id = t.parts[last_speaker].1;
+    let pictures = pictures_within(&mut t, Duration::from_secs(1));
+    assert!(
+        pictures.contains(&district_id) && pictures.len() == 2,
+        "the speaker ({district_id}) among two pictures: {pictures:?}"
+    );
+    assert!(
+        t.from(c, true).contains(&t.part(last_speaker).tag),
+        "the commune shows the speaker"
+    );
+
+    // The commune's official asks to see one whose picture does not fit (a focus): it is
+    // asked for over the trunk, ranked right after the speaker, and takes the first tile.
+    let given = |t: &Tree| -> Vec<SessionId> {
+        let last = t.last_slots(1, c_id);
+        last.video
+            .iter()
+            .filter_map(|v| v.1.map(|f| f.publisher))
+            .collect()
+    };
+    let shown = given(&t);
+    let wanted = *remote_ids
+        .iter()
+        .find(|id| !shown.contains(id))
+        .expect("someone not shown");
+    t.cores[1].set_focus(c_id, Some(wanted));
+    t.run(Duration::from_secs(3));
+    let last = t.last_slots(1, c_id).clone();
+    assert_eq!(
+        last.video[0].1.map(|f| f.publisher),
+        Some(wanted),
+        "the focus takes the first tile: {last:?}"
+    );
+    assert_eq!(given(&t).len(), 2, "still two pictures: {last:?}");
+    let pictures = pictures_within(&mut t, Duration::from_secs(1));
+    assert_eq!(pictures.len(), 2, "{pictures:?}");
+    assert!(
+        pictures.contains(&district_id),
+        "the speaker still: {pictures:?}"
+    );
+    t.cores[1].set_focus(c_id, None);
+
+    // The chair (featured: the meetings hub names them at every node) is seen by all
+    // whether they speak or not: their picture is one of the two.
+    let shown = given(&t);
+    let chair = *remote_ids
+        .iter()
+        .find(|id| !shown.contains(id) && **id != wanted)
+        .expect("someone else not shown");
+    t.cores[1].set_featured(ROOM, Some(chair));
+    t.run(Duration::from_secs(3));
+    let now_given = given(&t);
+    assert!(
+        now_given.contains(&chair),
+        "the chair's picture is given: {now_given:?}"
+    );
+    assert_eq!(now_given.len(), 2, "{now_given:?}");
+    t.cores[1].set_featured(ROOM, None);
+
+    // Lifted: the six again, and better layers.
+    t.cores[1].set_trunk_budget(1, None);
+    t.run(Duration::from_secs(5));
+    let mark = t.crossed[&(0, 1)].len();
+    t.run(Duration::from_secs(1));
+    let videos: HashSet<(SessionId, Option<String>)> = t.crossed[&(0, 1)][mark..]
+        .iter()
+        .filter(|x| x.1 == TrackKind::Camera)
+        .map(|x| (x.0, x.2.clone()))
+        .collect();
+    let pictures: HashSet<SessionId> = videos.iter().map(|v| v.0).collect();
+    assert_eq!(pictures.len(), 6, "{videos:?}");
+    assert!(
+        videos.iter().any(|v| v.1.as_deref() == Some("h")),
+        "{videos:?}"
     );
 }

@@ -14,9 +14,11 @@
 //! picks the active speaker from the microphones' audio levels, and forwards each packet a
 //! participant publishes to the slots that carry it (docs/design/meetings.md).
 
+mod budget;
 mod rooms;
 mod trunk;
 
+pub use budget::{BudgetFeed, fit as fit_budget, link_cost};
 use trunk::{Remote, Trunk};
 pub use trunk::{TrunkCodec, TrunkId, TrunkRtp, TrunkTrack, TrunkWant};
 
@@ -145,6 +147,10 @@ struct Room {
     /// The room's trunks (other nodes in the meeting) and the publishers behind them.
     trunks: Vec<TrunkId>,
     remotes: Vec<SessionId>,
+    /// Whose picture everyone gets whether they speak or not (the chair), and whose each
+    /// participant asked for ([`Core::set_focus`]).
+    featured: Option<SessionId>,
+    focus: HashMap<SessionId, SessionId>,
 }
 
 impl Room {
@@ -202,6 +208,9 @@ pub struct Core {
     trunks: HashMap<TrunkId, Trunk>,
     /// Publishers at other nodes, behind the trunks.
     remote_peers: HashMap<SessionId, Remote>,
+    /// Per remote publisher's video: the layer index this node's tiles (or its other
+    /// trunks) would take at best, for its trunk's budget ([`budget`]).
+    trunk_ideal: HashMap<Feed, usize>,
     reported: HashMap<SessionId, SlotsUpdate>,
     camera_seq: HashMap<(SourceId, Kind), u64>,
     room_tick: Option<Instant>,
@@ -327,6 +336,7 @@ impl Core {
             let room = p.room;
             if let Some(r) = self.rooms.get_mut(&room) {
                 r.peers.retain(|s| *s != id);
+                r.focus.remove(&id);
                 if r.speaker == Some(id) {
                     r.speaker = None;
                 }

@@ -1,14 +1,56 @@
-//! A room's decisions: what each participant's slots carry ([`Core::assign_room`]), which
-//! simulcast layer each video slot gets within its estimate ([`Core::allocate_room`]), and
-//! the active speaker ([`Core::tick_rooms`]).
+//! A room's decisions: what each participant's slots carry ([`Core::assign_room`]: screens,
+//! the featured participant, the last to have spoken; a participant's own focus first),
+//! which simulcast layer each video slot gets within its estimate
+//! ([`Core::allocate_room`]), and the active speaker ([`Core::tick_rooms`]).
 
 use super::*;
 
 impl Core {
+    /// Participant `id` asks to see `publisher`'s camera, here or at another node, whether
+    /// they speak or not (the chair looking at one commune of two hundred); `None`: back
+    /// to the ranking. The focused picture takes the first video slot; a trunk's budget on
+    /// the way ranks it right after the active speaker.
+    pub fn set_focus(&mut self, id: SessionId, publisher: Option<SessionId>) {
+        let Some(room) = self
+            .rooms
+            .iter()
+            .find(|(_, r)| r.peers.contains(&id))
+            .map(|(k, _)| *k)
+        else {
+            return;
+        };
+        let r = self.rooms.get_mut(&room).expect("found");
+        let before = match publisher {
+            Some(p) => r.focus.insert(id, p),
+            None => r.focus.remove(&id),
+        };
+        if before != publisher {
+            self.timeout_due = false;
+            self.assign_room(room);
+        }
+    }
+
+    /// Whose picture every participant of `room` gets, speaking or not (the chair, here or
+    /// at another node), after screens and before the last speakers.
+    pub fn set_featured(&mut self, room: RoomId, publisher: Option<SessionId>) {
+        let Some(r) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        if r.featured != publisher {
+            r.featured = publisher;
+            self.timeout_due = false;
+            self.assign_room(room);
+        }
+    }
+
     /// Chooses the simulcast layer of every video slot in `room` ([`allocate`]), asks for
     /// keyframes of newly chosen layers, and tells publishers which layers anyone wants
     /// ([`Output::Layers`]; the others are paused at the page).
     pub(super) fn allocate_room(&mut self, now: Instant, room: RoomId) {
+        // What the trunks' budgets allow, with what the tiles took last time.
+        if self.apply_budgets(room) {
+            self.assign_room(room);
+        }
         let Some(r) = self.rooms.get(&room) else {
             return;
         };
@@ -55,6 +97,8 @@ impl Core {
             .collect();
         let mut keyframes = Vec::new();
         let mut wanted: HashMap<Feed, Vec<Option<Rid>>> = HashMap::new();
+        // Each remote video's best layer any tile here would take (for its trunk's budget).
+        let mut ideal_of: HashMap<Feed, usize> = HashMap::new();
         // Stalled layers a tile would take if they arrived: kept on at their page.
         let mut awaited: HashSet<(Feed, Option<Rid>)> = HashSet::new();
         for sid in &ids {
@@ -114,6 +158,12 @@ impl Core {
             // top layers until its own estimate grows: the way to them must be open when
             // they come).
             let ideal = allocate(None, &with_stalled);
+            for ((_, f), k) in slots.iter().zip(&ideal) {
+                if self.remote_peers.contains_key(&f.publisher) {
+                    let e = ideal_of.entry(*f).or_default();
+                    *e = (*e).max(*k);
+                }
+            }
             sub.set_bitrate(
                 cost(&wants, &pick),
                 (cost(&with_stalled, &ideal) + audio) * 100 / 85 + 100_000,
@@ -174,6 +224,29 @@ impl Core {
         for (f, rid) in self.trunk_layers(room) {
             wanted.entry(f).or_default().push(rid);
         }
+        // What other trunks need of a remote video counts in its ideal too.
+        if let Some(r) = self.rooms.get(&room) {
+            for tid in &r.trunks {
+                let Some(t) = self.trunks.get(tid) else {
+                    continue;
+                };
+                for (p, k, rid) in &t.wants {
+                    let feed = Feed {
+                        publisher: *p,
+                        track: *k,
+                    };
+                    let Some(c) = choice.get(&feed) else { continue };
+                    if let Some(i) = c.all.iter().position(|l| l.0 == *rid) {
+                        let e = ideal_of.entry(feed).or_default();
+                        *e = (*e).max(i);
+                    }
+                }
+            }
+            for id in &r.remotes {
+                self.trunk_ideal.retain(|f, _| f.publisher != *id);
+            }
+        }
+        self.trunk_ideal.extend(ideal_of);
         for (f, c) in &choice {
             if c.all.len() < 2 || f.track != TrackKind::Camera {
                 continue;
@@ -214,12 +287,23 @@ impl Core {
 
     /// Decides what every slot of room `room` carries, and tells the pages that changed.
     pub(super) fn assign_room(&mut self, room: RoomId) {
+        self.apply_budgets(room);
         let Some(r) = self.rooms.get(&room) else {
             return;
         };
         let ids = r.peers.clone();
-        // Every published track: (feed, rank key) with screens first, then the most recent
-        // speakers, then by join time.
+        let (featured, focus) = (r.featured, r.focus.clone());
+        // Every published track: (feed, rank key) with screens first, then the featured
+        // participant's camera, then the most recent speakers, then by join time.
+        let class = |feed: &Feed| -> u8 {
+            if feed.track == TrackKind::Screen {
+                0
+            } else if Some(feed.publisher) == featured {
+                1
+            } else {
+                2
+            }
+        };
         let mut feeds: Vec<(Feed, u8, Option<Instant>, Instant)> = Vec::new();
         for id in &ids {
             let Some(p) = self.peers.get(id) else {
@@ -230,19 +314,18 @@ impl Core {
                     publisher: *id,
                     track: t.track,
                 };
-                let class = u8::from(t.track != TrackKind::Screen);
-                feeds.push((feed, class, p.last_spoke, p.joined));
+                feeds.push((feed, class(&feed), p.last_spoke, p.joined));
             }
         }
         for id in &r.remotes {
             if let Some(x) = self.remote_peers.get(id) {
-                for t in &x.tracks {
+                // (What its trunk's budget leaves out goes to no slot.)
+                for t in x.tracks.iter().filter(|t| x.admits(t.track)) {
                     let feed = Feed {
                         publisher: *id,
                         track: t.track,
                     };
-                    let class = u8::from(t.track != TrackKind::Screen);
-                    feeds.push((feed, class, x.last_spoke, x.joined));
+                    feeds.push((feed, class(&feed), x.last_spoke, x.joined));
                 }
             }
         }
@@ -259,11 +342,11 @@ impl Core {
                 .is_some_and(|v| v.codec == Codec::H264)
             {
                 let track = TrackKind::Camera;
-                feeds.push((Feed { publisher, track }, 1, None, *added));
+                feeds.push((Feed { publisher, track }, 2, None, *added));
             }
             if matches!(tracks.audio, Some(Codec::Pcmu | Codec::Pcma | Codec::Opus)) {
                 let track = TrackKind::Mic;
-                feeds.push((Feed { publisher, track }, 1, None, *added));
+                feeds.push((Feed { publisher, track }, 2, None, *added));
             }
         }
         feeds.sort_by(|a, b| {
@@ -277,7 +360,16 @@ impl Core {
                 continue;
             };
             let others = || feeds.iter().map(|f| f.0).filter(|f| f.publisher != *sid);
-            let video: Vec<Feed> = others().filter(|f| f.track.is_video()).collect();
+            let mut video: Vec<Feed> = others().filter(|f| f.track.is_video()).collect();
+            // Its own focus first (the camera of the participant it asked to see).
+            if let Some(i) = focus.get(sid).and_then(|p| {
+                video
+                    .iter()
+                    .position(|f| f.publisher == *p && f.track == TrackKind::Camera)
+            }) {
+                let f = video.remove(i);
+                video.insert(0, f);
+            }
             let audio: Vec<Feed> = others().filter(|f| !f.track.is_video()).collect();
             let mut update = SlotsUpdate {
                 peer: *sid,

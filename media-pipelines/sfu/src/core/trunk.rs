@@ -16,6 +16,7 @@
 //! Publisher ids are each core's own: a remote publisher gets a local [`SessionId`], and
 //! the trunk translates (`far` ids are the other side's).
 
+use super::budget::Cap;
 use super::*;
 use crate::peer::{LayerChoice, Loudness};
 use std::sync::Arc;
@@ -116,6 +117,8 @@ pub(super) struct Trunk {
     /// What we last asked of the far side, and last announced to it.
     asked: Vec<TrunkWant>,
     told: HashMap<SessionId, Vec<TrunkTrack>>,
+    /// What this side may ask for over the trunk, bits per second (`None`: no limit known).
+    pub budget: Option<u64>,
 }
 
 /// A publisher at another node, behind a trunk.
@@ -127,6 +130,8 @@ pub(super) struct Remote {
     pub last_spoke: Option<Instant>,
     loudness: Loudness,
     pli_at: HashMap<(TrackKind, Option<Rid>), Instant>,
+    /// What its trunk's budget allows of each track (none: all of it).
+    pub(super) caps: HashMap<TrackKind, Cap>,
 }
 
 impl Remote {
@@ -134,8 +139,9 @@ impl Remote {
         self.loudness.at(now)
     }
 
-    /// The track's layers as the allocator takes them (all of them usable: the node that
-    /// has the publisher keeps stalled ones out of its announcement).
+    /// The track's layers as the allocator takes them: those its trunk's budget allows are
+    /// usable, the ones above them are given as stalled (a tile's ideal still counts them).
+    /// The node that has the publisher keeps its stalled ones out of its announcement.
     pub fn layer_choice(&self, track: TrackKind) -> Option<LayerChoice> {
         let t = self.tracks.iter().find(|t| t.track == track)?;
         let all: Vec<(Option<Rid>, u64)> = t
@@ -143,11 +149,40 @@ impl Remote {
             .iter()
             .map(|(r, b)| (r.as_deref().map(Rid::from), *b))
             .collect();
+        let upto = match self.caps.get(&track) {
+            Some(Cap::Out) => return None,
+            Some(Cap::Upto(i)) => (*i + 1).min(all.len()),
+            None => all.len(),
+        };
         Some(LayerChoice {
-            usable: all.clone(),
+            usable: all[..upto].to_vec(),
+            stalled: all[upto..].iter().filter_map(|l| l.0).collect(),
             all,
-            stalled: Vec::new(),
         })
+    }
+
+    /// Whether its trunk's budget lets any of `track` be asked for.
+    pub fn admits(&self, track: TrackKind) -> bool {
+        self.caps.get(&track) != Some(&Cap::Out)
+    }
+
+    /// Whether its trunk's budget lets `track` (layer `rid`) be asked for.
+    pub fn allows(&self, track: TrackKind, rid: Option<Rid>) -> bool {
+        match self.caps.get(&track) {
+            None => true,
+            Some(Cap::Out) => false,
+            Some(Cap::Upto(i)) => {
+                let Some(t) = self.tracks.iter().find(|t| t.track == track) else {
+                    return false;
+                };
+                let at = t
+                    .layers
+                    .iter()
+                    .position(|l| l.0.as_deref().map(Rid::from) == rid)
+                    .unwrap_or(0);
+                at <= *i
+            }
+        }
     }
 
     pub fn mic_bps(&self) -> u64 {
@@ -241,6 +276,7 @@ impl Core {
                         last_spoke: None,
                         loudness: Loudness::default(),
                         pli_at: HashMap::new(),
+                        caps: HashMap::new(),
                     },
                 );
                 id
@@ -477,7 +513,8 @@ impl Core {
                             .map(|(r, b)| (r.map(|x| x.to_string()), *b))
                             .collect()
                     } else {
-                        vec![(None, MIC_BPS)]
+                        // What it sends now (a muted one little), for the far side's budget.
+                        vec![(None, p.mic_bps(now))]
                     },
                 })
                 .collect();
@@ -568,7 +605,10 @@ impl Core {
             let mut asked: Vec<TrunkWant> = need
                 .iter()
                 .filter_map(|(id, k, rid)| {
-                    let x = self.remote_peers.get(id).filter(|x| x.trunk == tid)?;
+                    let x = self
+                        .remote_peers
+                        .get(id)
+                        .filter(|x| x.trunk == tid && x.allows(*k, *rid))?;
                     Some((x.far, *k, rid.map(|r| r.to_string())))
                 })
                 .collect();
@@ -606,19 +646,17 @@ impl Core {
     }
 }
 
-/// What a microphone is taken to cost behind a trunk, bits per second (Opus with FEC).
-const MIC_BPS: u64 = 64_000;
-
 /// Whether an announcement is due: a track or layer came or went, or a layer's bitrate
-/// moved by a quarter or more since it was last announced (not with every measurement).
+/// moved by a quarter or more, and by 16 kbit/s or more, since it was last announced (not
+/// with every measurement).
 fn differs(told: &[TrunkTrack], now: &[TrunkTrack]) -> bool {
     told.len() != now.len()
         || told.iter().zip(now).any(|(a, b)| {
             a.track != b.track
                 || a.layers.len() != b.layers.len()
-                || a.layers
-                    .iter()
-                    .zip(&b.layers)
-                    .any(|(x, y)| x.0 != y.0 || x.1.abs_diff(y.1) * 4 > x.1.max(y.1))
+                || a.layers.iter().zip(&b.layers).any(|(x, y)| {
+                    let d = x.1.abs_diff(y.1);
+                    x.0 != y.0 || (d * 4 > x.1.max(y.1) && d >= 16_000)
+                })
         })
 }
