@@ -9,7 +9,11 @@
 //!     cargo run --release --example meeting_load -- WS_URL N SECONDS [KBPS] [--simulcast] [--tile-height PX]
 //!
 //! WS_URL is the meeting's socket with its link token:
-//! `ws://127.0.0.1:8080/api/meetings/1/ws?t=TOKEN`. With `--simulcast` each camera goes
+//! `ws://127.0.0.1:8080/api/meetings/1/ws?t=TOKEN`; or several, comma-separated, each as
+//! `LABEL=URL` (N participants at each: one meeting across several nodes), which prints,
+//! after the summary, one JSON line per participant (`"per_participant"`: its label, tag,
+//! bytes a second received per publisher tag and layer, and p50/p99 added latency per
+//! publisher tag, all in this one process's clock). With `--simulcast` each camera goes
 //! out in three layers (a quarter, half and all of KBPS) and the participant tells the
 //! server its tiles are PX high (default 360: a 3×3 grid on a laptop), so that the server
 //! picks the layers. Each receives at most 9 videos ("last N"). Prints a JSON summary,
@@ -48,6 +52,10 @@ pub struct Report {
     /// The largest added latency of each second since the run's epoch, over all slots,
     /// microseconds.
     pub worst_by_second: std::collections::BTreeMap<u64, u64>,
+    /// After the warm-up, over all slots: payload bytes per (publisher tag, layer), and
+    /// added latency samples per publisher tag.
+    pub bytes_by: std::collections::BTreeMap<(u8, u8), u64>,
+    pub latency_by: std::collections::BTreeMap<u8, Vec<u64>>,
 }
 
 /// How each participant of a run behaves.
@@ -88,8 +96,48 @@ fn summary_of(p: &Participant, mids: &[Mid]) -> Vec<(Vec<u8>, u64, u64)> {
         .collect()
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+/// A participant's connection: TCP, or TLS to a node with a self-signed key.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Io for T {}
+type Ws = tokio_tungstenite::WebSocketStream<Box<dyn Io>>;
+
+/// Opens the meeting's socket: `ws://…`, or `wss://…#sha256=HEX` at a node that serves HTTPS
+/// with a self-signed key, HEX its key pin (the last 32 bytes of a join token it issued).
+async fn connect(url: &str) -> Result<Ws, String> {
+    let (url, pin) = match url.split_once("#sha256=") {
+        Some((u, p)) => (u, Some(p)),
+        None => (url, None),
+    };
+    let authority = url
+        .split_once("://")
+        .map(|x| x.1)
+        .and_then(|r| r.split('/').next())
+        .ok_or("a socket URL without a host")?;
+    let tcp = tokio::net::TcpStream::connect(authority)
+        .await
+        .map_err(|e| format!("connect {authority}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let io: Box<dyn Io> = match (url.starts_with("wss://"), pin) {
+        (false, _) => Box::new(tcp),
+        (true, None) => return Err("wss:// needs #sha256=PIN (the node's key)".into()),
+        (true, Some(hex_pin)) => {
+            let mut pin = [0u8; 32];
+            hex::decode_to_slice(hex_pin, &mut pin).map_err(|e| format!("pin: {e}"))?;
+            let cfg = xaso::federation::token::client_config(xaso::federation::token::KeyPin(pin))
+                .map_err(|e| e.to_string())?;
+            let name = rustls::pki_types::ServerName::try_from("localhost").expect("a name");
+            let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("TLS: {e}"))?;
+            Box::new(tls)
+        }
+    };
+    tokio_tungstenite::client_async(url, io)
+        .await
+        .map(|(ws, _)| ws)
+        .map_err(|e| format!("websocket: {e}"))
+}
 
 async fn recv_json(ws: &mut Ws, want: &str) -> Result<Value, String> {
     use futures::StreamExt;
@@ -139,9 +187,7 @@ pub async fn participant_on(
     let (secs, kbps) = (o.secs, o.kbps);
     use futures::SinkExt;
     let local = sock.local_addr().map_err(|e| e.to_string())?;
-    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url.as_str())
-        .await
-        .map_err(|e| format!("websocket: {e}"))?;
+    let mut ws = connect(&ws_url).await?;
     ws.send(Message::Text(
         json!({"type": "join", "name": name}).to_string().into(),
     ))
@@ -230,6 +276,20 @@ impl Report {
                 .iter()
                 .map(|m| p.slots[m].last_layer)
                 .collect(),
+            bytes_by: p.slots.values().flat_map(|s| s.bytes_by.iter()).fold(
+                std::collections::BTreeMap::new(),
+                |mut m, (k, b)| {
+                    *m.entry(*k).or_default() += *b;
+                    m
+                },
+            ),
+            latency_by: p.slots.values().flat_map(|s| s.latency_by.iter()).fold(
+                std::collections::BTreeMap::new(),
+                |mut m: std::collections::BTreeMap<u8, Vec<u64>>, (k, v)| {
+                    m.entry(*k).or_default().extend(v);
+                    m
+                },
+            ),
             worst_by_second: p
                 .slots
                 .values()
@@ -287,6 +347,50 @@ pub async fn run_with(ws_url: &str, n: usize, mut o: Options) -> Vec<Result<Repo
     let mut out = Vec::new();
     for t in tasks {
         out.push(t.await.unwrap_or_else(|e| Err(e.to_string())));
+    }
+    out
+}
+
+/// `n` participants at each of `urls` (label, socket), all in one meeting and one clock,
+/// joining 50 ms apart and stopping together; each with its label and tag.
+pub async fn run_many(
+    urls: &[(String, String)],
+    n: usize,
+    mut o: Options,
+) -> Vec<(String, u8, Result<Report, String>)> {
+    let epoch = Instant::now();
+    let all = urls.len() * n;
+    o.end = Some(epoch + JOIN_GAP * all as u32 + Duration::from_secs(o.secs));
+    let mut tasks = Vec::new();
+    for (i, (label, url)) in urls
+        .iter()
+        .flat_map(|u| std::iter::repeat_n(u, n))
+        .enumerate()
+    {
+        let tag = (i % 250) as u8 + 1;
+        let name = format!(
+            "{} {}",
+            if label.is_empty() {
+                "Đại biểu"
+            } else {
+                label
+            },
+            i + 1
+        );
+        let t = tokio::spawn(participant(
+            url.clone(),
+            name,
+            tag,
+            all.saturating_sub(1).max(1),
+            o.clone(),
+            epoch,
+        ));
+        tasks.push((label.clone(), tag, t));
+        tokio::time::sleep(JOIN_GAP).await;
+    }
+    let mut out = Vec::new();
+    for (label, tag, t) in tasks {
+        out.push((label, tag, t.await.unwrap_or_else(|e| Err(e.to_string()))));
     }
     out
 }
@@ -360,6 +464,39 @@ async fn main() {
         tile_height,
         end: None,
     };
+    if args[1].contains(',') || args[1].contains('=') && !args[1].starts_with("ws") {
+        let urls: Vec<(String, String)> = args[1]
+            .split(',')
+            .map(
+                |x| match x.split_once('=').filter(|(l, _)| !l.contains('/')) {
+                    Some((l, u)) => (l.to_string(), u.to_string()),
+                    None => (String::new(), x.to_string()),
+                },
+            )
+            .collect();
+        let reports = run_many(&urls, n, o).await;
+        let flat: Vec<Result<Report, String>> = reports.iter().map(|r| r.2.clone()).collect();
+        println!("{}", summarize(&flat));
+        let counted = secs.saturating_sub(WARM_UP.as_secs()).max(1) as f64;
+        let per: Vec<Value> = reports
+            .iter()
+            .map(|(label, tag, r)| match r {
+                Err(e) => json!({"label": label, "tag": tag, "error": e}),
+                Ok(r) => json!({
+                    "label": label,
+                    "tag": tag,
+                    "bytes_per_s": r.bytes_by.iter().map(|((t, l), b)| json!([t, l, *b as f64 / counted])).collect::<Vec<_>>(),
+                    "latency_ms": r.latency_by.iter().map(|(t, v)| {
+                        let mut v = v.clone();
+                        json!([t, percentile(&mut v, 0.5) as f64 / 1e3, percentile(&mut v, 0.99) as f64 / 1e3, v.len()])
+                    }).collect::<Vec<_>>(),
+                    "fps": r.fps,
+                }),
+            })
+            .collect();
+        println!("{}", json!({ "per_participant": per }));
+        return;
+    }
     let reports = run_with(&args[1], n, o).await;
     for r in &reports {
         match r {

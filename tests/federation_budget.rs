@@ -1,8 +1,9 @@
 //! A meeting across a narrow link, with real processes: a district, a commune `xa-d` on
-//! the district's own network with ten officials who publish simulcast cameras of 2 Mbit/s,
-//! and a commune `xa-c` behind a 6 Mbit/s veth pair (`tc tbf`, in a network namespace of
-//! its own) whose one official, at their own node, would take nine pictures of 1 Mbit/s
-//! (the middle layer of a 3×3 grid): more than the link carries. The district measures the
+//! the district's own network with ten officials who publish simulcast cameras of 3 Mbit/s
+//! (layers of 0.75, 1.5 and 3 Mbit/s), and a commune `xa-c` behind a 6 Mbit/s veth pair
+//! (`tc tbf`, in a network namespace of its own) whose one official, at their own node,
+//! would take nine pictures (a 3×3 grid): even at their lowest layer, 7 Mbit/s and the
+//! voices, more than the link carries. The district measures the
 //! link (`federation::rate`), tells it, and the commune asks only what fits (its trunk's
 //! budget): every voice, and as many pictures, at a layer, as fit. Nothing collapses: the
 //! voices arrive whole, the pictures that come keep their frame rate, and no queue stands
@@ -118,7 +119,7 @@ fn a_commune_on_a_6_mbit_link_gets_every_voice_and_the_pictures_that_fit() {
         let end = epoch + Duration::from_secs(SECS);
         let speakers = meeting_load::Options {
             secs: SECS,
-            kbps: 2000,
+            kbps: 3000,
             simulcast: true,
             tile_height: 360,
             end: Some(end),
@@ -219,9 +220,12 @@ fn a_commune_on_a_6_mbit_link_gets_every_voice_and_the_pictures_that_fit() {
         // Pictures: several at their full rate all along (one let in later, as the estimate
         // grows, counts from then; one left out in the first seconds, no frame after them).
         let steady = c.fps.iter().filter(|f| **f >= 0.8 * 25.0).count();
-        assert!(steady >= 4, "{:?}", c.fps);
-        // No queue stands on the link: after the first measurement (the first seconds,
-        // before the link is known), every packet within 100 ms.
+        assert!(steady >= 3, "{:?}", c.fps);
+        // No queue stands on the link: after the first seconds (the link is measured 1–2 s
+        // in, yet packets are about 0.2 s late for the first 5–6 s, likely the commune's
+        // own pacer toward its participant, whose estimate starts low), every packet
+        // within 100 ms. (Without the budget: 0.2 s for every packet all
+        // along, and every picture below 18 frames a second.)
         let worst_after: u64 = c
             .worst_by_second
             .range(8..SECS - 1)

@@ -41,6 +41,11 @@ pub struct SlotStats {
     /// The largest added latency of each second since the epoch ([`Participant::set_epoch`]),
     /// microseconds, from the first packet on (to see when a delay happened).
     pub worst_by_second: BTreeMap<u64, u64>,
+    /// From [`Participant::count_from`] on, per publisher tag and simulcast layer (0 for
+    /// audio or without simulcast): payload bytes, and added latency samples (a load run's
+    /// per-path figures: which node each publisher is at is the caller's).
+    pub bytes_by: BTreeMap<(u8, u8), u64>,
+    pub latency_by: BTreeMap<u8, Vec<u64>>,
     /// When the last video frame completed, and the longest wait between two (a stall:
     /// a link that dropped and came back).
     pub last_frame: Option<Instant>,
@@ -644,6 +649,14 @@ impl Participant {
                     s.last_layer = Some(layer);
                 }
                 s.packets += 1;
+                if self.count_from.is_some_and(|t| now >= t) {
+                    let layer = if video && p.payload.len() >= 2 {
+                        p.payload[p.payload.len() - 2]
+                    } else {
+                        0
+                    };
+                    *s.bytes_by.entry((tag, layer)).or_default() += p.payload.len() as u64;
+                }
                 let codec = if vp9 { RtcCodec::Vp9 } else { RtcCodec::Vp8 };
                 let key = video && crate::peer::keyframe_start(codec, &p.payload);
                 let layer = if video && p.payload.len() >= 2 {
@@ -692,6 +705,10 @@ impl Participant {
                     let lat = now_us.saturating_sub(sent);
                     if s.latency_us.len() < 100_000 && self.count_from.is_some_and(|t| now >= t) {
                         s.latency_us.push(lat);
+                        let by = s.latency_by.entry(tag).or_default();
+                        if by.len() < 20_000 {
+                            by.push(lat);
+                        }
                     }
                     let w = s.worst_by_second.entry(now_us / 1_000_000).or_default();
                     *w = (*w).max(lat);
