@@ -181,6 +181,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     if let Some((url, _)) = &parent {
         tracing::info!(%url, "joining the parent node");
     }
+    state
+        .federation
+        .set_documents(crate::federation::documents::DocumentsAt {
+            dir: cfg.data_dir.join("meetings"),
+            max_bytes: u64::from(cfg.meetings.max_document_mb) << 20,
+        });
     state.federation.start(parent).await?;
     let handle = axum_server::Handle::new();
     tokio::spawn(shutdown_on_signal(handle.clone()));

@@ -102,6 +102,14 @@ fn official(
 async fn district_and_two_communes(
     dirs: &[tempfile::TempDir],
 ) -> ([Server; 3], [reqwest::Client; 3]) {
+    let (servers, clients, _) = district_and_two_communes_with_tokens(dirs).await;
+    (servers, clients)
+}
+
+/// As [`district_and_two_communes`], with the communes' join tokens (to start one again).
+async fn district_and_two_communes_with_tokens(
+    dirs: &[tempfile::TempDir],
+) -> ([Server; 3], [reqwest::Client; 3], [String; 2]) {
     let a_token = node_add(dirs[0].path(), "xa-a", "commune");
     let b_token = node_add(dirs[0].path(), "xa-b", "commune");
     let d = start(dirs[0].path(), &env(true, None), &[]);
@@ -124,7 +132,7 @@ async fn district_and_two_communes(
         },
     )
     .await;
-    ([d, a, b], clients)
+    ([d, a, b], clients, [a_token, b_token])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -640,4 +648,112 @@ async fn a_meeting_comes_back_by_itself_after_the_district_restarts() {
     for s in [d, a, b] {
         assert!(stop(s).success());
     }
+}
+
+/// The documents of meeting `id` in its record at `url` (admins read it at every node).
+async fn documents_at(c: &reqwest::Client, url: &str, id: &Value) -> Vec<Value> {
+    let r = get_json(c, &format!("{url}/api/meetings/{id}/record")).await;
+    r["documents"].as_array().cloned().unwrap_or_default()
+}
+
+/// A document shared at one commune reaches the district and the other commune (each
+/// keeps it, byte for byte, in the meeting's record), and one shared before a commune's
+/// link came up is there once the link is back; each crosses each link once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_shared_at_a_commune_is_at_every_node_of_the_meeting() {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let ([d, a, b], [cd, ca, cb], [_, b_token]) =
+        district_and_two_communes_with_tokens(&dirs).await;
+    let m = schedule(&cd, &d.url, "Giao ban huyện", &["xa-a", "xa-b"]).await;
+    let id = m["id"].clone();
+    wait_meeting(&ca, &a.url, &id).await;
+    wait_meeting(&cb, &b.url, &id).await;
+    // A PDF of 300 kB (several chunks), shared at xa-a by its admin.
+    let mut pdf = b"%PDF-1.4\n% Ke hoach phong chong bao\n".to_vec();
+    pdf.extend((0..300_000u32).map(|i| (i % 251) as u8));
+    let before_b = link_bytes(&cd, &d.url, "xa-b").await;
+    let t0 = Instant::now();
+    let r = ca
+        .post(format!(
+            "{}/api/meetings/{id}/documents?name=ke-hoach.pdf",
+            a.url
+        ))
+        .body(pdf.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let wait_doc = |c: reqwest::Client, url: String, name: &'static str| {
+        let id = id.clone();
+        async move {
+            let t = Instant::now();
+            loop {
+                let docs = documents_at(&c, &url, &id).await;
+                if let Some(d) = docs.into_iter().find(|x| x["name"] == name) {
+                    return (d, t.elapsed());
+                }
+                assert!(t.elapsed() < Duration::from_secs(10), "{name} not at {url}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let ((at_d, _), (at_b, _)) = tokio::join!(
+        wait_doc(cd.clone(), d.url.clone(), "ke-hoach.pdf"),
+        wait_doc(cb.clone(), b.url.clone(), "ke-hoach.pdf")
+    );
+    let took = t0.elapsed();
+    for (c, url, doc) in [(&cd, &d.url, &at_d), (&cb, &b.url, &at_b)] {
+        assert_eq!(doc["size"], pdf.len() as u64, "{doc}");
+        assert_eq!(doc["mime"], "application/pdf", "{doc}");
+        assert_eq!(doc["from"], "admin", "{doc}");
+        let (st, _, body) =
+            get_bytes(c, &format!("{url}{}", doc["url"].as_str().unwrap()), None).await;
+        assert_eq!(st, 200);
+        assert!(body == pdf, "the document at {url} is the one shared");
+    }
+    let after_b = link_bytes(&cd, &d.url, "xa-b").await;
+    let down = after_b.0 - before_b.0;
+    println!(
+        "a document of {} B shared at xa-a: at the district and at xa-b {:.0} ms later; {down} B went down to xa-b",
+        pdf.len(),
+        took.as_secs_f64() * 1e3
+    );
+    assert!(
+        (down as usize) < pdf.len() * 12 / 10,
+        "the document crossed the link to xa-b once: {down} B for {} B",
+        pdf.len()
+    );
+    // Only once in each record (no echo back from the other nodes).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (c, url) in [(&ca, &a.url), (&cd, &d.url), (&cb, &b.url)] {
+        let n = documents_at(c, url, &id).await.len();
+        assert_eq!(n, 1, "one document at {url}");
+    }
+
+    // xa-b down, a second document shared at the district; xa-b back: it gets it.
+    stop(b);
+    let mut txt = b"Bien ban hop: noi dung\n".to_vec();
+    txt.extend(std::iter::repeat_n(b'x', 50_000));
+    let r = cd
+        .post(format!(
+            "{}/api/meetings/{id}/documents?name=bien-ban.txt",
+            d.url
+        ))
+        .body(txt.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let b = start(dirs[2].path(), &env(false, Some((&d.url, &b_token))), &[]);
+    let cb = admin(&b.url).await;
+    let (doc, _) = wait_doc(cb.clone(), b.url.clone(), "bien-ban.txt").await;
+    let (_, _, body) = get_bytes(
+        &cb,
+        &format!("{}{}", b.url, doc["url"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert!(body == txt, "the late document at xa-b is the one shared");
+    assert_eq!(documents_at(&cb, &b.url, &id).await.len(), 2);
+    drop((d, a, b));
 }

@@ -249,6 +249,8 @@ async fn receive(
     if let Some(h) = &st.meetings {
         h.document_shared(&doc);
     }
+    // (The other nodes in the meeting get it too.)
+    st.federation.document_offer(&doc, None);
     Ok((StatusCode::CREATED, axum::Json(DocumentOut::from(&doc))))
 }
 

@@ -107,6 +107,8 @@ impl Side for Child<'_> {
             self.io.requests.lock().unwrap().chunk(&frame)
         } else if frame.first() == Some(&super::meetings::MEETING_RTP) {
             self.fed.meeting_frame(LinkKey::Child(self.link), &frame)
+        } else if frame.first() == Some(&super::documents::DOC_CHUNK) {
+            self.fed.document_chunk(LinkKey::Child(self.link), &frame)
         } else {
             self.relay.1 += frame.len() as u64;
             self.io.inbound.lock().unwrap().frame(&frame)

@@ -155,6 +155,18 @@ pub struct WireTrack {
     pub layers: Vec<(Option<String>, u64)>,
 }
 
+/// A document of a meeting, as it is offered to another node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocOffer {
+    pub sha256: String,
+    pub name: String,
+    pub mime: String,
+    pub bytes: u64,
+    /// Who shared it (their name where they did).
+    pub from: String,
+    pub at_ms: i64,
+}
+
 /// The trunk's control, one message per change (`Msg::Meeting` carries it).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -223,6 +235,11 @@ pub enum TrunkMsg {
         name: String,
         option: i64,
     },
+    /// A document shared in the meeting (at the sender or beyond it), offered: the receiver
+    /// asks for its bytes (`document_want`) unless it has them (`federation::documents`).
+    Document(DocOffer),
+    /// The sender has not that document: send its bytes (binary frames of type 4).
+    DocumentWant { sha256: String },
     /// An operation of a later version (ignored).
     #[serde(other)]
     Unknown,
@@ -324,6 +341,22 @@ pub fn check_state(op: &TrunkMsg) -> Result<(), String> {
         }
         TrunkMsg::Ballot { voter, name, .. } if long(voter, 1000) || long(name, 200) => {
             return Err("a ballot's voter too long".into());
+        }
+        TrunkMsg::Document(DocOffer {
+            sha256,
+            name,
+            mime,
+            from,
+            ..
+        }) if !super::documents::sha_ok(sha256)
+            || long(name, 200)
+            || long(mime, 100)
+            || long(from, 300) =>
+        {
+            return Err("a document offer with a bad hash or too long a name".into());
+        }
+        TrunkMsg::DocumentWant { sha256 } if !super::documents::sha_ok(sha256) => {
+            return Err("a document asked for by a bad hash".into());
         }
         TrunkMsg::Chair { action, kind, .. }
             if long(action, 32) || kind.as_deref().is_some_and(|k| long(k, 16)) =>

@@ -13,6 +13,7 @@
 
 pub mod archive;
 pub mod cameras;
+pub mod documents;
 pub mod downlink;
 pub mod link;
 pub mod meetings;
@@ -148,6 +149,12 @@ pub struct Federation {
     /// Per link: what the far side said it can send, and the camera streams coming over
     /// it, from which the meetings' trunks on it get their budgets.
     link_rates: Mutex<HashMap<trunks::LinkKey, trunks::LinkRate>>,
+    /// Meetings' documents across nodes: where they are kept, and those being received
+    /// (by link, meeting and hash).
+    documents_at: OnceLock<documents::DocumentsAt>,
+    documents_in: Mutex<HashMap<(trunks::LinkKey, i64, String), documents::Partial>>,
+    /// This hub itself, for the tasks its link handlers start.
+    me: std::sync::Weak<Federation>,
 }
 
 /// A node below this one, as a meeting's invitation names it.
@@ -165,7 +172,8 @@ pub type LocalStates = Box<dyn Fn() -> HashMap<i64, String> + Send + Sync>;
 
 impl Federation {
     pub fn new(db: AnyPool, clocks: Arc<dyn Clocks>) -> Arc<Federation> {
-        Arc::new(Federation {
+        Arc::new_cyclic(|me| Federation {
+            me: me.clone(),
             db,
             clocks,
             children: Mutex::new(HashMap::new()),
@@ -187,6 +195,8 @@ impl Federation {
             uplink_out: Mutex::new(None),
             meeting_hub: OnceLock::new(),
             link_rates: Mutex::new(HashMap::new()),
+            documents_at: OnceLock::new(),
+            documents_in: Mutex::new(HashMap::new()),
         })
     }
 

@@ -57,6 +57,8 @@ pub trait MeetingHub: Send + Sync {
     fn from_node(self: Arc<Self>, meeting: i64, via: LinkKey, op: TrunkMsg);
     /// A link ended: what came over it is gone.
     fn link_gone(&self, via: LinkKey);
+    /// A document of a meeting came from another node and is kept here now.
+    fn document_added(&self, doc: &store::Document);
 }
 
 /// A trunk's sink: the link's outbox.
@@ -231,6 +233,7 @@ impl Federation {
     /// A link ended: its trunks close (each node's part of its meetings goes on alone).
     pub(super) fn link_ended(&self, key: LinkKey) {
         self.link_rates.lock().unwrap().remove(&key);
+        self.documents_link_gone(key);
         let gone: Vec<TrunkId> = {
             let mut t = self.trunks.lock().unwrap();
             let ids = t.iter().filter(|((k, _), _)| *k == key).map(|(_, v)| v.0);
@@ -284,6 +287,7 @@ impl Federation {
                 live.trunk_in(t, TrunkIn::Budget(b));
             }
         });
+        self.offer_all_documents(key, m.id);
     }
 
     /// The parent sent a meeting (new, or changed): kept here, applied to the room, passed
@@ -445,11 +449,20 @@ impl Federation {
         {
             return self.room_state(key, meeting, op);
         }
+        if let TrunkMsg::Document(_) | TrunkMsg::DocumentWant { .. } = op {
+            wire::check_state(&op)?;
+            self.document_msg(key, meeting, op);
+            return Ok(());
+        }
         let Some(live) = self.live.get() else {
             return Ok(());
         };
         let m = match op {
-            TrunkMsg::Open => TrunkIn::Open,
+            TrunkMsg::Open => {
+                // The far side's end is there now: it may not have had our documents' offers.
+                self.offer_all_documents(key, meeting);
+                TrunkIn::Open
+            }
             TrunkMsg::Publish {
                 publisher,
                 participant,
@@ -471,6 +484,8 @@ impl Federation {
                 rid,
             },
             TrunkMsg::Unknown
+            | TrunkMsg::Document(_)
+            | TrunkMsg::DocumentWant { .. }
             | TrunkMsg::Parts { .. }
             | TrunkMsg::Chat { .. }
             | TrunkMsg::Chair { .. }

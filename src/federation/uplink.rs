@@ -298,10 +298,13 @@ impl Side for Up<'_> {
     fn on_binary(&mut self, _: &mut LinkCore, frame: bytes::Bytes) {
         // (A frame that does not parse is dropped: the parent is trusted more than a
         // child, whose link such a frame ends.)
-        if frame.first() == Some(&super::meetings::MEETING_RTP)
-            && let Err(e) = self.fed.meeting_frame(LinkKey::Parent, &frame)
-        {
-            tracing::warn!(error = %e, "a broken meeting frame from the parent");
+        let r = match frame.first() {
+            Some(&super::meetings::MEETING_RTP) => self.fed.meeting_frame(LinkKey::Parent, &frame),
+            Some(&super::documents::DOC_CHUNK) => self.fed.document_chunk(LinkKey::Parent, &frame),
+            _ => Ok(()),
+        };
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "a broken frame from the parent");
         }
     }
 

@@ -430,6 +430,10 @@ impl MeetingHub for Meetings {
         }
     }
 
+    fn document_added(&self, doc: &store::Document) {
+        self.document_shared(doc);
+    }
+
     fn link_gone(&self, via: LinkKey) {
         let mut inner = self.inner.lock().expect("meetings lock");
         for r in inner.rooms.values_mut() {

@@ -245,6 +245,29 @@ async function main() {
       await chair.page.getByTestId(`hand-${b.id}`).waitFor({ state: 'detached', timeout: 5_000 });
     });
 
+    await test('a PDF shared on the page at xa-b is listed at the district and at xa-a, whose link gives the same bytes', async () => {
+      const name = 'Kế hoạch phòng chống bão.pdf';
+      const pdf = Buffer.from(`%PDF-1.4\n% Ke hoach phong chong bao\n${'0123456789'.repeat(20_000)}\n%%EOF\n`, 'latin1');
+      for (const person of people) {
+        const btn = person.page.getByTestId('documents');
+        if ((await btn.getAttribute('aria-pressed')) !== 'true') await btn.click();
+      }
+      await b.page.getByTestId('document-file').setInputFiles({ name, mimeType: 'application/pdf', buffer: pdf });
+      const t0 = Date.now();
+      await b.page.getByTestId('document-upload').click();
+      await Promise.all([chair, a].map(async (person) => {
+        await waitFor(`${person.key} lists the document`, () => person.page.evaluate((n) => [...document.querySelectorAll('[data-testid^="document-link-"]')]
+          .some((x) => x.textContent === n), name), 10_000, 20);
+        measure(`federation_document_to_listed.${person.key}`, Date.now() - t0);
+      }));
+      const doc = (await a.page.evaluate(() => window.xasoMeeting.documents())).find((d) => d.name === name);
+      assert.ok(doc && doc.size === pdf.length && doc.mime === 'application/pdf', JSON.stringify(doc));
+      const href = await a.page.getByTestId(`document-link-${doc.id}`).getAttribute('href');
+      const got = await a.page.request.get(new URL(href, a.page.url()).href);
+      assert.equal(got.status(), 200);
+      assert.ok(Buffer.from(await got.body()).equals(pdf), 'the bytes at xa-a are the ones shared at xa-b');
+    });
+
     await test("the chair pins xa-a's official: their tile is the large one at the district, and their picture keeps coming", async () => {
       const cp = chair.page;
       await cp.getByTestId(`tile-${a.id}`).hover();
