@@ -1,5 +1,6 @@
-// How the meeting room and the meeting record write times, numbers and sizes, in the
-// interface's language (Vietnamese first: a decimal comma, 24-hour clock).
+// How the pages write times, numbers and sizes (the meeting room, its record, the Admin
+// page's link figures), in the interface's language (Vietnamese first: a decimal comma,
+// 24-hour clock).
 
 import { t, lang } from './i18n.js';
 

@@ -5,6 +5,7 @@ import { h, fill } from '../dom.js';
 import { t, formatTime } from '../i18n.js';
 import { api } from '../api.js';
 import { field, runAction, statusLine } from '../components.js';
+import { numberFormat } from '../meeting-format.js';
 
 const REFRESH_MS = 5000;
 
@@ -47,7 +48,15 @@ export function nodesSection() {
     const parts = [];
     if (l.rtt_ms != null && l.state === 'up') parts.push(t('admin.nodes.rtt', { ms: l.rtt_ms.toFixed(1) }));
     parts.push(t('admin.nodes.bytes', { sent: kib(l.bytes_sent), received: kib(l.bytes_received) }));
+    // what each end measured it can send (once the link was full that way): meetings ask
+    // no more than fits
+    if (l.rate_out_bps != null) parts.push(t('admin.nodes.rateOut', { mbps: mbps(l.rate_out_bps) }));
+    if (l.rate_in_bps != null) parts.push(t('admin.nodes.rateIn', { mbps: mbps(l.rate_in_bps) }));
     return parts.join(' · ');
+  }
+
+  function mbps(bps) {
+    return numberFormat(1).format(bps / 1e6); // "5,1" in Vietnamese
   }
 
   function kib(n) {
