@@ -119,14 +119,7 @@ impl Meetings {
             }
         }
         if let Some(t) = removed {
-            if let Some(p) = self
-                .inner
-                .lock()
-                .expect("meetings lock")
-                .rooms
-                .get(&meeting)
-                .and_then(|r| r.parts.get(&t))
-            {
+            if let Ok(p) = self.inner.lock().expect("meetings lock").part(meeting, t) {
                 send(
                     p,
                     &json!({"type": "removed", "reason": "the chair removed you"}),

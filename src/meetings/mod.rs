@@ -797,14 +797,7 @@ impl Meetings {
                     reason,
                     "a participant's media ended"
                 );
-                if let Some(p) = self
-                    .inner
-                    .lock()
-                    .expect("meetings lock")
-                    .rooms
-                    .get(&meeting)
-                    .and_then(|r| r.parts.get(&pid))
-                {
+                if let Ok(p) = self.inner.lock().expect("meetings lock").part(meeting, pid) {
                     send(
                         p,
                         &json!({"type": "error", "status": 410, "code": "media_lost",
