@@ -395,7 +395,8 @@ pub async fn run_many(
     out
 }
 
-fn percentile(v: &mut [u64], p: f64) -> u64 {
+/// The `p` quantile of `v` (sorted in place); 0 when empty.
+pub fn percentile(v: &mut [u64], p: f64) -> u64 {
     if v.is_empty() {
         return 0;
     }
@@ -464,7 +465,8 @@ async fn main() {
         tile_height,
         end: None,
     };
-    if args[1].contains(',') || args[1].contains('=') && !args[1].starts_with("ws") {
+    // Several sockets, or one with a label: one meeting across nodes.
+    if args[1].contains(',') || !args[1].starts_with("ws") {
         let urls: Vec<(String, String)> = args[1]
             .split(',')
             .map(

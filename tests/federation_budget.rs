@@ -18,33 +18,7 @@ mod meeting_load;
 use common::netns::{run_in_netns_of, runtime_in_netns};
 use common::nodes::*;
 use common::proc::*;
-use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-
-/// Bytes sent through the veth toward the commune (this namespace's `/proc/net/dev`).
-fn sent_down() -> u64 {
-    let dev = std::fs::read_to_string("/proc/net/dev").unwrap();
-    let line = dev
-        .lines()
-        .find(|l| l.trim_start().starts_with("vp:"))
-        .expect("vp in /proc/net/dev");
-    // Receive: bytes packets errs drop fifo frame compressed multicast; then transmit.
-    line.split_once(':')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .nth(8)
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
-fn percentile(v: &mut [u64], p: f64) -> u64 {
-    v.sort_unstable();
-    v.get(((v.len().max(1) - 1) as f64 * p).round() as usize)
-        .copied()
-        .unwrap_or(0)
-}
 
 #[test]
 fn a_commune_on_a_6_mbit_link_gets_every_voice_and_the_pictures_that_fit() {
@@ -75,43 +49,11 @@ fn a_commune_on_a_6_mbit_link_gets_every_voice_and_the_pictures_that_fit() {
                 .all(|n| child(v, n).is_some_and(|c| c["state"] == "up"))
         })
         .await;
-        let now = chrono::Utc::now().timestamp_millis();
-        let r = cd
-            .post(format!("{}/api/meetings", district.url))
-            .json(&json!({
-                "title": "Giao ban", "start": rfc(now - 60_000), "end": rfc(now + 3_600_000),
-                "nodes": ["xa-c", "xa-d"],
-            }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-        let m: Value = r.json().await.unwrap();
-        let id = m["id"].clone();
-        let at = |c: reqwest::Client, url: String| {
-            let id = id.clone();
-            async move {
-                let t0 = Instant::now();
-                loop {
-                    let l = get_json(&c, &format!("{url}/api/meetings")).await;
-                    if let Some(m) = l["meetings"].as_array().unwrap().iter().find(|m| m["id"] == id)
-                    {
-                        return m.clone();
-                    }
-                    assert!(t0.elapsed() < Duration::from_secs(5), "not at {url}: {l}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        };
-        let (mc, md) = tokio::join!(at(cc, xa_c.url.clone()), at(cx, xa_d.url.clone()));
-        let ws = |base: &str, m: &Value| {
-            format!(
-                "{}/api/meetings/{}/ws?t={}",
-                base.replace("http://", "ws://"),
-                m["id"],
-                join_token(m)
-            )
-        };
+        let m = schedule(&cd, &district.url, "Giao ban", &["xa-c", "xa-d"]).await;
+        let (mc, md) = tokio::join!(
+            wait_meeting(&cc, &xa_c.url, &m["id"]),
+            wait_meeting(&cx, &xa_d.url, &m["id"])
+        );
 
         // Ten officials at xa-d, one at xa-c, all stopping together.
         const SECS: u64 = 32;
@@ -127,7 +69,7 @@ fn a_commune_on_a_6_mbit_link_gets_every_voice_and_the_pictures_that_fit() {
         let mut tasks = Vec::new();
         for i in 0..10u8 {
             tasks.push(tokio::spawn(meeting_load::participant(
-                ws(&xa_d.url, &md),
+                guest_ws(&xa_d.url, &md),
                 format!("Đại biểu {}", i + 1),
                 i + 1,
                 1,
@@ -140,7 +82,7 @@ fn a_commune_on_a_6_mbit_link_gets_every_voice_and_the_pictures_that_fit() {
             kbps: 300,
             ..speakers.clone()
         };
-        let (url_c, pid) = (ws(&xa_c.url, &mc), xa_c.child.id());
+        let (url_c, pid) = (guest_ws(&xa_c.url, &mc), xa_c.child.id());
         let commune = run_in_netns_of(pid, move || async move {
             let sock = tokio::net::UdpSocket::bind("198.51.100.2:0").await.unwrap();
             meeting_load::participant_on(sock, url_c, "Xã C".into(), 100, 12, listener, epoch)
@@ -149,9 +91,9 @@ fn a_commune_on_a_6_mbit_link_gets_every_voice_and_the_pictures_that_fit() {
 
         // The link from 14 s (the budget settled) to 30 s.
         tokio::time::sleep_until((epoch + Duration::from_secs(14)).into()).await;
-        let (t0, b0) = (Instant::now(), sent_down());
+        let (t0, b0) = (Instant::now(), common::netns::dev_bytes("vp").1);
         tokio::time::sleep_until((epoch + Duration::from_secs(30)).into()).await;
-        let link_mbps = (sent_down() - b0) as f64 * 8.0 / t0.elapsed().as_secs_f64() / 1e6;
+        let link_mbps = (common::netns::dev_bytes("vp").1 - b0) as f64 * 8.0 / t0.elapsed().as_secs_f64() / 1e6;
         let nodes = get_json(&cd, &format!("{}/api/nodes", district.url)).await;
         let estimate = child(&nodes, "xa-c").unwrap()["rate_out_bps"].clone();
 
@@ -194,7 +136,7 @@ fn a_commune_on_a_6_mbit_link_gets_every_voice_and_the_pictures_that_fit() {
             c.worst_by_second.iter().map(|(s, us)| (*s, us / 1000)).collect::<Vec<_>>()
         );
         let mut lat = c.latency_us.clone();
-        let (p50, p99) = (percentile(&mut lat, 0.5), percentile(&mut lat, 0.99));
+        let (p50, p99) = (meeting_load::percentile(&mut lat, 0.5), meeting_load::percentile(&mut lat, 0.99));
         println!(
             "over a 6 Mbit/s link: the district's estimate {estimate} bit/s, the link carrying {link_mbps:.2} Mbit/s; \
              the commune heard {} voices ({:?} packets, {:?} lost) and got {} pictures (frames, last layer: {:?}) \

@@ -647,17 +647,7 @@ fn an_export_shares_a_6_mbit_uplink_with_live_viewers_who_keep_every_frame() {
 
         // Two live viewers at the parent for 20 s; 4 s in, an export of 16 s of footage. The
         // veth's own counter says what crossed the link meanwhile.
-        // /proc/net/dev is this namespace's (sysfs would be the machine's).
-        let rx = || {
-            let dev = std::fs::read_to_string("/proc/net/dev").unwrap();
-            let line = dev
-                .lines()
-                .find(|l| l.trim_start().starts_with("vp:"))
-                .expect("vp in /proc/net/dev");
-            line.split_once(':').unwrap().1.split_whitespace().next().unwrap()
-                .parse::<u64>()
-                .unwrap()
-        };
+        let rx = || common::netns::dev_bytes("vp").0;
         let rx0 = rx();
         let export = async {
             tokio::time::sleep(Duration::from_secs(4)).await;

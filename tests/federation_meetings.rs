@@ -20,45 +20,6 @@ use common::proc::*;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-/// Makes a meeting at `url` (now, for an hour) inviting `nodes`.
-async fn schedule(c: &reqwest::Client, url: &str, title: &str, nodes: &[&str]) -> Value {
-    let now = chrono::Utc::now().timestamp_millis();
-    let r = c
-        .post(format!("{url}/api/meetings"))
-        .json(&json!({
-            "title": title, "start": rfc(now - 60_000), "end": rfc(now + 3_600_000),
-            "nodes": nodes,
-        }))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(status, 201, "{v}");
-    v
-}
-
-/// Waits up to 5 s for meeting `id` in `GET /api/meetings` at `url`.
-async fn wait_meeting(c: &reqwest::Client, url: &str, id: &Value) -> Value {
-    let t0 = Instant::now();
-    loop {
-        let l = get_json(c, &format!("{url}/api/meetings")).await;
-        if let Some(m) = l["meetings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["id"] == *id)
-        {
-            return m.clone();
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "meeting {id} not at {url} within 5 s: {l}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The link figures of child `name` at `url`: (bytes sent to it, bytes received from it).
 async fn link_bytes(c: &reqwest::Client, url: &str, name: &str) -> (u64, u64) {
     let v = get_json(c, &format!("{url}/api/nodes")).await;
@@ -66,16 +27,6 @@ async fn link_bytes(c: &reqwest::Client, url: &str, name: &str) -> (u64, u64) {
     (
         ch["bytes_sent"].as_u64().unwrap(),
         ch["bytes_received"].as_u64().unwrap(),
-    )
-}
-
-/// The guest socket of meeting `m` as node `base` lists it (its own guest link).
-fn guest_ws(base: &str, m: &Value) -> String {
-    format!(
-        "{}/api/meetings/{}/ws?t={}",
-        base.replace("http://", "ws://"),
-        m["id"],
-        join_token(m)
     )
 }
 
@@ -650,6 +601,17 @@ async fn a_meeting_comes_back_by_itself_after_the_district_restarts() {
     }
 }
 
+/// Shares `body` as document `name` in meeting `id` at `url` (as the client's user).
+async fn share(c: &reqwest::Client, url: &str, id: &Value, name: &str, body: Vec<u8>) {
+    let r = c
+        .post(format!("{url}/api/meetings/{id}/documents?name={name}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+}
+
 /// The documents of meeting `id` in its record at `url` (admins read it at every node).
 async fn documents_at(c: &reqwest::Client, url: &str, id: &Value) -> Vec<Value> {
     let r = get_json(c, &format!("{url}/api/meetings/{id}/record")).await;
@@ -673,16 +635,7 @@ async fn a_document_shared_at_a_commune_is_at_every_node_of_the_meeting() {
     pdf.extend((0..300_000u32).map(|i| (i % 251) as u8));
     let before_b = link_bytes(&cd, &d.url, "xa-b").await;
     let t0 = Instant::now();
-    let r = ca
-        .post(format!(
-            "{}/api/meetings/{id}/documents?name=ke-hoach.pdf",
-            a.url
-        ))
-        .body(pdf.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    share(&ca, &a.url, &id, "ke-hoach.pdf", pdf.clone()).await;
     let wait_doc = |c: reqwest::Client, url: String, name: &'static str| {
         let id = id.clone();
         async move {
@@ -734,16 +687,7 @@ async fn a_document_shared_at_a_commune_is_at_every_node_of_the_meeting() {
     stop(b);
     let mut txt = b"Bien ban hop: noi dung\n".to_vec();
     txt.extend(std::iter::repeat_n(b'x', 50_000));
-    let r = cd
-        .post(format!(
-            "{}/api/meetings/{id}/documents?name=bien-ban.txt",
-            d.url
-        ))
-        .body(txt.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    share(&cd, &d.url, &id, "bien-ban.txt", txt.clone()).await;
     let b = start(dirs[2].path(), &env(false, Some((&d.url, &b_token))), &[]);
     let cb = admin(&b.url).await;
     let (doc, _) = wait_doc(cb.clone(), b.url.clone(), "bien-ban.txt").await;

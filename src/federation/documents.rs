@@ -317,7 +317,10 @@ impl Federation {
             ..
         } = p;
         let sha = hex::encode(hasher.finalize());
-        let synced = file.sync_all();
+        let synced = tokio::task::spawn_blocking(move || file.sync_all())
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|r| r);
         if sha != o.doc.sha256 || synced.is_err() {
             let _ = tokio::fs::remove_file(&part).await;
             tracing::warn!(name = %o.doc.name, "a document from another node did not match its hash: dropped");

@@ -107,3 +107,22 @@ where
             .block_on(f())
     })
 }
+
+/// Bytes received and sent through interface `dev` of this namespace, from its own
+/// counters (`/proc/net/dev` is the namespace's; sysfs would be the machine's).
+pub fn dev_bytes(dev: &str) -> (u64, u64) {
+    let all = std::fs::read_to_string("/proc/net/dev").unwrap();
+    let line = all
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{dev}:")))
+        .unwrap_or_else(|| panic!("{dev} in /proc/net/dev"));
+    // Receive: bytes packets errs drop fifo frame compressed multicast; then transmit.
+    let f: Vec<u64> = line
+        .split_once(':')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    (f[0], f[8])
+}

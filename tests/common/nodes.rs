@@ -4,7 +4,7 @@
 //! to show something.
 
 use super::proc::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -202,4 +202,53 @@ pub async fn wss(
     req.headers_mut()
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
     tokio_tungstenite::client_async(req, tls).await.unwrap().0
+}
+
+/// Makes a meeting at `url` (now, for an hour) inviting `nodes`.
+pub async fn schedule(c: &reqwest::Client, url: &str, title: &str, nodes: &[&str]) -> Value {
+    let now = chrono::Utc::now().timestamp_millis();
+    let r = c
+        .post(format!("{url}/api/meetings"))
+        .json(&json!({
+            "title": title, "start": rfc(now - 60_000), "end": rfc(now + 3_600_000),
+            "nodes": nodes,
+        }))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(status, 201, "{v}");
+    v
+}
+
+/// Waits up to 5 s for meeting `id` in `GET /api/meetings` at `url`.
+pub async fn wait_meeting(c: &reqwest::Client, url: &str, id: &Value) -> Value {
+    let t0 = Instant::now();
+    loop {
+        let l = get_json(c, &format!("{url}/api/meetings")).await;
+        if let Some(m) = l["meetings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == *id)
+        {
+            return m.clone();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "meeting {id} not at {url} within 5 s: {l}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The guest socket of meeting `m` as node `base` lists it (its own guest link).
+pub fn guest_ws(base: &str, m: &Value) -> String {
+    format!(
+        "{}/api/meetings/{}/ws?t={}",
+        base.replace("http://", "ws://"),
+        m["id"],
+        join_token(m)
+    )
 }

@@ -242,9 +242,9 @@ impl Core {
                     }
                 }
             }
-            for id in &r.remotes {
-                self.trunk_ideal.retain(|f, _| f.publisher != *id);
-            }
+            let remotes: HashSet<SessionId> = r.remotes.iter().copied().collect();
+            self.trunk_ideal
+                .retain(|f, _| !remotes.contains(&f.publisher));
         }
         self.trunk_ideal.extend(ideal_of);
         for (f, c) in &choice {
